@@ -1,0 +1,1 @@
+"""CPU backends: numba @njit kernels."""

@@ -1,0 +1,110 @@
+"""The `numba_cpu` backend: @njit loops, serial (`naive`) and chunked over threads (`parallel`).
+
+Every op is written once in terms of five loop kernels (`Loops`); a variant is a choice of loops.
+flip=True reverses the filter before the loop (forward, input gradient) or the result after it
+(weight gradient), as in the math of `kernels.conv1d`.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from cpu import loops
+from kernels.backend import Backend
+
+backend = Backend("numba_cpu", "numba @njit kernels on the CPU")
+
+
+@dataclass(frozen=True)
+class Loops:
+    correlate: Callable  # (x, w, y, zero, bias, relu): y[j] = relu?(sum_i x[j+i] w[i] + bias)
+    full_convolve: Callable  # (w, g, dx, zero): dx[t] = sum_i g[t-i] w[i]
+    weight_grad: Callable  # (x, g, dw, zero): dw[i] = sum_j g[j] x[j+i]
+    total: Callable  # (g, out, zero): out[0] = sum_j g[j]
+    circular: Callable  # (x, y, z, zero): z[s] = sum_i x[i] y[(i+s) mod n]
+    circular_convolve: Callable  # (g, x, d, zero): d[i] = sum_s g[s] x[(i-s) mod n]
+
+
+def _whole(rows):
+    """Run a row kernel over its whole output range."""
+    return lambda a, b, out, zero, *extra: rows(a, b, out, 0, out.shape[0], zero, *extra)
+
+
+NAIVE = Loops(
+    correlate=_whole(loops.correlate_rows),
+    full_convolve=_whole(loops.full_convolve_rows),
+    weight_grad=lambda x, g, dw, zero: loops.weight_grad_rows(x, g, dw, 0, g.shape[0], zero),
+    total=lambda g, out, zero: loops.sum_rows(g, out, 0, g.shape[0], zero),
+    circular=_whole(loops.circular_rows),
+    circular_convolve=_whole(loops.circular_convolve_rows),
+)
+PARALLEL = Loops(
+    correlate=loops.correlate_parallel,
+    full_convolve=loops.full_convolve_parallel,
+    weight_grad=loops.weight_grad_parallel,
+    total=loops.sum_parallel,
+    circular=loops.circular_parallel,
+    circular_convolve=loops.circular_convolve_parallel,
+)
+
+
+def _oriented(w, flip):
+    return np.ascontiguousarray(w[::-1]) if flip else w
+
+
+def register(variant: str, L: Loops, note: str, default: bool = False):
+    """Register every op for `variant`, computed with the loops `L`."""
+    def impl(op):
+        def decorate(fn):
+            fn.__doc__ = note
+            return backend.impl(op, variant, default=default)(fn)
+        return decorate
+
+    @impl("conv1d")
+    def conv1d(p, x, w, y):
+        zero = p.dtype.type(0)
+        L.correlate(x, _oriented(w, p.flip), y, zero, zero, False)
+
+    @impl("conv1d_weight_grad")
+    def weight_grad(p, x, g, dw):
+        L.weight_grad(x, g, dw, p.dtype.type(0))
+        if p.flip:
+            dw[:] = dw[::-1].copy()
+
+    @impl("conv1d_bias_grad")
+    def bias_grad(p, g, db):
+        L.total(g, db, p.dtype.type(0))
+
+    @impl("conv1d_input_grad")
+    def input_grad(p, w, g, dx):
+        L.full_convolve(_oriented(w, p.flip), g, dx, p.dtype.type(0))
+
+    @impl("conv1d_relu")
+    def conv1d_relu(p, x, w, y):
+        L.correlate(x, _oriented(w, p.flip), y, p.dtype.type(0), p.b, True)
+
+    @impl("conv1d_relu_backward")
+    def conv1d_relu_backward(p, x, w, g, dx, dw, db):
+        zero = p.dtype.type(0)
+        pre = np.empty(p.m, p.dtype)
+        L.correlate(x, _oriented(w, p.flip), pre, zero, p.b, False)
+        g = np.where(pre > 0, g, zero)
+        input_grad(p, w, g, dx)
+        weight_grad(p, x, g, dw)
+        L.total(g, db, zero)
+
+    @impl("circular_correlate")
+    def circular(p, x, y, z):
+        L.circular(x, y, z, p.dtype.type(0))
+
+    @impl("circular_correlate_backward")
+    def circular_backward(p, x, y, g, dx, dy):
+        zero = p.dtype.type(0)
+        L.circular(g, y, dx, zero)
+        L.circular_convolve(g, x, dy, zero)
+
+
+register("naive", NAIVE, "serial loop, one output at a time")
+register("parallel", PARALLEL, "prange over contiguous chunks of outputs (two-stage sums for reductions)",
+         default=True)

@@ -1,0 +1,16 @@
+"""Convolution kernel playground: the contract every backend implements.
+
+    import kernels
+    y = kernels.get("conv1d", "numba_cpu")(x, w)       # y[j] = sum_i x[j+i] w[i]
+    kernels.backends()                                  # {name: Status(state, reason)}
+
+Op families (math in each module's docstring): `kernels.conv1d`, `kernels.circular`.
+"""
+
+from kernels import _env  # noqa: F401  (must run before numba is imported)
+from kernels import conv1d  # noqa: F401, I001  (defines the ops, in this order)
+from kernels import circular  # noqa: F401, I001
+from kernels.registry import backends, get, ops, status, variants
+from kernels.spec import OPS
+
+__all__ = ["OPS", "backends", "get", "ops", "status", "variants"]

@@ -1,0 +1,96 @@
+"""Input validation shared by every op and every backend.
+
+Each check raises TypeError (wrong kind of value) or ValueError (wrong size or shape) with a
+message that names the argument and says what was expected. Arrays are checked through their
+``ndim``/``shape``/``dtype``/``size`` attributes only, so NumPy arrays, CuPy arrays and numba device
+arrays pass through the same code without a copy. Anything else is turned into a NumPy array first.
+
+Non-finite values (NaN, Inf) are accepted: they propagate through every op like in IEEE arithmetic.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_array(name: str, a):
+    """Return `a` as an array-like with ndim/shape/dtype (NumPy, CuPy, numba device arrays pass)."""
+    if all(hasattr(a, attr) for attr in ("ndim", "shape", "dtype", "size")):
+        return a
+    if a is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    try:
+        return np.asarray(a)
+    except Exception as e:  # ragged lists and the like
+        raise TypeError(f"{name}: cannot be converted to an array ({e})") from None
+
+
+def float_array(name: str, a, ndim: int):
+    """Check that `a` is a non-empty float32/float64 array with `ndim` dimensions."""
+    a = as_array(name, a)
+    dtype = np.dtype(a.dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got ndim={a.ndim} (shape {tuple(a.shape)})")
+    if a.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {tuple(a.shape)}")
+    return a
+
+
+def same_dtype(**arrays):
+    """Check that all named arrays share one dtype; return it."""
+    dtypes = {name: np.dtype(a.dtype) for name, a in arrays.items()}
+    if len(set(dtypes.values())) > 1:
+        listing = ", ".join(f"{name}={dt}" for name, dt in dtypes.items())
+        raise TypeError(f"mixed dtypes: expected one dtype for all arrays, got {listing}")
+    return next(iter(dtypes.values()))
+
+
+def length(name: str, a, expected: int, why: str):
+    """Check that 1-D array `a` has `expected` elements."""
+    if a.shape[0] != expected:
+        raise ValueError(f"{name}: expected length {expected} ({why}), got {a.shape[0]}")
+
+
+def integer(name: str, value, *, low: int, high: int | None = None) -> int:
+    """Check that `value` is an integer (not bool) in [low, high]; return it as int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name}: expected an integer {bound}, got {value}")
+    return value
+
+
+def filter_length(k, n: int, *, name: str = "k") -> int:
+    """Check 1 <= k <= n (a valid correlation needs the filter to fit in the signal)."""
+    k = integer(name, k, low=1)
+    if k > n:
+        raise ValueError(f"{name}: filter length must be <= signal length n={n}, got {k}")
+    return k
+
+
+def real_scalar(name: str, value, dtype) -> np.generic:
+    """Check that `value` is a real number (or a one-element float array); return it in `dtype`."""
+    if hasattr(value, "size") and hasattr(value, "dtype"):
+        if value.size != 1:
+            raise ValueError(f"{name}: expected a scalar or one-element array, got shape {tuple(value.shape)}")
+        if np.dtype(value.dtype).kind not in "fiu":
+            raise TypeError(f"{name}: expected a real number, got dtype {value.dtype}")
+        value = value.reshape(-1)[0].item() if hasattr(value, "item") else value[0]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    return np.dtype(dtype).type(value)
+
+
+def flag(name: str, value) -> bool:
+    """Check that `value` is a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)

@@ -1,0 +1,131 @@
+"""The test matrix: op x backend x variant x dtype x size, generated from the registry.
+
+A test that takes the fixture `impl` runs once per (backend, variant) of the op it asks for through
+its `op_name` parameter; unusable backends appear once, skipped with their reason. Sizes depend on
+how the backend runs here: the CUDA simulator gets small problems and small blocks.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import kernels
+import kernels.backend
+from kernels.registry import BACKEND_MODULES
+from kernels.spec import OPS
+
+kernels.backend.POISON = True  # every output allocated by a backend starts as NaN
+
+DTYPES = [np.float32, np.float64]
+
+# (n, k): k=1, k=n, n=1, primes, 129, 1000, and n not a multiple of any block size.
+SIZES = [(1, 1), (2, 1), (2, 2), (7, 7), (13, 1), (13, 5), (129, 3), (129, 129), (131, 17),
+         (1000, 31), (1000, 1000), (1031, 100), (4099, 257)]
+SIZES_SIMULATED = [(1, 1), (2, 2), (13, 1), (13, 5), (129, 3), (129, 129), (131, 17), (523, 33)]
+CIRCULAR_N = [1, 2, 13, 129, 523]
+CIRCULAR_N_SIMULATED = [1, 2, 13, 67]
+
+#: Tests marker per backend status (the tier a test belongs to).
+STATE_MARKS = {"real GPU": pytest.mark.gpu, "simulated": pytest.mark.cudasim,
+               "emulated": pytest.mark.emulated}
+#: Small blocks under the simulator and emulator, so that small inputs still span several blocks.
+SMALL_BLOCKS = {"simulated": {"block": 32}, "emulated": {"block": 32}}
+
+
+@dataclass(frozen=True)
+class Impl:
+    backend: str
+    variant: str
+    state: str
+    options: tuple = ()
+
+    def __call__(self, op_name):
+        return kernels.get(op_name, self.backend, self.variant, **dict(self.options))
+
+    def __str__(self):
+        return f"{self.backend}-{self.variant}"
+
+
+def impl_params(op_name: str):
+    """One pytest param per (backend, variant) implementing `op_name`; unusable backends skip."""
+    params = []
+    for name in BACKEND_MODULES:
+        st = kernels.status(name)
+        if not st.usable:
+            params.append(pytest.param(None, id=f"{name}-unavailable",
+                                       marks=pytest.mark.skip(reason=f"{name}: {st.reason}")))
+            continue
+        marks = [STATE_MARKS[st.state]] if st.state in STATE_MARKS else []
+        options = tuple(sorted(SMALL_BLOCKS.get(st.state, {}).items()))
+        for variant in kernels.variants(op_name, name):
+            impl = Impl(name, variant, st.state, options)
+            params.append(pytest.param(impl, id=str(impl), marks=marks))
+    return params
+
+
+def sizes_for(op_name: str, state: str):
+    if OPS[op_name].family == "circular":
+        return [(n, 1) for n in (CIRCULAR_N_SIMULATED if state == "simulated" else CIRCULAR_N)]
+    return SIZES_SIMULATED if state == "simulated" else SIZES
+
+
+def pytest_generate_tests(metafunc):
+    """Expand `op_name`, `impl`, `size` and `flip` into the matrix (sizes depend on the backend)."""
+    names = metafunc.fixturenames
+    if "impl" not in names or "op_name" not in names:
+        return
+    op_names = getattr(metafunc.function, "op_names", list(OPS))
+    params = []
+    for op_name in op_names:
+        flips = [False, True] if "flip" in _keywords(op_name) else [False]
+        for impl_param in impl_params(op_name):
+            impl = impl_param.values[0]
+            sizes = sizes_for(op_name, impl.state) if impl and "size" in names else [None]
+            for size in sizes:
+                for flip in (flips if "flip" in names else [False]):
+                    values = {"op_name": op_name, "impl": impl, "size": size, "flip": flip}
+                    ident = "-".join([op_name, impl_param.id] + ([f"n{size[0]}k{size[1]}"] if size else [])
+                                     + (["flip"] if flip else []))
+                    params.append(pytest.param(*[values[n] for n in _matrix_args(names)], id=ident,
+                                               marks=impl_param.marks))
+    metafunc.parametrize(_matrix_args(names), params)
+
+
+def _matrix_args(names):
+    return [n for n in ("op_name", "impl", "size", "flip") if n in names]
+
+
+def _keywords(op_name):
+    import inspect
+
+    return [p.name for p in inspect.signature(OPS[op_name].parse).parameters.values()
+            if p.kind == p.KEYWORD_ONLY]
+
+
+def ops_for(*op_names):
+    """Restrict a matrix test to some ops: @ops_for("conv1d", ...)."""
+    def mark(fn):
+        fn.op_names = list(op_names)
+        return fn
+    return mark
+
+
+@pytest.fixture
+def rng(request):
+    """A freshly seeded generator; the seed is printed so that a failure can be replayed."""
+    seed = secrets.randbits(32)
+    print(f"rng seed = {seed} ({request.node.name})")
+    return np.random.default_rng(seed)
+
+
+def call_args(op_name, rng, dtype, size, flip=False):
+    """Fresh inputs for op_name at size (n, k), with flip when the op takes it."""
+    n, k = size
+    args, kwargs = OPS[op_name].make_args(rng, dtype, n=n, k=k)
+    if flip:
+        kwargs = {**kwargs, "flip": True}
+    return args, kwargs

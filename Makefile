@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: setup test test-gpu test-asan check list bench plots lint clean
+.PHONY: setup test test-gpu test-asan check list bench plots tune lint clean
 
 setup: $(STAMP)
 
@@ -27,15 +27,34 @@ test: setup
 test-gpu: setup
 	$(PY) -m pytest -q -m gpu
 
+# Every emulated CUDA C test again, with the kernels built under AddressSanitizer (out-of-bounds reads).
+test-asan: setup
+	KERNELS_EMU_ASAN=1 LD_PRELOAD=$$($${CXX:-g++} -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+	  $(PY) -m pytest -q -m emulated
+
 check: setup
 	$(PY) -m kernels check
 
 list: setup
 	$(PY) -m kernels list -v
 
+# Benchmarks: `make bench PRESET=full` for the long sweep; results go to plots/results/ (one new file
+# per run), `make plots` measures the quick preset and draws plots/<device>/ from the newest results.
+PRESET ?= quick
+bench: setup
+	$(PY) -m kernels bench --preset $(PRESET)
+
+plots: setup
+	$(PY) -m kernels bench --preset quick
+	$(PY) -m plots
+
+# Re-measure the direct/FFT crossover that numba_cpu's `auto` variant reads (cpu/crossover.json).
+tune: setup
+	$(PY) -m cpu.tune
+
 lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $${KERNELS_EMU_CACHE:-$$HOME/.cache/kernels-emu}
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

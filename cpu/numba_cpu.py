@@ -1,16 +1,24 @@
-"""The `numba_cpu` backend: @njit loops, serial (`naive`) and chunked over threads (`parallel`).
+"""The `numba_cpu` backend: @njit loops on the CPU. Variants, never renumbered:
 
-Every op is written once in terms of five loop kernels (`Loops`); a variant is a choice of loops.
+    naive     serial loop, one output at a time (cpu/loops.py)
+    parallel  the same loop, prange over one contiguous chunk of outputs per task
+    blocked   register-blocked rows of vector accumulators, taps in the inner loop, explicit
+              AVX/AVX-512 FMAs (cpu/blocked.py, cpu/simd.py); every op reduces to its correlation
+    fft       scipy FFT convolution (cpu/fft.py); short sums and non-finite inputs go direct
+    auto      blocked or fft per (op, n, k, dtype) from the crossover measured here
+              (cpu/crossover.json, `python -m cpu.tune`); the default
+
+Every op is written once in terms of six loop kernels (`Loops`); a variant is a choice of loops.
 flip=True reverses the filter before the loop (forward, input gradient) or the result after it
-(weight gradient), as in the math of `kernels.conv1d`.
+(weight gradient), as in the math of `kernels.conv1d`. cpu/PERFORMANCE.md has the measurements.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from cpu import loops
+from cpu import auto, blocked, fft, loops
 from kernels.backend import Backend
 
 backend = Backend("numba_cpu", "numba @njit kernels on the CPU")
@@ -47,6 +55,20 @@ PARALLEL = Loops(
     circular=loops.circular_parallel,
     circular_convolve=loops.circular_convolve_parallel,
 )
+BLOCKED = Loops(
+    correlate=blocked.correlate,
+    full_convolve=blocked.full_convolve,
+    weight_grad=blocked.weight_grad,
+    total=loops.sum_parallel,
+    circular=blocked.circular,
+    circular_convolve=blocked.circular_convolve,
+)
+FFT = Loops(correlate=fft.correlate, full_convolve=fft.full_convolve, weight_grad=fft.weight_grad,
+            total=loops.sum_parallel, circular=fft.circular, circular_convolve=fft.circular_convolve)
+
+
+AUTO = Loops(correlate=auto.correlate, full_convolve=auto.full_convolve, weight_grad=auto.weight_grad,
+             total=loops.sum_parallel, circular=auto.circular, circular_convolve=auto.circular_convolve)
 
 
 def _oriented(w, flip):
@@ -106,5 +128,11 @@ def register(variant: str, L: Loops, note: str, default: bool = False):
 
 
 register("naive", NAIVE, "serial loop, one output at a time")
-register("parallel", PARALLEL, "prange over contiguous chunks of outputs (two-stage sums for reductions)",
+register("parallel", PARALLEL, "prange over contiguous chunks of outputs (two-stage sums for reductions)")
+register("blocked", BLOCKED, "rows of 8 vector accumulators, taps in the inner loop, two taps per load "
+         "(explicit FMAs); every op as a correlation")
+register("fft", FFT, "scipy FFT convolution (direct: sums shorter than 32, non-finite inputs, the bias sum)")
+register("auto", AUTO, "blocked or fft per (op, n, k, dtype), from the crossover in cpu/crossover.json",
          default=True)
+
+import cpu.layer  # noqa: E402, F401, I001  (registers the conv1d layer variants on this backend)

@@ -10,6 +10,7 @@ Op families (math in each module's docstring): `kernels.conv1d`, `kernels.circul
 from kernels import _env  # noqa: F401  (must run before numba is imported)
 from kernels import conv1d  # noqa: F401, I001  (defines the ops, in this order)
 from kernels import circular  # noqa: F401, I001
+from kernels import layer  # noqa: F401, I001
 from kernels.registry import backends, get, ops, status, variants
 from kernels.spec import OPS
 

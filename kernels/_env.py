@@ -1,4 +1,4 @@
-"""Decide, before numba is imported, whether numba.cuda runs on a GPU or under its simulator.
+"""Decide, before numba.cuda is imported, whether it runs on a GPU or under numba's simulator.
 
 Without a CUDA driver the playground turns on numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1), so
 the numba_cuda kernels still run, slowly, on the CPU. Set NUMBA_ENABLE_CUDASIM yourself to decide.
@@ -19,5 +19,9 @@ def cuda_driver_present() -> bool:
         return False
 
 
-if "NUMBA_ENABLE_CUDASIM" not in os.environ and "numba" not in sys.modules and not cuda_driver_present():
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and "numba.cuda" not in sys.modules and not cuda_driver_present():
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    if "numba" in sys.modules:  # numba has read its config already (pytest imports it for filterwarnings)
+        from numba.core import config
+
+        config.reload_config()

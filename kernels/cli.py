@@ -89,6 +89,8 @@ def main(argv=None) -> int:
     p.add_argument("--op", action="append", choices=list(OPS), help="only this op (repeatable)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
     p.set_defaults(run=cmd_check)
+    import kernels.bench.cli  # noqa: F401, I001  (adds `bench` to EXTRA_COMMANDS)
+    import kernels.count_cli  # noqa: F401, I001  (adds `count` to EXTRA_COMMANDS)
     for register in EXTRA_COMMANDS:
         register(sub)
     args = parser.parse_args(argv)

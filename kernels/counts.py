@@ -2,6 +2,9 @@
 
 Convention: a multiply-add is 2 FLOPs. Minimum bytes count each input read once and each output
 written once, at the op's dtype (``itemsize`` bytes per element).
+
+Layers (conv1d, conv2d, dense: shapes, parameters, and operations in both conventions, 2 per MAC and
+exact multiplies + adds) are counted in `kernels.layer_counts`, which the conv1d_layer ops call.
 """
 
 from __future__ import annotations

@@ -94,3 +94,52 @@ def flag(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected True or False, got {value!r}")
     return bool(value)
+
+
+# --- multi-dimensional arrays (the conv1d layer) -----------------------------------------------
+
+def float_tensor(name: str, a, layout: str):
+    """Check that `a` is a non-empty float32/float64 array laid out as `layout`, e.g. "(N, C_in, L)".
+
+    The number of comma-separated names in `layout` is the expected ndim; the message names them.
+    """
+    ndim = len([d for d in layout.strip("()").split(",") if d.strip()])
+    a = as_array(name, a)
+    dtype = np.dtype(a.dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array {layout}, got ndim={a.ndim} "
+                         f"(shape {tuple(a.shape)})")
+    if a.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array {layout}, got shape {tuple(a.shape)}")
+    return a
+
+
+def axis_size(name: str, a, axis: int, expected: int, why: str):
+    """Check that `a.shape[axis] == expected`, e.g. the channels of w against those of x."""
+    if a.shape[axis] != expected:
+        raise ValueError(f"{name}: expected size {expected} along axis {axis} ({why}), got "
+                         f"{a.shape[axis]} (shape {tuple(a.shape)})")
+
+
+def shape(name: str, a, expected: tuple, why: str):
+    """Check that `a` has exactly the shape `expected`."""
+    if tuple(a.shape) != tuple(expected):
+        raise ValueError(f"{name}: expected shape {tuple(expected)} ({why}), got {tuple(a.shape)}")
+
+
+def divides(name: str, value: int, **totals: int):
+    """Check that `value` (e.g. groups) divides every named total (e.g. C_in, C_out)."""
+    for total_name, total in totals.items():
+        if total % value:
+            raise ValueError(f"{name}: must divide {total_name}={total}, got {value}")
+
+
+def dilated_filter_fits(k: int, dilation: int, length: int, padding: int):
+    """Check that the dilated filter, dilation*(K-1)+1 taps wide, fits in the padded input."""
+    span = dilation * (k - 1) + 1
+    if span > length + 2 * padding:
+        raise ValueError(f"w: dilated filter length dilation*(K-1)+1 = {span} (K={k}, dilation={dilation}) "
+                         f"must be <= L + 2*padding = {length + 2 * padding} (L={length}, "
+                         f"padding={padding}); no output position would fit")

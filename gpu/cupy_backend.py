@@ -1,0 +1,384 @@
+"""The `cupy` backend: CUDA C kernels from gpu/conv1d.cu, run by CuPy on a GPU or by gpu.emu on the CPU.
+
+`gpu.cuda_module.load` returns a cupy.RawModule on a real GPU and the emulated module otherwise, so
+the launch sites below are the same on both paths. Every 1-D op maps onto three engines (formulas in
+gpu/conv1d.cu): the correlation `correlate` (naive or tiled), the weight gradient and the total (bias
+gradient), as in gpu/numba_cuda.py:
+
+    op                      sig  f  flip       offset  periodic  epilogue
+    conv1d                   x   w  flip       0       no        NONE
+    conv1d_relu              x   w  flip       0       no        RELU (bias b)
+    relu backward gate       x   w  flip       0       no        GATE: g[o] where conv1d + b > 0, else 0
+    conv1d_input_grad        g   w  not flip   -(k-1)  no        NONE (zero padding: full convolution)
+    circular_correlate z     y   x  no         0       yes       NONE
+    circular backward dx     y   g  no         0       yes       NONE
+    circular backward dy     x   g  yes        1       yes       NONE
+
+The layer ops conv1d_layer and conv1d_layer_backward use the direct kernels of gpu/conv1d_layer.cu
+(variant `direct`; parameter gradients by chunk partials summed in a fixed order).
+
+Arrays: on a real GPU cupy.ndarray (NumPy inputs are copied in, results out); in emulation NumPy
+arrays in host memory (the emulator's device memory). Scalars are passed with explicit NumPy dtypes:
+np.int64 sizes, np.int32 flags, p.dtype.type values. Options: ``block`` (threads per block, a power
+of two in [32, 1024], default 128) and ``max_blocks`` (grid cap), e.g.
+``kernels.get("conv1d", "cupy", "tiled", block=32)``. Nothing is compiled or imported at import time:
+the module is built on first use (functools.cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kernels.backend import Backend, HostArrays, Status
+
+SOURCE = Path(__file__).with_name("conv1d.cu")
+
+# Tunables mirrored from the #defines of gpu/conv1d.cu (shared-memory sizes are computed here).
+CORR_PER_THREAD, CORR_TAPS = 4, 256
+WG_TJ, WG_WI, WG_PER_THREAD = 512, 32, 4
+WG_TI = WG_WI * WG_PER_THREAD
+#: Grid size the split reductions aim at.
+TARGET_BLOCKS = 1024
+#: Elements each thread sums at least in block_sums.
+ITEMS = 32
+NONE, RELU, GATE = 0, 1, 2  # epilogues (EPI_* in conv1d.cu)
+
+
+def status() -> Status:
+    """"real GPU" (CuPy), "emulated" (gpu.emu on the CPU) or "unavailable", with the reason."""
+    from gpu import cuda_module
+
+    kind, reason = cuda_module.mode()
+    if kind == "real GPU":
+        import cupy
+
+        return Status("real GPU", f"{reason}, cupy {cupy.__version__}")
+    if kind == "emulated":
+        return Status("emulated", f"CUDA C on the CPU emulator gpu.emu ({reason})")
+    return Status("unavailable", reason)
+
+
+@functools.cache
+def module():
+    """The loaded conv1d.cu (cupy.RawModule or gpu.emu.Module), built once."""
+    from gpu import cuda_module
+
+    return cuda_module.load(SOURCE)
+
+
+def kernel(name: str, dtype):
+    return module().get_function(f"{name}<{'float' if np.dtype(dtype) == np.float32 else 'double'}>")
+
+
+def on_gpu() -> bool:
+    from gpu import cuda_module
+
+    return cuda_module.mode()[0] == "real GPU"
+
+
+class CupyArrays:
+    """cupy.ndarray on a real GPU (NumPy copied in and out)."""
+
+    name = "cupy.ndarray"
+
+    def owns(self, a) -> bool:
+        import cupy
+
+        return isinstance(a, cupy.ndarray)
+
+    def prepare(self, a):
+        import cupy
+
+        return cupy.ascontiguousarray(cupy.asarray(a))
+
+    def writable_in_place(self, a) -> bool:
+        return self.owns(a) and a.flags.c_contiguous
+
+    def empty(self, shape, dtype):
+        import cupy
+
+        return cupy.empty(shape, dtype)
+
+    def fill_nan(self, a):
+        a.fill(np.nan)
+
+    def to_host(self, a) -> np.ndarray:
+        return a.get()
+
+    def copy_into(self, dst, src):
+        if self.owns(dst):
+            dst[...] = src
+        else:
+            dst[...] = src.get()
+
+    def synchronize(self):
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+
+
+class Arrays:
+    """CupyArrays on a real GPU, HostArrays in emulation: chosen on first use, not at import."""
+
+    @functools.cached_property
+    def _impl(self):
+        return CupyArrays() if on_gpu() else HostArrays()
+
+    @property
+    def name(self):
+        return self._impl.name
+
+    def __getattr__(self, attr):
+        return getattr(self._impl, attr)
+
+
+backend = Backend("cupy", "CUDA C kernels (gpu/conv1d.cu) through cupy.RawModule, or the CPU emulator "
+                          "gpu.emu", status=status, arrays=Arrays())
+
+
+@dataclass(frozen=True)
+class Launch:
+    block: int = 128  # threads per block: a power of two in [32, 1024]
+    max_blocks: int = 1 << 16  # grid cap: the kernels stride over the work beyond it
+
+    @classmethod
+    def of(cls, options: dict) -> Launch:
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise TypeError(f"cupy options: unknown {unknown}, expected some of {names}")
+        launch = cls(**options)
+        if launch.block not in (32, 64, 128, 256, 512, 1024):
+            raise ValueError(f"block: expected a power of two in [32, 1024], got {launch.block!r}")
+        mb = launch.max_blocks
+        if isinstance(mb, bool) or not isinstance(mb, int) or mb < 1:
+            raise ValueError(f"max_blocks: expected a positive integer, got {launch.max_blocks!r}")
+        return launch
+
+    def blocks(self, items: int, per_block: int) -> int:
+        return max(1, min(-(-items // per_block), self.max_blocks))
+
+
+def _i64(v):
+    return np.int64(v)
+
+
+def _i32(v):
+    return np.int32(v)
+
+
+def _empty(shape, dtype):
+    return backend.arrays.empty(shape, dtype)
+
+
+def fill(a, value, launch: Launch):
+    size = a.size
+    kernel("fill", a.dtype)((launch.blocks(size, launch.block),), (launch.block,),
+                            (a, _i64(size), a.dtype.type(value)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Engines
+
+def correlate(sig, f, out, launch: Launch, *, tiled=True, flip=False, offset=0, periodic=False, bias=None,
+              epilogue=NONE, gate=None):
+    """out[o] = epilogue(sum_i f'[i] s[o+i] + bias) (see gpu/conv1d.cu)."""
+    T = out.dtype.type
+    M = out.shape[0]
+    args = (sig, _i64(sig.shape[0]), _i64(offset), _i32(periodic), f, _i64(f.shape[0]), _i32(flip), out,
+            _i64(M), T(0 if bias is None else bias), _i32(epilogue), out if gate is None else gate)
+    if tiled:
+        tile = launch.block * CORR_PER_THREAD
+        shared = (2 * CORR_TAPS + tile - 1) * out.dtype.itemsize
+        kernel("correlate_tiled", out.dtype)((launch.blocks(M, tile),), (launch.block,), args,
+                                             shared_mem=shared)
+    else:
+        kernel("correlate_naive", out.dtype)((launch.blocks(M, launch.block),), (launch.block,), args)
+
+
+def sum_columns(partial, rows, cols, out, launch: Launch, ld=None):
+    """out[i] = sum_b partial[b * ld + i] (ld: row pitch, default cols), one thread per column, in a
+    fixed order."""
+    kernel("sum_columns", out.dtype)((launch.blocks(cols, launch.block),), (launch.block,),
+                                     (partial, _i64(rows), _i64(cols), _i64(cols if ld is None else ld), out))
+
+
+def weight_grad(x, g, dw, launch: Launch, *, tiled=True, flip=False, atomic=False):
+    """dw[i] = sum_j g[j] x[j+i] (reversed when flip)."""
+    n, m, k = x.shape[0], g.shape[0], dw.shape[0]
+    if not tiled:
+        grid = (launch.blocks(k, launch.block),)
+        kernel("weight_grad_naive", dw.dtype)(grid, (launch.block,), (x, g, dw, _i64(k), _i64(m), _i32(flip)))
+        return
+    tiles = launch.blocks(k, WG_TI)
+    splits = min(-(-m // WG_TJ), max(1, TARGET_BLOCKS // tiles), 65535)
+    shared = (2 * WG_TJ + WG_TI - 1 + (launch.block // WG_WI) * WG_TI) * dw.dtype.itemsize
+    if atomic:
+        fill(dw, 0, launch)
+    partial = dw if atomic else _empty((splits * k,), dw.dtype)
+    args = (x, g, partial, _i64(n), _i64(m), _i64(k), _i32(flip), _i32(atomic))
+    kernel("weight_grad_tiled", dw.dtype)((tiles, splits), (launch.block,), args, shared_mem=shared)
+    if not atomic:
+        sum_columns(partial, splits, k, dw, launch)
+
+
+def total(g, out, launch: Launch, *, tiled=True, atomic=False):
+    """out[0] = sum_j g[j]."""
+    m = g.shape[0]
+    if not tiled:  # one thread sums everything: g as a column of m rows
+        sum_columns(g, m, 1, out, launch)
+        return
+    blocks = min(launch.blocks(m, launch.block * ITEMS), TARGET_BLOCKS)
+    if atomic:
+        fill(out, 0, launch)
+    partial = out if atomic else _empty((blocks,), out.dtype)
+    kernel("block_sums", out.dtype)((blocks,), (launch.block,), (g, _i64(m), partial, _i32(atomic)),
+                                    shared_mem=launch.block * out.dtype.itemsize)
+    if not atomic:
+        sum_columns(partial, blocks, 1, out, launch)
+
+
+# ------------------------------------------------------------------------------------------------
+# Ops
+
+def register(variant: str, tiled: bool, atomic: bool, notes: dict, default=False):
+    """Register every op for `variant`; `notes` maps an op to its note ("" for the others; ops without
+    a note are not registered)."""
+    def impl(op):
+        def decorate(fn):
+            fn.__doc__ = notes.get(op, notes.get(""))
+            if fn.__doc__:
+                backend.impl(op, variant, default=default)(fn)
+            return fn
+        return decorate
+
+    @impl("conv1d")
+    def conv1d(p, x, w, y, **options):
+        correlate(x, w, y, Launch.of(options), tiled=tiled, flip=p.flip)
+
+    @impl("conv1d_weight_grad")
+    def conv1d_weight_grad(p, x, g, dw, **options):
+        weight_grad(x, g, dw, Launch.of(options), tiled=tiled, flip=p.flip, atomic=atomic)
+
+    @impl("conv1d_bias_grad")
+    def conv1d_bias_grad(p, g, db, **options):
+        total(g, db, Launch.of(options), tiled=tiled, atomic=atomic)
+
+    @impl("conv1d_input_grad")
+    def conv1d_input_grad(p, w, g, dx, **options):  # dx[t] = sum_i g[t-i] w[i]: g zero-padded by k-1
+        correlate(g, w, dx, Launch.of(options), tiled=tiled, flip=not p.flip, offset=-(p.k - 1))
+
+    @impl("conv1d_relu")
+    def conv1d_relu(p, x, w, y, **options):
+        correlate(x, w, y, Launch.of(options), tiled=tiled, flip=p.flip, bias=p.b, epilogue=RELU)
+
+    @impl("conv1d_relu_backward")
+    def conv1d_relu_backward(p, x, w, g, dx, dw, db, **options):
+        launch = Launch.of(options)
+        gated = _empty((p.m,), p.dtype)  # g where conv1d(x, w) + b > 0, else 0
+        correlate(x, w, gated, launch, tiled=tiled, flip=p.flip, bias=p.b, epilogue=GATE, gate=g)
+        correlate(gated, w, dx, launch, tiled=tiled, flip=not p.flip, offset=-(p.k - 1))
+        weight_grad(x, gated, dw, launch, tiled=tiled, flip=p.flip, atomic=atomic)
+        total(gated, db, launch, tiled=tiled, atomic=atomic)
+
+    @impl("circular_correlate")
+    def circular_correlate(p, x, y, z, **options):  # z[s] = sum_i x[i] y[(i+s) mod n]
+        correlate(y, x, z, Launch.of(options), tiled=tiled, periodic=True)
+
+    @impl("circular_correlate_backward")
+    def circular_correlate_backward(p, x, y, g, dx, dy, **options):
+        launch = Launch.of(options)
+        correlate(y, g, dx, launch, tiled=tiled, periodic=True)  # dx[i] = sum_s g[s] y[(i+s) mod n]
+        # dy[i] = sum_s g[s] x[(i-s) mod n]
+        correlate(x, g, dy, launch, tiled=tiled, periodic=True, offset=1, flip=True)
+
+
+register("naive", False, False, {
+    "": "one thread per output, operands read from global memory",
+    "conv1d_weight_grad": "one thread per tap, summing its m products from global memory",
+    "conv1d_bias_grad": "one thread sums grad_y",
+})
+register("tiled", True, False, {
+    "": "block tile + (k-1) halo and filter chunks staged in shared memory, several outputs per thread "
+        "in registers",
+    "conv1d_weight_grad": "j split over blocks, g and x chunks in shared memory, several taps per thread; "
+                          "block partials summed by a second kernel in a fixed order (deterministic)",
+    "conv1d_bias_grad": "per-block tree sums in shared memory, then summed in a fixed order (deterministic)",
+    "conv1d_relu_backward": "tiled ReLU gate, input gradient, weight and bias sums (deterministic)",
+}, default=True)
+register("atomic", True, True, {
+    op: "tiled, but block partials are atomicAdd-ed into the output: one pass, NOT deterministic "
+        "(the order of the additions varies)"
+    for op in ("conv1d_weight_grad", "conv1d_bias_grad")
+})
+
+
+# ------------------------------------------------------------------------------------------------
+# The conv1d layer (kernels/layer.py): direct kernels of gpu/conv1d_layer.cu
+
+LAYER_SOURCE = Path(__file__).with_name("conv1d_layer.cu")
+
+
+@functools.cache
+def layer_module():
+    """The loaded conv1d_layer.cu, built once."""
+    from gpu import cuda_module
+
+    return cuda_module.load(LAYER_SOURCE)
+
+
+def layer_kernel(name: str, dtype):
+    return layer_module().get_function(f"{name}<{'float' if np.dtype(dtype) == np.float32 else 'double'}>")
+
+
+def _layer_sizes(p):
+    return tuple(map(_i64, (p.N, p.C_in, p.L, p.C_out, p.K, p.L_out, p.stride, p.padding, p.dilation,
+                            p.groups)))
+
+
+@backend.impl("conv1d_layer", "direct", default=True)
+def layer_direct(p, x, w, b, y, **options):
+    """one thread per output element (64-bit flat index, grid-stride), taps on the padding skipped"""
+    launch = Launch.of(options)
+    if y.size == 0:
+        return
+    layer_kernel("layer_forward", p.dtype)((launch.blocks(y.size, launch.block),), (launch.block,),
+                                           (x, w, b if b.size else y, y, *_layer_sizes(p), _i32(p.has_bias)))
+
+
+@backend.impl("conv1d_layer_backward", "direct", default=True)
+def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
+    """dx by gather (one thread per element, no atomics); dw, db by chunk partials added in order"""
+    import math
+
+    launch = Launch.of(options)
+    sizes = _layer_sizes(p)
+    if dx.size:
+        t_step = p.stride // math.gcd(p.stride, p.dilation)
+        layer_kernel("layer_input_grad", p.dtype)((launch.blocks(dx.size, launch.block),), (launch.block,),
+                                                  (w, g, dx, *sizes, _i64(t_step)))
+    E_w = dw.size
+    columns = E_w + db.shape[0]
+    NL = p.N * p.L_out
+    if columns == 0:
+        return
+    if NL == 0:
+        fill(dw.reshape(E_w), 0, launch)
+        if db.shape[0]:
+            fill(db, 0, launch)
+        return
+    target = min(-(-NL // ITEMS), max(1, TARGET_BLOCKS * launch.block // columns), TARGET_BLOCKS)
+    chunk = -(-NL // target)
+    splits = -(-NL // chunk)
+    partial = _empty((splits * columns,), p.dtype)
+    layer_kernel("layer_param_partials", p.dtype)(
+        (launch.blocks(splits * columns, launch.block),), (launch.block,),
+        (x, g, partial, *sizes, _i64(chunk), _i64(splits), _i64(columns)))
+    sum_columns(partial, splits, E_w, dw.reshape(E_w), launch, ld=columns)
+    if db.shape[0]:
+        sum_columns(partial[E_w:], splits, db.shape[0], db, launch, ld=columns)

@@ -1,0 +1,88 @@
+"""Launch parameters and the small utility kernels shared by the numba.cuda kernels.
+
+A `Launch` (block size, outputs per thread, grid cap) is parsed once per call from the options given
+to `kernels.get(op, "numba_cuda", variant, **options)`, e.g. ``block=32`` in the simulator tests.
+Kernels whose shared-memory sizes depend on it are built by cached factories, one per (dtype, block,
+per_thread): numba needs the sizes and the dtype of `cuda.shared.array` as compile-time constants.
+
+Indexing: every index that can exceed 2**31 is an int64 (`int64(...)` before a multiplication), and
+every kernel strides over the work beyond its grid, so any n fits in a grid of `max_blocks` blocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import cuda, int64
+
+#: Static shared memory a block may use without opting in to more.
+SHARED_BYTES = 48 * 1024
+
+
+@dataclass(frozen=True)
+class Launch:
+    block: int = 128  # threads per block: a power of two in [32, 1024]
+    per_thread: int = 4  # outputs per thread in the tiled kernels, accumulated in registers
+    max_blocks: int = 1 << 16  # grid cap: kernels stride over the work beyond it
+
+    @classmethod
+    def of(cls, options: dict) -> Launch:
+        """The launch described by a call's options; TypeError/ValueError names a bad one."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise TypeError(f"numba_cuda options: unknown {unknown}, expected some of {names}")
+        launch = cls(**options)
+        if launch.block not in (32, 64, 128, 256, 512, 1024):
+            raise ValueError(f"block: expected a power of two in [32, 1024], got {launch.block!r}")
+        for name in ("per_thread", "max_blocks"):
+            value = getattr(launch, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        return launch
+
+    def blocks(self, items: int, per_block: int) -> int:
+        """Grid size for `items` work items, `per_block` per block: ceil division, capped."""
+        return max(1, min(-(-items // per_block), self.max_blocks))
+
+
+def scalar_type(dtype):
+    """The numba type of a NumPy float dtype (for shared/local arrays in a kernel factory)."""
+    return numba.from_dtype(np.dtype(dtype))
+
+
+def check_shared(elements: int, dtype, launch: Launch, kernel: str):
+    """Raise ValueError when `elements` of `dtype` exceed the static shared memory of a block."""
+    nbytes = elements * np.dtype(dtype).itemsize
+    if nbytes > SHARED_BYTES:
+        raise ValueError(f"{kernel}: block={launch.block}, per_thread={launch.per_thread} need {nbytes} "
+                         f"bytes of shared memory in {np.dtype(dtype)}, over the {SHARED_BYTES} limit")
+
+
+@cuda.jit
+def fill_kernel(a, value):
+    """a[i] = value for every i (grid-stride)."""
+    for i in range(int64(cuda.grid(1)), a.shape[0], cuda.gridsize(1)):
+        a[i] = value
+
+
+@cuda.jit
+def copy_kernel(src, dst):
+    """dst[i] = src[i] for every i; either may be strided (grid-stride)."""
+    for i in range(int64(cuda.grid(1)), dst.shape[0], cuda.gridsize(1)):
+        dst[i] = src[i]
+
+
+def fill(a, value, launch: Launch = Launch()):
+    fill_kernel[launch.blocks(a.shape[0], launch.block), launch.block](a, a.dtype.type(value))
+
+
+def copy(src, dst, launch: Launch = Launch()):
+    """dst[...] = src on the device; either may be strided (N-D: numba's own strided assignment)."""
+    if dst.ndim != 1:
+        dst[...] = src
+        return
+    copy_kernel[launch.blocks(dst.shape[0], launch.block), launch.block](src, dst)

@@ -1,0 +1,155 @@
+"""Sliding dot products on the GPU: every 1-D op of the playground except the weight and bias sums.
+
+One engine computes
+
+    out[o] = epilogue(sum_{i<L} f'[i] s[o+i] + bias)        for o < M = len(out)
+
+with the filter f' read forwards or backwards and the signal s read at an offset, zero-padded or
+periodic:
+
+    f'[i] = f[L-1-i] if flip else f[i]
+    s[t]  = sig[t + offset]   (0 outside sig)       or   sig[(t + offset) mod N]   (periodic)
+
+That covers (math in kernels/conv1d.py and kernels/circular.py; g = the incoming gradient):
+
+    op                      sig  f  flip       offset  periodic  epilogue
+    conv1d                   x   w  flip       0       no        NONE
+    conv1d_relu              x   w  flip       0       no        RELU (bias b)
+    relu backward gate       x   w  flip       0       no        GATE: g[o] where conv1d + b > 0, else 0
+    conv1d_input_grad        g   w  not flip   -(k-1)  no        NONE (zero padding: full convolution)
+    circular_correlate z     y   x  no         0       yes       NONE
+    circular backward dx     y   g  no         0       yes       NONE
+    circular backward dy     x   g  yes        1       yes       NONE  (dy[i] = sum_s g[s] x[(i-s) mod n])
+
+Terms that fall on the zero padding are skipped, not multiplied by zero, so an Inf in the filter gives
+the reference's result (Inf * 0 would be NaN) at the edges of the input gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import cuda, int64
+
+from gpu.numba_cuda_common import Launch, check_shared, scalar_type
+
+NONE, RELU, GATE = 0, 1, 2  # epilogues
+
+
+@cuda.jit(device=True)
+def finish(v, o, zero, epilogue, gate):
+    """The epilogue applied to v = acc + bias of output o."""
+    if epilogue == RELU:
+        return zero if v <= zero else v  # max(0, v); NaN stays NaN, as with np.maximum
+    if epilogue == GATE:
+        return gate[o] if v > zero else zero  # g where the ReLU passed its input
+    return v
+
+
+@cuda.jit
+def naive_kernel(sig, offset, periodic, f, flip, out, zero, bias, epilogue, gate):
+    """One thread per output o (grid-stride): out[o] = epilogue(sum_i f'[i] s[o+i] + bias).
+
+    Every operand comes straight from global memory; neighbouring threads share most of their reads
+    only through the cache.
+    """
+    N, L = sig.shape[0], f.shape[0]
+    for o in range(int64(cuda.grid(1)), out.shape[0], cuda.gridsize(1)):
+        acc = zero
+        if periodic:
+            p = (o + offset) % N  # s[o+i] = sig[p], p wraps at N
+            for i in range(L):
+                acc += (f[L - 1 - i] if flip else f[i]) * sig[p]
+                p = p + 1 if p + 1 < N else 0
+        else:
+            # only taps with 0 <= o+i+offset < N: the padding is skipped
+            for i in range(max(0, -offset - o), min(L, N - offset - o)):
+                acc += (f[L - 1 - i] if flip else f[i]) * sig[o + i + offset]
+        out[o] = finish(acc + bias, o, zero, epilogue, gate)
+
+
+@functools.cache
+def tiled_kernel(dtype: np.dtype, block: int, per_thread: int):
+    """The tiled engine for one dtype and launch shape (sizes are compile-time constants)."""
+    B, R = block, per_thread
+    TILE = B * R  # outputs per block tile; thread t owns outputs t, t+B, ..., t+(R-1)B of it
+    KT = TILE  # filter taps staged per chunk
+    WIN = TILE + KT - 1  # signal window a chunk needs: the tile plus the KT-1 halo
+    T = scalar_type(dtype)
+
+    @cuda.jit
+    def kernel(sig, offset, periodic, f, flip, out, zero, bias, epilogue, gate):
+        """Block tile of TILE outputs; the filter in chunks of KT taps, each with its signal window
+        staged in shared memory:
+
+            fs[c] = f'[c0+c]            (c < KT)
+            ss[q] = s[o0+c0+q]          (q < WIN = TILE+KT-1: the tile plus the halo)
+            acc[r] += fs[c] * ss[t+rB+c]  for output o = o0+t+rB (R accumulators in registers)
+
+        Loads are coalesced (consecutive threads, consecutive addresses); in the inner loop a warp
+        reads fs[c] as a broadcast and ss at 32 consecutive words, so no bank conflicts.
+        """
+        fs = cuda.shared.array(KT, T)
+        ss = cuda.shared.array(WIN, T)
+        acc = cuda.local.array(R, T)
+        t = cuda.threadIdx.x
+        N, L, M = sig.shape[0], f.shape[0], out.shape[0]
+        lo, hi = -offset, N - offset  # non-periodic: s[q] is sig data for lo <= q < hi, else padding
+        for tile in range(cuda.blockIdx.x, (M + TILE - 1) // TILE, cuda.gridDim.x):
+            o0 = int64(tile) * TILE
+            for r in range(R):
+                acc[r] = zero
+            for c0 in range(0, L, KT):
+                cuda.syncthreads()  # everyone is done reading the previous chunk
+                for c in range(t, KT, B):
+                    i = c0 + c
+                    fs[c] = zero if i >= L else (f[L - 1 - i] if flip else f[i])
+                for q in range(t, WIN, B):
+                    pos = o0 + c0 + q
+                    if periodic:
+                        ss[q] = sig[(pos + offset) % N]
+                    else:
+                        ss[q] = sig[pos + offset] if lo <= pos < hi else zero
+                cuda.syncthreads()
+                count = min(KT, L - c0)
+                last = min(o0 + TILE, M) - 1 + c0 + count - 1  # furthest signal position used
+                if periodic or (o0 + c0 >= lo and last < hi):
+                    for c in range(count):  # interior chunk: every term is a real one
+                        wc = fs[c]
+                        for r in range(R):
+                            acc[r] += wc * ss[t + r * B + c]
+                else:
+                    for r in range(R):  # chunk touching the padding: only the taps on sig data
+                        o = o0 + t + r * B
+                        for c in range(max(0, lo - o - c0), min(count, hi - o - c0)):
+                            acc[r] += fs[c] * ss[t + r * B + c]
+            for r in range(R):
+                o = o0 + t + r * B
+                if o < M:
+                    out[o] = finish(acc[r] + bias, o, zero, epilogue, gate)
+
+    return kernel
+
+
+def _arguments(sig, f, out, flip, offset, periodic, bias, epilogue, gate):
+    T = np.dtype(out.dtype).type
+    return (sig, int(offset), bool(periodic), f, bool(flip), out, T(0), T(0 if bias is None else bias),
+            epilogue, out if gate is None else gate)
+
+
+def naive(sig, f, out, launch: Launch, *, flip=False, offset=0, periodic=False, bias=None, epilogue=NONE,
+          gate=None):
+    """out[o] = epilogue(sum_i f'[i] s[o+i] + bias), one thread per output (see the module docstring)."""
+    args = _arguments(sig, f, out, flip, offset, periodic, bias, epilogue, gate)
+    naive_kernel[launch.blocks(out.shape[0], launch.block), launch.block](*args)
+
+
+def tiled(sig, f, out, launch: Launch, *, flip=False, offset=0, periodic=False, bias=None, epilogue=NONE,
+          gate=None):
+    """The same as `naive`, by block tiles staged in shared memory."""
+    tile = launch.block * launch.per_thread
+    check_shared(3 * tile - 1, out.dtype, launch, "tiled correlation")
+    kernel = tiled_kernel(np.dtype(out.dtype), launch.block, launch.per_thread)
+    args = _arguments(sig, f, out, flip, offset, periodic, bias, epilogue, gate)
+    kernel[launch.blocks(out.shape[0], tile), launch.block](*args)

@@ -1,0 +1,343 @@
+"""The conv1d layer (`kernels.layer`) on the `numba_cuda` backend. Variants, never renumbered:
+
+    direct   one thread per element of y and of dx (64-bit flat index, grid-stride), taps on the padding
+             skipped; dx as a gather (no atomics); dw and db as partial sums over chunks of (n, l) into a
+             workspace, then the chunks added in order by `sum_columns` (deterministic)
+    tiled    a block computes CO_TILE output channels x block*per_thread positions of one sample, with
+             the input window and the filter taps staged in shared memory: each x value read from
+             global memory serves up to CO_TILE*K/stride multiply-adds instead of one. dx is the same
+             kernel on the transposed layer (g upsampled by stride, the filter transposed and flipped,
+             so 1/stride of its products are useful); dw and db as in direct
+
+Index formulas (math in `kernels.layer`), with ci = G(co)*C_in/groups + c and
+j = l*stride + t*dilation - padding:
+
+    y[n, co, l]  = b[co] + sum_{c, t} w[co, c, t] x[n, ci, j]          (terms with 0 <= j < L)
+    dw[co, c, t] = sum_{n, l} g[n, co, l] x[n, ci, j]
+    db[co]       = sum_{n, l} g[n, co, l]
+    dx[n, ci, j] = sum_{co in G(ci), t, l : l*stride + t*dilation - padding = j} g[n, co, l] w[co, c, t]
+
+The implementations get b and db of shape (0,) when the layer has no bias. Integer arguments reach the
+kernels as int64, and flat indices start from `int64(cuda.grid(1))`, so no index overflows at 2**31.
+"""
+# ruff: noqa: E741  (l is the output position, as in the formulas)
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import cuda, int64
+
+from gpu import numba_cuda_reduce as red
+from gpu.numba_cuda import backend
+from gpu.numba_cuda_common import SHARED_BYTES, Launch, check_shared, scalar_type
+
+#: Output channels per block tile of the tiled forward (accumulators per thread: CO_TILE * per_thread).
+CO_TILE = 4
+#: Filter taps staged in shared memory per chunk by the tiled forward (fewer when dilation is large).
+K_TILE = 32
+#: Most blocks along grid axis y.
+MAX_GRID_Y = 65535
+
+
+@cuda.jit(device=True)
+def tap_range(t, L, L_out, stride, padding, dilation):
+    """[lo, hi): the l < L_out with 0 <= l*stride + t*dilation - padding < L (tap t on real input)."""
+    off = padding - t * dilation
+    lo = max(0, -(-off // stride))  # ceil(off / stride)
+    hi = min(L_out, (L - 1 + off) // stride + 1)
+    return lo, max(lo, hi)
+
+
+# --- kernels: direct ----------------------------------------------------------------------------------------
+
+@cuda.jit
+def forward_kernel(x, w, b, y, stride, padding, dilation, groups, zero):
+    """One thread per y element, i = (n*C_out + co)*L_out + l (grid-stride):
+
+        y[n, co, l] = b[co] + sum_{c < C_in/groups, t_lo <= t < t_hi} w[co, c, t] x[n, ci, base + t*dilation]
+
+    with base = l*stride - padding and [t_lo, t_hi) the taps on real input, 0 <= base + t*dilation < L.
+    Consecutive threads take consecutive l: x loads coalesce for stride 1, w loads are broadcasts.
+    """
+    N, C_in, L = x.shape
+    C_out, C_in_g, K = w.shape
+    L_out = y.shape[2]
+    C_out_g = C_out // groups
+    has_bias = b.shape[0] > 0
+    for i in range(int64(cuda.grid(1)), N * C_out * L_out, cuda.gridsize(1)):
+        l, r = i % L_out, i // L_out
+        co, n = r % C_out, r // C_out
+        ci0 = (co // C_out_g) * C_in_g  # first input channel of co's group
+        base = l * stride - padding
+        t_lo = max(0, -(base // dilation))  # ceil(-base / dilation)
+        t_hi = min(K, (L - 1 - base) // dilation + 1)
+        acc = zero
+        for c in range(C_in_g):
+            for t in range(t_lo, t_hi):
+                acc += w[co, c, t] * x[n, ci0 + c, base + t * dilation]
+        y[n, co, l] = acc + b[co] if has_bias else acc
+
+
+@cuda.jit
+def input_grad_kernel(w, g, dx, stride, padding, dilation, groups, t_step, zero):
+    """One thread per dx element, i = (n*C_in + ci)*L + j (grid-stride), a gather:
+
+        dx[n, ci, j] = sum_{co in G(ci), t} g[n, co, (q - t*dilation) / stride] w[co, c, t],   q = j + padding
+
+    over the taps with q - t*dilation a multiple of stride in [0, (L_out-1)*stride]. The first one, t0,
+    is searched from the lowest t allowed; the others are t0 + t_step, t0 + 2*t_step, ... with
+    t_step = stride / gcd(stride, dilation), so no tap is tested twice.
+    """
+    N, C_in, L = dx.shape
+    C_out, C_in_g, K = w.shape
+    L_out = g.shape[2]
+    C_out_g = C_out // groups
+    for i in range(int64(cuda.grid(1)), N * C_in * L, cuda.gridsize(1)):
+        j, r = i % L, i // L
+        ci, n = r % C_in, r // C_in
+        co0, c = (ci // C_in_g) * C_out_g, ci % C_in_g
+        q = j + padding
+        t_hi = min(K, q // dilation + 1)  # q - t*dilation >= 0
+        t0 = max(0, -(((L_out - 1) * stride - q) // dilation))  # q - t*dilation <= (L_out-1)*stride
+        while t0 < t_hi and (q - t0 * dilation) % stride != 0:
+            t0 += 1
+        acc = zero
+        for co in range(co0, co0 + C_out_g):
+            for t in range(t0, t_hi, t_step):
+                acc += g[n, co, (q - t * dilation) // stride] * w[co, c, t]
+        dx[n, ci, j] = acc
+
+
+@cuda.jit
+def param_grad_partial_kernel(x, g, partial, K, stride, padding, dilation, groups, chunk, zero):
+    """Partial sums of dw and db, one thread per (chunk s, column e), k = s*E + e (grid-stride):
+
+        partial[s, e]        = sum_{(n, l) in chunk s} g[n, co, l] x[n, ci, l*stride + t*dilation - padding]
+                               for e = (co*C_in/groups + c)*K + t < E_w = dw.size
+        partial[s, E_w + co] = sum_{(n, l) in chunk s} g[n, co, l]          (the db columns, if any)
+
+    Chunk s holds the flat positions i = n*L_out + l in [s*chunk, (s+1)*chunk), added in order of i;
+    for dw only the l of `tap_range(t)` (tap t on real input) contribute. Consecutive threads take
+    consecutive taps of one (co, c), so their g loads are one broadcast and their stores coalesce.
+    """
+    N, C_in, L = x.shape
+    C_out, L_out = g.shape[1], g.shape[2]
+    C_in_g, C_out_g = C_in // groups, C_out // groups
+    splits, E = partial.shape
+    E_w, NL = C_out * C_in_g * K, N * L_out
+    for k in range(int64(cuda.grid(1)), splits * E, cuda.gridsize(1)):
+        s, e = k // E, k % E
+        if e < E_w:
+            t, r = e % K, e // K
+            c, co = r % C_in_g, r // C_in_g
+            ci = (co // C_out_g) * C_in_g + c
+            lo, hi = tap_range(t, L, L_out, stride, padding, dilation)
+            shift = t * dilation - padding
+        else:
+            co, ci, lo, hi, shift = e - E_w, 0, 0, L_out, 0
+        acc = zero
+        i, end = s * chunk, min((s + 1) * chunk, NL)
+        while i < end:  # row by row: the chunk's part of g[n, co, :]
+            n = i // L_out
+            l0 = i - n * L_out
+            l1 = min(L_out, l0 + end - i)
+            if e < E_w:
+                for l in range(max(l0, lo), min(l1, hi)):
+                    acc += g[n, co, l] * x[n, ci, l * stride + shift]
+            else:
+                for l in range(l0, l1):
+                    acc += g[n, co, l]
+            i += l1 - l0
+        partial[s, e] = acc
+
+
+# --- kernels: tiled ------------------------------------------------------------------------------------
+
+@functools.cache
+def tiled_kernel(dtype: np.dtype, block: int, per_thread: int, window: int):
+    """The tiled layer forward for one dtype, launch shape and x window (compile-time sizes)."""
+    B, R, CO, KT = block, per_thread, CO_TILE, K_TILE
+    TL = B * R  # output positions per tile: thread u owns l0 + u + r*B for r < R
+    T = scalar_type(dtype)
+
+    @cuda.jit
+    def kernel(x, w, b, y, stride, padding, dilation, groups, up, kt_max, zero):
+        """The forward on an input upsampled by `up` (up = 1: x itself), by tiles: block
+        (l tile, (n, channel tile)) computes y[n, co0+o, l0+u] for o < CO, u < TL; per input channel
+        ci = ci0 + c and chunk of kt <= kt_max taps t0 + tc, staged in shared memory,
+
+            ws[o, tc]  = w[co0+o, c, t0+tc]
+            xs[q]      = xup[n, ci, l0*stride + t0*dilation - padding + q]
+            acc[o, r] += ws[o, tc] * xs[(u + r*B)*stride + tc*dilation]      (u = threadIdx.x)
+
+        with q <= (TL-1)*stride + (kt-1)*dilation < window, and xup[n, ci, p] = x[n, ci, p/up] if p is
+        a multiple of up in [0, L*up), else 0. The padding and the inserted zeros are staged and
+        multiplied, as in the reference's padded matrix products. Loads are coalesced; a warp reads ws
+        as broadcasts and xs at consecutive words for stride 1.
+        """
+        xs = cuda.shared.array(window, T)
+        ws = cuda.shared.array((CO, KT), T)
+        acc = cuda.local.array((CO, R), T)
+        u = cuda.threadIdx.x
+        N, C_in, L = x.shape
+        C_out, C_in_g, K = w.shape
+        L_out = y.shape[2]
+        C_out_g = C_out // groups
+        tiles = (C_out_g + CO - 1) // CO  # channel tiles per group
+        has_bias = b.shape[0] > 0
+        for rt in range(cuda.blockIdx.y, N * groups * tiles, cuda.gridDim.y):
+            n, gt = rt // (groups * tiles), rt % (groups * tiles)
+            co0 = (gt // tiles) * C_out_g + (gt % tiles) * CO
+            cos = min(CO, C_out_g - (gt % tiles) * CO)  # channels in this tile
+            ci0 = (gt // tiles) * C_in_g
+            for lt in range(cuda.blockIdx.x, (L_out + TL - 1) // TL, cuda.gridDim.x):
+                l0 = int64(lt) * TL
+                for o in range(CO):
+                    for r in range(R):
+                        acc[o, r] = zero
+                for c in range(C_in_g):
+                    for t0 in range(0, K, kt_max):
+                        kt = min(kt_max, K - t0)
+                        start = l0 * stride + t0 * dilation - padding
+                        cuda.syncthreads()  # everyone is done reading the previous chunk
+                        for q in range(u, CO * KT, B):
+                            o, tc = q // KT, q % KT
+                            ws[o, tc] = w[co0 + o, c, t0 + tc] if o < cos and tc < kt else zero
+                        for q in range(u, (TL - 1) * stride + (kt - 1) * dilation + 1, B):
+                            pos = start + q
+                            inside = 0 <= pos < L * up and pos % up == 0
+                            xs[q] = x[n, ci0 + c, pos // up] if inside else zero
+                        cuda.syncthreads()
+                        for tc in range(kt):
+                            for r in range(R):
+                                xv = xs[(u + r * B) * stride + tc * dilation]
+                                for o in range(CO):
+                                    acc[o, r] += ws[o, tc] * xv
+                for o in range(cos):
+                    for r in range(R):
+                        l = l0 + u + r * B
+                        if l < L_out:
+                            y[n, co0 + o, l] = acc[o, r] + b[co0 + o] if has_bias else acc[o, r]
+
+    return kernel
+
+
+@cuda.jit
+def transposed_filter_kernel(w, wt, groups):
+    """wt[ci, o, K-1-t] = w[G*C_out/groups + o, c, t] for ci = G*C_in/groups + c (grid-stride over wt):
+    the filter of the transposed layer, from C_out to C_in channels with the same groups."""
+    C_out, C_in_g, K = w.shape
+    C_in, C_out_g = wt.shape[0], wt.shape[1]
+    for i in range(int64(cuda.grid(1)), C_in * C_out_g * K, cuda.gridsize(1)):
+        tt, r = i % K, i // K
+        o, ci = r % C_out_g, r // C_out_g
+        wt[ci, o, tt] = w[(ci // C_in_g) * C_out_g + o, ci % C_in_g, K - 1 - tt]
+
+
+# --- launches ------------------------------------------------------------------------------------------
+
+def _settings(p):
+    return p.stride, p.padding, p.dilation, p.groups
+
+
+def forward_direct(p, x, w, b, y, launch: Launch):
+    """y = conv1d_layer(x, w, b), one thread per output element."""
+    grid = launch.blocks(y.size, launch.block)
+    forward_kernel[grid, launch.block](x, w, b, y, *_settings(p), p.dtype.type(0))
+
+
+def input_grad_direct(p, w, g, dx, launch: Launch):
+    """dx of conv1d_layer by gather, one thread per dx element."""
+    t_step = p.stride // math.gcd(p.stride, p.dilation)
+    grid = launch.blocks(dx.size, launch.block)
+    input_grad_kernel[grid, launch.block](w, g, dx, *_settings(p), t_step, p.dtype.type(0))
+
+
+def param_grads(p, x, g, dw, db, launch: Launch):
+    """dw and db (when db has C_out elements): chunk partials in a workspace, then `red.sum_columns`.
+
+    Chunks of at least red.ITEMS positions, enough of them for the (chunk, column) threads to fill
+    red.TARGET_BLOCKS blocks, and at most red.TARGET_BLOCKS (the second pass adds them serially). They
+    depend only on the sizes and the launch, so repeated calls add in the same order, to the bit.
+    """
+    E_w = dw.size
+    columns = E_w + db.shape[0]
+    NL = p.N * p.L_out
+    target = min(-(-NL // red.ITEMS), max(1, red.TARGET_BLOCKS * launch.block // columns), red.TARGET_BLOCKS)
+    chunk = -(-NL // target)
+    splits = -(-NL // chunk)
+    partial = cuda.device_array((splits, columns), dw.dtype)
+    grid = launch.blocks(splits * columns, launch.block)
+    param_grad_partial_kernel[grid, launch.block](x, g, partial, p.K, *_settings(p), chunk, p.dtype.type(0))
+    red.sum_columns(partial[:, :E_w], dw.reshape(E_w), launch)
+    if db.shape[0]:
+        red.sum_columns(partial[:, E_w:], db, launch)
+
+
+def tiled(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, up=1):
+    """`tiled_kernel`: y = conv1d_layer(xup, w, b) with these settings, xup = x upsampled by `up`.
+
+    Its shared x window is a power of two (few kernels compile) holding K_TILE taps per chunk if that
+    fits in shared memory, else one; per_thread is cut down to what L_out needs.
+    """
+    dtype, K, L_out = np.dtype(y.dtype), w.shape[2], y.shape[2]
+    per_thread = min(launch.per_thread, -(-L_out // launch.block))  # no more positions than L_out needs
+    TL = launch.block * per_thread
+    for kt in (min(K, K_TILE), 1):
+        window = 1 << ((TL - 1) * stride + (kt - 1) * dilation).bit_length()
+        if (window + CO_TILE * K_TILE) * dtype.itemsize <= SHARED_BYTES:
+            break
+    check_shared(window + CO_TILE * K_TILE, dtype, launch, "tiled layer")
+    kt_max = min(K_TILE, (window - 1 - (TL - 1) * stride) // dilation + 1)
+    rows = x.shape[0] * groups * -(-(w.shape[0] // groups) // CO_TILE)
+    grid = (launch.blocks(L_out, TL), min(rows, launch.max_blocks, MAX_GRID_Y))
+    kernel = tiled_kernel(dtype, launch.block, per_thread, window)
+    kernel[grid, launch.block](x, w, b, y, stride, padding, dilation, groups, up, kt_max, dtype.type(0))
+
+
+def input_grad_tiled(p, w, g, dx, launch: Launch):
+    """dx as the tiled forward of the transposed layer: from g upsampled by stride, with the filter
+    transposed and flipped and the padding K_span-1-padding (negative: a crop), stride 1.
+
+    dx[n, ci, j] = sum_{co, t'} wt[ci, co, t'] gup[n, co, j + t'*dilation - (K_span-1-padding)]
+    with t' = K-1-t and gup[n, co, p] = g[n, co, p/stride] where stride divides p, else 0.
+    """
+    wt = cuda.device_array((p.C_in, p.C_out_g, p.K), p.dtype)
+    transposed_filter_kernel[launch.blocks(wt.size, launch.block), launch.block](w, wt, p.groups)
+    no_bias = cuda.device_array(0, p.dtype)
+    tiled(g, wt, no_bias, dx, launch, stride=1, padding=p.K_span - 1 - p.padding, dilation=p.dilation,
+          groups=p.groups, up=p.stride)
+
+
+# --- implementations -----------------------------------------------------------------------------------
+
+@backend.impl("conv1d_layer", "direct", default=True)
+def layer_direct(p, x, w, b, y, **options):
+    """one thread per output element (64-bit flat index, grid-stride), taps on the padding skipped"""
+    forward_direct(p, x, w, b, y, Launch.of(options))
+
+
+@backend.impl("conv1d_layer_backward", "direct", default=True)
+def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
+    """dx by gather (one thread per element, no atomics); dw, db by chunk partials added in order"""
+    launch = Launch.of(options)
+    input_grad_direct(p, w, g, dx, launch)
+    param_grads(p, x, g, dw, db, launch)
+
+
+@backend.impl("conv1d_layer", "tiled")
+def layer_tiled(p, x, w, b, y, **options):
+    """4 output channels x block*per_thread positions per block, x window and filter taps in shared memory"""
+    tiled(x, w, b, y, Launch.of(options), stride=p.stride, padding=p.padding, dilation=p.dilation,
+          groups=p.groups)
+
+
+@backend.impl("conv1d_layer_backward", "tiled")
+def layer_backward_tiled(p, x, w, g, dx, dw, db, **options):
+    """dx by the tiled forward of the transposed layer (g upsampled by stride); dw, db as in direct"""
+    launch = Launch.of(options)
+    input_grad_tiled(p, w, g, dx, launch)
+    param_grads(p, x, g, dw, db, launch)

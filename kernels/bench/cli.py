@@ -1,0 +1,94 @@
+"""`python -m kernels bench`: run a preset (or a narrowed copy of it) and write a results file."""
+
+from __future__ import annotations
+
+import argparse
+
+from kernels.cli import EXTRA_COMMANDS
+
+
+def _size(text: str) -> int:
+    """'1e6' or '1000000' -> 1000000."""
+    value = float(text)
+    if value != int(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(value)
+
+
+def register(subparsers):
+    from kernels.bench.sweeps import PRESETS
+
+    p = subparsers.add_parser(
+        "bench", help="time every implementation available here against baselines",
+        description="Sweep n and k for each op, implementation and dtype of a preset: check each point "
+                    "against the reference, time it, and write plots/results/<date>-<device>-<preset>.jsonl.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                   help="; ".join(f"{k}: {v.doc}" for k, v in PRESETS.items()))
+    p.add_argument("--op", action="append", help="only this op (repeatable)")
+    p.add_argument("--device", choices=["cpu", "gpu"], help="only the grids of this device")
+    p.add_argument("--dtype", action="append", choices=["float32", "float64"], help="only this dtype's grids")
+    p.add_argument("--n", action="append", type=_size, help="replace the grids' n (repeatable, 1e6 ok)")
+    p.add_argument("--k", action="append", type=_size, help="replace the grids' k values (repeatable)")
+    p.add_argument("--include", action="append",
+                   help="only implementations matching this pattern: 'numba_cpu:*', 'scipy.*' (repeatable)")
+    p.add_argument("--exclude", action="append", help="leave out implementations matching this pattern")
+    p.add_argument("--budget", type=float, help="seconds of timed calls per point")
+    p.add_argument("--max-call", type=float, help="skip points estimated slower than this per call (s)")
+    p.add_argument("--no-out", action="store_true", help="call kernels without out= (allocation timed too)")
+    p.add_argument("--spin", action="store_true",
+                   help="leave OpenMP's wait policy alone (default: OMP_WAIT_POLICY=PASSIVE, see runner)")
+    p.add_argument("--results-dir", help="where the results file goes (default plots/results)")
+    p.add_argument("--seed", type=int, default=0, help="input seed")
+    p.add_argument("--list", action="store_true", help="print what the sweep would run, then exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_bench)
+
+
+def build_preset(args):
+    from dataclasses import replace
+
+    from kernels.bench.sweeps import DEFAULT_EXCLUDE, PRESETS
+
+    preset = PRESETS[args.preset]
+    grids = [g for g in preset.grids if (not args.device or g.device == args.device)
+             and (not args.dtype or g.dtype in args.dtype)]
+    preset = replace(preset, grids=tuple(grids))
+    preset = preset.with_grids(ops=tuple(args.op) if args.op else None,
+                               ns=tuple(args.n) if args.n else None, ks=tuple(args.k) if args.k else None,
+                               include=tuple(args.include) if args.include else None,
+                               exclude=DEFAULT_EXCLUDE + tuple(args.exclude) if args.exclude else None)
+    changes = {"budget": args.budget, "max_call": args.max_call}
+    return replace(preset, **{k: v for k, v in changes.items() if v is not None})
+
+
+def cmd_bench(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from kernels.bench import analysis, results, runner
+
+    preset = build_preset(args)
+    if args.list:
+        blocks, left_out = runner.plan(preset)
+        for name, st in runner.backend_states().items():
+            print(f"backend {name}: {st['state']}{'' if st['timed'] else ' (not timed)'} {st['reason']}")
+        for _gi, grid, op, impls in blocks:
+            points = sum(1 for p in grid.points() if p[0] == op)
+            print(f"{grid.device} {grid.dtype} {op}: {points} points (n {min(grid.ns)}..{max(grid.ns)}, "
+                  f"k {min(grid.ks)}..{max(grid.ks)}) x {len(impls)} implementations")
+            for i in impls:
+                print(f"    {i.label:<28} {i.method:<7} {i.note}")
+        for s in left_out:
+            print(f"left out: {s['label']}: {s['reason']}")
+        return 0
+    directory = Path(args.results_dir) if args.results_dir else results.RESULTS_DIR
+    path = runner.run(preset, directory=directory, use_out=not args.no_out, seed=args.seed,
+                      progress=not args.no_progress, spin=args.spin)
+    run = results.load(path)
+    for device in run.devices():
+        print("\n".join(analysis.summary(run, device)), file=sys.stdout)
+    print(f"\nresults: {path}")
+    return 0
+
+
+EXTRA_COMMANDS.append(register)

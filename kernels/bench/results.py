@@ -1,0 +1,114 @@
+"""Results files: one JSON-lines file per run, written atomically, never overwritten.
+
+    plots/results/<date>-<time>-<device>-<preset>.jsonl
+
+Line 1 is the metadata record ({"type": "meta", ...}: machine, versions, threads, git commit, date,
+the sweep, the timing policy); then one {"type": "ceiling", ...} per measured ceiling, then one
+{"type": "result", ...} per (op, implementation, dtype, n, k). Records are appended to a temporary
+file under plots/results/tmp/ while the run goes, and the file is moved into place with os.replace
+when it ends, under a name no other file has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kernels.bench.machine import ROOT
+
+RESULTS_DIR = ROOT / "plots" / "results"
+
+
+class Writer:
+    """Append records to a temporary file; `close()` publishes it under a fresh name."""
+
+    def __init__(self, directory: Path, stem: str):
+        self.directory = Path(directory)
+        self.stem = stem
+        tmp_dir = self.directory / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp = tmp_dir / f"{stem}.{os.getpid()}.jsonl.partial"
+        self._f = open(self.tmp, "w")
+
+    def write(self, record: dict):
+        self._f.write(json.dumps(record, default=_json_default) + "\n")
+        self._f.flush()
+
+    def close(self) -> Path:
+        self._f.close()
+        path = unique_path(self.directory, self.stem)
+        os.replace(self.tmp, path)
+        return path
+
+    def abandon(self):
+        """Leave the partial file where it is (for a look after a crash); nothing is published."""
+        self._f.close()
+
+
+def unique_path(directory: Path, stem: str) -> Path:
+    path, i = Path(directory) / f"{stem}.jsonl", 1
+    while path.exists():
+        i += 1
+        path = Path(directory) / f"{stem}-{i}.jsonl"
+    return path
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+@dataclass
+class Run:
+    """One results file."""
+
+    path: Path
+    meta: dict
+    ceilings: list = field(default_factory=list)
+    rows: list = field(default_factory=list)
+
+    def device_name(self, device: str) -> str | None:
+        """'cpu' or 'gpu' -> the device's name in this run (None if the run has none)."""
+        info = self.meta.get(device)
+        return info["name"] if info else None
+
+    def device_slug(self, device: str) -> str | None:
+        info = self.meta.get(device)
+        return info["slug"] if info else None
+
+    def devices(self) -> list[str]:
+        """'cpu' and/or 'gpu': the devices this run has measured results for."""
+        return sorted({r["device"] for r in self.rows if r.get("status") == "ok"})
+
+
+def load(path) -> Run:
+    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    if not records or records[0].get("type") != "meta":
+        raise ValueError(f"{path}: not a results file (first line is not a metadata record)")
+    run = Run(Path(path), records[0])
+    for r in records[1:]:
+        (run.ceilings if r.get("type") == "ceiling" else run.rows).append(r)
+    return run
+
+
+def newest_per_device(directory: Path = RESULTS_DIR) -> list[tuple[Run, str]]:
+    """(run, 'cpu' or 'gpu') for the newest results file of each device name found in `directory`."""
+    newest: dict[str, tuple[str, Run, str]] = {}
+    for path in sorted(Path(directory).glob("*.jsonl")):
+        try:
+            run = load(path)
+        except (ValueError, json.JSONDecodeError):
+            continue
+        for device in run.devices():
+            name = run.device_name(device)
+            key = (run.meta.get("date", ""), path.name)
+            if name not in newest or key > newest[name][0]:
+                newest[name] = (key, run, device)
+    return [(run, device) for _, run, device in newest.values()]

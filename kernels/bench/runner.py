@@ -1,0 +1,444 @@
+"""The benchmark runner: discover implementations, check each point, time it, write the results.
+
+For every grid of a preset and every point (op, n, k) of it: make one set of inputs with the op's own
+generator, then for each implementation (the registry's backends and variants, and the baselines):
+
+1. skip it when its estimated time per call (scaled from the same implementation at the previous n
+   or k) is over the preset's `max_call`;
+2. call it once (the warm-up: JIT compilation, first touch) and check the result against the float64
+   reference, computed once per point and shared (for n * k > CHECK_MAX_WORK, on a smaller problem
+   with the same k); a wrong result is recorded and not timed;
+3. time it with `kernels.timing` (CPU: perf_counter until the budget; GPU: CUDA events, L2 flushed).
+
+The playground's kernels are called through the public API (`kernels.get`) with preallocated outputs
+(`out=`); baselines allocate theirs. FLOPs and minimum bytes come from the op (`OPS[op].flops`,
+`OPS[op].min_bytes`), so GFLOP/s and GB/s use the same counts as everything else. Only flip=False is
+measured. Ceilings are measured at the start and at the end of the run.
+
+Threads: the run sets OMP_WAIT_POLICY=PASSIVE (unless `spin` or the user set it), see
+`quiet_spinning`, and times torch's CPU baselines in a child process (`kernels.bench.isolated`), so
+that no OpenMP pool spins on a core another one needs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import kernels
+from kernels import compare, registry, timing
+from kernels.bench import baselines as bl
+from kernels.bench import ceilings, machine, results
+from kernels.bench.sweeps import Grid, Preset
+from kernels.spec import OPS
+
+#: Backend states benchmarked on each device; simulated and emulated backends are never timed.
+STATES = {"cpu": ("available",), "gpu": ("real GPU",)}
+#: Largest n * k whose float64 reference is computed on the timed inputs (a few seconds of NumPy).
+CHECK_MAX_WORK = 1.1e9
+#: FFT error is bounded normwise, not elementwise: checked against C * eps * log2(N) * max(magnitude).
+FFT_C = 8.0
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One implementation of one op: a playground backend variant, or a baseline."""
+
+    label: str  # "numba_cpu:parallel", "scipy.correlate[fft]"
+    kind: str  # "kernel" or "baseline"
+    op: str
+    device: str  # "cpu" or "gpu"
+    method: str  # "direct", "fft" or "auto"
+    family: str  # backend name, or the baseline's library
+    note: str
+    backend: str | None = None
+    variant: str | None = None
+    baseline: bl.Baseline | None = None
+    default: bool = False  # the backend's default variant for this op
+
+    def prepare(self, args: tuple, use_out: bool) -> tuple[Callable, Callable, bool]:
+        """(call, fetch, out_preallocated): call() computes on inputs already in place; fetch(result)
+        returns NumPy arrays."""
+        is_array = [isinstance(a, np.ndarray) for a in args]
+        if self.kind == "baseline":
+            kind = bl.ARRAY_KINDS[self.baseline.arrays]
+            dev = tuple(kind.to_kind(a) if arr else a for a, arr in zip(args, is_array, strict=False))
+            fn = self.baseline.fn
+            return (lambda: fn(*dev)), kind.to_host, False
+        op = OPS[self.op]
+        fn = kernels.get(self.op, self.backend, self.variant)
+        arrays = registry.backend(self.backend).arrays
+        dev = tuple(arrays.prepare(a) if arr else a for a, arr in zip(args, is_array, strict=False))
+
+        def fetch(r):
+            return compare.to_host(r) if op.single else tuple(compare.to_host(o) for o in r)
+
+        if not use_out:
+            return (lambda: fn(*dev)), fetch, False
+        p, _ = op.parse(*args)
+        outs = tuple(arrays.empty(s, p.dtype) for s in op.out_shapes(p))
+        out = outs[0] if op.single else outs
+        return (lambda: fn(*dev, out=out)), fetch, True
+
+
+def variant_method(variant: str) -> str:
+    if "fft" in variant:
+        return "fft"
+    return "auto" if variant.startswith("auto") else "direct"
+
+
+def discover(op: str, device: str) -> tuple[list[Impl], list[dict]]:
+    """(implementations of `op` that run on `device` here, [{label, reason}] of those left out)."""
+    found, left_out = [], []
+    for name, st in kernels.backends().items():
+        if st.state not in STATES[device]:
+            continue
+        default = registry.backend(name).defaults.get(op)
+        for variant, note in kernels.variants(op, name).items():
+            found.append(Impl(f"{name}:{variant}", "kernel", op, device, variant_method(variant), name,
+                              note, backend=name, variant=variant, default=variant == default))
+    for b in bl.for_op(op, device):
+        ok, reason = b.available()
+        if ok:
+            found.append(Impl(b.name, "baseline", op, device, b.method, b.family, b.doc, baseline=b))
+        else:
+            left_out.append({"label": b.name, "reason": reason})
+    return found, left_out
+
+
+def select(impls: list[Impl], grid: Grid) -> list[Impl]:
+    def match(label, patterns):
+        return any(fnmatch.fnmatchcase(label, p) for p in patterns)
+    return [i for i in impls if match(i.label, grid.include) and not match(i.label, grid.exclude)]
+
+
+# --- checking ---------------------------------------------------------------------------------------
+
+class Reference:
+    """The float64 reference of one point, computed on first use and shared by every implementation.
+
+    The reference costs O(n k) NumPy work; above CHECK_MAX_WORK = n * k it is computed for a smaller
+    problem with the same k and fresh inputs (`check_args`), which each implementation then also runs.
+    """
+
+    def __init__(self, op: str, args: tuple, rng: np.random.Generator):
+        self.op, self._ref = op, None
+        p, _ = OPS[op].parse(*args)
+        if p.n * p.k <= CHECK_MAX_WORK:
+            self.args, self.check_args, self.n = args, None, p.n
+        else:
+            self.n = max(p.k, int(CHECK_MAX_WORK // p.k))
+            self.check_args, _ = OPS[op].make_args(rng, p.dtype, n=self.n, k=p.k)
+            self.args = self.check_args
+
+    def check(self, got, method: str) -> dict:
+        if self._ref is None:
+            self._ref = compare.reference(self.op, self.args)
+        p, _, ref, mag = self._ref
+        op = OPS[self.op]
+        got = (got,) if op.single else tuple(got)
+        rtol, atol = compare.tolerance(self.op, p, p.dtype)
+        report = [compare._compare_one(name, np.asarray(g), r, m, rtol, atol)
+                  for name, g, r, m in zip(op.outputs, got, ref, mag, strict=False)]
+        ok = all(m.ok for m in report)
+        result = {"n": p.n, "criterion": "elementwise", "max_ratio": max(m.max_ratio for m in report),
+                  "max_err": max(m.max_err for m in report)}
+        if not ok and method in ("fft", "auto") and all(m.bad_nonfinite == 0 for m in report):
+            tol = FFT_C * float(np.finfo(p.dtype).eps) * math.log2(p.n + p.k) * max(
+                float(np.max(m_, initial=0.0)) for m_ in mag)
+            result.update(criterion="normwise (fft)", max_ratio=result["max_err"] / tol)
+            ok = result["max_err"] <= tol
+        result["ok"] = ok
+        if not ok:
+            result["detail"] = "; ".join(str(m) for m in report if not m.ok)
+        return result
+
+
+# --- the run -------------------------------------------------------------------------------------------
+
+@dataclass
+class Estimates:
+    """Seconds per call measured so far, to predict the next point of the same implementation."""
+
+    seen: dict = field(default_factory=dict)  # (grid index, op, impl, n, k) -> seconds
+
+    def add(self, key, n, k, seconds):
+        self.seen[(*key, n, k)] = seconds
+
+    def predict(self, key, n, k, ns, ks, method="direct") -> float | None:
+        """The larger of: the time at the previous n (same k) scaled by n, and the time at the previous
+        k (same n) scaled by k (direct methods; FFTs hardly depend on k). None before any data."""
+        guesses = []
+        for prev_n in [x for x in ns if x < n][-1:]:
+            t = self.seen.get((*key, prev_n, k))
+            if t is not None:
+                guesses.append(t * n / prev_n)
+        for prev_k in [x for x in ks if x < k][-1:]:
+            t = self.seen.get((*key, n, prev_k))
+            if t is not None:
+                guesses.append(t * (1.0 if method == "fft" else k / prev_k))
+        return max(guesses) if guesses else None
+
+
+def max_n(device: str, dtype) -> int:
+    """The largest n whose inputs, outputs and FFT workspaces fit in memory (~24 arrays of n)."""
+    itemsize = np.dtype(dtype).itemsize
+    if device == "gpu":
+        try:
+            import cupy
+
+            free = cupy.cuda.runtime.memGetInfo()[0]
+        except Exception:
+            from numba import cuda
+
+            free = cuda.current_context().get_memory_info().free
+    else:
+        free = machine.cpu_info()["memory_bytes"] or 8 << 30
+    return int(free // (24 * itemsize))
+
+
+def plan(preset: Preset):
+    """[(grid index, grid, op, impls)] for every grid and op that has implementations here."""
+    out, left_out = [], {}
+    for gi, grid in enumerate(preset.grids):
+        if grid.device == "gpu" and not bl.gpu_present():
+            continue
+        for op in grid.ops:
+            impls, skipped = discover(op, grid.device)
+            for s in skipped:
+                left_out[s["label"]] = s["reason"]
+            impls = select(impls, grid)
+            if impls:
+                out.append((gi, grid, op, impls))
+    return out, [{"label": k, "reason": v} for k, v in left_out.items()]
+
+
+def backend_states() -> dict:
+    """Every backend with its state here and whether benchmarks time it."""
+    timed = {s for states in STATES.values() for s in states}
+    return {name: {"state": st.state, "reason": st.reason, "timed": st.state in timed}
+            for name, st in kernels.backends().items()}
+
+
+def stem(preset: Preset, meta: dict) -> str:
+    date = meta["date"][:19].replace(":", "").replace("T", "-")
+    device = (meta["gpu"] or meta["cpu"])["slug"]
+    return f"{date}-{device}-{preset.name}"
+
+
+def quiet_spinning(spin: bool = False) -> dict:
+    """Make idle OpenMP threads sleep instead of spin (OMP_WAIT_POLICY=PASSIVE) unless `spin` or the
+    user set the policy. Must run before the first parallel numba call loads libgomp.
+
+    Measured on the 2-core machine with one other busy process: with spinning (the default), every
+    numba prange call at n=1e3..1e5 took one scheduler time slice, 8 ms, because the thread done
+    first spins on the core its partner needs; with PASSIVE the same calls took 0.06-2.5 ms.
+    """
+    loaded = any("libgomp" in line or "libiomp" in line for line in _maps())
+    if not spin:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "runtime default (spin, then sleep)"),
+            "openmp_loaded_before_setting": loaded}
+
+
+def _maps():
+    try:
+        return Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool = True, seed: int = 0,
+        progress: bool = True, spin: bool = False, log=sys.stderr) -> Path:
+    """Run `preset`; returns the path of the results file written."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    omp = quiet_spinning(spin)
+    blocks, left_out = plan(preset)
+    tasks = sum(len(impls) * sum(1 for p in grid.points() if p[0] == op) for _, grid, op, impls in blocks)
+    print(f"bench: preset {preset.name!r}, {tasks} timings over {len(blocks)} (grid, op) blocks", file=log)
+    states = backend_states()
+    for name, st in states.items():
+        if not st["timed"]:
+            print(f"  not timed: backend {name} ({st['state']}{': ' + st['reason'] if st['reason'] else ''})",
+                  file=log)
+    for s in left_out:
+        print(f"  not timed: baseline {s['label']} ({s['reason']})", file=log)
+
+    print("bench: measuring ceilings (again at the end; the plots use the better of the two)", file=log)
+    ceils = ceilings.cpu(preset.ceilings)
+    meta = machine.metadata()  # after a numba parallel kernel ran (threading layer)
+    meta["threads"].update(omp)
+    sessions = Sessions(use_out)
+    if any(i.kind == "baseline" and i.baseline.isolated for *_, impls in blocks for i in impls):
+        meta["threads"].update(isolated_worker=sessions.start_worker().info)
+    if meta["gpu"] and any(g.device == "gpu" for g in preset.grids):
+        ceils += ceilings.gpu(preset.ceilings, meta["gpu"]["l2_bytes"])
+    for c in ceils:
+        print(f"  {c['device']} {c['kind']} {c.get('dtype') or c.get('level')}: {c['value']:.1f} {c['unit']} "
+              f"({c['method']})", file=log)
+
+    meta.update(type="meta", preset=preset.name, preset_doc=preset.doc,
+                grids=[vars(g) for g in preset.grids], budget_s=preset.budget, max_call_s=preset.max_call,
+                min_repeats=preset.min_repeats, out_preallocated=use_out, seed=seed, backends=states,
+                baselines_left_out=left_out,
+                timer={"cpu": "time.perf_counter per call after one warm-up/check call, repeated until the "
+                              "budget; median, 20th and 80th percentiles",
+                       "gpu": "CUDA events per call after warm-up, L2 flushed before each call"},
+                note="playground kernels are called through kernels.get(...) with out= preallocated "
+                     "(unless out_preallocated is false) and include argument validation; baselines "
+                     "allocate their outputs")
+    writer = results.Writer(directory, stem(preset, meta))
+    writer.write(meta)
+    for c in ceils:
+        writer.write({**c, "when": "start"})
+
+    rng = np.random.default_rng(seed)
+    est = Estimates()
+    bar = tqdm(total=tasks, unit="timing", disable=not progress, dynamic_ncols=True, file=log)
+    counts = {"ok": 0, "skipped": 0, "wrong": 0, "error": 0}
+    try:
+        for gi, grid, op, impls in blocks:
+            ns, ks = sorted(grid.ns), sorted(grid.ks)
+            limit = max_n(grid.device, grid.dtype)
+            for _, n, k in (p for p in grid.points() if p[0] == op):
+                base = {"type": "result", "op": op, "dtype": grid.dtype, "device": grid.device,
+                        "n": n, "k": k}
+                if n > limit:
+                    for impl in impls:
+                        writer.write(_row(base, impl, None, "skipped", f"n > {limit} does not fit in memory"))
+                    bar.update(len(impls))
+                    counts["skipped"] += len(impls)
+                    continue
+                args, kwargs = OPS[op].make_args(rng, np.dtype(grid.dtype), n=n, k=k)
+                p, _ = OPS[op].parse(*args, **kwargs)
+                base.update(m=p.m, flops=int(OPS[op].flops(p)), min_bytes=int(OPS[op].min_bytes(p)))
+                ref = Reference(op, args, rng)
+                for impl in impls:
+                    bar.set_postfix_str(f"{op} {grid.dtype} n={n:.0e} k={k} {impl.label}", refresh=False)
+                    key = (gi, op, impl.label)
+                    guess = est.predict(key, n, k, ns, ks, impl.method)
+                    if guess is not None and guess > preset.max_call:
+                        row = _row(base, impl, None, "skipped",
+                                   f"estimated {guess:.2g} s per call > max_call {preset.max_call} s")
+                        est.add(key, n, k, guess)  # so that larger points are skipped too
+                    else:
+                        row = _measure(base, impl, sessions.get(impl), args, ref, preset,
+                                       grid.budget or preset.budget)
+                        if row["status"] == "ok":
+                            est.add(key, n, k, row["timing"]["median"])
+                    counts[row["status"]] += 1
+                    if row["status"] in ("wrong", "error"):
+                        tqdm.write(f"  {row['status']}: {op} {impl.label} {grid.dtype} n={n} k={k}: "
+                                   f"{row['reason']}", file=log)
+                    writer.write(row)
+                    bar.update(1)
+    except BaseException:
+        bar.close()
+        sessions.close()
+        writer.abandon()
+        print(f"bench: interrupted; partial results left in {writer.tmp}", file=log)
+        raise
+    bar.close()
+    sessions.close()
+    end = ceilings.cpu(preset.ceilings)
+    if meta["gpu"] and any(g.device == "gpu" for g in preset.grids):
+        end += ceilings.gpu(preset.ceilings, meta["gpu"]["l2_bytes"])
+    for c in end:
+        writer.write({**c, "when": "end"})
+    path = writer.close()
+    print(f"bench: {counts} in {time.perf_counter() - started:.0f} s -> {path}", file=log)
+    return path
+
+
+class Sessions:
+    """A session per implementation; isolated baselines share one child process, started on first use."""
+
+    def __init__(self, use_out: bool):
+        self.use_out, self.worker = use_out, None
+
+    def start_worker(self):
+        if self.worker is None:
+            from kernels.bench.isolated import Worker
+
+            self.worker = Worker()
+        return self.worker
+
+    def get(self, impl: Impl):
+        if impl.kind == "baseline" and impl.baseline.isolated:
+            return IsolatedSession(impl, self.start_worker())
+        return Session(impl, self.use_out)
+
+    def close(self):
+        if self.worker is not None:
+            self.worker.close()
+
+
+def _row(base, impl: Impl, out_pre, status, reason="", **extra) -> dict:
+    return {**base, "impl": impl.label, "kind": impl.kind, "backend": impl.backend, "variant": impl.variant,
+            "family": impl.family, "method": impl.method, "default": impl.default, "note": impl.note,
+            "out_preallocated": out_pre,
+            "status": status, "reason": reason, **extra}
+
+
+class Session:
+    """Calls of one implementation in this process: call(args) -> (NumPy result, seconds), then time()."""
+
+    def __init__(self, impl: Impl, use_out: bool):
+        self.impl, self.use_out, self.out_preallocated = impl, use_out, None
+        self._call = None
+
+    def call(self, args):
+        self._call = None  # free the previous inputs first
+        self._call, fetch, self.out_preallocated = self.impl.prepare(args, self.use_out)
+        t0 = time.perf_counter()
+        got = fetch(self._call())
+        return got, time.perf_counter() - t0
+
+    def time(self, budget: float, min_repeats: int) -> timing.Timing:
+        if self.impl.device == "gpu":
+            return timing.time_gpu(self._call, budget=budget, min_repeats=max(5, min_repeats))
+        return timing.time_cpu(self._call, budget=budget, min_repeats=min_repeats, warmup=False)
+
+
+class IsolatedSession:
+    """The same, in the child process of `kernels.bench.isolated` (torch on the CPU)."""
+
+    out_preallocated = False
+
+    def __init__(self, impl: Impl, worker):
+        self.impl, self.worker = impl, worker
+
+    def call(self, args):
+        return self.worker.call(self.impl.label, self.impl.op, args)
+
+    def time(self, budget: float, min_repeats: int) -> timing.Timing:
+        return timing.Timing(**self.worker.time(budget, min_repeats))
+
+
+def _measure(base, impl: Impl, session, args, ref: Reference, preset: Preset, budget: float) -> dict:
+    """Check (on the timed inputs, or on smaller ones when the reference would be slow), then time."""
+    try:
+        if ref.check_args is not None:
+            check = ref.check(session.call(ref.check_args)[0], impl.method)
+        got, first = session.call(args)  # the warm-up call (JIT compilation, first touch)
+        if ref.check_args is None:
+            check = ref.check(got, impl.method)
+        del got
+        if not check["ok"]:
+            return _row(base, impl, session.out_preallocated, "wrong", check.get("detail", ""), check=check)
+        t = session.time(budget, preset.min_repeats)
+    except Exception as e:  # one failing implementation must not stop the sweep
+        return _row(base, impl, None, "error", f"{type(e).__name__}: {e}")
+    return _row(base, impl, session.out_preallocated, "ok", check=check, first_call_s=first,
+                timing=t.as_dict(), gflops=base["flops"] / t.median / 1e9,
+                gbs=base["min_bytes"] / t.median / 1e9)

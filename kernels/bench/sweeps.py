@@ -1,0 +1,103 @@
+"""Sweeps declared as data: which ops, implementations, dtypes, n and k a benchmark run covers.
+
+A `Preset` is a list of `Grid`s plus the timing policy. A grid is the product ops x n x k on one
+device and dtype, over the implementations whose label matches its include patterns and none of its
+exclude patterns (fnmatch over labels such as ``numba_cpu:parallel``, ``scipy.correlate[fft]``).
+Implementations are discovered from the registry and the baselines module at run time, so new
+backends and variants join the sweep without editing this file. Points with k > n are left out.
+
+    quick  CPU float32 over n = 1e3..1e6 and ten k (plus a few float64 points): a few minutes on 2
+           cores. On a machine with a CUDA device it also covers the real-GPU backends up to n = 1e8.
+    full   CPU n = 1e3..1e7 in half decades, k up to 4095, both dtypes; GPU up to n = 1e9 (capped
+           by free memory).
+    gpu    the GPU grids of `full` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+#: Filter lengths: 2^j - 1, so that k straddles every power-of-two block size once.
+KS = (1, 3, 7, 15, 31, 63, 127, 255, 511, 1023)
+KS_LONG = KS + (2047, 4095)
+#: The ops every preset covers: the forward pass and the weight gradient.
+BENCH_OPS = ("conv1d", "conv1d_weight_grad")
+#: `numpy:reference` is the float64 oracle, not a contender.
+DEFAULT_EXCLUDE = ("numpy:*",)
+
+
+def decades(lo: int, hi: int, per_decade: int = 1) -> tuple[int, ...]:
+    """Log-spaced round sizes from 10^lo to 10^hi: 1e3, 1e4 (per_decade=2: 1e3, 3e3, 1e4, ...)."""
+    steps = {1: (1,), 2: (1, 3), 3: (1, 2, 5)}[per_decade]
+    return tuple(s * 10**e for e in range(lo, hi + 1) for s in steps if s * 10**e <= 10**hi)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One block of a sweep: every (op, n, k) with k <= n, on one device and dtype."""
+
+    device: str  # "cpu": "available" backends + CPU baselines; "gpu": "real GPU" backends + GPU baselines
+    dtype: str
+    ns: tuple[int, ...]
+    ks: tuple[int, ...] = KS
+    ops: tuple[str, ...] = BENCH_OPS
+    include: tuple[str, ...] = ("*",)  # fnmatch patterns over implementation labels
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    budget: float | None = None  # seconds of timed calls per point (None: the preset's)
+
+    def points(self):
+        """(op, n, k) in run order: n ascending, then k ascending (for the time estimates)."""
+        return [(op, n, k) for op in self.ops for n in sorted(self.ns) for k in sorted(self.ks) if k <= n]
+
+
+@dataclass(frozen=True)
+class CeilingSizes:
+    """Problem sizes of the ceiling measurements (peak FLOP/s and memory bandwidth)."""
+
+    matmul_n: int = 2048  # square BLAS matmul on the CPU
+    copy_bytes: int = 1 << 28  # bytes per array of the large copy (read + write are counted)
+    cache_copy_bytes: int = 8 << 20  # working set (source + destination) of the cache-sized copy
+    gpu_matmul_n: int = 8192  # square cuBLAS matmul
+    gpu_copy_bytes: int = 1 << 30
+    budget: float = 0.3  # seconds of timed calls per ceiling
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    doc: str
+    grids: tuple[Grid, ...]
+    budget: float = 0.1  # seconds of timed calls per point (CPU: after one warm-up/check call)
+    min_repeats: int = 3
+    max_call: float = 1.0  # skip a point whose estimated time per call exceeds this (seconds)
+    ceilings: CeilingSizes = field(default_factory=CeilingSizes)
+
+    def with_grids(self, **changes) -> Preset:
+        """The same preset with `changes` applied to every grid (None values ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, grids=tuple(replace(g, **changes) for g in self.grids))
+
+
+PRESETS = {
+    "quick": Preset(
+        "quick", "CPU float32 n=1e3..1e6 x 10 k, a few float64 points; GPU n up to 1e8 when present",
+        grids=(
+            Grid("cpu", "float32", decades(3, 6)),
+            Grid("cpu", "float64", (10**5, 10**6), (3, 31, 511)),
+            Grid("gpu", "float32", decades(3, 8), budget=0.05),
+            Grid("gpu", "float64", (10**6, 10**8), (3, 31, 511), budget=0.05),
+        ),
+    ),
+    "full": Preset(
+        "full", "CPU n=1e3..1e7 in half decades, k up to 4095, both dtypes; GPU up to n=1e9",
+        grids=(
+            Grid("cpu", "float32", decades(3, 7, 2), KS_LONG),
+            Grid("cpu", "float64", decades(3, 7, 2), KS_LONG),
+            Grid("gpu", "float32", decades(3, 9, 2), KS_LONG, budget=0.1),
+            Grid("gpu", "float64", decades(3, 9), KS_LONG, budget=0.1),
+        ),
+        budget=0.2, max_call=5.0,
+    ),
+}
+PRESETS["gpu"] = replace(PRESETS["full"], name="gpu", doc="the GPU grids of `full`",
+                         grids=tuple(g for g in PRESETS["full"].grids if g.device == "gpu"))

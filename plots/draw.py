@@ -1,0 +1,397 @@
+"""The benchmark plots, drawn from results files (never from live measurements).
+
+For each device, op and dtype of a results file, five figures go to ``plots/<device>/`` as PNG, each
+with the CSV of exactly what it shows beside it:
+
+    <op>-<dtype>-time_vs_n    time per call vs n (log-log), a panel per k, with the O(n.k) slope
+    <op>-<dtype>-time_vs_k    time vs k at the largest n, direct and FFT methods, crossover k* marked
+    <op>-<dtype>-throughput   achieved GFLOP/s and GB/s vs n, for a few k, with the measured ceilings
+    <op>-<dtype>-roofline     GFLOP/s vs arithmetic intensity (FLOPs / minimum bytes) at the largest n
+    <op>-<dtype>-speedup      speedup of each kernel over the best baseline, a heatmap over (n, k)
+
+and ``summary.md`` (ceilings, k*, speedups, fastest implementation per (n, k)). Colours are fixed per
+implementation (`colour`), line style by method (direct solid, FFT dashed), marker by kind
+(playground kernel: circle, baseline: square), the same in every figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+from matplotlib.ticker import LogLocator, NullLocator  # noqa: E402
+
+from kernels.bench import analysis  # noqa: E402
+from kernels.bench.results import Run  # noqa: E402
+
+#: FLOPs are the direct method's 2k(n-k+1) for every implementation, so FFT methods show an effective rate.
+GFLOPS_LABEL = "GFLOP/s = 2k(n-k+1) / time"
+KINDS = ("time_vs_n", "time_vs_k", "throughput", "roofline", "speedup")
+
+#: Colours of the implementations known today; others get the next free colour of EXTRA, in sorted order.
+FIXED = {
+    "numba_cpu:naive": "#9ecae1", "numba_cpu:parallel": "#1f77b4", "numba_cpu:fft": "#ff7f0e",
+    "numba_cpu:auto": "#d62728",
+    "numba_cuda:naive": "#a1d99b", "numba_cuda:tiled": "#2ca02c",
+    "cupy:naive": "#fdae6b", "cupy:tiled": "#e6550d", "cupy:fft": "#ff7f0e", "cupy:auto": "#d62728",
+    "numpy.correlate": "#7f7f7f", "scipy.correlate[direct]": "#8c564b", "scipy.correlate[fft]": "#bcbd22",
+    "scipy.oaconvolve": "#17becf", "torch.conv1d": "#e377c2", "torch.conv1d[cuda]": "#e377c2",
+    "cupyx.correlate[direct]": "#8c564b", "cupyx.correlate[fft]": "#bcbd22", "cupyx.fftconvolve": "#17becf",
+}
+EXTRA = ["#9467bd", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#31a354",
+         "#756bb1", "#636363", "#e7ba52", "#ad494a", "#a55194", "#6baed6", "#74c476", "#fd8d3c",
+         "#9e9ac8", "#bdbdbd", "#dadaeb", "#c7e9c0"]
+LINESTYLE = {"direct": "-", "fft": "--", "auto": ":"}
+MARKER = {"kernel": "o", "baseline": "s"}
+CEILING_STYLE = {"flops": dict(color="black", lw=1.2), "dram": dict(color="black", lw=1.2, ls="--"),
+                 "cache": dict(color="0.45", lw=1.0, ls=":")}
+
+
+class Palette:
+    """Implementation label -> colour, fixed for every figure drawn from the same set of results."""
+
+    def __init__(self, labels):
+        unknown = sorted(set(labels) - set(FIXED))
+        self.colours = dict(FIXED)
+        for i, label in enumerate(unknown):
+            self.colours[label] = EXTRA[i % len(EXTRA)]
+
+    def __call__(self, label):
+        return self.colours.get(label, "black")
+
+
+def style(table: analysis.Table, impl: str, palette: Palette) -> dict:
+    info = table.info[impl]
+    kernel = info["kind"] == "kernel"
+    return dict(color=palette(impl), ls=LINESTYLE.get(info["method"], "-"), marker=MARKER[info["kind"]],
+                lw=2.0 if kernel else 1.3, ms=5 if kernel else 4,
+                label=impl + (" *" if info.get("default") else ""))
+
+
+def title(table: analysis.Table, what: str) -> str:
+    return f"{table.op}, {table.dtype}: {what}\n{table.run.device_name(table.device)}"
+
+
+def footnote(fig, table: analysis.Table):
+    meta = table.run.meta
+    out = ("kernels called with out= preallocated" if meta.get("out_preallocated")
+           else "kernels allocate outputs")
+    clock = "CUDA events, L2 flushed" if table.device == "gpu" else "perf_counter"
+    fig.text(0.005, 0.005, f"median of repeated calls ({clock}); {out}, baselines allocate; * = default "
+             f"variant. {table.run.path.name}, git {(meta.get('git') or {}).get('commit', '')[:10]}",
+             fontsize=7, color="0.35", ha="left", va="bottom")
+
+
+def write_csv(path: Path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+TIME_HEADER = ["op", "dtype", "device", "impl", "kind", "method", "n", "k", "median_s", "p20_s", "p80_s",
+               "gflops", "gbs", "flops", "min_bytes"]
+
+
+def time_rows(table: analysis.Table, points):
+    rows = []
+    for impl, n, k in points:
+        r = table.row(impl, n, k)
+        if r:
+            t = r["timing"]
+            rows.append([table.op, table.dtype, table.device, impl, r["kind"], r["method"], n, k,
+                         t["median"], t["p20"], t["p80"], r["flops"] / t["median"] / 1e9,
+                         r["min_bytes"] / t["median"] / 1e9, r["flops"], r["min_bytes"]])
+    return rows
+
+
+def _grid(count, ncols_max):
+    ncols = min(ncols_max, count)
+    return math.ceil(count / ncols), ncols
+
+
+def _legend(fig, handles_from, ncol=6):
+    handles, labels = [], []
+    for ax in handles_from:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=False):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=min(ncol, len(labels)), fontsize=8,
+               bbox_to_anchor=(0.5, 0.025), frameon=False)
+
+
+def _log_axes(ax, x=True, y=True, **labels):
+    """Log scales with minor ticks at 2 and 5 only (placing ticks is most of matplotlib's layout time)."""
+    if x:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    if y:
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    ax.set(**labels)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _errorbar(ax, xs, med, lo, hi, st):
+    ax.errorbar(xs, med, yerr=[np.subtract(med, lo), np.subtract(hi, med)], capsize=0, elinewidth=0.8, **st)
+
+
+# --- 1. time vs n -------------------------------------------------------------------------------------
+
+def time_vs_n(table: analysis.Table, out: Path, palette: Palette) -> Path:
+    ks = table.ks
+    nrows, ncols = _grid(len(ks), 5)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows + 1.4), squeeze=False)
+    # O(n.k) reference: FLOPs at the median rate reached by direct methods at the largest n
+    nmax = table.ns[-1]
+    rates = [table.gflops(i, nmax, k) for i in table.methods("direct") for k in ks if table.time(i, nmax, k)]
+    rate = float(np.median(rates)) if rates else None
+    points = []
+    for ax, k in zip(axes.flat, ks, strict=False):
+        for impl in table.impls:
+            ns = [n for n in table.ns if table.time(impl, n, k) is not None]
+            if not ns:
+                continue
+            rs = [table.row(impl, n, k)["timing"] for n in ns]
+            _errorbar(ax, ns, [r["median"] for r in rs], [r["p20"] for r in rs], [r["p80"] for r in rs],
+                      style(table, impl, palette))
+            points += [(impl, n, k) for n in ns]
+        flops = {r["n"]: r["flops"] for r in table.rows if r["k"] == k}  # from OPS[op].flops
+        if rate and flops:
+            ns = sorted(flops)
+            ax.plot(ns, [flops[n] / (rate * 1e9) for n in ns], color="0.6", lw=4, alpha=0.35, zorder=0,
+                    label=f"O(n·k): 2k(n-k+1) FLOPs at {rate:.1f} GFLOP/s")
+        _log_axes(ax, title=f"k = {k}", xlabel="n (signal length)")
+        if ax in axes[:, 0]:
+            ax.set_ylabel("time per call (s)")
+    for ax in list(axes.flat)[len(ks):]:
+        ax.set_visible(False)
+    fig.suptitle(title(table, "time per call vs n, one panel per filter length k"))
+    _legend(fig, axes.flat)
+    footnote(fig, table)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.97))
+    write_csv(out.with_suffix(".csv"), TIME_HEADER, time_rows(table, points))
+    return save(fig, out.with_suffix(".png"))
+
+
+# --- 2. time vs k, crossover --------------------------------------------------------------------------
+
+def time_vs_k(table: analysis.Table, out: Path, palette: Palette) -> Path:
+    ns = [n for n in table.ns if sum(1 for k in table.ks if k <= n) >= 2][-2:] or table.ns[-1:]
+    fig, axes = plt.subplots(1, len(ns), figsize=(7.2 * len(ns), 5.6), squeeze=False)
+    rows = []
+    for ax, n in zip(axes[0], ns, strict=False):
+        for impl in table.impls:
+            ks = [k for k in table.ks if table.time(impl, n, k) is not None]
+            if not ks:
+                continue
+            rs = [table.row(impl, n, k)["timing"] for k in ks]
+            _errorbar(ax, ks, [r["median"] for r in rs], [r["p20"] for r in rs], [r["p80"] for r in rs],
+                      style(table, impl, palette))
+            rows += time_rows(table, [(impl, n, k) for k in ks])
+        _log_axes(ax, xlabel="k (filter length)", ylabel="time per call (s)", title=f"n = {n:.0e}")
+        crossings = analysis.crossovers(table, n)
+        for j, c in enumerate(crossings):
+            colour = "black" if c.family == "all" else palette(next(
+                (i for i in table.methods("fft", c.family)), "black"))
+            if c.k_star is not None:
+                ax.axvline(c.k_star, color=colour, lw=1.5 if c.family == "all" else 1.0, ls="-.", alpha=0.8)
+            ax.text(0.02, 0.98 - 0.055 * j, f"{c.family}: {c.describe()}", transform=ax.transAxes,
+                    fontsize=8, va="top", color=colour,
+                    bbox=dict(facecolor="white", alpha=0.7, lw=0, pad=1))
+            rows.append([table.op, table.dtype, table.device, f"crossover:{c.family}", "",
+                         f"{c.direct} vs {c.fft}", n, "" if c.k_star is None else c.k_star,
+                         "", "", "", "", "", "", ""])
+    fig.suptitle(title(table, "time vs filter length; direct (solid) vs FFT (dashed); "
+                              "k* = where FFT starts to win (dash-dot)"))
+    _legend(fig, axes.flat, ncol=5)
+    footnote(fig, table)
+    fig.tight_layout(rect=(0, 0.12, 1, 0.97))
+    write_csv(out.with_suffix(".csv"), TIME_HEADER, rows)
+    return save(fig, out.with_suffix(".png"))
+
+
+# --- 3. throughput vs n -------------------------------------------------------------------------------
+
+def _chosen_ks(table, want=analysis.SUMMARY_KS, count=3):
+    ks = [k for k in want if k in table.ks]
+    if len(ks) < min(count, len(table.ks)):
+        idx = np.unique(np.linspace(0, len(table.ks) - 1, min(count, len(table.ks))).round().astype(int))
+        ks = [table.ks[i] for i in idx]
+    return ks
+
+
+def throughput(table: analysis.Table, out: Path, palette: Palette) -> Path:
+    ks = _chosen_ks(table)
+    ceil = analysis.ceiling_values(table.run, table.device)
+    fig, axes = plt.subplots(2, len(ks), figsize=(5.0 * len(ks), 7.6), squeeze=False, sharex="col")
+    points = []
+    for col, k in enumerate(ks):
+        top, bottom = axes[0, col], axes[1, col]
+        for impl in table.impls:
+            ns = [n for n in table.ns if table.time(impl, n, k) is not None]
+            if not ns:
+                continue
+            st = style(table, impl, palette)
+            top.plot(ns, [table.gflops(impl, n, k) for n in ns], **st)
+            bottom.plot(ns, [table.gbs(impl, n, k) for n in ns], **st)
+            points += [(impl, n, k) for n in ns]
+        if ("flops", table.dtype) in ceil:
+            top.axhline(ceil[("flops", table.dtype)], **CEILING_STYLE["flops"],
+                        label=f"peak {table.dtype} (matmul)")
+        for level in ("dram", "cache"):
+            if ("bandwidth", level) in ceil:
+                bottom.axhline(ceil[("bandwidth", level)], **CEILING_STYLE[level],
+                               label=f"copy bandwidth ({level})")
+        _log_axes(top, title=f"k = {k}", ylabel=GFLOPS_LABEL)
+        _log_axes(bottom, xlabel="n (signal length)", ylabel="achieved GB/s (minimum bytes / time)")
+    fig.suptitle(title(table, "throughput vs n: FLOPs = 2k(n-k+1), minimum bytes = inputs read + "
+                              "output written once"))
+    _legend(fig, axes.flat, ncol=5)
+    footnote(fig, table)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.97))
+    write_csv(out.with_suffix(".csv"), TIME_HEADER, time_rows(table, points))
+    return save(fig, out.with_suffix(".png"))
+
+
+# --- 4. roofline ---------------------------------------------------------------------------------------
+
+def roofline(table: analysis.Table, out: Path, palette: Palette) -> Path:
+    n = table.ns[-1]
+    ceil = analysis.ceiling_values(table.run, table.device)
+    fig, ax = plt.subplots(figsize=(12, 6.8))
+    _log_axes(ax)  # before the secondary axis, which copies the scale
+    intensity = {}
+    points = []
+    for impl in table.impls:
+        ks = [k for k in table.ks if table.time(impl, n, k) is not None]
+        if not ks:
+            continue
+        for k in ks:
+            r = table.row(impl, n, k)
+            intensity[k] = r["flops"] / r["min_bytes"]
+        ax.plot([intensity[k] for k in ks], [table.gflops(impl, n, k) for k in ks],
+                **style(table, impl, palette))
+        points += [(impl, n, k) for k in ks]
+    if intensity:
+        lo, hi = min(intensity.values()) / 2, max(intensity.values()) * 2
+        xs = np.geomspace(lo, hi, 200)
+        peak = ceil.get(("flops", table.dtype))
+        if peak:
+            ax.axhline(peak, **CEILING_STYLE["flops"], label=f"peak {table.dtype} matmul: {peak:.0f} GFLOP/s")
+        for level in ("dram", "cache"):
+            bw = ceil.get(("bandwidth", level))
+            if bw:
+                roof = bw * xs if not peak else np.minimum(bw * xs, peak)
+                ax.plot(xs, roof, **CEILING_STYLE[level], label=f"copy bandwidth ({level}): {bw:.0f} GB/s")
+        ax.set_xlim(lo, hi)
+        top = ax.secondary_xaxis("top")
+        ticks = sorted(intensity)
+        top.set_xticks([intensity[k] for k in ticks], labels=[str(k) for k in ticks], fontsize=7)
+        top.xaxis.set_minor_locator(NullLocator())
+        top.set_xlabel("k (filter length) at this intensity", fontsize=8)
+    ax.set(xlabel="arithmetic intensity (FLOPs / minimum bytes)", ylabel=GFLOPS_LABEL)
+    ax.set_title(title(table, f"roofline at n = {n:.0e}, one point per (k, implementation); FFT methods "
+                              "do fewer FLOPs, their rate is effective"), fontsize=10)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    footnote(fig, table)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    rows = time_rows(table, points)
+    rows += [[table.op, table.dtype, table.device, f"ceiling:{kind}:{key}", "", "", "", "", "", "", "",
+              value if kind == "flops" else "", value if kind == "bandwidth" else "", "", ""]
+             for (kind, key), value in ceil.items()]
+    write_csv(out.with_suffix(".csv"), TIME_HEADER, rows)
+    return save(fig, out.with_suffix(".png"))
+
+
+# --- 5. speedup heatmap ----------------------------------------------------------------------------------
+
+def speedup(table: analysis.Table, out: Path, palette: Palette) -> Path | None:
+    impls, ns, ks = table.kernels(), table.ns, table.ks
+    if not impls or not table.baselines():
+        return None
+    nrows, ncols = _grid(len(impls), 3)
+    width, height = max(4.2, 0.6 * len(ks) + 1.6), max(3.0, 0.5 * len(ns) + 1.6)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols + 1.6, height * nrows + 1.3), squeeze=False,
+                             layout="constrained")
+    fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
+    rows = []
+    grids = []
+    for impl in impls:
+        s = np.full((len(ns), len(ks)), np.nan)
+        for a, n in enumerate(ns):
+            for b, k in enumerate(ks):
+                v = table.speedup(impl, n, k)
+                if v is not None:
+                    s[a, b] = v
+                    base, tb = table.best_baseline(n, k)
+                    rows.append([table.op, table.dtype, table.device, impl, n, k, table.time(impl, n, k),
+                                 base, tb, v])
+        grids.append(s)
+    finite = np.concatenate([np.log2(g[np.isfinite(g)]) for g in grids])
+    span = float(np.clip(np.max(np.abs(finite)) if finite.size else 1.0, 1.0, 8.0))
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span)
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")
+    for ax, impl, s in zip(axes.flat, impls, grids, strict=False):
+        im = ax.imshow(np.log2(s), cmap=cmap, norm=norm, aspect="auto", origin="lower")
+        for a in range(len(ns)):
+            for b in range(len(ks)):
+                if np.isfinite(s[a, b]):
+                    v = s[a, b]
+                    ax.text(b, a, f"{v:.2g}" if v < 10 else f"{v:.0f}", ha="center", va="center", fontsize=7,
+                            color="white" if abs(math.log2(v)) > 0.6 * span else "black")
+        ax.set_xticks(range(len(ks)), [str(k) for k in ks], fontsize=8)
+        ax.set_yticks(range(len(ns)), [f"{n:.0e}" for n in ns], fontsize=8)
+        ax.set(xlabel="k (filter length)", ylabel="n (signal length)",
+               title=impl + (" (default)" if table.info[impl].get("default") else ""))
+        for spine in ax.spines.values():
+            spine.set_edgecolor(palette(impl))
+            spine.set_linewidth(3)
+    for ax in list(axes.flat)[len(impls):]:
+        ax.set_visible(False)
+    cbar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9)
+    step = 1 if span <= 4 else 2
+    ticks = [t for t in range(-int(span), int(span) + 1) if t % step == 0]
+    cbar.set_ticks(ticks, labels=[f"{2**t}x" if t >= 0 else f"1/{2**-t}x" for t in ticks])
+    cbar.set_label("speedup = time of best baseline / time (>1: kernel faster)")
+    fig.suptitle(title(table, "speedup over the best baseline at each (n, k); grey: not measured"),
+                 fontsize=10)
+    footnote(fig, table)
+    write_csv(out.with_suffix(".csv"), ["op", "dtype", "device", "impl", "n", "k", "median_s",
+                                        "best_baseline", "best_baseline_median_s", "speedup"], rows)
+    return save(fig, out.with_suffix(".png"))
+
+
+DRAW = {"time_vs_n": time_vs_n, "time_vs_k": time_vs_k, "throughput": throughput, "roofline": roofline,
+        "speedup": speedup}
+
+
+def draw_run(run: Run, device: str, out_dir: Path, palette: Palette | None = None) -> list[Path]:
+    """Every figure of one device of one run, plus summary.md, under out_dir/<device slug>/."""
+    d = Path(out_dir) / run.device_slug(device)
+    d.mkdir(parents=True, exist_ok=True)
+    palette = palette or Palette({r["impl"] for r in run.rows})
+    written = []
+    for table in analysis.tables(run, device):
+        for kind in KINDS:
+            path = DRAW[kind](table, d / f"{table.op}-{table.dtype}-{kind}", palette)
+            if path:
+                written.append(path)
+    summary = d / "summary.md"
+    summary.write_text("\n".join(analysis.summary(run, device)) + "\n")
+    written.append(summary)
+    return written

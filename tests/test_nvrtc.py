@@ -1,0 +1,49 @@
+"""Every .cu file under gpu/ compiles with NVRTC for sm_80 and sm_90, with no register spills."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpu import nvrtc_check
+
+PROBLEM = nvrtc_check.nvrtc_problem()
+pytestmark = pytest.mark.skipif(PROBLEM is not None, reason=str(PROBLEM))
+
+SPILLS = r"""
+// 96 live values in at most 32 registers (1024 threads x 2 blocks per SM): ptxas must spill.
+extern "C" __global__ void __launch_bounds__(1024, 2) many_live_values(const float* x, float* y) {
+  float v[96];
+#pragma unroll
+  for (int i = 0; i < 96; ++i) v[i] = x[threadIdx.x + 1024 * i];
+  float s = 0;
+#pragma unroll
+  for (int i = 0; i < 96; ++i) s += v[i] * v[95 - i] * v[(i * 7) % 96];
+  y[threadIdx.x] = s * v[3] + v[50];
+}
+"""
+
+
+@pytest.mark.parametrize("path", nvrtc_check.cu_files(), ids=lambda p: p.name)
+def test_compiles_without_spills(path):
+    rows = nvrtc_check.check(path)
+    assert {r.arch for r in rows} == set(nvrtc_check.ARCHS)
+    spilled = [r for r in rows if r.spill_stores or r.spill_loads]
+    assert not spilled, "\n".join(map(str, spilled))
+
+
+def test_every_declared_name_expression_is_compiled():
+    path = nvrtc_check.GPU_DIR / "kernels_broken.cu"
+    kernels = {r.kernel for r in nvrtc_check.check(path, archs=(80,))}
+    assert kernels == set(nvrtc_check.declared_names(path.read_text()))
+
+
+def test_a_spill_is_reported():
+    log, names = nvrtc_check.compile_log(SPILLS, [], 80)
+    (row,) = nvrtc_check.parse_ptxas(log, names)
+    assert row.kernel == "many_live_values" and row.registers <= 32
+    assert row.spill_stores > 0 and row.spill_loads > 0 and row.stack > 0
+
+
+def test_compile_error_carries_the_log():
+    with pytest.raises(nvrtc_check.CompileError, match="undefined"):
+        nvrtc_check.compile_log("__global__ void k() { undefined_name(); }", [], 80)

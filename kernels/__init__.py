@@ -4,7 +4,7 @@
     y = kernels.get("conv1d", "numba_cpu")(x, w)       # y[j] = sum_i x[j+i] w[i]
     kernels.backends()                                  # {name: Status(state, reason)}
 
-Op families (math in each module's docstring): `kernels.conv1d`, `kernels.circular`.
+Op families (math in each module's docstring): `kernels.conv1d`, `kernels.circular`, `kernels.layer`.
 """
 
 from kernels import _env  # noqa: F401  (must run before numba is imported)

@@ -13,12 +13,12 @@ where ``p`` is the validated problem (sizes, dtype, flags) computed once by the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-OPS: dict[str, "Op"] = {}
+OPS: dict[str, Op] = {}
 
 
 @dataclass(frozen=True)

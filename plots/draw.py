@@ -12,6 +12,12 @@ with the CSV of exactly what it shows beside it:
 and ``summary.md`` (ceilings, k*, speedups, fastest implementation per (n, k)). Colours are fixed per
 implementation (`colour`), line style by method (direct solid, FFT dashed), marker by kind
 (playground kernel: circle, baseline: square), the same in every figure.
+
+A layer run (`python -m kernels bench --preset layer`) gets instead, per op and dtype,
+
+    <op>-<dtype>-layer_gflops  GFLOP/s by shape and implementation (grouped bars), with the CSV
+
+and ``layer-summary.md`` (best kernel vs best baseline per shape).
 """
 
 from __future__ import annotations
@@ -380,11 +386,66 @@ DRAW = {"time_vs_n": time_vs_n, "time_vs_k": time_vs_k, "throughput": throughput
         "speedup": speedup}
 
 
+# --- the layer preset: GFLOP/s by shape and implementation ------------------------------------------
+
+LAYER_HEADER = ["op", "dtype", "device", "shape", "impl", "kind", "median_s", "p20_s", "p80_s", "gflops",
+                "flops", "status", "reason"]
+
+
+def layer_bars(run: Run, device: str, op: str, dtype: str, out: Path, palette: Palette) -> Path:
+    """Grouped bars: one group per shape, one bar per implementation; skipped or failed: no bar."""
+    rows = [r for r in run.rows if r["device"] == device and r["op"] == op and r["dtype"] == dtype]
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    kinds = {r["impl"]: r["kind"] for r in rows}
+    impls = sorted(kinds, key=lambda i: (kinds[i] != "kernel", i))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(shapes) * max(1, len(impls)) * 0.45 + 3), 5.2))
+    width = 0.8 / max(1, len(impls))
+    for j, impl in enumerate(impls):
+        xs, ys, lo, hi = [], [], [], []
+        for i, shape in enumerate(shapes):
+            r = next((r for r in rows if r["impl"] == impl and r["shape"] == shape and r["status"] == "ok"), None)
+            if r:
+                t = r["timing"]
+                xs.append(i - 0.4 + width * (j + 0.5))
+                ys.append(r["flops"] / t["median"] / 1e9)
+                lo.append(ys[-1] - r["flops"] / t["p80"] / 1e9)
+                hi.append(r["flops"] / t["p20"] / 1e9 - ys[-1])
+        ax.bar(xs, ys, width, yerr=[lo, hi], color=palette(impl), label=impl,
+               hatch="" if kinds[impl] == "kernel" else "//", edgecolor="white", error_kw=dict(lw=0.8))
+    ax.set_xticks(range(len(shapes)), [s.replace(" L", "\nL") for s in shapes], fontsize=8)
+    ax.set(ylabel="GFLOP/s (2 per MAC, kernels.layer_counts)", xlabel="shape (N, C_in>C_out, L, K, padding)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(4, len(impls)) or 1)
+    ax.set_title(f"{op}, {dtype}: GFLOP/s by shape and backend (hatched: baseline)\n"
+                 f"{run.device_name(device)}", fontsize=10)
+    fig.text(0.005, 0.005, f"median of repeated calls, bars p20-p80; {run.path.name}, git "
+             f"{(run.meta.get('git') or {}).get('commit', '')[:10]}", fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    write_csv(out.with_suffix(".csv"), LAYER_HEADER, [
+        [r["op"], r["dtype"], r["device"], r["shape"], r["impl"], r["kind"],
+         *((r["timing"]["median"], r["timing"]["p20"], r["timing"]["p80"], r["gflops"])
+           if r["status"] == "ok" else ("", "", "", "")), r["flops"], r["status"], r.get("reason", "")]
+        for r in rows])
+    return save(fig, out.with_suffix(".png"))
+
+
+def draw_layer_run(run: Run, device: str, d: Path, palette: Palette) -> list[Path]:
+    from kernels.bench import layer
+
+    written = [layer_bars(run, device, op, dtype, d / f"{op}-{dtype}-layer_gflops", palette)
+               for op, dtype in dict.fromkeys((r["op"], r["dtype"]) for r in run.rows if r["device"] == device)]
+    summary = d / "layer-summary.md"
+    summary.write_text("\n".join(layer.summary(run, device)) + "\n")
+    return [*written, summary]
+
+
 def draw_run(run: Run, device: str, out_dir: Path, palette: Palette | None = None) -> list[Path]:
     """Every figure of one device of one run, plus summary.md, under out_dir/<device slug>/."""
     d = Path(out_dir) / run.device_slug(device)
     d.mkdir(parents=True, exist_ok=True)
     palette = palette or Palette({r["impl"] for r in run.rows})
+    if any("shape" in r for r in run.rows):
+        return draw_layer_run(run, device, d, palette)
     written = []
     for table in analysis.tables(run, device):
         for kind in KINDS:

@@ -28,6 +28,7 @@ SIZES = [(1, 1), (2, 1), (2, 2), (7, 7), (13, 1), (13, 5), (129, 3), (129, 129),
 SIZES_SIMULATED = [(1, 1), (2, 2), (13, 1), (13, 5), (129, 3), (129, 129), (131, 17), (523, 33)]
 CIRCULAR_N = [1, 2, 13, 129, 523]
 CIRCULAR_N_SIMULATED = [1, 2, 13, 67]
+LAYER_SIZES_SIMULATED = [(1, 1), (13, 5), (67, 7)]  # (L, K) with N=2, C_in=3, C_out=4
 
 #: Tests marker per backend status (the tier a test belongs to).
 STATE_MARKS = {"real GPU": pytest.mark.gpu, "simulated": pytest.mark.cudasim,
@@ -70,6 +71,8 @@ def impl_params(op_name: str):
 def sizes_for(op_name: str, state: str):
     if OPS[op_name].family == "circular":
         return [(n, 1) for n in (CIRCULAR_N_SIMULATED if state == "simulated" else CIRCULAR_N)]
+    if OPS[op_name].family == "layer" and state == "simulated":
+        return LAYER_SIZES_SIMULATED
     return SIZES_SIMULATED if state == "simulated" else SIZES
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import io
 import json
 import subprocess
@@ -215,3 +216,53 @@ def test_isolated_worker_runs_torch_baselines_in_a_child_process():
         assert worker.info["torch_threads"] >= 1
     finally:
         worker.close()
+
+
+# --- the layer preset: shapes instead of (n, k) ---------------------------------------------------------
+
+TINY_LAYER = dataclasses.replace(
+    PRESETS["layer"], name="tiny-layer", budget=0.003, min_repeats=2, ceilings=TINY.ceilings,
+    grids=tuple(dataclasses.replace(g, shapes=(dict(N=2, C_in=3, C_out=4, L=50, K=3, padding=1),
+                                               dict(N=1, C_in=2, C_out=2, L=300, K=7, padding=3)))
+                for g in PRESETS["layer"].grids))
+
+
+def test_layer_preset_covers_the_issue_shapes():
+    from kernels.bench.sweeps import LAYER_SHAPES
+
+    cpu = PRESETS["layer"].grids[0]
+    assert cpu.device == "cpu" and cpu.dtype == "float32" and cpu.shapes == LAYER_SHAPES
+    assert set(cpu.ops) == {"conv1d_layer", "conv1d_layer_backward"} and cpu.points() == []
+    assert {s["K"] for s in LAYER_SHAPES if s["L"] == 4096} == {3, 7, 31}
+    assert all(s["padding"] == s["K"] // 2 for s in LAYER_SHAPES)
+
+
+def test_layer_run_writes_results_and_the_grouped_bar_plot(tmp_path):
+    from kernels.bench import layer
+    from plots import draw
+
+    path = runner.run(TINY_LAYER, directory=tmp_path / "results", progress=False, spin=True, log=io.StringIO())
+    run = results.load(path)
+    for key in ("date", "cpu", "versions", "threads", "git", "preset", "out_preallocated", "budget_s", "timer"):
+        assert key in run.meta, key
+    assert run.meta["preset"] == "tiny-layer" and run.ceilings
+    bad = [r for r in run.rows if r["status"] != "ok"]
+    assert run.rows and not bad, bad
+    assert {r["op"] for r in run.rows} == {"conv1d_layer", "conv1d_layer_backward"}
+    assert {"numba_cpu:direct", "numba_cpu:im2col"} <= {r["impl"] for r in run.rows}
+    assert "numba_cpu:naive" not in {r["impl"] for r in run.rows}
+    for r in run.rows:
+        args, kwargs = OPS[r["op"]].make_args(np.random.default_rng(0), np.dtype("float32"), **r["layer"])
+        assert r["flops"] == OPS[r["op"]].flops(OPS[r["op"]].parse(*args, **kwargs)[0])
+        assert r["check"]["ok"] and r["timing"]["repeats"] >= 2
+    if importlib.util.find_spec("torch"):
+        assert {"torch.conv1d"} <= {r["impl"] for r in run.rows}
+        assert all(r["speedup"] > 0 for r in layer.ratios(run))
+    written = draw.draw_run(run, "cpu", tmp_path / "plots")
+    folder = tmp_path / "plots" / run.device_slug("cpu")
+    for op in ("conv1d_layer", "conv1d_layer_backward"):
+        for ext in ("png", "csv"):
+            assert (folder / f"{op}-float32-layer_gflops.{ext}").stat().st_size > 0, (op, ext)
+    assert (folder / "layer-summary.md") in written
+    # a layer run does not hide the newest 1-D run of the same device from `python -m plots`
+    assert any("shape" in r for run_, _ in results.newest_per_device(tmp_path / "results") for r in run_.rows)

@@ -4,8 +4,9 @@
 """
 
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 
 def requirements(extras):

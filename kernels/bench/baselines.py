@@ -124,11 +124,17 @@ def _cupy_ok():
     return (True, "") if gpu_present() else (False, "no CUDA device for cupy")
 
 
+def _each(result, fn):
+    """fn(result), or a tuple of fn(part) for multi-output ops (the layer's backward)."""
+    return tuple(fn(r) for r in result) if isinstance(result, (tuple, list)) else fn(result)
+
+
 ARRAY_KINDS = {
     "numpy": ArrayKind(lambda a: a, np.asarray, lambda: (True, "")),
-    "torch": ArrayKind(lambda a: _torch().from_numpy(a), lambda t: t.numpy(), _torch_ok),
+    "torch": ArrayKind(lambda a: _torch().from_numpy(a), lambda t: _each(t, lambda u: u.numpy()), _torch_ok),
     "cupy": ArrayKind(lambda a: _cupy().asarray(a), lambda a: _cupy().asnumpy(a), _cupy_ok),
-    "torch_cuda": ArrayKind(lambda a: _torch().as_tensor(a, device="cuda"), lambda t: t.cpu().numpy(),
+    "torch_cuda": ArrayKind(lambda a: _torch().as_tensor(a, device="cuda"),
+                            lambda t: _each(t, lambda u: u.cpu().numpy()),
                             _torch_cuda_ok),
 }
 
@@ -245,6 +251,29 @@ def cupy_fft_wg(x, g, k):
 def cupy_fftconvolve_wg(x, g, k):
     """cupyx.scipy.signal.fftconvolve(x, g reversed)"""
     return _cupy_signal().fftconvolve(x, g[::-1], "valid")
+
+
+# --- conv1d_layer: the settings follow the arrays, positionally (the runner appends make_args' kwargs) --
+
+def _torch_layer(x, w, b, stride, padding, dilation, groups):
+    """torch.nn.functional.conv1d"""
+    return F.conv1d(x, w, b if b.numel() else None, stride=stride, padding=padding, dilation=dilation,
+                    groups=groups)
+
+
+def _torch_layer_backward(x, w, g, stride, padding, dilation, groups, has_bias):
+    """aten.convolution_backward: the one call autograd makes for conv1d's (dx, dw, db)"""
+    dx, dw, db = torch.ops.aten.convolution_backward(
+        g, x, w, [w.shape[0]] if has_bias else None, [stride], [padding], [dilation], False, [0], groups,
+        [True, True, has_bias])
+    return dx, dw, db if has_bias else g.new_zeros(0)
+
+
+for _dev, _arrays, _suffix in (("cpu", "torch", ""), ("gpu", "torch_cuda", "[cuda]")):
+    baseline("conv1d_layer", "torch.conv1d" + _suffix, method="auto", family="torch", device=_dev,
+             arrays=_arrays)(_torch_layer)
+    baseline("conv1d_layer_backward", "torch.conv1d" + _suffix, method="auto", family="torch", device=_dev,
+             arrays=_arrays)(_torch_layer_backward)
 
 
 def for_op(op: str, device: str | None = None) -> list[Baseline]:

@@ -65,7 +65,7 @@ def cmd_bench(args) -> int:
     import sys
     from pathlib import Path
 
-    from kernels.bench import analysis, results, runner
+    from kernels.bench import analysis, layer, results, runner
 
     preset = build_preset(args)
     if args.list:
@@ -73,6 +73,11 @@ def cmd_bench(args) -> int:
         for name, st in runner.backend_states().items():
             print(f"backend {name}: {st['state']}{'' if st['timed'] else ' (not timed)'} {st['reason']}")
         for _gi, grid, op, impls in blocks:
+            if grid.shapes:
+                print(f"{grid.device} {grid.dtype} {op}: {len(grid.shapes)} shapes x {len(impls)} implementations")
+                for i in impls:
+                    print(f"    {i.label:<28} {i.method:<7} {i.note}")
+                continue
             points = sum(1 for p in grid.points() if p[0] == op)
             print(f"{grid.device} {grid.dtype} {op}: {points} points (n {min(grid.ns)}..{max(grid.ns)}, "
                   f"k {min(grid.ks)}..{max(grid.ks)}) x {len(impls)} implementations")
@@ -86,7 +91,8 @@ def cmd_bench(args) -> int:
                       progress=not args.no_progress, spin=args.spin)
     run = results.load(path)
     for device in run.devices():
-        print("\n".join(analysis.summary(run, device)), file=sys.stdout)
+        summary = layer.summary if layer.is_layer_run(run) else analysis.summary
+        print("\n".join(summary(run, device)), file=sys.stdout)
     print(f"\nresults: {path}")
     return 0
 

@@ -99,7 +99,8 @@ def load(path) -> Run:
 
 
 def newest_per_device(directory: Path = RESULTS_DIR) -> list[tuple[Run, str]]:
-    """(run, 'cpu' or 'gpu') for the newest results file of each device name found in `directory`."""
+    """(run, 'cpu' or 'gpu') for the newest results file of each device name found in `directory`, and
+    separately the newest layer run (its rows have a `shape`) of each device."""
     newest: dict[str, tuple[str, Run, str]] = {}
     for path in sorted(Path(directory).glob("*.jsonl")):
         try:
@@ -107,7 +108,7 @@ def newest_per_device(directory: Path = RESULTS_DIR) -> list[tuple[Run, str]]:
         except (ValueError, json.JSONDecodeError):
             continue
         for device in run.devices():
-            name = run.device_name(device)
+            name = (run.device_name(device), any("shape" in r for r in run.rows))
             key = (run.meta.get("date", ""), path.name)
             if name not in newest or key > newest[name][0]:
                 newest[name] = (key, run, device)

@@ -64,15 +64,17 @@ class Impl:
     baseline: bl.Baseline | None = None
     default: bool = False  # the backend's default variant for this op
 
-    def prepare(self, args: tuple, use_out: bool) -> tuple[Callable, Callable, bool]:
+    def prepare(self, args: tuple, use_out: bool, kwargs: dict | None = None) -> tuple[Callable, Callable, bool]:
         """(call, fetch, out_preallocated): call() computes on inputs already in place; fetch(result)
-        returns NumPy arrays."""
+        returns NumPy arrays. `kwargs` (the layer's stride, padding, ...) go to kernels by name and to
+        baselines as trailing positional arguments, in their order."""
+        kwargs = kwargs or {}
         is_array = [isinstance(a, np.ndarray) for a in args]
         if self.kind == "baseline":
             kind = bl.ARRAY_KINDS[self.baseline.arrays]
             dev = tuple(kind.to_kind(a) if arr else a for a, arr in zip(args, is_array, strict=False))
-            fn = self.baseline.fn
-            return (lambda: fn(*dev)), kind.to_host, False
+            fn, extra = self.baseline.fn, tuple(kwargs.values())
+            return (lambda: fn(*dev, *extra)), kind.to_host, False
         op = OPS[self.op]
         fn = kernels.get(self.op, self.backend, self.variant)
         arrays = registry.backend(self.backend).arrays
@@ -82,11 +84,11 @@ class Impl:
             return compare.to_host(r) if op.single else tuple(compare.to_host(o) for o in r)
 
         if not use_out:
-            return (lambda: fn(*dev)), fetch, False
-        p, _ = op.parse(*args)
+            return (lambda: fn(*dev, **kwargs)), fetch, False
+        p, _ = op.parse(*args, **kwargs)
         outs = tuple(arrays.empty(s, p.dtype) for s in op.out_shapes(p))
         out = outs[0] if op.single else outs
-        return (lambda: fn(*dev, out=out)), fetch, True
+        return (lambda: fn(*dev, **kwargs, out=out)), fetch, True
 
 
 def variant_method(variant: str) -> str:
@@ -261,46 +263,17 @@ def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool 
     """Run `preset`; returns the path of the results file written."""
     from tqdm import tqdm
 
+    if any(g.shapes for g in preset.grids):  # the layer preset: shapes, not (n, k)
+        from kernels.bench import layer
+
+        return layer.run(preset, directory=directory, use_out=use_out, seed=seed, progress=progress,
+                         spin=spin, log=log)
     started = time.perf_counter()
     omp = quiet_spinning(spin)
     blocks, left_out = plan(preset)
     tasks = sum(len(impls) * sum(1 for p in grid.points() if p[0] == op) for _, grid, op, impls in blocks)
     print(f"bench: preset {preset.name!r}, {tasks} timings over {len(blocks)} (grid, op) blocks", file=log)
-    states = backend_states()
-    for name, st in states.items():
-        if not st["timed"]:
-            print(f"  not timed: backend {name} ({st['state']}{': ' + st['reason'] if st['reason'] else ''})",
-                  file=log)
-    for s in left_out:
-        print(f"  not timed: baseline {s['label']} ({s['reason']})", file=log)
-
-    print("bench: measuring ceilings (again at the end; the plots use the better of the two)", file=log)
-    ceils = ceilings.cpu(preset.ceilings)
-    meta = machine.metadata()  # after a numba parallel kernel ran (threading layer)
-    meta["threads"].update(omp)
-    sessions = Sessions(use_out)
-    if any(i.kind == "baseline" and i.baseline.isolated for *_, impls in blocks for i in impls):
-        meta["threads"].update(isolated_worker=sessions.start_worker().info)
-    if meta["gpu"] and any(g.device == "gpu" for g in preset.grids):
-        ceils += ceilings.gpu(preset.ceilings, meta["gpu"]["l2_bytes"])
-    for c in ceils:
-        print(f"  {c['device']} {c['kind']} {c.get('dtype') or c.get('level')}: {c['value']:.1f} {c['unit']} "
-              f"({c['method']})", file=log)
-
-    meta.update(type="meta", preset=preset.name, preset_doc=preset.doc,
-                grids=[vars(g) for g in preset.grids], budget_s=preset.budget, max_call_s=preset.max_call,
-                min_repeats=preset.min_repeats, out_preallocated=use_out, seed=seed, backends=states,
-                baselines_left_out=left_out,
-                timer={"cpu": "time.perf_counter per call after one warm-up/check call, repeated until the "
-                              "budget; median, 20th and 80th percentiles",
-                       "gpu": "CUDA events per call after warm-up, L2 flushed before each call"},
-                note="playground kernels are called through kernels.get(...) with out= preallocated "
-                     "(unless out_preallocated is false) and include argument validation; baselines "
-                     "allocate their outputs")
-    writer = results.Writer(directory, stem(preset, meta))
-    writer.write(meta)
-    for c in ceils:
-        writer.write({**c, "when": "start"})
+    writer, meta, sessions = start(preset, blocks, left_out, directory, use_out, seed, omp, log)
 
     rng = np.random.default_rng(seed)
     est = Estimates()
@@ -349,15 +322,61 @@ def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool 
         print(f"bench: interrupted; partial results left in {writer.tmp}", file=log)
         raise
     bar.close()
+    path = finish(preset, meta, writer, sessions)
+    print(f"bench: {counts} in {time.perf_counter() - started:.0f} s -> {path}", file=log)
+    return path
+
+
+def start(preset: Preset, blocks, left_out, directory, use_out, seed, omp, log):
+    """Report what is not timed, measure the ceilings, write the metadata: (writer, meta, sessions).
+    `omp` is what `quiet_spinning` returned, called before anything loaded OpenMP."""
+    states = backend_states()
+    for name, st in states.items():
+        if not st["timed"]:
+            print(f"  not timed: backend {name} ({st['state']}{': ' + st['reason'] if st['reason'] else ''})",
+                  file=log)
+    for s in left_out:
+        print(f"  not timed: baseline {s['label']} ({s['reason']})", file=log)
+
+    print("bench: measuring ceilings (again at the end; the plots use the better of the two)", file=log)
+    ceils = ceilings.cpu(preset.ceilings)
+    meta = machine.metadata()  # after a numba parallel kernel ran (threading layer)
+    meta["threads"].update(omp)
+    sessions = Sessions(use_out)
+    if any(i.kind == "baseline" and i.baseline.isolated for *_, impls in blocks for i in impls):
+        meta["threads"].update(isolated_worker=sessions.start_worker().info)
+    if meta["gpu"] and any(g.device == "gpu" for g in preset.grids):
+        ceils += ceilings.gpu(preset.ceilings, meta["gpu"]["l2_bytes"])
+    for c in ceils:
+        print(f"  {c['device']} {c['kind']} {c.get('dtype') or c.get('level')}: {c['value']:.1f} {c['unit']} "
+              f"({c['method']})", file=log)
+
+    meta.update(type="meta", preset=preset.name, preset_doc=preset.doc,
+                grids=[vars(g) for g in preset.grids], budget_s=preset.budget, max_call_s=preset.max_call,
+                min_repeats=preset.min_repeats, out_preallocated=use_out, seed=seed, backends=states,
+                baselines_left_out=left_out,
+                timer={"cpu": "time.perf_counter per call after one warm-up/check call, repeated until the "
+                              "budget; median, 20th and 80th percentiles",
+                       "gpu": "CUDA events per call after warm-up, L2 flushed before each call"},
+                note="playground kernels are called through kernels.get(...) with out= preallocated "
+                     "(unless out_preallocated is false) and include argument validation; baselines "
+                     "allocate their outputs")
+    writer = results.Writer(directory, stem(preset, meta))
+    writer.write(meta)
+    for c in ceils:
+        writer.write({**c, "when": "start"})
+    return writer, meta, sessions
+
+
+def finish(preset: Preset, meta, writer, sessions) -> Path:
+    """Close the worker, measure the ceilings again and publish the results file."""
     sessions.close()
     end = ceilings.cpu(preset.ceilings)
     if meta["gpu"] and any(g.device == "gpu" for g in preset.grids):
         end += ceilings.gpu(preset.ceilings, meta["gpu"]["l2_bytes"])
     for c in end:
         writer.write({**c, "when": "end"})
-    path = writer.close()
-    print(f"bench: {counts} in {time.perf_counter() - started:.0f} s -> {path}", file=log)
-    return path
+    return writer.close()
 
 
 class Sessions:
@@ -397,9 +416,9 @@ class Session:
         self.impl, self.use_out, self.out_preallocated = impl, use_out, None
         self._call = None
 
-    def call(self, args):
+    def call(self, args, kwargs=None):
         self._call = None  # free the previous inputs first
-        self._call, fetch, self.out_preallocated = self.impl.prepare(args, self.use_out)
+        self._call, fetch, self.out_preallocated = self.impl.prepare(args, self.use_out, kwargs)
         t0 = time.perf_counter()
         got = fetch(self._call())
         return got, time.perf_counter() - t0
@@ -418,8 +437,8 @@ class IsolatedSession:
     def __init__(self, impl: Impl, worker):
         self.impl, self.worker = impl, worker
 
-    def call(self, args):
-        return self.worker.call(self.impl.label, self.impl.op, args)
+    def call(self, args, kwargs=None):
+        return self.worker.call(self.impl.label, self.impl.op, (*args, *(kwargs or {}).values()))
 
     def time(self, budget: float, min_repeats: int) -> timing.Timing:
         return timing.Timing(**self.worker.time(budget, min_repeats))

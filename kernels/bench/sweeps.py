@@ -11,6 +11,10 @@ backends and variants join the sweep without editing this file. Points with k > 
     full   CPU n = 1e3..1e7 in half decades, k up to 4095, both dtypes; GPU up to n = 1e9 (capped
            by free memory).
     gpu    the GPU grids of `full` only.
+    layer  the conv1d layer (forward and backward, float32) on a few realistic shapes instead of an
+           (n, k) grid: N=8, C_in=64, C_out=128, L=4096, K = 3, 7, 31 ("same" padding K//2), and one
+           long sequence; numba_cpu against torch CPU (cuDNN and the GPU backends when a GPU is there).
+           Run by `kernels.bench.layer`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Grid:
     include: tuple[str, ...] = ("*",)  # fnmatch patterns over implementation labels
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     budget: float | None = None  # seconds of timed calls per point (None: the preset's)
+    shapes: tuple = ()  # layer grids: make_args keyword dicts (N, C_in, C_out, L, K, padding); no n, k
 
     def points(self):
         """(op, n, k) in run order: n ascending, then k ascending (for the time estimates)."""
@@ -99,5 +104,18 @@ PRESETS = {
         budget=0.2, max_call=5.0,
     ),
 }
+#: The layer preset's shapes: make_args keywords of `conv1d_layer` and `conv1d_layer_backward`.
+LAYER_SHAPES = tuple(dict(N=8, C_in=64, C_out=128, L=4096, K=k, padding=k // 2) for k in (3, 7, 31)) + (
+    dict(N=1, C_in=16, C_out=16, L=262144, K=31, padding=15),)
+LAYER_OPS = ("conv1d_layer", "conv1d_layer_backward")
+#: numba_cpu:naive (serial, a bounds test per tap) takes tens of seconds per call on these shapes.
+PRESETS["layer"] = Preset(
+    "layer", "conv1d layer fwd+bwd float32: N=8 C_in=64 C_out=128 L=4096 K=3,7,31 and N=1 C=16 L=262144 K=31",
+    grids=(Grid("cpu", "float32", (), ops=LAYER_OPS, shapes=LAYER_SHAPES,
+                exclude=DEFAULT_EXCLUDE + ("numba_cpu:naive",)),
+           Grid("gpu", "float32", (), ops=LAYER_OPS, shapes=LAYER_SHAPES, budget=0.05,
+                exclude=DEFAULT_EXCLUDE + ("*:naive",))),
+    budget=0.3, max_call=2.0,
+)
 PRESETS["gpu"] = replace(PRESETS["full"], name="gpu", doc="the GPU grids of `full`",
                          grids=tuple(g for g in PRESETS["full"].grids if g.device == "gpu"))

@@ -3,16 +3,7 @@
 `gpu.cuda_module.load` returns a cupy.RawModule on a real GPU and the emulated module otherwise, so
 the launch sites below are the same on both paths. Every 1-D op maps onto three engines (formulas in
 gpu/conv1d.cu): the correlation `correlate` (naive or tiled), the weight gradient and the total (bias
-gradient), as in gpu/numba_cuda.py:
-
-    op                      sig  f  flip       offset  periodic  epilogue
-    conv1d                   x   w  flip       0       no        NONE
-    conv1d_relu              x   w  flip       0       no        RELU (bias b)
-    relu backward gate       x   w  flip       0       no        GATE: g[o] where conv1d + b > 0, else 0
-    conv1d_input_grad        g   w  not flip   -(k-1)  no        NONE (zero padding: full convolution)
-    circular_correlate z     y   x  no         0       yes       NONE
-    circular backward dx     y   g  no         0       yes       NONE
-    circular backward dy     x   g  yes        1       yes       NONE
+gradient); gpu/correlation_ops.py holds that mapping, shared with gpu/numba_cuda.py.
 
 The layer ops conv1d_layer and conv1d_layer_backward use the direct kernels of gpu/conv1d_layer.cu
 (variant `direct`; parameter gradients by chunk partials summed in a fixed order).
@@ -34,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu.correlation_ops import NONE, Engines, register
 from kernels.backend import Backend, HostArrays, Status
 
 SOURCE = Path(__file__).with_name("conv1d.cu")
@@ -46,7 +38,6 @@ WG_TI = WG_WI * WG_PER_THREAD
 TARGET_BLOCKS = 1024
 #: Elements each thread sums at least in block_sums.
 ITEMS = 32
-NONE, RELU, GATE = 0, 1, 2  # epilogues (EPI_* in conv1d.cu)
 
 
 def status() -> Status:
@@ -246,64 +237,18 @@ def total(g, out, launch: Launch, *, tiled=True, atomic=False):
 # ------------------------------------------------------------------------------------------------
 # Ops
 
-def register(variant: str, tiled: bool, atomic: bool, notes: dict, default=False):
-    """Register every op for `variant`; `notes` maps an op to its note ("" for the others; ops without
-    a note are not registered)."""
-    def impl(op):
-        def decorate(fn):
-            fn.__doc__ = notes.get(op, notes.get(""))
-            if fn.__doc__:
-                backend.impl(op, variant, default=default)(fn)
-            return fn
-        return decorate
-
-    @impl("conv1d")
-    def conv1d(p, x, w, y, **options):
-        correlate(x, w, y, Launch.of(options), tiled=tiled, flip=p.flip)
-
-    @impl("conv1d_weight_grad")
-    def conv1d_weight_grad(p, x, g, dw, **options):
-        weight_grad(x, g, dw, Launch.of(options), tiled=tiled, flip=p.flip, atomic=atomic)
-
-    @impl("conv1d_bias_grad")
-    def conv1d_bias_grad(p, g, db, **options):
-        total(g, db, Launch.of(options), tiled=tiled, atomic=atomic)
-
-    @impl("conv1d_input_grad")
-    def conv1d_input_grad(p, w, g, dx, **options):  # dx[t] = sum_i g[t-i] w[i]: g zero-padded by k-1
-        correlate(g, w, dx, Launch.of(options), tiled=tiled, flip=not p.flip, offset=-(p.k - 1))
-
-    @impl("conv1d_relu")
-    def conv1d_relu(p, x, w, y, **options):
-        correlate(x, w, y, Launch.of(options), tiled=tiled, flip=p.flip, bias=p.b, epilogue=RELU)
-
-    @impl("conv1d_relu_backward")
-    def conv1d_relu_backward(p, x, w, g, dx, dw, db, **options):
-        launch = Launch.of(options)
-        gated = _empty((p.m,), p.dtype)  # g where conv1d(x, w) + b > 0, else 0
-        correlate(x, w, gated, launch, tiled=tiled, flip=p.flip, bias=p.b, epilogue=GATE, gate=g)
-        correlate(gated, w, dx, launch, tiled=tiled, flip=not p.flip, offset=-(p.k - 1))
-        weight_grad(x, gated, dw, launch, tiled=tiled, flip=p.flip, atomic=atomic)
-        total(gated, db, launch, tiled=tiled, atomic=atomic)
-
-    @impl("circular_correlate")
-    def circular_correlate(p, x, y, z, **options):  # z[s] = sum_i x[i] y[(i+s) mod n]
-        correlate(y, x, z, Launch.of(options), tiled=tiled, periodic=True)
-
-    @impl("circular_correlate_backward")
-    def circular_correlate_backward(p, x, y, g, dx, dy, **options):
-        launch = Launch.of(options)
-        correlate(y, g, dx, launch, tiled=tiled, periodic=True)  # dx[i] = sum_s g[s] y[(i+s) mod n]
-        # dy[i] = sum_s g[s] x[(i-s) mod n]
-        correlate(x, g, dy, launch, tiled=tiled, periodic=True, offset=1, flip=True)
+def engines(tiled: bool, atomic: bool) -> Engines:
+    return Engines(functools.partial(correlate, tiled=tiled),
+                   functools.partial(weight_grad, tiled=tiled, atomic=atomic),
+                   functools.partial(total, tiled=tiled, atomic=atomic), empty=_empty, launch_of=Launch.of)
 
 
-register("naive", False, False, {
+register(backend, "naive", engines(tiled=False, atomic=False), {
     "": "one thread per output, operands read from global memory",
     "conv1d_weight_grad": "one thread per tap, summing its m products from global memory",
     "conv1d_bias_grad": "one thread sums grad_y",
 })
-register("tiled", True, False, {
+register(backend, "tiled", engines(tiled=True, atomic=False), {
     "": "block tile + (k-1) halo and filter chunks staged in shared memory, several outputs per thread "
         "in registers",
     "conv1d_weight_grad": "j split over blocks, g and x chunks in shared memory, several taps per thread; "
@@ -311,7 +256,7 @@ register("tiled", True, False, {
     "conv1d_bias_grad": "per-block tree sums in shared memory, then summed in a fixed order (deterministic)",
     "conv1d_relu_backward": "tiled ReLU gate, input gradient, weight and bias sums (deterministic)",
 }, default=True)
-register("atomic", True, True, {
+register(backend, "atomic", engines(tiled=True, atomic=True), {
     op: "tiled, but block partials are atomicAdd-ed into the output: one pass, NOT deterministic "
         "(the order of the additions varies)"
     for op in ("conv1d_weight_grad", "conv1d_bias_grad")

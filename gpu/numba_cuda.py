@@ -1,8 +1,8 @@
 """The `numba_cuda` backend: @cuda.jit kernels on a GPU, or under numba's CUDA simulator.
 
 Layers: kernels (`numba_cuda_correlate`, `numba_cuda_reduce`) -> their launch functions (grid, block,
-workspaces) -> the implementations registered here, which map each op onto launches (the formulas are
-in each kernel's docstring). A variant is a choice of launches (`Launches`).
+workspaces) -> the op implementations of gpu/correlation_ops.py (shared with the cupy backend), which
+map each op onto launches. A variant is a choice of engines (`engines`).
 
 Options (`kernels.get(op, "numba_cuda", variant, block=32)`): see `gpu.numba_cuda_common.Launch`.
 Inputs may be numba device arrays (results come back as device arrays) or NumPy arrays (copied in,
@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
+from gpu.correlation_ops import Engines, register
 from kernels.backend import Backend, Status
 
 try:  # numba is imported after kernels._env has chosen between a GPU and the simulator
@@ -98,73 +97,18 @@ backend = Backend("numba_cuda", "numba @cuda.jit kernels (on a GPU, or under num
                   status=status, arrays=DeviceArrays())
 
 
-@dataclass(frozen=True)
-class Launches:
-    correlate: Callable  # (sig, f, out, launch, **how): out[o] = sum_i f'[i] s[o+i], numba_cuda_correlate
-    weight_grad: Callable  # (x, g, dw, launch, flip): dw[i] = sum_j g[j] x[j+i]
-    total: Callable  # (g, out, launch): out[0] = sum_j g[j]
-
-
-def register(variant: str, L: Launches, notes: dict, default=False):
-    """Register every op for `variant`, computed with the launches `L`.
-
-    `notes` maps an op to its one-line note ("" to the note of the ops not named); ops without a note
-    are not registered.
-    """
-    def impl(op):
-        def decorate(fn):
-            fn.__doc__ = notes.get(op, notes.get(""))
-            if fn.__doc__:
-                backend.impl(op, variant, default=default)(fn)
-            return fn
-        return decorate
-
-    @impl("conv1d")
-    def conv1d(p, x, w, y, **options):
-        L.correlate(x, w, y, Launch.of(options), flip=p.flip)
-
-    @impl("conv1d_weight_grad")
-    def weight_grad(p, x, g, dw, **options):
-        L.weight_grad(x, g, dw, Launch.of(options), flip=p.flip)
-
-    @impl("conv1d_bias_grad")
-    def bias_grad(p, g, db, **options):
-        L.total(g, db, Launch.of(options))
-
-    @impl("conv1d_input_grad")
-    def input_grad(p, w, g, dx, **options):  # dx[t] = sum_i g[t-i] w[i]: g zero-padded by k-1
-        L.correlate(g, w, dx, Launch.of(options), flip=not p.flip, offset=-(p.k - 1))
-
-    @impl("conv1d_relu")
-    def conv1d_relu(p, x, w, y, **options):
-        L.correlate(x, w, y, Launch.of(options), flip=p.flip, bias=p.b, epilogue=corr.RELU)
-
-    @impl("conv1d_relu_backward")
-    def conv1d_relu_backward(p, x, w, g, dx, dw, db, **options):
-        gated = cuda.device_array(p.m, p.dtype)  # g where conv1d(x, w) + b > 0, else 0
-        L.correlate(x, w, gated, Launch.of(options), flip=p.flip, bias=p.b, epilogue=corr.GATE, gate=g)
-        input_grad(p, w, gated, dx, **options)
-        weight_grad(p, x, gated, dw, **options)
-        bias_grad(p, gated, db, **options)
-
-    @impl("circular_correlate")
-    def circular(p, x, y, z, **options):  # z[s] = sum_i x[i] y[(i+s) mod n]
-        L.correlate(y, x, z, Launch.of(options), periodic=True)
-
-    @impl("circular_correlate_backward")
-    def circular_backward(p, x, y, g, dx, dy, **options):
-        launch = Launch.of(options)
-        L.correlate(y, g, dx, launch, periodic=True)  # dx[i] = sum_s g[s] y[(i+s) mod n]
-        L.correlate(x, g, dy, launch, periodic=True, offset=1, flip=True)  # dy[i] = sum_s g[s] x[(i-s) mod n]
+def engines(correlate, weight_grad, total) -> Engines:
+    return Engines(correlate, weight_grad, total, empty=cuda.device_array if not MISSING else None,
+                   launch_of=Launch.of)
 
 
 if not MISSING:
-    register("naive", Launches(corr.naive, red.weight_grad_naive, red.total_naive), {
+    register(backend, "naive", engines(corr.naive, red.weight_grad_naive, red.total_naive), {
         "": "one thread per output, operands read from global memory",
         "conv1d_weight_grad": "one thread per tap, summing its m products from global memory",
         "conv1d_bias_grad": "one thread sums grad_y",
     })
-    register("tiled", Launches(corr.tiled, red.weight_grad_tiled, red.total_tiled), {
+    register(backend, "tiled", engines(corr.tiled, red.weight_grad_tiled, red.total_tiled), {
         "": "block tile + (k-1) halo and filter chunks staged in shared memory, several outputs per "
             "thread in registers",
         "conv1d_weight_grad": "j split over blocks, g and x chunks in shared memory, several taps per "
@@ -173,8 +117,8 @@ if not MISSING:
                             "(deterministic)",
         "conv1d_relu_backward": "tiled ReLU gate, input gradient, weight and bias sums (deterministic)",
     }, default=True)
-    register("atomic", Launches(corr.tiled, partial(red.weight_grad_tiled, atomic=True),
-                                partial(red.total_tiled, atomic=True)), {
+    register(backend, "atomic", engines(corr.tiled, partial(red.weight_grad_tiled, atomic=True),
+                                        partial(red.total_tiled, atomic=True)), {
         op: "tiled, but block partials are added into the output with cuda.atomic.add: one pass, "
             "NOT deterministic (the order of the additions varies)"
         for op in ("conv1d_weight_grad", "conv1d_bias_grad")

@@ -10,16 +10,7 @@ periodic:
     f'[i] = f[L-1-i] if flip else f[i]
     s[t]  = sig[t + offset]   (0 outside sig)       or   sig[(t + offset) mod N]   (periodic)
 
-That covers (math in kernels/conv1d.py and kernels/circular.py; g = the incoming gradient):
-
-    op                      sig  f  flip       offset  periodic  epilogue
-    conv1d                   x   w  flip       0       no        NONE
-    conv1d_relu              x   w  flip       0       no        RELU (bias b)
-    relu backward gate       x   w  flip       0       no        GATE: g[o] where conv1d + b > 0, else 0
-    conv1d_input_grad        g   w  not flip   -(k-1)  no        NONE (zero padding: full convolution)
-    circular_correlate z     y   x  no         0       yes       NONE
-    circular backward dx     y   g  no         0       yes       NONE
-    circular backward dy     x   g  yes        1       yes       NONE  (dy[i] = sum_s g[s] x[(i-s) mod n])
+That covers every 1-D op: the table is in gpu/correlation_ops.py (shared with the cupy backend).
 
 Terms that fall on the zero padding are skipped, not multiplied by zero, so an Inf in the filter gives
 the reference's result (Inf * 0 would be NaN) at the edges of the input gradient.
@@ -32,9 +23,8 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
+from gpu.correlation_ops import GATE, NONE, RELU
 from gpu.numba_cuda_common import Launch, check_shared, scalar_type
-
-NONE, RELU, GATE = 0, 1, 2  # epilogues
 
 
 @cuda.jit(device=True)

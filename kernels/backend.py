@@ -113,7 +113,7 @@ class Backend:
         @functools.wraps(op.parse)
         def call(*args, out=None, **kwargs):
             p, inputs = op.parse(*args, **kwargs)
-            native = any(arrays.owns(a) for a in inputs) and arrays.name != HostArrays.name
+            native = arrays.name != HostArrays.name and any(arrays.owns(a) for a in inputs)
             inputs = tuple(arrays.prepare(a) for a in inputs)
             shapes = op.out_shapes(p)
             given = _check_out(op, p, shapes, out)

@@ -19,6 +19,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def as_array(name: str, a):
     """Return `a` as an array-like with ndim/shape/dtype (NumPy, CuPy, numba device arrays pass)."""
+    if isinstance(a, np.ndarray):  # the common case, checked first: validation runs on every call
+        return a
     if all(hasattr(a, attr) for attr in ("ndim", "shape", "dtype", "size")):
         return a
     if a is None:
@@ -44,11 +46,12 @@ def float_array(name: str, a, ndim: int):
 
 def same_dtype(**arrays):
     """Check that all named arrays share one dtype; return it."""
-    dtypes = {name: np.dtype(a.dtype) for name, a in arrays.items()}
-    if len(set(dtypes.values())) > 1:
+    dtypes = {name: a.dtype for name, a in arrays.items()}
+    first, *rest = dtypes.values()
+    if any(dt != first for dt in rest):
         listing = ", ".join(f"{name}={dt}" for name, dt in dtypes.items())
         raise TypeError(f"mixed dtypes: expected one dtype for all arrays, got {listing}")
-    return next(iter(dtypes.values()))
+    return np.dtype(first)
 
 
 def length(name: str, a, expected: int, why: str):
@@ -59,7 +62,7 @@ def length(name: str, a, expected: int, why: str):
 
 def integer(name: str, value, *, low: int, high: int | None = None) -> int:
     """Check that `value` is an integer (not bool) in [low, high]; return it as int."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    if type(value) is not int and (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     value = int(value)
     if value < low or (high is not None and value > high):

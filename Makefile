@@ -46,6 +46,7 @@ bench: setup
 
 plots: setup
 	$(PY) -m kernels bench --preset quick
+	$(PY) -m kernels bench --preset layer
 	$(PY) -m plots
 
 # Re-measure the direct/FFT crossover that numba_cpu's `auto` variant reads (cpu/crossover.json).

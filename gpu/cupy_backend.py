@@ -18,14 +18,15 @@ the module is built on first use (functools.cache).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from gpu.correlation_ops import NONE, Engines, register
+from gpu.launch import Launch as BaseLaunch
 from kernels.backend import Backend, HostArrays, Status
 
 SOURCE = Path(__file__).with_name("conv1d.cu")
@@ -133,26 +134,8 @@ backend = Backend("cupy", "CUDA C kernels (gpu/conv1d.cu) through cupy.RawModule
 
 
 @dataclass(frozen=True)
-class Launch:
-    block: int = 128  # threads per block: a power of two in [32, 1024]
-    max_blocks: int = 1 << 16  # grid cap: the kernels stride over the work beyond it
-
-    @classmethod
-    def of(cls, options: dict) -> Launch:
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(options) - set(names))
-        if unknown:
-            raise TypeError(f"cupy options: unknown {unknown}, expected some of {names}")
-        launch = cls(**options)
-        if launch.block not in (32, 64, 128, 256, 512, 1024):
-            raise ValueError(f"block: expected a power of two in [32, 1024], got {launch.block!r}")
-        mb = launch.max_blocks
-        if isinstance(mb, bool) or not isinstance(mb, int) or mb < 1:
-            raise ValueError(f"max_blocks: expected a positive integer, got {launch.max_blocks!r}")
-        return launch
-
-    def blocks(self, items: int, per_block: int) -> int:
-        return max(1, min(-(-items // per_block), self.max_blocks))
+class Launch(BaseLaunch):
+    backend: ClassVar[str] = "cupy"
 
 
 def _i64(v):

@@ -11,42 +11,23 @@ every kernel strides over the work beyond its grid, so any n fits in a grid of `
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numba
 import numpy as np
 from numba import cuda, int64
+
+from gpu.launch import Launch as BaseLaunch
 
 #: Static shared memory a block may use without opting in to more.
 SHARED_BYTES = 48 * 1024
 
 
 @dataclass(frozen=True)
-class Launch:
-    block: int = 128  # threads per block: a power of two in [32, 1024]
+class Launch(BaseLaunch):
+    backend: ClassVar[str] = "numba_cuda"
     per_thread: int = 4  # outputs per thread in the tiled kernels, accumulated in registers
-    max_blocks: int = 1 << 16  # grid cap: kernels stride over the work beyond it
-
-    @classmethod
-    def of(cls, options: dict) -> Launch:
-        """The launch described by a call's options; TypeError/ValueError names a bad one."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(options) - set(names))
-        if unknown:
-            raise TypeError(f"numba_cuda options: unknown {unknown}, expected some of {names}")
-        launch = cls(**options)
-        if launch.block not in (32, 64, 128, 256, 512, 1024):
-            raise ValueError(f"block: expected a power of two in [32, 1024], got {launch.block!r}")
-        for name in ("per_thread", "max_blocks"):
-            value = getattr(launch, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        return launch
-
-    def blocks(self, items: int, per_block: int) -> int:
-        """Grid size for `items` work items, `per_block` per block: ceil division, capped."""
-        return max(1, min(-(-items // per_block), self.max_blocks))
 
 
 def scalar_type(dtype):

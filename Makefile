@@ -42,16 +42,16 @@ list: setup
 # per run), `make plots` measures the quick preset and draws plots/<device>/ from the newest results.
 PRESET ?= quick
 bench: setup
-	$(PY) -m kernels bench --preset $(PRESET)
+	$(PY) -m plots bench --preset $(PRESET)
 
 plots: setup
-	$(PY) -m kernels bench --preset quick
-	$(PY) -m kernels bench --preset layer
-	$(PY) -m plots
+	$(PY) -m plots bench --preset quick
+	$(PY) -m plots bench --preset layer
+	$(PY) -m plots draw
 
 # Re-measure the direct/FFT crossover that numba_cpu's `auto` variant reads (cpu/crossover.json).
 tune: setup
-	$(PY) -m cpu.tune
+	$(PY) -m plots.bench.tune
 
 lint: setup
 	$(PY) -m ruff check .

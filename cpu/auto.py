@@ -1,13 +1,13 @@
 """The `auto` variant: direct (`blocked`) or FFT per (op, n, k, dtype), from a measured crossover.
 
-`cpu/crossover.json` (written by `python -m cpu.tune`) holds, per op and dtype, the filter lengths
+`cpu/crossover.json` (written by `python -m plots.bench.tune`) holds, per op and dtype, the filter lengths
 n it was measured at and, for each, the smallest k from which the FFT was faster (null: direct
 won everywhere up to the largest k tried). Between measured n the crossover is interpolated on
 log-log axes; outside them the nearest one applies; it is scaled by the thread count now over the
 one it was measured with (direct scales with threads, scipy's FFT runs on one). Without the file,
 auto is direct.
 
-    {"schema": 1, "machine": {...}, "command": "python -m cpu.tune",
+    {"schema": 1, "machine": {...}, "command": "python -m plots.bench.tune",
      "ops": {"conv1d": {"float32": {"n": [10000, ...], "k_fft": [256, ...], "k_max": [...]}}}}
 """
 

@@ -6,7 +6,7 @@
               AVX/AVX-512 FMAs (cpu/blocked.py, cpu/simd.py); every op reduces to its correlation
     fft       scipy FFT convolution (cpu/fft.py); short sums and non-finite inputs go direct
     auto      blocked or fft per (op, n, k, dtype) from the crossover measured here
-              (cpu/crossover.json, `python -m cpu.tune`); the default
+              (cpu/crossover.json, `python -m plots.bench.tune`); the default
 
 Every op is written once in terms of six loop kernels (`Loops`); a variant is a choice of loops.
 flip=True reverses the filter before the loop (forward, input gradient) or the result after it

@@ -4,6 +4,8 @@
             their variants, and the ops
     check   every usable backend and variant against the float64 reference on fresh random
             inputs; prints an op x backend matrix of worst error / tolerance, exits 1 on any failure
+    count   the layer calculator (`kernels.count_cli`)
+    bench   benchmarks: runs `python -m plots bench` (the harness lives beside the plots)
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import numpy as np
 
 import kernels
-from kernels import compare
+from kernels import compare, count_cli
 from kernels.spec import OPS
 
 #: (n, k) for `check`, by backend status: the CUDA simulator is ~1000x slower than a GPU.
@@ -89,13 +91,17 @@ def main(argv=None) -> int:
     p.add_argument("--op", action="append", choices=list(OPS), help="only this op (repeatable)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
     p.set_defaults(run=cmd_check)
-    import kernels.bench.cli  # noqa: F401, I001  (adds `bench` to EXTRA_COMMANDS)
-    import kernels.count_cli  # noqa: F401, I001  (adds `count` to EXTRA_COMMANDS)
-    for register in EXTRA_COMMANDS:
-        register(sub)
+    count_cli.register(sub)
+    sub.add_parser("bench", add_help=False, help="benchmarks: the same as `python -m plots bench ...`")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        return bench(argv[1:])
     args = parser.parse_args(argv)
     return args.run(args)
 
 
-#: Other modules add subcommands here: a function taking the subparsers object.
-EXTRA_COMMANDS = []
+def bench(argv) -> int:
+    """`python -m kernels bench ...` runs `python -m plots bench ...`: measuring lives beside the plots."""
+    import subprocess
+
+    return subprocess.call([sys.executable, "-m", "plots", "bench", *argv])

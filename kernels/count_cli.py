@@ -15,7 +15,6 @@ import argparse
 import sys
 
 from kernels import layer_counts
-from kernels.cli import EXTRA_COMMANDS
 
 CONV_DIMS = {"conv1d": 1, "conv2d": 2}
 
@@ -82,5 +81,3 @@ def register(sub):
                        help="a pointwise nonlinearity after the layer (1 operation per output)")
     count.set_defaults(run=cmd_count)
 
-
-EXTRA_COMMANDS.append(register)

@@ -1,24 +1,21 @@
-"""python -m plots [RESULTS.jsonl ...] [--out DIR]
+"""python -m plots [bench ... | draw ...]: measure, then draw.
 
-Draw the five plot kinds for each op and dtype, per device, from results files written by
-`python -m kernels bench`: by default the newest file in plots/results/ for each device found there.
+    python -m plots bench --preset quick     # time every implementation, write plots/results/*.jsonl
+    python -m plots draw [RESULTS.jsonl ...]  # draw plots/<device>/ from results files
+    python -m plots                           # the same as `python -m plots draw`
+
+`draw` uses, by default, the newest file in plots/results/ for each device found there.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from kernels.bench import results
+from plots.bench import cli as bench_cli
+from plots.bench import results
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m plots", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="*", help="results files (default: the newest per device)")
-    parser.add_argument("--results-dir", default=str(results.RESULTS_DIR), help="where to look for them")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent), help="output folder (plots/)")
-    args = parser.parse_args(argv)
-
+def cmd_draw(args) -> int:
     from plots import draw
 
     if args.files:
@@ -26,7 +23,7 @@ def main(argv=None) -> int:
     else:
         runs = results.newest_per_device(Path(args.results_dir))
     if not runs:
-        print(f"no results in {args.results_dir}: run `python -m kernels bench` first", file=sys.stderr)
+        print(f"no results in {args.results_dir}: run `python -m plots bench` first", file=sys.stderr)
         return 1
     palette = draw.Palette({r["impl"] for run, _ in runs for r in run.rows})
     for run, device in runs:
@@ -34,6 +31,27 @@ def main(argv=None) -> int:
         print(f"{run.device_name(device)} ({run.path.name}): {len(written)} files in "
               f"{written[0].parent if written else args.out}")
     return 0
+
+
+def add_draw(sub):
+    p = sub.add_parser("draw", help="draw plots/<device>/ from results files")
+    p.add_argument("files", nargs="*", help="results files (default: the newest per device)")
+    p.add_argument("--results-dir", default=str(results.RESULTS_DIR), help="where to look for them")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent), help="output folder (plots/)")
+    p.set_defaults(run=cmd_draw)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("bench", "draw", "-h", "--help"):
+        argv = ["draw", *argv]
+    parser = argparse.ArgumentParser(prog="python -m plots", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench_cli.register(sub)
+    add_draw(sub)
+    args = parser.parse_args(argv)
+    return args.run(args)
 
 
 if __name__ == "__main__":

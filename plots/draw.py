@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.ticker import LogLocator, NullLocator  # noqa: E402
 
-from kernels.bench import analysis  # noqa: E402
-from kernels.bench.results import Run  # noqa: E402
+from plots.bench import analysis  # noqa: E402
+from plots.bench.results import Run  # noqa: E402
 
 #: FLOPs are the direct method's 2k(n-k+1) for every implementation, so FFT methods show an effective rate.
 GFLOPS_LABEL = "GFLOP/s = 2k(n-k+1) / time"
@@ -430,7 +430,7 @@ def layer_bars(run: Run, device: str, op: str, dtype: str, out: Path, palette: P
 
 
 def draw_layer_run(run: Run, device: str, d: Path, palette: Palette) -> list[Path]:
-    from kernels.bench import layer
+    from plots.bench import layer
 
     written = [layer_bars(run, device, op, dtype, d / f"{op}-{dtype}-layer_gflops", palette)
                for op, dtype in dict.fromkeys((r["op"], r["dtype"]) for r in run.rows if r["device"] == device)]

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kernels import timing
-from kernels.bench import analysis, results, runner
-from kernels.bench.sweeps import PRESETS, CeilingSizes, Grid, Preset
+from plots.bench import timing
+from plots.bench import analysis, results, runner
+from plots.bench.sweeps import PRESETS, CeilingSizes, Grid, Preset
 from kernels.spec import OPS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,7 +203,7 @@ def test_cli_lists_the_sweep():
 
 def test_isolated_worker_runs_torch_baselines_in_a_child_process():
     pytest.importorskip("torch")
-    from kernels.bench.isolated import Worker
+    from plots.bench.isolated import Worker
 
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal(200).astype(np.float32), rng.standard_normal(5).astype(np.float32)
@@ -228,7 +228,7 @@ TINY_LAYER = dataclasses.replace(
 
 
 def test_layer_preset_covers_the_issue_shapes():
-    from kernels.bench.sweeps import LAYER_SHAPES
+    from plots.bench.sweeps import LAYER_SHAPES
 
     cpu = PRESETS["layer"].grids[0]
     assert cpu.device == "cpu" and cpu.dtype == "float32" and cpu.shapes == LAYER_SHAPES
@@ -238,7 +238,7 @@ def test_layer_preset_covers_the_issue_shapes():
 
 
 def test_layer_run_writes_results_and_the_grouped_bar_plot(tmp_path):
-    from kernels.bench import layer
+    from plots.bench import layer
     from plots import draw
 
     path = runner.run(TINY_LAYER, directory=tmp_path / "results", progress=False, spin=True, log=io.StringIO())

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import kernels
-from cpu import auto, blocked, fft, loops, simd, tune
+from cpu import auto, blocked, fft, loops, simd
+from plots.bench import tune
 from kernels import compare
 
 DTYPES = [np.float32, np.float64]
@@ -96,7 +97,7 @@ def _table(k_fft):
 def test_stored_crossover_follows_the_schema():
     table = json.loads(auto.PATH.read_text())
     auto.validate(table)
-    assert table["command"] == "python -m cpu.tune" and table["machine"]["model"]
+    assert table["command"] == "python -m plots.bench.tune" and table["machine"]["model"]
 
 
 @pytest.mark.parametrize("bad", [{"schema": 99}, _table([100]), _table([100, 5000])])

@@ -51,7 +51,7 @@ def cpu_info() -> dict:
 @functools.cache
 def gpu_info() -> dict | None:
     """Name, driver and sizes of CUDA device 0 (None without a real device)."""
-    from kernels.bench.baselines import gpu_present
+    from plots.bench.baselines import gpu_present
 
     if not gpu_present():
         return None

@@ -8,5 +8,5 @@
 Modules: `sweeps` (presets as data), `baselines` (NumPy, SciPy, torch, CuPy references to beat),
 `ceilings` (measured peak FLOP/s and bandwidth), `runner` (check, time, write), `isolated` (torch's
 CPU baselines in a child process), `results` (the results files), `machine` (metadata), `analysis`
-(crossover k*, speedups, summary), `cli`. Timers live in `kernels.timing`.
+(crossover k*, speedups, summary), `cli`. Timers live in `plots.bench.timing`.
 """

@@ -5,7 +5,7 @@ OpenMP pools spin-wait on the same cores after each parallel region, and on a 2-
 call of either then took one scheduler time slice (~8 ms) instead of 0.1-0.3 ms. So the runner keeps
 torch out of its own process and sends the torch CPU baselines to a `Worker` (one child process per
 run, started with `spawn`), which converts the inputs, makes the warm-up call whose result the runner
-checks, and then times the call with `kernels.timing.time_cpu`, exactly as in the runner.
+checks, and then times the call with `plots.bench.timing.time_cpu`, exactly as in the runner.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ class Worker:
 
 
 def _serve(conn):
-    from kernels.bench import baselines as bl
-    from kernels.timing import time_cpu
+    from plots.bench import baselines as bl
+    from plots.bench.timing import time_cpu
 
     prepared = None
     try:

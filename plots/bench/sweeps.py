@@ -14,7 +14,7 @@ backends and variants join the sweep without editing this file. Points with k > 
     layer  the conv1d layer (forward and backward, float32) on a few realistic shapes instead of an
            (n, k) grid: N=8, C_in=64, C_out=128, L=4096, K = 3, 7, 31 ("same" padding K//2), and one
            long sequence; numba_cpu against torch CPU (cuDNN and the GPU backends when a GPU is there).
-           Run by `kernels.bench.layer`.
+           Run by `plots.bench.layer`.
 """
 
 from __future__ import annotations

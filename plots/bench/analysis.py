@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from kernels.bench.results import Run
+from plots.bench.results import Run
 
 #: Filter lengths the summary quotes numba_cpu against the best baseline at (n = 1e6).
 SUMMARY_KS = (3, 31, 511)

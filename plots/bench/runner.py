@@ -8,7 +8,7 @@ generator, then for each implementation (the registry's backends and variants, a
 2. call it once (the warm-up: JIT compilation, first touch) and check the result against the float64
    reference, computed once per point and shared (for n * k > CHECK_MAX_WORK, on a smaller problem
    with the same k); a wrong result is recorded and not timed;
-3. time it with `kernels.timing` (CPU: perf_counter until the budget; GPU: CUDA events, L2 flushed).
+3. time it with `plots.bench.timing` (CPU: perf_counter until the budget; GPU: CUDA events, L2 flushed).
 
 The playground's kernels are called through the public API (`kernels.get`) with preallocated outputs
 (`out=`); baselines allocate theirs. FLOPs and minimum bytes come from the op (`OPS[op].flops`,
@@ -16,7 +16,7 @@ The playground's kernels are called through the public API (`kernels.get`) with 
 measured. Ceilings are measured at the start and at the end of the run.
 
 Threads: the run sets OMP_WAIT_POLICY=PASSIVE (unless `spin` or the user set it), see
-`quiet_spinning`, and times torch's CPU baselines in a child process (`kernels.bench.isolated`), so
+`quiet_spinning`, and times torch's CPU baselines in a child process (`plots.bench.isolated`), so
 that no OpenMP pool spins on a core another one needs.
 """
 
@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 
 import kernels
-from kernels import compare, registry, timing
-from kernels.bench import baselines as bl
-from kernels.bench import ceilings, machine, results
-from kernels.bench.sweeps import Grid, Preset
+from kernels import compare, registry
+from plots.bench import timing
+from plots.bench import baselines as bl
+from plots.bench import ceilings, machine, results
+from plots.bench.sweeps import Grid, Preset
 from kernels.spec import OPS
 
 #: Backend states benchmarked on each device; simulated and emulated backends are never timed.
@@ -264,7 +265,7 @@ def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool 
     from tqdm import tqdm
 
     if any(g.shapes for g in preset.grids):  # the layer preset: shapes, not (n, k)
-        from kernels.bench import layer
+        from plots.bench import layer
 
         return layer.run(preset, directory=directory, use_out=use_out, seed=seed, progress=progress,
                          spin=spin, log=log)
@@ -387,7 +388,7 @@ class Sessions:
 
     def start_worker(self):
         if self.worker is None:
-            from kernels.bench.isolated import Worker
+            from plots.bench.isolated import Worker
 
             self.worker = Worker()
         return self.worker
@@ -430,7 +431,7 @@ class Session:
 
 
 class IsolatedSession:
-    """The same, in the child process of `kernels.bench.isolated` (torch on the CPU)."""
+    """The same, in the child process of `plots.bench.isolated` (torch on the CPU)."""
 
     out_preallocated = False
 

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernels.bench.machine import ROOT
+from plots.bench.machine import ROOT
 
 RESULTS_DIR = ROOT / "plots" / "results"
 

@@ -1,16 +1,16 @@
-"""Measure where FFT overtakes the direct kernel on this machine: `python -m cpu.tune`.
+"""Measure where FFT overtakes the direct kernel on this machine: `python -m plots.bench.tune`.
 
 For each op with an FFT path (conv1d, conv1d_weight_grad), dtype and signal length n in N, the
 filter length k doubles from K0 while `blocked` (direct) and `fft` are timed side by side (the
-project's CPU timer, `kernels.timing.time_cpu`; the fastest call counts, as other jobs on a shared
+project's CPU timer, `plots.bench.timing.time_cpu`; the fastest call counts, as other jobs on a shared
 machine only ever add time). Once FFT has won at two k in a row, the sweep
 stops; the crossover is where log(t_fft / t_direct) crosses zero between the last k direct won and
 the first k FFT won (interpolated on log k), so `auto` is close to the faster of the two on both
 sides. The result goes to cpu/crossover.json (schema in `cpu.auto`) with the raw times and the
 machine. It takes about half a minute.
 
-    python -m cpu.tune               # measure and write cpu/crossover.json
-    python -m cpu.tune --dry-run     # measure and print, write nothing
+    python -m plots.bench.tune               # measure and write cpu/crossover.json
+    python -m plots.bench.tune --dry-run     # measure and print, write nothing
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _kernels(op):
 
 def sweep(op: str, dtype, n: int, rng) -> dict:
     """Times of direct and FFT for k = K0, 2 K0, ... at length n, and the crossover k (or None)."""
-    from kernels.timing import time_cpu
+    from plots.bench.timing import time_cpu
 
     direct, by_fft = _kernels(op)
     x = rng.standard_normal(n).astype(dtype)
@@ -79,7 +79,7 @@ def _crossover(ks, td, tf, wins) -> int | None:
 def measure(seed: int = 0) -> dict:
     import numba
 
-    from kernels.bench.machine import cpu_info
+    from plots.bench.machine import cpu_info
 
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -94,7 +94,7 @@ def measure(seed: int = 0) -> dict:
                 print(f"{op:20s} {dtype} n={n:>8d}: fft from k={s['k_fft']} "
                       f"(tried k={s['k'][0]}..{s['k'][-1]})", flush=True)
             ops.setdefault(op, {})[dtype] = row
-    return {"schema": auto.SCHEMA, "command": "python -m cpu.tune",
+    return {"schema": auto.SCHEMA, "command": "python -m plots.bench.tune",
             "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - t0, 1),
             "machine": {**cpu_info(), "threads": numba.get_num_threads(),
@@ -103,7 +103,7 @@ def measure(seed: int = 0) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m cpu.tune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m plots.bench.tune", description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print the table, do not write it")
     parser.add_argument("--out", default=str(auto.PATH), help="where to write (default: %(default)s)")
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ with preallocated outputs. Optional libraries are guarded (HAS_TORCH, HAS_CUPY, 
 whose library or device is missing is left out with its reason.
 
 torch and CuPy are imported only when a baseline needs them. The torch CPU baselines are `isolated`:
-the runner times them in a child process (`kernels.bench.isolated`), because torch's OpenMP pool
+the runner times them in a child process (`plots.bench.isolated`), because torch's OpenMP pool
 (its own libgomp) and numba's spin-wait on the same cores when both live in one process, which made
 calls of either ~8 ms slower on a 2-core machine.
 """

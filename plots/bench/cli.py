@@ -1,10 +1,8 @@
-"""`python -m kernels bench`: run a preset (or a narrowed copy of it) and write a results file."""
+"""`python -m plots bench` (alias `python -m kernels bench`): run a preset (or a narrowed copy of it) and write a results file."""
 
 from __future__ import annotations
 
 import argparse
-
-from kernels.cli import EXTRA_COMMANDS
 
 
 def _size(text: str) -> int:
@@ -16,7 +14,7 @@ def _size(text: str) -> int:
 
 
 def register(subparsers):
-    from kernels.bench.sweeps import PRESETS
+    from plots.bench.sweeps import PRESETS
 
     p = subparsers.add_parser(
         "bench", help="time every implementation available here against baselines",
@@ -47,7 +45,7 @@ def register(subparsers):
 def build_preset(args):
     from dataclasses import replace
 
-    from kernels.bench.sweeps import DEFAULT_EXCLUDE, PRESETS
+    from plots.bench.sweeps import DEFAULT_EXCLUDE, PRESETS
 
     preset = PRESETS[args.preset]
     grids = [g for g in preset.grids if (not args.device or g.device == args.device)
@@ -65,7 +63,7 @@ def cmd_bench(args) -> int:
     import sys
     from pathlib import Path
 
-    from kernels.bench import analysis, layer, results, runner
+    from plots.bench import analysis, layer, results, runner
 
     preset = build_preset(args)
     if args.list:
@@ -95,6 +93,3 @@ def cmd_bench(args) -> int:
         print("\n".join(summary(run, device)), file=sys.stdout)
     print(f"\nresults: {path}")
     return 0
-
-
-EXTRA_COMMANDS.append(register)

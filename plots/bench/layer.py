@@ -3,7 +3,7 @@
 The 1-D runner sweeps (n, k); a layer point is a whole shape (N, C_in, C_out, L, K, padding), given
 as the make_args keywords of a grid's `shapes`. Everything else is the runner's: discovery and
 selection (`runner.plan`), the metadata, ceilings and results file (`runner.start`, `runner.finish`),
-sessions (torch CPU in the isolated child process), `kernels.timing` through them, and the counts
+sessions (torch CPU in the isolated child process), `plots.bench.timing` through them, and the counts
 (`OPS[op].flops`, from `kernels.layer_counts`). Each implementation is checked once against the
 float64 reference (`compare.reference`, one per point, shared) before it is timed. A point whose
 warm-up call (and then a second call, past any JIT compilation) took longer than the preset's
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from kernels import compare
-from kernels.bench import results, runner
-from kernels.bench.sweeps import Preset
+from plots.bench import results, runner
+from plots.bench.sweeps import Preset
 from kernels.spec import OPS
 
 

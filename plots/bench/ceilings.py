@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.bench.sweeps import CeilingSizes
-from kernels.timing import Timing, time_cpu, time_gpu
+from plots.bench.sweeps import CeilingSizes
+from plots.bench.timing import Timing, time_cpu, time_gpu
 
 
 @njit(parallel=True, cache=True)

@@ -1,8 +1,8 @@
 """Issue 6's target table for the numba_cpu kernels, measured side by side in one run.
 
-    python -m cpu.probe                      # both threads (the machine's 2 vCPUs)
-    NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python -m cpu.probe    # one core, ceilings too
-    python -m cpu.probe --n 1e6 --k 3,511    # a few points only
+    python -m plots.bench.probe                      # both threads (the machine's 2 vCPUs)
+    NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python -m plots.bench.probe    # one core, ceilings too
+    python -m plots.bench.probe --n 1e6 --k 3,511    # a few points only
 
 Each point times every method round-robin (per round, in a new random order, an untimed call then a
 timed one of each, for `--budget` seconds), so that noise from other jobs lands on all of them
@@ -27,7 +27,7 @@ import scipy.signal
 
 import kernels
 from cpu import blocked
-from kernels.bench.ceilings import parallel_copy
+from plots.bench.ceilings import parallel_copy
 
 #: Variants timed; the targets are read off `blocked` (direct) and `auto` (the default).
 VARIANTS = ("parallel", "blocked", "fft", "auto")
@@ -105,7 +105,7 @@ def point(op: str, dtype: str, n: int, k: int, budget: float, rng) -> dict:
 def main(argv=None):
     import numba
 
-    p = argparse.ArgumentParser(prog="python -m cpu.probe", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m plots.bench.probe", description=__doc__.splitlines()[0])
     p.add_argument("--n", default="1e4,1e5,1e6")
     p.add_argument("--k", default="1,3,7,15,31,63,127,255,511,1023")
     p.add_argument("--dtype", default="float32,float64")

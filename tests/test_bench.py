@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plots.bench import timing
-from plots.bench import analysis, results, runner
-from plots.bench.sweeps import PRESETS, CeilingSizes, Grid, Preset
 from kernels.spec import OPS
+from plots.bench import analysis, results, runner, timing
+from plots.bench.sweeps import PRESETS, CeilingSizes, Grid, Preset
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Preset("tiny", "test sweep", budget=0.003, min_repeats=2,
@@ -238,8 +237,8 @@ def test_layer_preset_covers_the_issue_shapes():
 
 
 def test_layer_run_writes_results_and_the_grouped_bar_plot(tmp_path):
-    from plots.bench import layer
     from plots import draw
+    from plots.bench import layer
 
     path = runner.run(TINY_LAYER, directory=tmp_path / "results", progress=False, spin=True, log=io.StringIO())
     run = results.load(path)

@@ -12,8 +12,8 @@ import pytest
 
 import kernels
 from cpu import auto, blocked, fft, loops, simd
-from plots.bench import tune
 from kernels import compare
+from plots.bench import tune
 
 DTYPES = [np.float32, np.float64]
 ROW_WIDTH = {np.dtype(d): blocked.ROW * simd.LANES[np.dtype(d)] for d in DTYPES}

@@ -1,4 +1,4 @@
-"""`python -m plots bench` (alias `python -m kernels bench`): run a preset (or a narrowed copy of it) and write a results file."""
+"""`python -m plots bench` (alias `python -m kernels bench`): run a preset, write a results file."""
 
 from __future__ import annotations
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from kernels import compare
+from kernels.spec import OPS
 from plots.bench import results, runner
 from plots.bench.sweeps import Preset
-from kernels.spec import OPS
 
 
 def shape_label(s: dict) -> str:

@@ -35,11 +35,10 @@ import numpy as np
 
 import kernels
 from kernels import compare, registry
-from plots.bench import timing
-from plots.bench import baselines as bl
-from plots.bench import ceilings, machine, results
-from plots.bench.sweeps import Grid, Preset
 from kernels.spec import OPS
+from plots.bench import baselines as bl
+from plots.bench import ceilings, machine, results, timing
+from plots.bench.sweeps import Grid, Preset
 
 #: Backend states benchmarked on each device; simulated and emulated backends are never timed.
 STATES = {"cpu": ("available",), "gpu": ("real GPU",)}

@@ -75,12 +75,13 @@ def _oriented(w, flip):
     return np.ascontiguousarray(w[::-1]) if flip else w
 
 
-def register(variant: str, L: Loops, note: str, default: bool = False):
-    """Register every op for `variant`, computed with the loops `L`."""
+def register(variant: str, L: Loops, note: str, default: bool = False, method: str = "direct"):
+    """Register every op for `variant`, computed with the loops `L` (`method`: direct, fft or auto)."""
     def impl(op):
         def decorate(fn):
             fn.__doc__ = note
-            return backend.impl(op, variant, default=default)(fn)
+            return backend.impl(op, variant, default=default,
+                                method="direct" if op == "conv1d_bias_grad" else method)(fn)
         return decorate
 
     @impl("conv1d")
@@ -131,8 +132,9 @@ register("naive", NAIVE, "serial loop, one output at a time")
 register("parallel", PARALLEL, "prange over contiguous chunks of outputs (two-stage sums for reductions)")
 register("blocked", BLOCKED, "rows of 8 vector accumulators, taps in the inner loop, two taps per load "
          "(explicit FMAs); every op as a correlation")
-register("fft", FFT, "scipy FFT convolution (direct: sums shorter than 32, non-finite inputs, the bias sum)")
+register("fft", FFT, "scipy FFT convolution (direct: sums shorter than 32, non-finite inputs, the bias sum)",
+         method="fft")
 register("auto", AUTO, "blocked or fft per (op, n, k, dtype), from the crossover in cpu/crossover.json",
-         default=True)
+         default=True, method="auto")
 
 import cpu.layer  # noqa: E402, F401, I001  (registers the conv1d layer variants on this backend)

@@ -21,12 +21,13 @@ from kernels.spec import OPS
 #: Fill freshly allocated outputs with NaN before the kernel runs (tests switch it on).
 POISON = os.environ.get("KERNELS_POISON", "0") == "1"
 
-STATES = ("available", "real GPU", "simulated", "emulated", "unavailable")
+#: How an implementation computes its op, declared where it is registered (benchmarks and plots read it).
+METHODS = ("direct", "fft", "auto")
 
 
 @dataclass(frozen=True)
 class Status:
-    state: str  # one of STATES
+    state: str  # "available", "real GPU", "simulated", "emulated" or "unavailable"
     reason: str = ""
 
     @property
@@ -75,22 +76,30 @@ class Backend:
     arrays: HostArrays = field(default_factory=HostArrays)
     impls: dict = field(default_factory=dict)  # op -> {variant: implementation}
     defaults: dict = field(default_factory=dict)  # op -> default variant
+    methods: dict = field(default_factory=dict)  # (op, variant) -> "direct", "fft" or "auto"
 
-    def impl(self, op: str, variant: str, *, default: bool = False):
-        """Register `fn(p, *inputs, *outs, **options)` as `variant` of `op`.
+    def impl(self, op: str, variant: str, *, default: bool = False, method: str = "direct"):
+        """Register `fn(p, *inputs, *outs, **options)` as `variant` of `op`, computed by `method`.
 
         The first line of its docstring is the variant's one-line note.
         """
         if op not in OPS:
             raise KeyError(f"unknown op {op!r}")
+        if method not in METHODS:
+            raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
 
         def register(fn):
             self.impls.setdefault(op, {})[variant] = fn
+            self.methods[op, variant] = method
             if default or op not in self.defaults:
                 self.defaults[op] = variant
             return fn
 
         return register
+
+    def method(self, op: str, variant: str) -> str:
+        """"direct", "fft" or "auto": how `variant` of `op` computes, as declared at registration."""
+        return self.methods[op, variant]
 
     def variants(self, op: str) -> dict[str, str]:
         """Variant name -> one-line note, for `op`."""

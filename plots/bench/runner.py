@@ -91,21 +91,16 @@ class Impl:
         return (lambda: fn(*dev, **kwargs, out=out)), fetch, True
 
 
-def variant_method(variant: str) -> str:
-    if "fft" in variant:
-        return "fft"
-    return "auto" if variant.startswith("auto") else "direct"
-
-
 def discover(op: str, device: str) -> tuple[list[Impl], list[dict]]:
     """(implementations of `op` that run on `device` here, [{label, reason}] of those left out)."""
     found, left_out = [], []
     for name, st in kernels.backends().items():
         if st.state not in STATES[device]:
             continue
-        default = registry.backend(name).defaults.get(op)
+        backend = registry.backend(name)
+        default = backend.defaults.get(op)
         for variant, note in kernels.variants(op, name).items():
-            found.append(Impl(f"{name}:{variant}", "kernel", op, device, variant_method(variant), name,
+            found.append(Impl(f"{name}:{variant}", "kernel", op, device, backend.method(op, variant), name,
                               note, backend=name, variant=variant, default=variant == default))
     for b in bl.for_op(op, device):
         ok, reason = b.available()

@@ -3,6 +3,7 @@
     import kernels
     y = kernels.get("conv1d", "numba_cpu")(x, w)       # y[j] = sum_i x[j+i] w[i]
     kernels.backends()                                  # {name: Status(state, reason)}
+    kernels.check("conv1d", y, (x, w))                  # Verdict(ok, criterion, max_ratio, ...)
 
 Op families (math in each module's docstring): `kernels.conv1d`, `kernels.circular`, `kernels.layer`.
 """
@@ -11,7 +12,9 @@ from kernels import _env  # noqa: F401  (must run before numba is imported)
 from kernels import conv1d  # noqa: F401, I001  (defines the ops, in this order)
 from kernels import circular  # noqa: F401, I001
 from kernels import layer  # noqa: F401, I001
+from kernels.compare import Reference, Verdict, assert_close, check
 from kernels.registry import backends, get, ops, status, variants
 from kernels.spec import OPS
 
-__all__ = ["OPS", "backends", "get", "ops", "status", "variants"]
+__all__ = ["OPS", "Reference", "Verdict", "assert_close", "backends", "check", "get", "ops", "status",
+           "variants"]

@@ -8,6 +8,13 @@ where L is the op's reduction length (the longest sum behind one output) and mag
 applied to |inputs| (the sum of |terms|, the scale rounding errors grow with). NaN or Inf where the
 reference is finite, and the reverse, are counted separately: they mean an element went unwritten
 (outputs are poisoned with NaN) or a value blew up.
+
+An FFT result's error is bounded normwise, not elementwise: an implementation registered with method
+"fft" or "auto" that misses the elementwise bound is judged by |got - ref| <= FFT_C * eps * log2(n + k)
+* max(mag) instead (the criterion is reported).
+
+The public checker is `check` (one call, a `Verdict`) and `Reference` (one reference shared by several
+implementations of the same call); `compare` and `assert_close` give the per-output `Mismatch` list.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import numpy as np
 from kernels.spec import OPS
 
 C = 4.0  # safety factor over the typical sqrt(L) growth of rounding error
+FFT_C = 8.0  # safety factor of the normwise FFT bound
 
 
 @dataclass
@@ -75,11 +83,12 @@ def compare(op_name: str, got, args, kwargs=None) -> list[Mismatch]:
     if len(got) != len(ref):
         raise AssertionError(f"{op_name}: expected {len(ref)} outputs {op.outputs}, got {len(got)}")
     rtol, atol = tolerance(op_name, p, p.dtype)
-    return [_compare_one(name, to_host(g), r, mg, rtol, atol)
+    return [compare_output(name, to_host(g), r, mg, rtol, atol)
             for name, g, r, mg in zip(op.outputs, got, ref, mag)]
 
 
-def _compare_one(name, got, ref, mag, rtol, atol) -> Mismatch:
+def compare_output(name, got, ref, mag, rtol, atol) -> Mismatch:
+    """One output against its float64 reference `ref`, with bound atol + rtol * mag per element."""
     if got.shape != ref.shape:
         raise AssertionError(f"{name}: expected shape {ref.shape}, got {got.shape}")
     got = got.astype(np.float64)
@@ -101,3 +110,59 @@ def assert_close(op_name: str, got, args, kwargs=None):
     if bad:
         raise AssertionError(f"{op_name} differs from the reference:\n  " + "\n  ".join(bad))
     return report
+
+
+@dataclass
+class Verdict:
+    """The checker's judgement of one call: pass/fail, by which criterion, and the worst error."""
+
+    ok: bool
+    criterion: str  # "elementwise" or "normwise (fft)"
+    max_ratio: float  # worst |err| / tolerance under that criterion (> 1 fails)
+    max_err: float
+    mismatches: list  # one Mismatch per output (elementwise)
+    n: int = 0  # signal length (or L) the check ran at
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(str(m) for m in self.mismatches if not m.ok)
+
+    def as_dict(self) -> dict:
+        d = {"n": self.n, "criterion": self.criterion, "ok": self.ok, "max_ratio": self.max_ratio,
+             "max_err": self.max_err}
+        return d | ({"detail": self.detail} if not self.ok else {})
+
+
+class Reference:
+    """The float64 reference of one call op(*args, **kwargs), computed on first use, shared by checks."""
+
+    def __init__(self, op_name: str, args, kwargs=None):
+        self.op_name, self.args, self.kwargs, self._ref = op_name, tuple(args), dict(kwargs or {}), None
+
+    def check(self, got, method: str = "direct") -> Verdict:
+        """Judge `got` (array or tuple of arrays) for an implementation computing by `method`."""
+        if self._ref is None:
+            self._ref = reference(self.op_name, self.args, self.kwargs)
+        p, _, ref, mag = self._ref
+        op = OPS[self.op_name]
+        got = (got,) if op.single else tuple(got)
+        if len(got) != len(ref):
+            raise AssertionError(f"{self.op_name}: expected {len(ref)} outputs {op.outputs}, got {len(got)}")
+        rtol, atol = tolerance(self.op_name, p, p.dtype)
+        report = [compare_output(name, to_host(g), r, m, rtol, atol)
+                  for name, g, r, m in zip(op.outputs, got, ref, mag)]
+        n = getattr(p, "n", getattr(p, "L", 0))
+        verdict = Verdict(all(m.ok for m in report), "elementwise", max(m.max_ratio for m in report),
+                          max(m.max_err for m in report), report, n)
+        if not verdict.ok and method in ("fft", "auto") and all(m.bad_nonfinite == 0 for m in report):
+            length = n + getattr(p, "k", 0)
+            tol = FFT_C * float(np.finfo(p.dtype).eps) * math.log2(max(2, length)) * max(
+                float(np.max(m_, initial=0.0)) for m_ in mag)
+            verdict.criterion, verdict.max_ratio = "normwise (fft)", verdict.max_err / tol
+            verdict.ok = verdict.max_err <= tol
+        return verdict
+
+
+def check(op_name: str, got, args, kwargs=None, *, method: str = "direct") -> Verdict:
+    """Judge a backend's result `got` for op_name(*args, **kwargs) against the float64 reference."""
+    return Reference(op_name, args, kwargs).check(got, method)

@@ -72,19 +72,12 @@ def _measure(base, impl, session, args, kwargs, ref: list, preset: Preset, budge
     try:
         got, first = session.call(args, kwargs)  # the warm-up call (JIT compilation, first touch)
         if not ref:
-            ref.append(compare.reference(base["op"], args, kwargs))
-        p, _, want, mag = ref[0]
-        op = OPS[base["op"]]
-        got = (got,) if op.single else tuple(got)
-        rtol, atol = compare.tolerance(base["op"], p, p.dtype)
-        report = [compare._compare_one(name, np.asarray(g), r, m, rtol, atol)
-                  for name, g, r, m in zip(op.outputs, got, want, mag, strict=True)]
+            ref.append(compare.Reference(base["op"], args, kwargs))
+        verdict = ref[0].check(got)
         del got
-        check = {"criterion": "elementwise", "ok": all(m.ok for m in report),
-                 "max_ratio": max(m.max_ratio for m in report), "max_err": max(m.max_err for m in report)}
+        check = verdict.as_dict()
         if not check["ok"]:
-            return runner._row(base, impl, session.out_preallocated, "wrong",
-                               "; ".join(str(m) for m in report if not m.ok), check=check)
+            return runner._row(base, impl, session.out_preallocated, "wrong", verdict.detail, check=check)
         call_s = session.call(args, kwargs)[1] if first > preset.max_call else first  # past JIT compilation?
         if call_s > preset.max_call:
             return runner._row(base, impl, session.out_preallocated, "skipped",

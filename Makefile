@@ -2,7 +2,7 @@
 #   make plots   measure every backend available here and draw the plots (the main job)
 #   make test    the whole test suite (GPU tests skip with their reason when there is no device)
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
@@ -11,13 +11,13 @@ JOBS   ?= 2
 
 setup: $(STAMP)
 
-# Dependencies come from pyproject.toml (tools/deps.py lists them); torch is optional (a baseline and a
-# test oracle) and its absence is reported, not fatal.
-$(STAMP): pyproject.toml tools/deps.py
+# The project installs into the venv in editable mode with its extras from pyproject.toml; torch is
+# optional (a baseline and a test oracle) and its absence is reported, not fatal.
+$(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $$($(PYTHON) tools/deps.py test gpu)
-	$(PY) -m pip install -q $$($(PYTHON) tools/deps.py torch) \
+	$(PY) -m pip install -q -e ".[test,gpu]"
+	$(PY) -m pip install -q -e ".[torch]" \
 	  || echo "torch not installed: its baselines and comparisons will be skipped"
 	touch $(STAMP)
 

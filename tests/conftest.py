@@ -15,26 +15,20 @@ import pytest
 
 import kernels
 import kernels.backend
+from kernels import cases
 from kernels.registry import BACKEND_MODULES
 from kernels.spec import OPS
 
 kernels.backend.POISON = True  # every output allocated by a backend starts as NaN
 
-DTYPES = [np.float32, np.float64]
-
-# (n, k): k=1, k=n, n=1, primes, 129, 1000, and n not a multiple of any block size.
-SIZES = [(1, 1), (2, 1), (2, 2), (7, 7), (13, 1), (13, 5), (129, 3), (129, 129), (131, 17),
-         (1000, 31), (1000, 1000), (1031, 100), (4099, 257)]
-SIZES_SIMULATED = [(1, 1), (2, 2), (13, 1), (13, 5), (129, 3), (129, 129), (131, 17), (523, 33)]
-CIRCULAR_N = [1, 2, 13, 129, 523]
-CIRCULAR_N_SIMULATED = [1, 2, 13, 67]
-LAYER_SIZES_SIMULATED = [(1, 1), (13, 5), (67, 7)]  # (L, K) with N=2, C_in=3, C_out=4
+DTYPES = list(cases.DTYPES)  # the edge-size matrix itself is kernels.cases, shared with `kernels check`
+sizes_for = cases.sizes_for
+_keywords = cases.keywords
 
 #: Tests marker per backend status (the tier a test belongs to).
 STATE_MARKS = {"real GPU": pytest.mark.gpu, "simulated": pytest.mark.cudasim,
                "emulated": pytest.mark.emulated}
-#: Small blocks under the simulator and emulator, so that small inputs still span several blocks.
-SMALL_BLOCKS = {"simulated": {"block": 32}, "emulated": {"block": 32}}
+SMALL_BLOCKS = cases.SMALL_BLOCKS
 
 
 @dataclass(frozen=True)
@@ -49,6 +43,13 @@ class Impl:
 
     def __str__(self):
         return f"{self.backend}-{self.variant}"
+
+    def require(self, *op_names):
+        """Skip, naming the reason, when this variant does not implement every op named (a user's kernel
+        may implement one op only)."""
+        missing = [op for op in op_names if self.variant not in kernels.variants(op, self.backend)]
+        if missing:
+            pytest.skip(f"{self}: implements no {', '.join(missing)}")
 
 
 def impl_params(op_name: str):
@@ -66,14 +67,6 @@ def impl_params(op_name: str):
             impl = Impl(name, variant, st.state, options)
             params.append(pytest.param(impl, id=str(impl), marks=marks))
     return params
-
-
-def sizes_for(op_name: str, state: str):
-    if OPS[op_name].family == "circular":
-        return [(n, 1) for n in (CIRCULAR_N_SIMULATED if state == "simulated" else CIRCULAR_N)]
-    if OPS[op_name].family == "layer" and state == "simulated":
-        return LAYER_SIZES_SIMULATED
-    return SIZES_SIMULATED if state == "simulated" else SIZES
 
 
 def pytest_generate_tests(metafunc):
@@ -100,13 +93,6 @@ def pytest_generate_tests(metafunc):
 
 def _matrix_args(names):
     return [n for n in ("op_name", "impl", "size", "flip") if n in names]
-
-
-def _keywords(op_name):
-    import inspect
-
-    return [p.name for p in inspect.signature(OPS[op_name].parse).parameters.values()
-            if p.kind == p.KEYWORD_ONLY]
 
 
 def ops_for(*op_names):

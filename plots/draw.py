@@ -445,8 +445,9 @@ OWNED = {"sweep": [f"*-{kind}.{ext}" for kind in KINDS for ext in ("png", "csv")
 
 
 def remove_stale(folder: Path, written: list[Path], kind: str) -> list[Path]:
-    """Delete the files of `kind` ("sweep" or "layer") in `folder` that this draw did not write."""
-    keep = {Path(p).resolve() for p in written}
+    """Delete the files of `kind` ("sweep" or "layer") in `folder` that this draw did not write (each
+    figure in `written` has its CSV beside it)."""
+    keep = {q.resolve() for p in map(Path, written) for q in (p, p.with_suffix(".csv"))}
     stale = sorted({p for pattern in OWNED[kind] for p in folder.glob(pattern)
                     if p.is_file() and p.resolve() not in keep})
     for p in stale:

@@ -230,7 +230,7 @@ TINY_LAYER = dataclasses.replace(
                 for g in PRESETS["layer"].grids))
 
 
-def test_layer_preset_covers_the_issue_shapes():
+def test_layer_preset_covers_the_named_shapes():
     from plots.bench.sweeps import LAYER_SHAPES
 
     cpu = PRESETS["layer"].grids[0]

@@ -31,6 +31,7 @@ that no OpenMP pool spins on a core another one needs.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import sys
@@ -262,36 +263,46 @@ def nothing_to_measure(preset: Preset, blocks) -> str | None:
 def release_gpu_pools() -> list[str]:
     """Free the device memory cached by the GPU libraries this process has imported: numba.cuda's
     pending deallocations, CuPy's device and pinned pools, torch's caching allocator. Called between
-    grids so that one grid's arrays do not crowd the next; libraries not imported (or without a
-    started CUDA context) are left alone. Returns the libraries released."""
+    grids so that one grid's arrays do not crowd the next; libraries not imported (or, for torch and
+    numba.cuda, not initialised) are left alone, and a failure to release only costs memory. Returns
+    the libraries released."""
     if not bl.gpu_present():
         return []
     done = []
-    cupy = sys.modules.get("cupy")
+    cupy, torch = sys.modules.get("cupy"), sys.modules.get("torch")
     if cupy is not None:
-        cupy.cuda.Device().synchronize()
-        cupy.get_default_memory_pool().free_all_blocks()
-        cupy.get_default_pinned_memory_pool().free_all_blocks()
-        done.append("cupy")
-    torch = sys.modules.get("torch")
+        with _ignored_failure():
+            cupy.cuda.Device().synchronize()
+            cupy.get_default_memory_pool().free_all_blocks()
+            cupy.get_default_pinned_memory_pool().free_all_blocks()
+            done.append("cupy")
     if torch is not None and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        done.append("torch")
+        with _ignored_failure():
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            done.append("torch")
     if "numba.cuda" in sys.modules:
-        from numba.cuda.cudadrv import driver
+        with _ignored_failure():
+            from numba.cuda.cudadrv import driver
 
-        if driver.driver.is_initialized:
-            from numba import cuda
+            if driver.driver.is_initialized and driver.driver.initialization_error is None:
+                from numba import cuda
 
-            ctx = cuda.current_context()
-            ctx.synchronize()
-            ctx.deallocations.clear()
-            pending = getattr(ctx.memory_manager, "deallocations", None)
-            if pending is not None:
-                pending.clear()
-            done.append("numba.cuda")
+                ctx = cuda.current_context()
+                ctx.synchronize()
+                for pending in (ctx.deallocations, getattr(ctx.memory_manager, "deallocations", None)):
+                    if pending is not None:
+                        pending.clear()
+                done.append("numba.cuda")
     return done
+
+
+@contextlib.contextmanager
+def _ignored_failure():
+    try:
+        yield
+    except Exception as e:
+        print(f"bench: releasing GPU memory failed ({type(e).__name__}: {e}); continuing", file=sys.stderr)
 
 
 def backend_states() -> dict:

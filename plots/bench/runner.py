@@ -141,6 +141,13 @@ class Point:
         size = self.shape if self.shape is not None else {"n": self.n, "k": self.k}
         return OPS[self.op].make_args(rng, np.dtype(dtype), **size)
 
+    def fields(self, p=None) -> dict:
+        """The result row's size fields: n, k (and m, given the parsed problem `p`); a layer point also
+        its shape (n = L, k = K, m = L_out)."""
+        if self.shape is not None:
+            return {"shape": shape_label(self.shape), "layer": self.shape, "n": p.L, "k": p.K, "m": p.L_out}
+        return {"n": self.n, "k": self.k} | ({"m": p.m} if p is not None else {})
+
     def label(self) -> str:
         return shape_label(self.shape) if self.shape is not None else f"n={self.n:.0e} k={self.k}"
 
@@ -371,7 +378,7 @@ def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool 
             for point in points(grid, op):
                 base = {"type": "result", "op": op, "dtype": grid.dtype, "device": grid.device}
                 if point.shape is None and point.n > limit:
-                    base.update(n=point.n, k=point.k)
+                    base.update(point.fields())
                     for impl in impls:
                         writer.write(_row(base, impl, None, "skipped", f"n > {limit} does not fit in memory"))
                     bar.update(len(impls))
@@ -379,11 +386,7 @@ def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool 
                     continue
                 args, kwargs = point.make_args(rng, grid.dtype)
                 p, _ = OPS[op].parse(*args, **kwargs)
-                if point.shape is None:
-                    base.update(n=point.n, k=point.k, m=p.m)
-                else:
-                    base.update(shape=shape_label(point.shape), layer=point.shape, n=p.L, k=p.K, m=p.L_out)
-                base.update(flops=int(OPS[op].flops(p)), min_bytes=int(OPS[op].min_bytes(p)))
+                base.update(point.fields(p), flops=int(OPS[op].flops(p)), min_bytes=int(OPS[op].min_bytes(p)))
                 check = PointCheck(op, args, kwargs, rng)
                 for impl in impls:
                     bar.set_postfix_str(f"{op} {grid.dtype} {point.label()} {impl.label}", refresh=False)

@@ -353,6 +353,9 @@ def test_bench_exclude_adds_to_each_grids_own_exclusions():
     labels = {i.label for i in runner.select(runner.discover("conv1d_layer", "cpu")[0], cpu)}
     assert "numba_cpu:direct" in labels
     assert not labels & {"numba_cpu:naive", "numpy:reference", "torch.conv1d"}
+    impls, _ = runner.discover("conv1d", "cpu")  # a label with brackets selects itself, not a character class
+    grid = Grid("cpu", "float32", (10,), include=("scipy.correlate[fft]",), exclude=("numba_cpu:[a-z]*",))
+    assert [i.label for i in runner.select(impls, grid)] == ["scipy.correlate[fft]"]
 
 
 @pytest.fixture

@@ -120,8 +120,10 @@ def discover(op: str, device: str, dtype: str | None = None) -> tuple[list[Impl]
 
 
 def select(impls: list[Impl], grid: Grid) -> list[Impl]:
+    """The implementations matching one of the grid's include patterns and none of its excludes; a
+    pattern equal to a label matches it, brackets and all ("scipy.correlate[fft]")."""
     def match(label, patterns):
-        return any(fnmatch.fnmatchcase(label, p) for p in patterns)
+        return any(label == p or fnmatch.fnmatchcase(label, p) for p in patterns)
     return [i for i in impls if match(i.label, grid.include) and not match(i.label, grid.exclude)]
 
 

@@ -87,16 +87,49 @@ def output_length(length: int, k: int, stride: int = 1, padding: int = 0, dilati
     return (length + 2 * padding - span) // stride + 1
 
 
-def real_taps(length: int, k: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> np.ndarray:
-    """For each output position l, how many taps t < K land on the input.
+def tap_counts(length: int, k: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> tuple[int, int, int]:
+    """(L_out, total real taps, positions with a real tap) of one spatial dimension, in O(log) arithmetic.
 
-    Tap t of position l reads input index l*stride + t*dilation - padding; it counts when in [0, L).
+    Tap t of output position l reads input index l*stride + t*dilation - padding; it is real when that
+    index is in [0, L). With G(x) = #{l in [0, L_out): l*stride <= x} = clamp(floor(x/stride) + 1, 0, L_out),
+    tap t is real for G(p - t*d + L - 1) - G(p - t*d - 1) positions, so the total is
+    S(p + L - 1) - S(p - 1), S(c) = sum_{t<K} G(c - t*d), a floor sum. A position has a real tap iff the
+    window [p - l*s, p - l*s + L - 1] holds a multiple t*d with 0 <= t < K: for L < d the window holds at
+    most one multiple, so that count is the total; for L >= d it always holds one, so the position counts
+    iff the window meets [0, (K-1)*d], i.e. p - (K-1)*d <= l*s <= p + L - 1.
     """
     l_out = output_length(length, k, stride, padding, dilation)
-    start = np.arange(l_out, dtype=np.int64) * stride - padding  # input index of tap 0
-    first = np.maximum(0, -(start // dilation))  # ceil(-start / dilation), clamped to >= 0
-    last = np.minimum(k - 1, (length - 1 - start) // dilation)
-    return np.maximum(0, last - first + 1)
+    s, d, p = stride, dilation, padding
+
+    def g(x):
+        return min(max(x // s + 1, 0), l_out)
+
+    def taps_sum(c):  # S(c) = sum_{t=0}^{K-1} G(c - t*d)
+        full = min(max((c - (l_out - 1) * s) // d + 1, 0), k)  # t with G = L_out
+        some = min(max(c // d + 1, 0), k)  # t with G > 0
+        # t in [full, some): G = floor((c - t*d)/s) + 1; with t = some-1-i, c - t*d = base + i*d, base >= 0
+        return full * l_out + _floor_sum(some - full, s, d, c - (some - 1) * d) + (some - full)
+
+    total = taps_sum(p + length - 1) - taps_sum(p - 1)
+    nonempty = total if length < d else g(p + length - 1) - g(p - (k - 1) * d - 1)
+    return l_out, total, nonempty
+
+
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """sum_{i=0}^{n-1} floor((a*i + b) / m) for n >= 0, m >= 1, a, b >= 0, in O(log) steps (Euclid-like)."""
+    total = 0
+    while n > 0:
+        if a >= m:
+            total += n * (n - 1) // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        y = a * n + b
+        if y < m:
+            break
+        n, b, m, a = y // m, y % m, a, m
+    return total
 
 
 def _pairs(name, value, dims):
@@ -137,15 +170,15 @@ def conv(batch: int, c_in: int, c_out: int, size, k, *, stride=1, padding=0, dil
         raise ValueError(f"groups: must divide c_in={c_in} and c_out={c_out}, got {groups}")
     ks, strides, pads, dils = (_pairs(n, v, dims) for n, v in
                                (("k", k), ("stride", stride), ("padding", padding), ("dilation", dilation)))
-    taps = [real_taps(*args) for args in zip(size, ks, strides, pads, dils, strict=True)]
-    out_size = tuple(len(t) for t in taps)
+    taps = [tap_counts(*args) for args in zip(size, ks, strides, pads, dils, strict=True)]
+    out_size = tuple(t[0] for t in taps)
     activation = _activation(activation)
     c_in_g = c_in // groups
     dot = c_in_g * math.prod(ks)  # D: the dense dot-product length
     outputs = batch * c_out * math.prod(out_size)
     # Real terms of one output: C_in/groups * prod_d taps_d(l_d); the positions factor per dimension.
-    real = batch * c_out * c_in_g * math.prod(int(t.sum()) for t in taps)
-    nonempty = batch * c_out * math.prod(int(np.count_nonzero(t)) for t in taps)
+    real = batch * c_out * c_in_g * math.prod(t[1] for t in taps)
+    nonempty = batch * c_out * math.prod(t[2] for t in taps)
     return LayerCount(
         kind=kind, input_shape=(batch, c_in, *size), output_shape=(batch, c_out, *out_size),
         weight_shape=(c_out, c_in_g, *ks), weights=c_out * dot, biases=c_out if bias else 0,
@@ -187,7 +220,7 @@ def dense(batch: int, in_features: int, out_features: int, *, bias: bool = True,
 # --- printing --------------------------------------------------------------------------------------
 
 def _si(value: int) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if value >= scale:
             return f"{value / scale:.3g} {unit}"
     return str(value)

@@ -9,11 +9,12 @@ with the CSV of exactly what it shows beside it:
     <op>-<dtype>-roofline     GFLOP/s vs arithmetic intensity (FLOPs / minimum bytes) at the largest n
     <op>-<dtype>-speedup      speedup of each kernel over the best baseline, a heatmap over (n, k)
 
-and ``summary.md`` (ceilings, k*, speedups, fastest implementation per (n, k)). Colours are fixed per
-implementation (`colour`), line style by method (direct solid, FFT dashed), marker by kind
-(playground kernel: circle, baseline: square), the same in every figure.
+and ``summary.md`` (ceilings, k*, speedups at the measured k, fastest implementation per (n, k)).
+Colours are fixed per implementation (`FIXED`, `Palette`), line style by method (direct solid, FFT
+dashed), marker by kind (playground kernel: circle, baseline: square), the same in every figure.
+A draw removes the files an earlier draw left in the same folder and it did not write itself.
 
-A layer run (`python -m kernels bench --preset layer`) gets instead, per op and dtype,
+A layer run (`python -m plots bench --preset layer`) gets instead, per op and dtype,
 
     <op>-<dtype>-layer_gflops  GFLOP/s by shape and implementation (grouped bars), with the CSV
 
@@ -41,14 +42,18 @@ from plots.bench.results import Run  # noqa: E402
 GFLOPS_LABEL = "GFLOP/s = 2k(n-k+1) / time"
 KINDS = ("time_vs_n", "time_vs_k", "throughput", "roofline", "speedup")
 
-#: Colours of the implementations known today; others get the next free colour of EXTRA, in sorted order.
+#: Colours of the registered implementations and baselines (a test keeps this table in step with the
+#: registry and `plots.bench.baselines`); others get the next free colour of EXTRA, in sorted order.
 FIXED = {
-    "numba_cpu:naive": "#9ecae1", "numba_cpu:parallel": "#1f77b4", "numba_cpu:fft": "#ff7f0e",
-    "numba_cpu:auto": "#d62728",
-    "numba_cuda:naive": "#a1d99b", "numba_cuda:tiled": "#2ca02c",
-    "cupy:naive": "#fdae6b", "cupy:tiled": "#e6550d", "cupy:fft": "#ff7f0e", "cupy:auto": "#d62728",
+    "numba_cpu:naive": "#9ecae1", "numba_cpu:parallel": "#1f77b4", "numba_cpu:blocked": "#08306b",
+    "numba_cpu:fft": "#ff7f0e", "numba_cpu:auto": "#d62728", "numba_cpu:direct": "#3182bd",
+    "numba_cpu:im2col": "#17becf",
+    "numba_cuda:naive": "#a1d99b", "numba_cuda:tiled": "#2ca02c", "numba_cuda:atomic": "#006d2c",
+    "numba_cuda:direct": "#74c476",
+    "cupy:naive": "#fdae6b", "cupy:tiled": "#e6550d", "cupy:atomic": "#a63603", "cupy:direct": "#fd8d3c",
     "numpy.correlate": "#7f7f7f", "scipy.correlate[direct]": "#8c564b", "scipy.correlate[fft]": "#bcbd22",
     "scipy.oaconvolve": "#17becf", "torch.conv1d": "#e377c2", "torch.conv1d[cuda]": "#e377c2",
+    "torch.conv1d[cuda,tf32]": "#f7b6d2",
     "cupyx.correlate[direct]": "#8c564b", "cupyx.correlate[fft]": "#bcbd22", "cupyx.fftconvolve": "#17becf",
 }
 EXTRA = ["#9467bd", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#31a354",
@@ -233,7 +238,11 @@ def time_vs_k(table: analysis.Table, out: Path, palette: Palette) -> Path:
 
 # --- 3. throughput vs n -------------------------------------------------------------------------------
 
-def _chosen_ks(table, want=analysis.SUMMARY_KS, count=3):
+#: Filter lengths the throughput figure shows when they were measured (else `count` spread over the ks).
+THROUGHPUT_KS = (3, 31, 511)
+
+
+def _chosen_ks(table, want=THROUGHPUT_KS, count=3):
     ks = [k for k in want if k in table.ks]
     if len(ks) < min(count, len(table.ks)):
         idx = np.unique(np.linspace(0, len(table.ks) - 1, min(count, len(table.ks))).round().astype(int))
@@ -429,6 +438,23 @@ def layer_bars(run: Run, device: str, op: str, dtype: str, out: Path, palette: P
     return save(fig, out.with_suffix(".png"))
 
 
+#: The files a draw owns in a device folder, by kind of run: what an earlier draw of the same kind left
+#: there and this one did not write is removed.
+OWNED = {"sweep": [f"*-{kind}.{ext}" for kind in KINDS for ext in ("png", "csv")] + ["summary.md"],
+         "layer": ["*-layer_gflops.png", "*-layer_gflops.csv", "layer-summary.md"]}
+
+
+def remove_stale(folder: Path, written: list[Path], kind: str) -> list[Path]:
+    """Delete the files of `kind` ("sweep" or "layer") in `folder` that this draw did not write (each
+    figure in `written` has its CSV beside it)."""
+    keep = {q.resolve() for p in map(Path, written) for q in (p, p.with_suffix(".csv"))}
+    stale = sorted({p for pattern in OWNED[kind] for p in folder.glob(pattern)
+                    if p.is_file() and p.resolve() not in keep})
+    for p in stale:
+        p.unlink()
+    return stale
+
+
 def draw_layer_run(run: Run, device: str, d: Path, palette: Palette) -> list[Path]:
     from plots.bench import layer
 
@@ -440,12 +466,15 @@ def draw_layer_run(run: Run, device: str, d: Path, palette: Palette) -> list[Pat
 
 
 def draw_run(run: Run, device: str, out_dir: Path, palette: Palette | None = None) -> list[Path]:
-    """Every figure of one device of one run, plus summary.md, under out_dir/<device slug>/."""
+    """Every figure of one device of one run, plus summary.md, under out_dir/<device slug>/; files of an
+    earlier draw of the same kind there that this one did not write are removed (`remove_stale`)."""
     d = Path(out_dir) / run.device_slug(device)
     d.mkdir(parents=True, exist_ok=True)
     palette = palette or Palette({r["impl"] for r in run.rows})
     if any("shape" in r for r in run.rows):
-        return draw_layer_run(run, device, d, palette)
+        written = draw_layer_run(run, device, d, palette)
+        remove_stale(d, written, "layer")
+        return written
     written = []
     for table in analysis.tables(run, device):
         for kind in KINDS:
@@ -455,4 +484,5 @@ def draw_run(run: Run, device: str, out_dir: Path, palette: Palette | None = Non
     summary = d / "summary.md"
     summary.write_text("\n".join(analysis.summary(run, device)) + "\n")
     written.append(summary)
+    remove_stale(d, written, "sweep")
     return written

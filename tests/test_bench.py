@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import ast
 import dataclasses
 import importlib.util
 import io
@@ -9,6 +11,8 @@ import json
 import subprocess
 import sys
 import time
+import tracemalloc
+import types
 from pathlib import Path
 
 import numpy as np
@@ -226,7 +230,7 @@ TINY_LAYER = dataclasses.replace(
                 for g in PRESETS["layer"].grids))
 
 
-def test_layer_preset_covers_the_issue_shapes():
+def test_layer_preset_covers_the_named_shapes():
     from plots.bench.sweeps import LAYER_SHAPES
 
     cpu = PRESETS["layer"].grids[0]
@@ -265,3 +269,300 @@ def test_layer_run_writes_results_and_the_grouped_bar_plot(tmp_path):
     assert (folder / "layer-summary.md") in written
     # a layer run does not hide the newest 1-D run of the same device from `python -m plots`
     assert any("shape" in r for run_, _ in results.newest_per_device(tmp_path / "results") for r in run_.rows)
+
+
+# --- one run loop: no import cycle, skips, selection errors before any measurement --------------------
+
+def _project_imports(path: Path, module: str) -> set[str]:
+    """Every project module `module` (at `path`) imports, at top level or inside functions."""
+    out = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            names = [f"{base}.{a.name}" for a in node.names] + [base]
+        else:
+            continue
+        for name in names:
+            while name and not ((ROOT / name.replace(".", "/")).with_suffix(".py").exists()
+                                or (ROOT / name.replace(".", "/") / "__init__.py").exists()):
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                out.add(name)
+    return out
+
+
+def test_plots_modules_import_one_way_without_cycles():
+    modules = {}
+    for path in sorted((ROOT / "plots").rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph = {m: {i for i in _project_imports(p, m) if i in modules} for m, p in modules.items()}
+    assert "plots.bench.runner" in graph["plots.bench.cli"]  # the walk sees imports inside functions
+    cycles, state = [], {}
+
+    def visit(m, stack):
+        state[m] = "open"
+        for nxt in sorted(graph[m]):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, cycles
+    for path in sorted((ROOT / "kernels").rglob("*.py")):  # the contract never imports the harness
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        assert not any(i.startswith("plots") for i in _project_imports(path, name)), name
+
+
+def test_a_call_slower_than_max_call_is_recorded_as_skipped(tmp_path):
+    preset = dataclasses.replace(TINY, max_call=1e-12, grids=(
+        Grid("cpu", "float32", (64, 300), (3,), ops=("conv1d",), include=("numpy.correlate",)),))
+    run = results.load(runner.run(preset, directory=tmp_path, progress=False, spin=True, log=io.StringIO()))
+    assert [r["n"] for r in run.rows] == [64, 300]
+    first, second = run.rows
+    assert first["status"] == "skipped" and first["reason"].startswith("a call took") and first["check"]["ok"]
+    assert second["status"] == "skipped" and second["reason"].startswith("estimated")  # from the first
+
+
+def _bench_args(*argv):
+    from plots.bench import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["bench", *argv])
+
+
+def test_bench_exclude_adds_to_each_grids_own_exclusions():
+    from plots.bench import cli
+
+    preset = cli.build_preset(_bench_args("--preset", "layer", "--exclude", "torch.*"))
+    own = {g.device: set(g.exclude) for g in PRESETS["layer"].grids}
+    for grid in preset.grids:
+        assert set(grid.exclude) == own[grid.device] | {"torch.*"}
+    cpu = preset.grids[0]
+    labels = {i.label for i in runner.select(runner.discover("conv1d_layer", "cpu")[0], cpu)}
+    assert "numba_cpu:direct" in labels
+    assert not labels & {"numba_cpu:naive", "numpy:reference", "torch.conv1d"}
+    impls, _ = runner.discover("conv1d", "cpu")  # a label with brackets selects itself, not a character class
+    grid = Grid("cpu", "float32", (10,), include=("scipy.correlate[fft]",), exclude=("numba_cpu:[a-z]*",))
+    assert [i.label for i in runner.select(impls, grid)] == ["scipy.correlate[fft]"]
+
+
+@pytest.fixture
+def no_measuring(monkeypatch):
+    """Make any measurement (ceilings, the results file) fail the test."""
+    from plots.bench import ceilings
+
+    def measured(*args, **kwargs):
+        raise AssertionError("measured before the selection was checked")
+    monkeypatch.setattr(ceilings, "cpu", measured)
+    monkeypatch.setattr(runner, "start", measured)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--op", "nosuch"], "--op: unknown op 'nosuch'"),
+    (["--include", "nosuch:*"], "no implementation matches"),
+    (["--n", "10", "--k", "100"], "no point with k <= n"),
+    (["--preset", "layer", "--op", "conv1d"], "does not run on the layer grids"),
+])
+def test_bench_rejects_a_selection_that_measures_nothing(argv, message, no_measuring, tmp_path, capsys):
+    from plots.__main__ import main
+
+    assert main(["bench", *argv, "--no-progress", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv", [["--budget", "-1"], ["--max-call", "-1"], ["--budget", "nan"],
+                                  ["--max-call", "0"], ["--n", "0"], ["--k", "1.5"]])
+def test_bench_rejects_bad_numbers_with_exit_code_2(argv, no_measuring, capsys):
+    from plots.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["bench", *argv])
+    assert e.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+def test_run_refuses_a_preset_that_measures_nothing(no_measuring, tmp_path):
+    preset = TINY.with_grids(include=("nosuch:*",))
+    with pytest.raises(ValueError, match="nothing to measure"):
+        runner.run(preset, directory=tmp_path, progress=False, log=io.StringIO())
+
+
+def test_kernels_bench_alias_passes_the_exit_code_through():
+    result = subprocess.run([sys.executable, "-m", "kernels", "bench", "--op", "nosuch"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "unknown op 'nosuch'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- count: arithmetic only ----------------------------------------------------------------------------
+
+def test_count_of_a_huge_layer_is_arithmetic_and_fast(capsys):
+    from kernels.cli import main
+
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        rc = main(["count", "conv1d", "--input", "100000", "100000", "100000000", "--out-channels", "100000",
+                   "--kernel", "3"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rc == 0 and time.perf_counter() - t0 < 5 and peak < 10 << 20
+    out = capsys.readouterr().out
+    assert "(100000, 100000, 99999998)" in out and "299,999,994,000,000,000,000,000" in out
+
+
+def test_tap_counts_match_a_brute_force_count():
+    from kernels import layer_counts
+
+    rng = np.random.default_rng()
+    checked = 0
+    for _ in range(3000):
+        L, K, s, p, d = (int(v) for v in rng.integers((1, 1, 1, 0, 1), (60, 14, 8, 20, 10)))
+        if d * (K - 1) + 1 > L + 2 * p:
+            continue
+        lo = layer_counts.output_length(L, K, s, p, d)
+        index = np.arange(lo)[:, None] * s + np.arange(K)[None, :] * d - p  # input index of tap t at l
+        real = ((index >= 0) & (index < L)).sum(axis=1)
+        assert layer_counts.tap_counts(L, K, s, p, d) == (lo, int(real.sum()), int(np.count_nonzero(real))), \
+            (L, K, s, p, d)
+        checked += 1
+    assert checked > 1000
+
+
+# --- timers, baselines, draws, tune --------------------------------------------------------------------
+
+def test_round_robin_timer_times_every_call_alike():
+    calls = {"a": 0, "b": 0}
+
+    def make(name, seconds):
+        def fn():
+            calls[name] += 1
+            time.sleep(seconds)
+        return fn
+
+    t = timing.time_race({"a": make("a", 0.001), "b": make("b", 0.003)}, budget=0.05, min_rounds=3)
+    assert set(t) == {"a", "b"} and t["a"].repeats == t["b"].repeats >= 3
+    assert calls["a"] == calls["b"] == 1 + 2 * t["a"].repeats  # warm-up, then untimed + timed per round
+    assert t["a"].min < t["b"].min and t["b"].min >= 0.003
+
+
+def test_baselines_table_keeps_every_name_and_agrees_with_the_reference():
+    from kernels import compare
+    from plots.bench import baselines as bl
+
+    names = {(b.op, b.name) for b in bl.BASELINES}
+    for op in ("conv1d", "conv1d_weight_grad"):
+        assert {n for o, n in names if o == op} == {
+            "numpy.correlate", "scipy.correlate[direct]", "scipy.correlate[fft]", "scipy.oaconvolve",
+            "torch.conv1d", "torch.conv1d[cuda]", "torch.conv1d[cuda,tf32]", "cupyx.correlate[direct]",
+            "cupyx.correlate[fft]", "cupyx.fftconvolve"}
+    for op in ("conv1d_layer", "conv1d_layer_backward"):
+        assert {n for o, n in names if o == op} == {"torch.conv1d", "torch.conv1d[cuda]", "torch.conv1d[cuda,tf32]"}
+    assert len(names) == len(bl.BASELINES)
+    assert not bl.for_op("conv1d", "gpu", "float64") or all(
+        b.name != "torch.conv1d[cuda,tf32]" for b in bl.for_op("conv1d", "gpu", "float64"))
+    rng = np.random.default_rng()
+    for op in ("conv1d", "conv1d_weight_grad"):
+        args, _ = OPS[op].make_args(rng, np.dtype("float64"), n=500, k=21)
+        for b in bl.for_op(op, "cpu"):
+            if b.arrays == "numpy":
+                verdict = compare.check(op, b.fn(*args), args, method=b.method)
+                assert verdict.ok, (op, b.name, verdict.detail)
+
+
+def test_gpu_pools_are_released_only_where_imported(monkeypatch):
+    from plots.bench import baselines as bl
+
+    assert runner.release_gpu_pools() == [] or bl.gpu_present()
+    freed = []
+    pool = types.SimpleNamespace(free_all_blocks=lambda: freed.append("pool"))
+    cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(Device=lambda: types.SimpleNamespace(
+        synchronize=lambda: None)), get_default_memory_pool=lambda: pool, get_default_pinned_memory_pool=lambda: pool)
+    torch = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: True, synchronize=lambda: None,
+                                                             empty_cache=lambda: freed.append("torch")))
+    monkeypatch.setattr(bl, "gpu_present", lambda: True)
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.delitem(sys.modules, "numba.cuda", raising=False)
+    assert runner.release_gpu_pools() == ["cupy", "torch"] and freed == ["pool", "pool", "torch"]
+    monkeypatch.delitem(sys.modules, "cupy")
+    monkeypatch.delitem(sys.modules, "torch")
+    assert runner.release_gpu_pools() == []
+
+
+def test_colour_table_names_exactly_what_is_registered():
+    import kernels
+    from plots import draw
+    from plots.bench import baselines as bl
+    from plots.bench.sweeps import BENCH_OPS, LAYER_OPS
+
+    labels = {b.name for b in bl.BASELINES}
+    for backend in kernels.backends():
+        for op in BENCH_OPS + LAYER_OPS:
+            labels |= {f"{backend}:{v}" for v in kernels.variants(op, backend)}
+    labels -= {"numpy:reference"}  # the oracle, never drawn
+    assert labels == set(draw.FIXED)
+
+
+def test_draw_removes_what_an_earlier_draw_left_and_quotes_the_measured_k(tiny_run, tmp_path):
+    from plots import draw
+
+    _, run = tiny_run
+    run = dataclasses.replace(run, rows=[r for r in run.rows if r["dtype"] == "float32"])
+    folder = tmp_path / run.device_slug("cpu")
+    folder.mkdir()
+    stale = [folder / "conv1d-float64-roofline.png", folder / "conv1d-float64-speedup.csv"]
+    others = [folder / "layer-summary.md", folder / "conv1d_layer-float32-layer_gflops.png", folder / "notes.txt"]
+    for p in stale + others:
+        p.write_text("from an earlier draw")
+    written = draw.draw_run(run, "cpu", tmp_path)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in others)  # a layer draw's files and files the drawer does not own stay
+    assert all(p.exists() for p in written)
+    summary = (folder / "summary.md").read_text()
+    assert "| implementation | k=1 | k=3 | k=31 |" in summary  # TINY's k, not a fixed list
+
+
+def test_tune_writes_the_crossover_table_atomically(tmp_path):
+    from plots.bench import tune
+
+    path = tmp_path / "crossover.json"
+    tune.write_table({"schema": 1, "a": [1, 2]}, path)
+    assert json.loads(path.read_text()) == {"schema": 1, "a": [1, 2]}
+    with pytest.raises(TypeError):
+        tune.write_table({"schema": 2, "bad": object()}, path)  # fails halfway through the dump
+    assert json.loads(path.read_text()) == {"schema": 1, "a": [1, 2]}  # the old table is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["crossover.json"]  # no temporary file left
+
+
+def test_fp32_torch_baseline_switches_tf32_off_and_the_tf32_one_on():
+    torch = pytest.importorskip("torch")
+    from plots.bench import baselines as bl
+
+    x, w = torch.randn(64, dtype=torch.float32), torch.randn(5, dtype=torch.float32)
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        for name, allow in (("torch.conv1d[cuda]", False), ("torch.conv1d[cuda,tf32]", True)):
+            b = next(b for b in bl.for_op("conv1d", "gpu") if b.name == name)
+            bl._torch()
+            got = b.fn(x, w)  # CPU tensors: only the switches are under test here
+            assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (allow, allow)
+            np.testing.assert_allclose(got.numpy(), np.correlate(x.numpy(), w.numpy(), "valid"), rtol=1e-5,
+                                       atol=1e-5)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -1,12 +1,15 @@
-"""Benchmarks: sweeps over n and k of every implementation available here, against baselines.
+"""Benchmarks: sweeps over n and k (and layer shapes) of every implementation available here, against baselines.
 
-    python -m kernels bench                       # the quick preset (a few minutes on 2 CPU cores)
-    python -m kernels bench --preset full
-    python -m kernels bench --list                # what would run, and what is left out and why
-    python -m plots                               # draw plots/ from the newest results per device
+    python -m plots bench                         # the quick preset (a few minutes on 2 CPU cores)
+    python -m plots bench --preset full
+    python -m plots bench --list                  # what would run, and what is left out and why
+    python -m plots draw                          # draw plots/ from the newest results per device
 
-Modules: `sweeps` (presets as data), `baselines` (NumPy, SciPy, torch, CuPy references to beat),
-`ceilings` (measured peak FLOP/s and bandwidth), `runner` (check, time, write), `isolated` (torch's
+Modules: `sweeps` (presets as data), `baselines` (the NumPy, SciPy, torch and CuPy calls to beat, as a
+table), `ceilings` (measured peak FLOP/s and bandwidth), `timing` (the CPU, round-robin and GPU timers),
+`runner` (the one run loop: check, time, write, for (n, k) points and layer shapes), `isolated` (torch's
 CPU baselines in a child process), `results` (the results files), `machine` (metadata), `analysis`
-(crossover k*, speedups, summary), `cli`. Timers live in `plots.bench.timing`.
+(crossover k*, speedups, summary), `layer` (the layer runs' summary), `cli` (`python -m plots bench`),
+`tune` (the CPU direct/FFT crossover table, `python -m plots.bench.tune`) and `probe` (the numba_cpu
+kernels against their targets, `python -m plots.bench.probe`).
 """

@@ -5,11 +5,17 @@ Each baseline is a small callable taking the op's own positional arguments, flip
     conv1d:              (x, w)    -> y[j]  = sum_i x[j+i] w[i]   (cross-correlation, "valid")
     conv1d_weight_grad:  (x, g, k) -> dw[i] = sum_j g[j] x[j+i]   (the correlation of x with g)
 
-in the array kind named by `arrays` ("numpy", "torch" CPU tensors, "cupy", "torch_cuda"); the runner
-converts the inputs once, outside the timed region. Baselines allocate their outputs (none of these
-libraries takes an output buffer for these calls), unlike the playground's kernels, which are timed
-with preallocated outputs. Optional libraries are guarded (HAS_TORCH, HAS_CUPY, GPU): a baseline
-whose library or device is missing is left out with its reason.
+so both 1-D ops are one library call, correlate(x, second, "valid"), with second = w or g: the table
+`CORRELATIONS` lists those calls once and `TORCH` the torch calls, and `BASELINES` is generated from
+them. Each runs on the array kind named by `arrays` ("numpy", "torch" CPU tensors, "cupy",
+"torch_cuda"); the runner converts the inputs once, outside the timed region. Baselines allocate their
+outputs (none of these libraries takes an output buffer for these calls), unlike the playground's
+kernels, which are timed with preallocated outputs. Optional libraries are guarded (HAS_TORCH,
+HAS_CUPY, a real GPU): a baseline whose library or device is missing is left out with its reason.
+
+torch on CUDA runs cuDNN convolutions in TF32 by default, which is not float32 arithmetic: the
+`torch.conv1d[cuda]` baselines switch TF32 off (cuDNN and cuBLAS) before each call, and
+`torch.conv1d[cuda,tf32]` (float32 only) switches it on; the checker judges both like everything else.
 
 torch and CuPy are imported only when a baseline needs them. The torch CPU baselines are `isolated`:
 the runner times them in a child process (`plots.bench.isolated`), because torch's OpenMP pool
@@ -20,12 +26,12 @@ calls of either ~8 ms slower on a 2-core machine.
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.signal
 
 from kernels import _env
 
@@ -52,22 +58,17 @@ def _cupy():
     return cupy
 
 
-def _cupy_signal():
-    import cupyx.scipy.signal
-
-    return cupyx.scipy.signal
-
-
 @dataclass(frozen=True)
 class Baseline:
     name: str  # label in results and plots, the same for every op ("scipy.correlate[fft]")
     op: str
     fn: Callable
-    method: str  # "direct" or "fft": which side of the direct-vs-FFT comparison it is on
+    method: str  # "direct", "fft" or "auto": which side of the direct-vs-FFT comparison it is on
     family: str  # library: direct and fft members of one family give a crossover k*
     device: str  # "cpu" or "gpu"
     arrays: str  # kind of arrays `fn` takes and returns
     doc: str
+    dtypes: tuple[str, ...] | None = None  # the dtypes it applies to (None: all)
 
     @property
     def isolated(self) -> bool:
@@ -77,18 +78,6 @@ class Baseline:
     def available(self) -> tuple[bool, str]:
         """(usable here, reason if not)."""
         return ARRAY_KINDS[self.arrays].available()
-
-
-BASELINES: list[Baseline] = []
-
-
-def baseline(op, name, *, method, family, device="cpu", arrays="numpy"):
-    """Register `fn(*args)` as a baseline for `op`; its docstring's first line is its note."""
-    def register(fn):
-        doc = (fn.__doc__ or "").strip().splitlines()[0]
-        BASELINES.append(Baseline(name, op, fn, method, family, device, arrays, doc))
-        return fn
-    return register
 
 
 # --- array kinds: convert inputs in, results out ---------------------------------------------------
@@ -138,122 +127,53 @@ ARRAY_KINDS = {
                             _torch_cuda_ok),
 }
 
+# --- the 1-D ops: y = correlate(x, w, "valid"), dw = correlate(x, g, "valid") -----------------------
 
-# --- conv1d: y = correlate(x, w, "valid") ---------------------------------------------------------
-
-@baseline("conv1d", "numpy.correlate", method="direct", family="numpy")
-def np_correlate(x, w):
-    """np.correlate(x, w, 'valid'): a dot product of length k per output"""
-    return np.correlate(x, w, "valid")
-
-
-@baseline("conv1d", "scipy.correlate[direct]", method="direct", family="scipy")
-def scipy_direct(x, w):
-    """scipy.signal.correlate(method='direct')"""
-    return scipy.signal.correlate(x, w, "valid", method="direct")
-
-
-@baseline("conv1d", "scipy.correlate[fft]", method="fft", family="scipy")
-def scipy_fft(x, w):
-    """scipy.signal.correlate(method='fft'): one FFT of length n + k - 1"""
-    return scipy.signal.correlate(x, w, "valid", method="fft")
+#: One row per library call, each a baseline of conv1d and of conv1d_weight_grad:
+#: (name, module, function, its method= argument, filter reversed (a convolution), method, family, device).
+CORRELATIONS = (
+    ("numpy.correlate", "numpy", "correlate", None, False, "direct", "numpy", "cpu"),
+    ("scipy.correlate[direct]", "scipy.signal", "correlate", "direct", False, "direct", "scipy", "cpu"),
+    ("scipy.correlate[fft]", "scipy.signal", "correlate", "fft", False, "fft", "scipy", "cpu"),
+    ("scipy.oaconvolve", "scipy.signal", "oaconvolve", None, True, "fft", "scipy", "cpu"),
+    ("cupyx.correlate[direct]", "cupyx.scipy.signal", "correlate", "direct", False, "direct", "cupyx", "gpu"),
+    ("cupyx.correlate[fft]", "cupyx.scipy.signal", "correlate", "fft", False, "fft", "cupyx", "gpu"),
+    ("cupyx.fftconvolve", "cupyx.scipy.signal", "fftconvolve", None, True, "fft", "cupyx", "gpu"),
+)
+#: The second operand of the correlation, by op.
+SECOND = {"conv1d": "w", "conv1d_weight_grad": "g"}
 
 
-@baseline("conv1d", "scipy.oaconvolve", method="fft", family="scipy")
-def scipy_oa(x, w):
-    """scipy.signal.oaconvolve with the filter reversed: overlap-add FFTs"""
-    return scipy.signal.oaconvolve(x, w[::-1], "valid")
+def _correlation(module: str, function: str, method: str | None, flip: bool) -> Callable:
+    """call(x, s, *k) = module.function(x, s (reversed if flip), 'valid'[, method=method]); the library
+    is imported on the first call (the untimed warm-up), and k (the weight gradient's) is implied."""
+    kw = {"method": method} if method else {}
+    fn = None
 
+    def call(x, s, *_k):
+        nonlocal fn
+        if fn is None:
+            fn = getattr(importlib.import_module(module), function)
+        return fn(x, s[::-1] if flip else s, "valid", **kw)
+    return call
+
+
+def _correlation_doc(module, function, method, flip, second) -> str:
+    arg = f"{second}[::-1]" if flip else second
+    return f"{module}.{function}(x, {arg}, 'valid'{f', method={method!r}' if method else ''})"
+
+
+# --- torch: conv1d and its gradients, on CPU tensors and on CUDA ---------------------------------------
 
 def _torch_forward(x, w):
     """torch.nn.functional.conv1d (cross-correlation), batch 1, one channel"""
     return F.conv1d(x.view(1, 1, -1), w.view(1, 1, -1)).view(-1)
 
 
-baseline("conv1d", "torch.conv1d", method="direct", family="torch", arrays="torch")(_torch_forward)
-
-# --- conv1d_weight_grad: dw = correlate(x, g, "valid") --------------------------------------------
-
-
-@baseline("conv1d_weight_grad", "numpy.correlate", method="direct", family="numpy")
-def np_correlate_wg(x, g, k):
-    """np.correlate(x, g, 'valid'): k dot products of length m"""
-    return np.correlate(x, g, "valid")
-
-
-@baseline("conv1d_weight_grad", "scipy.correlate[direct]", method="direct", family="scipy")
-def scipy_direct_wg(x, g, k):
-    """scipy.signal.correlate(x, g, method='direct')"""
-    return scipy.signal.correlate(x, g, "valid", method="direct")
-
-
-@baseline("conv1d_weight_grad", "scipy.correlate[fft]", method="fft", family="scipy")
-def scipy_fft_wg(x, g, k):
-    """scipy.signal.correlate(x, g, method='fft')"""
-    return scipy.signal.correlate(x, g, "valid", method="fft")
-
-
-@baseline("conv1d_weight_grad", "scipy.oaconvolve", method="fft", family="scipy")
-def scipy_oa_wg(x, g, k):
-    """scipy.signal.oaconvolve(x, g reversed): overlap-add FFTs"""
-    return scipy.signal.oaconvolve(x, g[::-1], "valid")
-
-
 def _torch_weight_grad(x, g, k):
     """torch.nn.grad.conv1d_weight: the weight gradient autograd computes for conv1d"""
     return torch.nn.grad.conv1d_weight(x.view(1, 1, -1), (1, 1, k), g.view(1, 1, -1)).view(-1)
 
-
-baseline("conv1d_weight_grad", "torch.conv1d", method="direct", family="torch",
-         arrays="torch")(_torch_weight_grad)
-
-# --- GPU -------------------------------------------------------------------------------------------
-
-for _op, _fwd in (("conv1d", _torch_forward), ("conv1d_weight_grad", _torch_weight_grad)):
-    baseline(_op, "torch.conv1d[cuda]", method="direct", family="torch", device="gpu",
-             arrays="torch_cuda")(_fwd)
-
-
-@baseline("conv1d", "cupyx.correlate[direct]", method="direct", family="cupyx", device="gpu", arrays="cupy")
-def cupy_direct(x, w):
-    """cupyx.scipy.signal.correlate(method='direct')"""
-    return _cupy_signal().correlate(x, w, "valid", method="direct")
-
-
-@baseline("conv1d", "cupyx.correlate[fft]", method="fft", family="cupyx", device="gpu", arrays="cupy")
-def cupy_fft(x, w):
-    """cupyx.scipy.signal.correlate(method='fft')"""
-    return _cupy_signal().correlate(x, w, "valid", method="fft")
-
-
-@baseline("conv1d", "cupyx.fftconvolve", method="fft", family="cupyx", device="gpu", arrays="cupy")
-def cupy_fftconvolve(x, w):
-    """cupyx.scipy.signal.fftconvolve with the filter reversed"""
-    return _cupy_signal().fftconvolve(x, w[::-1], "valid")
-
-
-@baseline("conv1d_weight_grad", "cupyx.correlate[direct]", method="direct", family="cupyx", device="gpu",
-          arrays="cupy")
-def cupy_direct_wg(x, g, k):
-    """cupyx.scipy.signal.correlate(x, g, method='direct')"""
-    return _cupy_signal().correlate(x, g, "valid", method="direct")
-
-
-@baseline("conv1d_weight_grad", "cupyx.correlate[fft]", method="fft", family="cupyx", device="gpu",
-          arrays="cupy")
-def cupy_fft_wg(x, g, k):
-    """cupyx.scipy.signal.correlate(x, g, method='fft')"""
-    return _cupy_signal().correlate(x, g, "valid", method="fft")
-
-
-@baseline("conv1d_weight_grad", "cupyx.fftconvolve", method="fft", family="cupyx", device="gpu",
-          arrays="cupy")
-def cupy_fftconvolve_wg(x, g, k):
-    """cupyx.scipy.signal.fftconvolve(x, g reversed)"""
-    return _cupy_signal().fftconvolve(x, g[::-1], "valid")
-
-
-# --- conv1d_layer: the settings follow the arrays, positionally (the runner appends make_args' kwargs) --
 
 def _torch_layer(x, w, b, stride, padding, dilation, groups):
     """torch.nn.functional.conv1d"""
@@ -269,13 +189,54 @@ def _torch_layer_backward(x, w, g, stride, padding, dilation, groups, has_bias):
     return dx, dw, db if has_bias else g.new_zeros(0)
 
 
-for _dev, _arrays, _suffix in (("cpu", "torch", ""), ("gpu", "torch_cuda", "[cuda]")):
-    baseline("conv1d_layer", "torch.conv1d" + _suffix, method="auto", family="torch", device=_dev,
-             arrays=_arrays)(_torch_layer)
-    baseline("conv1d_layer_backward", "torch.conv1d" + _suffix, method="auto", family="torch", device=_dev,
-             arrays=_arrays)(_torch_layer_backward)
+#: (op, call, method). The layer's settings follow the arrays positionally (the runner appends make_args'
+#: keyword values in their order).
+TORCH = (
+    ("conv1d", _torch_forward, "direct"),
+    ("conv1d_weight_grad", _torch_weight_grad, "direct"),
+    ("conv1d_layer", _torch_layer, "auto"),
+    ("conv1d_layer_backward", _torch_layer_backward, "auto"),
+)
+#: (name, device, arrays, TF32 setting: None on the CPU, else on or off, dtypes it applies to).
+TORCH_DEVICES = (
+    ("torch.conv1d", "cpu", "torch", None, None),
+    ("torch.conv1d[cuda]", "gpu", "torch_cuda", False, None),
+    ("torch.conv1d[cuda,tf32]", "gpu", "torch_cuda", True, ("float32",)),
+)
 
 
-def for_op(op: str, device: str | None = None) -> list[Baseline]:
-    """The baselines of `op` (on `device` if given), available or not."""
-    return [b for b in BASELINES if b.op == op and (device is None or b.device == device)]
+def _tf32(fn: Callable, allow: bool) -> Callable:
+    """fn with torch's TF32 switches (cuDNN convolutions, cuBLAS matmuls) set to `allow` before each call;
+    they are global, so every call sets them (a cheap check once they are right)."""
+    def call(*args):
+        backends = torch.backends
+        if backends.cudnn.allow_tf32 is not allow or backends.cuda.matmul.allow_tf32 is not allow:
+            backends.cudnn.allow_tf32 = allow
+            backends.cuda.matmul.allow_tf32 = allow
+        return fn(*args)
+    return call
+
+
+def _table() -> list[Baseline]:
+    out = []
+    for name, module, function, method_arg, flip, method, family, device in CORRELATIONS:
+        for op, second in SECOND.items():
+            out.append(Baseline(name, op, _correlation(module, function, method_arg, flip), method, family,
+                                device, "numpy" if device == "cpu" else "cupy",
+                                _correlation_doc(module, function, method_arg, flip, second)))
+    for name, device, arrays, tf32, dtypes in TORCH_DEVICES:
+        for op, fn, method in TORCH:
+            doc = fn.__doc__.strip().splitlines()[0]
+            if tf32 is not None:
+                fn, doc = _tf32(fn, tf32), f"{doc} (TF32 {'on' if tf32 else 'off'})"
+            out.append(Baseline(name, op, fn, method, "torch", device, arrays, doc, dtypes))
+    return out
+
+
+BASELINES: list[Baseline] = _table()
+
+
+def for_op(op: str, device: str | None = None, dtype: str | None = None) -> list[Baseline]:
+    """The baselines of `op` (on `device` and for `dtype` if given), available or not."""
+    return [b for b in BASELINES if b.op == op and (device is None or b.device == device)
+            and (dtype is None or b.dtypes is None or dtype in b.dtypes)]

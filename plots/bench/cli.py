@@ -1,16 +1,38 @@
-"""`python -m plots bench` (alias `python -m kernels bench`): run a preset, write a results file."""
+"""`python -m plots bench` (alias `python -m kernels bench`): run a preset, write a results file.
+
+Bad input (an unknown op, a selection that leaves nothing to measure, a negative budget) is reported
+with a message and exit code 2 before anything is measured.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
+
+PROG = "python -m plots bench"
 
 
 def _size(text: str) -> int:
     """'1e6' or '1000000' -> 1000000."""
-    value = float(text)
-    if value != int(value) or value < 1:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if not math.isfinite(value) or value != int(value) or value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(value)
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def register(subparsers):
@@ -29,9 +51,10 @@ def register(subparsers):
     p.add_argument("--k", action="append", type=_size, help="replace the grids' k values (repeatable)")
     p.add_argument("--include", action="append",
                    help="only implementations matching this pattern: 'numba_cpu:*', 'scipy.*' (repeatable)")
-    p.add_argument("--exclude", action="append", help="leave out implementations matching this pattern")
-    p.add_argument("--budget", type=float, help="seconds of timed calls per point")
-    p.add_argument("--max-call", type=float, help="skip points estimated slower than this per call (s)")
+    p.add_argument("--exclude", action="append",
+                   help="also leave out implementations matching this pattern (added to each grid's own)")
+    p.add_argument("--budget", type=_seconds, help="seconds of timed calls per point")
+    p.add_argument("--max-call", type=_seconds, help="skip points estimated slower than this per call (s)")
     p.add_argument("--no-out", action="store_true", help="call kernels without out= (allocation timed too)")
     p.add_argument("--spin", action="store_true",
                    help="leave OpenMP's wait policy alone (default: OMP_WAIT_POLICY=PASSIVE, see runner)")
@@ -43,42 +66,55 @@ def register(subparsers):
 
 
 def build_preset(args):
+    """The preset the arguments select. ValueError names a bad --op."""
     from dataclasses import replace
 
-    from plots.bench.sweeps import DEFAULT_EXCLUDE, PRESETS
+    from kernels.spec import OPS
+    from plots.bench.sweeps import PRESETS
 
+    unknown = [op for op in args.op or () if op not in OPS]
+    if unknown:
+        raise ValueError(f"--op: unknown op {unknown[0]!r}; expected one of {', '.join(OPS)}")
     preset = PRESETS[args.preset]
     grids = [g for g in preset.grids if (not args.device or g.device == args.device)
              and (not args.dtype or g.dtype in args.dtype)]
+    grids = [replace(g, exclude=g.exclude + tuple(args.exclude)) if args.exclude else g for g in grids]
     preset = replace(preset, grids=tuple(grids))
     preset = preset.with_grids(ops=tuple(args.op) if args.op else None,
                                ns=tuple(args.n) if args.n else None, ks=tuple(args.k) if args.k else None,
-                               include=tuple(args.include) if args.include else None,
-                               exclude=DEFAULT_EXCLUDE + tuple(args.exclude) if args.exclude else None)
+                               include=tuple(args.include) if args.include else None)
     changes = {"budget": args.budget, "max_call": args.max_call}
     return replace(preset, **{k: v for k, v in changes.items() if v is not None})
 
 
+def error(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def cmd_bench(args) -> int:
-    import sys
     from pathlib import Path
 
     from plots.bench import analysis, layer, results, runner
 
-    preset = build_preset(args)
+    try:
+        preset = build_preset(args)
+    except ValueError as e:
+        return error(str(e))
+    blocks, left_out = runner.plan(preset)
+    why = runner.nothing_to_measure(preset, blocks)
+    if why:
+        return error(f"nothing to measure: {why}")
     if args.list:
-        blocks, left_out = runner.plan(preset)
         for name, st in runner.backend_states().items():
             print(f"backend {name}: {st['state']}{'' if st['timed'] else ' (not timed)'} {st['reason']}")
         for _gi, grid, op, impls in blocks:
             if grid.shapes:
                 print(f"{grid.device} {grid.dtype} {op}: {len(grid.shapes)} shapes x {len(impls)} implementations")
-                for i in impls:
-                    print(f"    {i.label:<28} {i.method:<7} {i.note}")
-                continue
-            points = sum(1 for p in grid.points() if p[0] == op)
-            print(f"{grid.device} {grid.dtype} {op}: {points} points (n {min(grid.ns)}..{max(grid.ns)}, "
-                  f"k {min(grid.ks)}..{max(grid.ks)}) x {len(impls)} implementations")
+            else:
+                print(f"{grid.device} {grid.dtype} {op}: {len(runner.points(grid, op))} points "
+                      f"(n {min(grid.ns)}..{max(grid.ns)}, k {min(grid.ks)}..{max(grid.ks)}) x {len(impls)} "
+                      "implementations")
             for i in impls:
                 print(f"    {i.label:<28} {i.method:<7} {i.note}")
         for s in left_out:

@@ -1,94 +1,13 @@
-"""The layer preset: `conv1d_layer` and `conv1d_layer_backward` timed on a few named shapes.
+"""The layer preset's results: best kernel against best baseline per (op, shape), as a table.
 
-The 1-D runner sweeps (n, k); a layer point is a whole shape (N, C_in, C_out, L, K, padding), given
-as the make_args keywords of a grid's `shapes`. Everything else is the runner's: discovery and
-selection (`runner.plan`), the metadata, ceilings and results file (`runner.start`, `runner.finish`),
-sessions (torch CPU in the isolated child process), `plots.bench.timing` through them, and the counts
-(`OPS[op].flops`, from `kernels.layer_counts`). Each implementation is checked once against the
-float64 reference (`compare.reference`, one per point, shared) before it is timed. A point whose
-warm-up call (and then a second call, past any JIT compilation) took longer than the preset's
-`max_call` is recorded as skipped, not timed.
-
-Rows carry the shape (`shape`: "N8 C64>128 L4096 K3 p1", and its numbers), with n = L and k = K.
+A layer point is a whole shape (N, C_in, C_out, L, K, padding), measured by the runner like any other
+point (`plots.bench.runner.Point`); its rows carry the shape (`shape`: "N8 C64>128 L4096 K3 p1", and
+its numbers in `layer`), with n = L and k = K. This module only reads results.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from pathlib import Path
-
-import numpy as np
-
-from kernels import compare
-from kernels.spec import OPS
-from plots.bench import results, runner
-from plots.bench.sweeps import Preset
-
-
-def shape_label(s: dict) -> str:
-    return f"N{s['N']} C{s['C_in']}>{s['C_out']} L{s['L']} K{s['K']} p{s.get('padding', 0)}"
-
-
-def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool = True, seed: int = 0,
-        progress: bool = True, spin: bool = False, log=sys.stderr) -> Path:
-    """Run the layer preset; returns the path of the results file written."""
-    started = time.perf_counter()
-    omp = runner.quiet_spinning(spin)
-    blocks, left_out = runner.plan(preset)
-    tasks = sum(len(impls) * len(grid.shapes) for _, grid, _, impls in blocks)
-    print(f"bench: preset {preset.name!r}, {tasks} timings over {len(blocks)} (grid, op) blocks", file=log)
-    writer, meta, sessions = runner.start(preset, blocks, left_out, directory, use_out, seed, omp, log)
-    rng = np.random.default_rng(seed)
-    counts = {"ok": 0, "skipped": 0, "wrong": 0, "error": 0}
-    try:
-        for _, grid, op, impls in blocks:
-            for shape in grid.shapes:
-                args, kwargs = OPS[op].make_args(rng, np.dtype(grid.dtype), **shape)
-                p, _ = OPS[op].parse(*args, **kwargs)
-                base = {"type": "result", "op": op, "dtype": grid.dtype, "device": grid.device,
-                        "shape": shape_label(shape), "layer": dict(shape), "n": p.L, "k": p.K, "m": p.L_out,
-                        "flops": int(OPS[op].flops(p)), "min_bytes": int(OPS[op].min_bytes(p))}
-                ref = []  # computed on first use, shared by the implementations
-                for impl in impls:
-                    row = _measure(base, impl, sessions.get(impl), args, kwargs, ref, preset,
-                                   grid.budget or preset.budget)
-                    counts[row["status"]] += 1
-                    if progress or row["status"] in ("wrong", "error"):
-                        extra = f"{row['gflops']:.1f} GFLOP/s" if row["status"] == "ok" else row["reason"]
-                        print(f"  {row['status']}: {op} {impl.label} {base['shape']}: {extra}", file=log)
-                    writer.write(row)
-    except BaseException:
-        sessions.close()
-        writer.abandon()
-        print(f"bench: interrupted; partial results left in {writer.tmp}", file=log)
-        raise
-    path = runner.finish(preset, meta, writer, sessions)
-    print(f"bench: {counts} in {time.perf_counter() - started:.0f} s -> {path}", file=log)
-    return path
-
-
-def _measure(base, impl, session, args, kwargs, ref: list, preset: Preset, budget: float) -> dict:
-    try:
-        got, first = session.call(args, kwargs)  # the warm-up call (JIT compilation, first touch)
-        if not ref:
-            ref.append(compare.Reference(base["op"], args, kwargs))
-        verdict = ref[0].check(got)
-        del got
-        check = verdict.as_dict()
-        if not check["ok"]:
-            return runner._row(base, impl, session.out_preallocated, "wrong", verdict.detail, check=check)
-        call_s = session.call(args, kwargs)[1] if first > preset.max_call else first  # past JIT compilation?
-        if call_s > preset.max_call:
-            return runner._row(base, impl, session.out_preallocated, "skipped",
-                               f"a call took {call_s:.2g} s > max_call {preset.max_call} s", check=check,
-                               first_call_s=first)
-        t = session.time(budget, preset.min_repeats)
-    except Exception as e:  # one failing implementation must not stop the sweep
-        return runner._row(base, impl, None, "error", f"{type(e).__name__}: {e}")
-    return runner._row(base, impl, session.out_preallocated, "ok", check=check, first_call_s=first,
-                       timing=t.as_dict(), gflops=base["flops"] / t.median / 1e9,
-                       gbs=base["min_bytes"] / t.median / 1e9)
+from plots.bench import results
 
 
 def is_layer_run(run: results.Run) -> bool:

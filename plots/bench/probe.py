@@ -1,26 +1,24 @@
-"""Issue 6's target table for the numba_cpu kernels, measured side by side in one run.
+"""The numba_cpu kernels against their targets (baselines, matmul peak, copy bandwidth), side by side.
 
     python -m plots.bench.probe                      # both threads (the machine's 2 vCPUs)
     NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python -m plots.bench.probe    # one core, ceilings too
     python -m plots.bench.probe --n 1e6 --k 3,511    # a few points only
 
-Each point times every method round-robin (per round, in a new random order, an untimed call then a
-timed one of each, for `--budget` seconds), so that noise from other jobs lands on all of them
-alike, and keeps each method's fastest call (inputs hot in cache): on a shared machine other work
-only ever adds time. A 1024 x 1024 matmul and a copy of the point's sizes race along in every
-point; the matmul ratio is taken to the larger of that figure and the 2048 x 2048 matmul timed at
-the start. GFLOP/s = 2 k m / time.
+Each point times every method round-robin (`plots.bench.timing.time_race`: per round, in a new
+random order, an untimed call then a timed one of each, for `--budget` seconds), so that noise from
+other jobs lands on all of them alike, and keeps each method's fastest call (inputs hot in cache): on
+a shared machine other work only ever adds time. A 1024 x 1024 matmul and a copy of the point's
+sizes race along in every point; the matmul ratio is taken to the larger of that figure and the
+2048 x 2048 matmul timed at the start. GFLOP/s = 2 k m / time.
 Ratios are read off `blocked` through the public API (`out=` given); "kernel" is the same call
 without the public wrapper (argument validation, about 15 us a call here).
-The full benchmark (plots, all backends) is `python -m kernels bench`; this is the quick check.
+The full benchmark (plots, all backends) is `python -m plots bench`; this is the quick check.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import time
 
 import numpy as np
 import scipy.signal
@@ -28,31 +26,15 @@ import scipy.signal
 import kernels
 from cpu import blocked
 from plots.bench.ceilings import parallel_copy
+from plots.bench.timing import time_race
 
 #: Variants timed; the targets are read off `blocked` (direct) and `auto` (the default).
 VARIANTS = ("parallel", "blocked", "fft", "auto")
 
 
-def race(methods: dict, budget: float, min_rounds: int = 5, max_rounds: int = 500) -> dict:
-    """{name: fastest seconds} over round-robin calls of methods {name: fn}."""
-    for fn in methods.values():
-        fn()
-    best = dict.fromkeys(methods, np.inf)
-    names, order = list(methods), np.random.default_rng(0)
-    gc.disable()
-    try:
-        end, rounds = time.perf_counter() + budget, 0
-        while rounds < min_rounds or (time.perf_counter() < end and rounds < max_rounds):
-            for name in order.permutation(names):  # a new order each round, and an untimed call
-                fn = methods[name]                 # first: warm caches, whatever ran before
-                fn()
-                t0 = time.perf_counter()
-                fn()
-                best[name] = min(best[name], time.perf_counter() - t0)
-            rounds += 1
-    finally:
-        gc.enable()
-    return best
+def race(methods: dict, budget: float) -> dict:
+    """{name: fastest seconds} of methods {name: fn}, timed round-robin (`timing.time_race`)."""
+    return {name: t.min for name, t in time_race(methods, budget=budget).items()}
 
 
 def ceilings(budget: float) -> dict:

@@ -1,19 +1,28 @@
 """The benchmark runner: discover implementations, check each point, time it, write the results.
 
-For every grid of a preset and every point (op, n, k) of it: make one set of inputs with the op's own
-generator, then for each implementation (the registry's backends and variants, and the baselines):
+A point is either (op, n, k) of a sweep or (op, shape) of a layer grid (`Point`); both go through the
+same loop, check and timing. For every grid of a preset and every point of it: make one set of
+inputs with the op's own generator, then for each implementation (the registry's backends and
+variants, and the baselines):
 
 1. skip it when its estimated time per call (scaled from the same implementation at the previous n
-   or k) is over the preset's `max_call`;
-2. call it once (the warm-up: JIT compilation, first touch) and check the result against the float64
-   reference, computed once per point and shared (for n * k > CHECK_MAX_WORK, on a smaller problem
-   with the same k); a wrong result is recorded and not timed;
+   or k; (n, k) points only) is over the preset's `max_call`;
+2. call it once (the warm-up: JIT compilation, first touch) and check the result with the contract's
+   checker (`kernels.compare.Reference`, by the method the implementation declares) against the
+   float64 reference, computed once per point and shared (for n * k > CHECK_MAX_WORK, on a smaller
+   problem with the same k); a wrong result is recorded and not timed; a call slower than `max_call`
+   (after a second try, past JIT compilation) is recorded as skipped;
 3. time it with `plots.bench.timing` (CPU: perf_counter until the budget; GPU: CUDA events, L2 flushed).
 
 The playground's kernels are called through the public API (`kernels.get`) with preallocated outputs
 (`out=`); baselines allocate theirs. FLOPs and minimum bytes come from the op (`OPS[op].flops`,
 `OPS[op].min_bytes`), so GFLOP/s and GB/s use the same counts as everything else. Only flip=False is
 measured. Ceilings are measured at the start and at the end of the run.
+
+On a GPU, inputs are converted and outputs preallocated before the timed calls, and the warm-up call
+fills the libraries' memory pools (CuPy, torch), so timed calls allocate from a pool; numba.cuda's
+deallocations are deferred while a numba_cuda kernel is timed; the pools are released between grids
+(`release_gpu_pools`). Workspaces a backend allocates inside its own calls are its own business.
 
 Threads: the run sets OMP_WAIT_POLICY=PASSIVE (unless `spin` or the user set it), see
 `quiet_spinning`, and times torch's CPU baselines in a child process (`plots.bench.isolated`), so
@@ -22,6 +31,7 @@ that no OpenMP pool spins on a core another one needs.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import sys
@@ -37,7 +47,7 @@ from kernels import compare, registry
 from kernels.spec import OPS
 from plots.bench import baselines as bl
 from plots.bench import ceilings, machine, results, timing
-from plots.bench.sweeps import Grid, Preset
+from plots.bench.sweeps import Grid, Preset, shape_label
 
 #: Backend states benchmarked on each device; simulated and emulated backends are never timed.
 STATES = {"cpu": ("available",), "gpu": ("real GPU",)}
@@ -88,8 +98,9 @@ class Impl:
         return (lambda: fn(*dev, **kwargs, out=out)), fetch, True
 
 
-def discover(op: str, device: str) -> tuple[list[Impl], list[dict]]:
-    """(implementations of `op` that run on `device` here, [{label, reason}] of those left out)."""
+def discover(op: str, device: str, dtype: str | None = None) -> tuple[list[Impl], list[dict]]:
+    """(implementations of `op` that run on `device` here, [{label, reason}] of those left out);
+    with `dtype`, only the baselines that apply to it."""
     found, left_out = [], []
     for name, st in kernels.backends().items():
         if st.state not in STATES[device]:
@@ -99,7 +110,7 @@ def discover(op: str, device: str) -> tuple[list[Impl], list[dict]]:
         for variant, note in kernels.variants(op, name).items():
             found.append(Impl(f"{name}:{variant}", "kernel", op, device, backend.method(op, variant), name,
                               note, backend=name, variant=variant, default=variant == default))
-    for b in bl.for_op(op, device):
+    for b in bl.for_op(op, device, dtype):
         ok, reason = b.available()
         if ok:
             found.append(Impl(b.name, "baseline", op, device, b.method, b.family, b.doc, baseline=b))
@@ -109,33 +120,64 @@ def discover(op: str, device: str) -> tuple[list[Impl], list[dict]]:
 
 
 def select(impls: list[Impl], grid: Grid) -> list[Impl]:
+    """The implementations matching one of the grid's include patterns and none of its excludes; a
+    pattern equal to a label matches it, brackets and all ("scipy.correlate[fft]")."""
     def match(label, patterns):
-        return any(fnmatch.fnmatchcase(label, p) for p in patterns)
+        return any(label == p or fnmatch.fnmatchcase(label, p) for p in patterns)
     return [i for i in impls if match(i.label, grid.include) and not match(i.label, grid.exclude)]
 
 
-# --- checking ---------------------------------------------------------------------------------------
+# --- points and their check --------------------------------------------------------------------------
 
-class Reference:
+@dataclass(frozen=True)
+class Point:
+    """One measured problem of a grid: (op, n, k) of a sweep, or (op, shape) of a layer grid, where the
+    shape is the op's make_args keywords (N, C_in, C_out, L, K, padding)."""
+
+    op: str
+    n: int | None = None
+    k: int | None = None
+    shape: dict | None = None
+
+    def make_args(self, rng, dtype) -> tuple[tuple, dict]:
+        size = self.shape if self.shape is not None else {"n": self.n, "k": self.k}
+        return OPS[self.op].make_args(rng, np.dtype(dtype), **size)
+
+    def fields(self, p=None) -> dict:
+        """The result row's size fields: n, k (and m, given the parsed problem `p`); a layer point also
+        its shape (n = L, k = K, m = L_out)."""
+        if self.shape is not None:
+            return {"shape": shape_label(self.shape), "layer": self.shape, "n": p.L, "k": p.K, "m": p.L_out}
+        return {"n": self.n, "k": self.k} | ({"m": p.m} if p is not None else {})
+
+    def label(self) -> str:
+        return shape_label(self.shape) if self.shape is not None else f"n={self.n:.0e} k={self.k}"
+
+
+def points(grid: Grid, op: str) -> list[Point]:
+    """The points of `op` in `grid`, in run order (for (n, k): n ascending, then k, for the estimates)."""
+    if grid.shapes:
+        return [Point(op, shape=dict(s)) for s in grid.shapes]
+    return [Point(op, n, k) for o, n, k in grid.points() if o == op]
+
+
+class PointCheck:
     """The float64 reference of one point, computed on first use and shared by every implementation.
 
-    The reference costs O(n k) NumPy work; above CHECK_MAX_WORK = n * k it is computed for a smaller
-    problem with the same k and fresh inputs (`check_args`), which each implementation then also runs.
+    The reference costs O(n k) NumPy work; for a 1-D point with n * k > CHECK_MAX_WORK it is computed
+    for a smaller problem with the same k and fresh inputs (`check_args`), which each implementation
+    then also runs; otherwise (`check_args` None) the timed inputs themselves are checked.
     """
 
-    def __init__(self, op: str, args: tuple, rng: np.random.Generator):
-        self.op, self._ref = op, None
-        p, _ = OPS[op].parse(*args)
-        if p.n * p.k <= CHECK_MAX_WORK:
-            self.args, self.check_args, self.n = args, None, p.n
-        else:
-            self.n = max(p.k, int(CHECK_MAX_WORK // p.k))
-            self.check_args, _ = OPS[op].make_args(rng, p.dtype, n=self.n, k=p.k)
-            self.args = self.check_args
+    def __init__(self, op: str, args: tuple, kwargs: dict, rng: np.random.Generator):
+        self.op, self.args, self.kwargs, self.check_args = op, args, kwargs, None
+        p, _ = OPS[op].parse(*args, **kwargs)
+        n, k = getattr(p, "n", None), getattr(p, "k", None)
+        if n is not None and k is not None and n * k > CHECK_MAX_WORK:
+            self.check_args, _ = OPS[op].make_args(rng, p.dtype, n=max(k, int(CHECK_MAX_WORK // k)), k=k)
+        self._ref = compare.Reference(op, self.check_args or args, kwargs)  # computed on first check
 
     def check(self, got, method: str) -> dict:
-        if self._ref is None:
-            self._ref = compare.Reference(self.op, self.args)
         return self._ref.check(got, method).as_dict()
 
 
@@ -183,19 +225,93 @@ def max_n(device: str, dtype) -> int:
 
 
 def plan(preset: Preset):
-    """[(grid index, grid, op, impls)] for every grid and op that has implementations here."""
+    """([(grid index, grid, op, impls)] for every grid and op that has implementations here,
+    [{label, reason}] of the baselines left out). Discovery only: nothing is measured."""
     out, left_out = [], {}
     for gi, grid in enumerate(preset.grids):
         if grid.device == "gpu" and not bl.gpu_present():
             continue
         for op in grid.ops:
-            impls, skipped = discover(op, grid.device)
+            impls, skipped = discover(op, grid.device, grid.dtype)
             for s in skipped:
                 left_out[s["label"]] = s["reason"]
             impls = select(impls, grid)
             if impls:
                 out.append((gi, grid, op, impls))
     return out, [{"label": k, "reason": v} for k, v in left_out.items()]
+
+
+def tasks(blocks) -> int:
+    """Timings a plan makes: implementations x points, over its blocks."""
+    return sum(len(impls) * len(points(grid, op)) for _, grid, op, impls in blocks)
+
+
+def nothing_to_measure(preset: Preset, blocks) -> str | None:
+    """Why `preset` (planned as `blocks`) would measure nothing, or None when it measures something."""
+    if not preset.grids:
+        return f"preset {preset.name!r} has no grid left for this --device/--dtype"
+    runnable = [g for g in preset.grids if g.device != "gpu" or bl.gpu_present()]
+    if not runnable:
+        return "every grid left is a GPU grid, and there is no CUDA device here"
+    wrong_kind = [(op, g) for g in runnable for op in g.ops if not g.accepts(op)]
+    if wrong_kind:
+        op, g = wrong_kind[0]
+        return (f"op {op!r} does not run on the {'layer' if g.shapes else '(n, k)'} grids of preset "
+                f"{preset.name!r}; they take {', '.join(o for o in OPS if g.accepts(o))}")
+    if not blocks:
+        labels = sorted({i.label for g in runnable for op in g.ops for i in discover(op, g.device, g.dtype)[0]})
+        return ("no implementation matches --include/--exclude in any grid; implementations here: "
+                + ", ".join(labels))
+    if not tasks(blocks):
+        g = blocks[0][1]
+        return (f"no point with k <= n (n {', '.join(map(str, sorted(g.ns)))}; "
+                f"k {', '.join(map(str, sorted(g.ks)))})")
+    return None
+
+
+def release_gpu_pools() -> list[str]:
+    """Free the device memory cached by the GPU libraries this process has imported: numba.cuda's
+    pending deallocations, CuPy's device and pinned pools, torch's caching allocator. Called between
+    grids so that one grid's arrays do not crowd the next; libraries not imported (or, for torch and
+    numba.cuda, not initialised) are left alone, and a failure to release only costs memory. Returns
+    the libraries released."""
+    if not bl.gpu_present():
+        return []
+    done = []
+    cupy, torch = sys.modules.get("cupy"), sys.modules.get("torch")
+    if cupy is not None:
+        with _ignored_failure():
+            cupy.cuda.Device().synchronize()
+            cupy.get_default_memory_pool().free_all_blocks()
+            cupy.get_default_pinned_memory_pool().free_all_blocks()
+            done.append("cupy")
+    if torch is not None and torch.cuda.is_initialized():
+        with _ignored_failure():
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            done.append("torch")
+    if "numba.cuda" in sys.modules:
+        with _ignored_failure():
+            from numba.cuda.cudadrv import driver
+
+            if driver.driver.is_initialized and driver.driver.initialization_error is None:
+                from numba import cuda
+
+                ctx = cuda.current_context()
+                ctx.synchronize()
+                for pending in (ctx.deallocations, getattr(ctx.memory_manager, "deallocations", None)):
+                    if pending is not None:
+                        pending.clear()
+                done.append("numba.cuda")
+    return done
+
+
+@contextlib.contextmanager
+def _ignored_failure():
+    try:
+        yield
+    except Exception as e:
+        print(f"bench: releasing GPU memory failed ({type(e).__name__}: {e}); continuing", file=sys.stderr)
 
 
 def backend_states() -> dict:
@@ -235,58 +351,60 @@ def _maps():
 
 def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool = True, seed: int = 0,
         progress: bool = True, spin: bool = False, log=sys.stderr) -> Path:
-    """Run `preset`; returns the path of the results file written."""
+    """Run `preset` (grids of (n, k) points or of layer shapes); returns the path of the results file.
+    Raises ValueError, before measuring anything, when the preset would measure nothing."""
     from tqdm import tqdm
 
-    if any(g.shapes for g in preset.grids):  # the layer preset: shapes, not (n, k)
-        from plots.bench import layer
-
-        return layer.run(preset, directory=directory, use_out=use_out, seed=seed, progress=progress,
-                         spin=spin, log=log)
     started = time.perf_counter()
     omp = quiet_spinning(spin)
     blocks, left_out = plan(preset)
-    tasks = sum(len(impls) * sum(1 for p in grid.points() if p[0] == op) for _, grid, op, impls in blocks)
-    print(f"bench: preset {preset.name!r}, {tasks} timings over {len(blocks)} (grid, op) blocks", file=log)
+    why = nothing_to_measure(preset, blocks)
+    if why:
+        raise ValueError(f"nothing to measure: {why}")
+    total = tasks(blocks)
+    print(f"bench: preset {preset.name!r}, {total} timings over {len(blocks)} (grid, op) blocks", file=log)
     writer, meta, sessions = start(preset, blocks, left_out, directory, use_out, seed, omp, log)
 
     rng = np.random.default_rng(seed)
     est = Estimates()
-    bar = tqdm(total=tasks, unit="timing", disable=not progress, dynamic_ncols=True, file=log)
+    bar = tqdm(total=total, unit="timing", disable=not progress, dynamic_ncols=True, file=log)
     counts = {"ok": 0, "skipped": 0, "wrong": 0, "error": 0}
+    last_grid = None
     try:
         for gi, grid, op, impls in blocks:
+            if last_grid is not None and gi != last_grid:
+                release_gpu_pools()
+            last_grid = gi
             ns, ks = sorted(grid.ns), sorted(grid.ks)
             limit = max_n(grid.device, grid.dtype)
-            for _, n, k in (p for p in grid.points() if p[0] == op):
-                base = {"type": "result", "op": op, "dtype": grid.dtype, "device": grid.device,
-                        "n": n, "k": k}
-                if n > limit:
+            for point in points(grid, op):
+                base = {"type": "result", "op": op, "dtype": grid.dtype, "device": grid.device}
+                if point.shape is None and point.n > limit:
+                    base.update(point.fields())
                     for impl in impls:
                         writer.write(_row(base, impl, None, "skipped", f"n > {limit} does not fit in memory"))
                     bar.update(len(impls))
                     counts["skipped"] += len(impls)
                     continue
-                args, kwargs = OPS[op].make_args(rng, np.dtype(grid.dtype), n=n, k=k)
+                args, kwargs = point.make_args(rng, grid.dtype)
                 p, _ = OPS[op].parse(*args, **kwargs)
-                base.update(m=p.m, flops=int(OPS[op].flops(p)), min_bytes=int(OPS[op].min_bytes(p)))
-                ref = Reference(op, args, rng)
+                base.update(point.fields(p), flops=int(OPS[op].flops(p)), min_bytes=int(OPS[op].min_bytes(p)))
+                check = PointCheck(op, args, kwargs, rng)
                 for impl in impls:
-                    bar.set_postfix_str(f"{op} {grid.dtype} n={n:.0e} k={k} {impl.label}", refresh=False)
+                    bar.set_postfix_str(f"{op} {grid.dtype} {point.label()} {impl.label}", refresh=False)
                     key = (gi, op, impl.label)
-                    guess = est.predict(key, n, k, ns, ks, impl.method)
+                    guess = None if point.shape else est.predict(key, point.n, point.k, ns, ks, impl.method)
                     if guess is not None and guess > preset.max_call:
                         row = _row(base, impl, None, "skipped",
                                    f"estimated {guess:.2g} s per call > max_call {preset.max_call} s")
-                        est.add(key, n, k, guess)  # so that larger points are skipped too
                     else:
-                        row = _measure(base, impl, sessions.get(impl), args, ref, preset,
-                                       grid.budget or preset.budget)
-                        if row["status"] == "ok":
-                            est.add(key, n, k, row["timing"]["median"])
+                        row = _measure(base, impl, sessions.get(impl), check, preset, grid.budget or preset.budget)
+                        guess = row["timing"]["median"] if row["status"] == "ok" else row.get("call_s")
+                    if guess is not None and point.shape is None:
+                        est.add(key, point.n, point.k, guess)  # skipped ones too: larger points are skipped
                     counts[row["status"]] += 1
                     if row["status"] in ("wrong", "error"):
-                        tqdm.write(f"  {row['status']}: {op} {impl.label} {grid.dtype} n={n} k={k}: "
+                        tqdm.write(f"  {row['status']}: {op} {impl.label} {grid.dtype} {point.label()}: "
                                    f"{row['reason']}", file=log)
                     writer.write(row)
                     bar.update(1)
@@ -297,6 +415,7 @@ def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool 
         print(f"bench: interrupted; partial results left in {writer.tmp}", file=log)
         raise
     bar.close()
+    release_gpu_pools()
     path = finish(preset, meta, writer, sessions)
     print(f"bench: {counts} in {time.perf_counter() - started:.0f} s -> {path}", file=log)
     return path
@@ -400,6 +519,11 @@ class Session:
 
     def time(self, budget: float, min_repeats: int) -> timing.Timing:
         if self.impl.device == "gpu":
+            if self.impl.family == "numba_cuda":  # no synchronising cuMemFree inside the timed calls
+                from numba import cuda
+
+                with cuda.defer_cleanup():
+                    return timing.time_gpu(self._call, budget=budget, min_repeats=max(5, min_repeats))
             return timing.time_gpu(self._call, budget=budget, min_repeats=max(5, min_repeats))
         return timing.time_cpu(self._call, budget=budget, min_repeats=min_repeats, warmup=False)
 
@@ -419,20 +543,30 @@ class IsolatedSession:
         return timing.Timing(**self.worker.time(budget, min_repeats))
 
 
-def _measure(base, impl: Impl, session, args, ref: Reference, preset: Preset, budget: float) -> dict:
-    """Check (on the timed inputs, or on smaller ones when the reference would be slow), then time."""
+def _measure(base, impl: Impl, session, check: PointCheck, preset: Preset, budget: float) -> dict:
+    """Check (on the timed inputs, or on smaller ones when the reference would be slow), then time.
+
+    The warm-up call is the checked one (on the timed inputs). A warm-up slower than `max_call` is
+    repeated (the first call may include JIT compilation); if that call is slower too, the point is
+    recorded as skipped (with `call_s`, for the estimates of larger points) instead of being timed.
+    """
     try:
-        if ref.check_args is not None:
-            check = ref.check(session.call(ref.check_args)[0], impl.method)
-        got, first = session.call(args)  # the warm-up call (JIT compilation, first touch)
-        if ref.check_args is None:
-            check = ref.check(got, impl.method)
+        if check.check_args is not None:
+            verdict = check.check(session.call(check.check_args, check.kwargs)[0], impl.method)
+        got, first = session.call(check.args, check.kwargs)  # the warm-up call (JIT compilation, first touch)
+        if check.check_args is None:
+            verdict = check.check(got, impl.method)
         del got
-        if not check["ok"]:
-            return _row(base, impl, session.out_preallocated, "wrong", check.get("detail", ""), check=check)
+        if not verdict["ok"]:
+            return _row(base, impl, session.out_preallocated, "wrong", verdict.get("detail", ""), check=verdict)
+        call_s = session.call(check.args, check.kwargs)[1] if first > preset.max_call else first
+        if call_s > preset.max_call:
+            return _row(base, impl, session.out_preallocated, "skipped",
+                        f"a call took {call_s:.2g} s > max_call {preset.max_call} s", check=verdict,
+                        first_call_s=first, call_s=call_s)
         t = session.time(budget, preset.min_repeats)
     except Exception as e:  # one failing implementation must not stop the sweep
         return _row(base, impl, None, "error", f"{type(e).__name__}: {e}")
-    return _row(base, impl, session.out_preallocated, "ok", check=check, first_call_s=first,
+    return _row(base, impl, session.out_preallocated, "ok", check=verdict, first_call_s=first,
                 timing=t.as_dict(), gflops=base["flops"] / t.median / 1e9,
                 gbs=base["min_bytes"] / t.median / 1e9)

@@ -14,12 +14,14 @@ backends and variants join the sweep without editing this file. Points with k > 
     layer  the conv1d layer (forward and backward, float32) on a few realistic shapes instead of an
            (n, k) grid: N=8, C_in=64, C_out=128, L=4096, K = 3, 7, 31 ("same" padding K//2), and one
            long sequence; numba_cpu against torch CPU (cuDNN and the GPU backends when a GPU is there).
-           Run by `plots.bench.layer`.
+           The runner measures a shape as one point; `plots.bench.layer` summarises the results.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+
+from kernels.spec import OPS
 
 #: Filter lengths: 2^j - 1, so that k straddles every power-of-two block size once.
 KS = (1, 3, 7, 15, 31, 63, 127, 255, 511, 1023)
@@ -49,6 +51,10 @@ class Grid:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     budget: float | None = None  # seconds of timed calls per point (None: the preset's)
     shapes: tuple = ()  # layer grids: make_args keyword dicts (N, C_in, C_out, L, K, padding); no n, k
+
+    def accepts(self, op: str) -> bool:
+        """Whether `op` runs on this grid: layer ops on a grid of shapes, the others on (n, k)."""
+        return (OPS[op].family == "layer") == bool(self.shapes)
 
     def points(self):
         """(op, n, k) in run order: n ascending, then k ascending (for the time estimates)."""
@@ -104,6 +110,11 @@ PRESETS = {
         budget=0.2, max_call=5.0,
     ),
 }
+def shape_label(s: dict) -> str:
+    """A layer shape's name in results and plots: "N8 C64>128 L4096 K3 p1"."""
+    return f"N{s['N']} C{s['C_in']}>{s['C_out']} L{s['L']} K{s['K']} p{s.get('padding', 0)}"
+
+
 #: The layer preset's shapes: make_args keywords of `conv1d_layer` and `conv1d_layer_backward`.
 LAYER_SHAPES = tuple(dict(N=8, C_in=64, C_out=128, L=4096, K=k, padding=k // 2) for k in (3, 7, 31)) + (
     dict(N=1, C_in=16, C_out=16, L=262144, K=31, padding=15),)

@@ -86,6 +86,39 @@ def time_cpu(fn: Callable[[], object], *, budget: float = 0.1, min_repeats: int 
     return Timing.from_samples(samples, "perf_counter")
 
 
+def time_race(fns: dict[str, Callable[[], object]], *, budget: float = 0.3, min_rounds: int = 5,
+              max_rounds: int = 500, seed: int = 0) -> dict[str, Timing]:
+    """Time several calls side by side, round-robin: {name: Timing}.
+
+    After one warm-up call of each, every round calls each fn once untimed (to warm the caches after
+    whatever ran before) and once timed, in a new random order per round, until `budget` seconds have
+    passed (at least `min_rounds`, at most `max_rounds` rounds), with the garbage collector off. Noise
+    from other jobs then lands on all of them alike; on a shared machine other work only ever adds
+    time, so compare the `min` of each.
+    """
+    for fn in fns.values():
+        fn()
+    samples = {name: [] for name in fns}
+    names, order = list(fns), np.random.default_rng(seed)
+    clock = time.perf_counter
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        end, rounds = clock() + budget, 0
+        while rounds < min_rounds or (clock() < end and rounds < max_rounds):
+            for name in order.permutation(names):
+                fn = fns[name]
+                fn()
+                t0 = clock()
+                fn()
+                samples[name].append(clock() - t0)
+            rounds += 1
+    finally:
+        if was_enabled:
+            gc.enable()
+    return {name: Timing.from_samples(s, "perf_counter, round-robin") for name, s in samples.items()}
+
+
 # --- GPU -----------------------------------------------------------------------------------------
 
 class GpuClock:

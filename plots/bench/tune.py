@@ -7,7 +7,7 @@ machine only ever add time). Once FFT has won at two k in a row, the sweep
 stops; the crossover is where log(t_fft / t_direct) crosses zero between the last k direct won and
 the first k FFT won (interpolated on log k), so `auto` is close to the faster of the two on both
 sides. The result goes to cpu/crossover.json (schema in `cpu.auto`) with the raw times and the
-machine. It takes about half a minute.
+machine, written atomically (`write_table`). It takes about half a minute.
 
     python -m plots.bench.tune               # measure and write cpu/crossover.json
     python -m plots.bench.tune --dry-run     # measure and print, write nothing
@@ -19,7 +19,10 @@ import argparse
 import datetime
 import json
 import math
+import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -111,10 +114,26 @@ def main(argv=None):
     auto.validate(table)
     print(f"measured in {table['seconds']} s")
     if not args.dry_run:
-        with open(args.out, "w") as f:
+        write_table(table, args.out)
+        print(f"wrote {args.out}")
+
+
+def write_table(table: dict, path) -> Path:
+    """Write `table` as JSON to `path` atomically: to a temporary file in the same folder, then
+    os.replace, so that a reader sees the old file or the new one, never a partial one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
             json.dump(table, f, indent=1)
             f.write("\n")
-        print(f"wrote {args.out}")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
 
 
 if __name__ == "__main__":

@@ -101,3 +101,26 @@ def test_explain_prints_the_matrices_and_checks_they_agree(op):
         return
     checks = [line for line in text.splitlines() if line.startswith("check:")]
     assert checks and all(line.endswith("(equal)") for line in checks), text
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_new_check_bench_plot_from_a_folder_outside_the_repo(tmp_path, lang):
+    """The whole loop, one command each; CPU kernels are timed and plotted, GPU ones (simulated or emulated
+    here) are checked and said to be untimed."""
+    assert run(tmp_path, "kernels", "new", "conv1d", "--lang", lang, "-o", "mine.py").returncode == 0
+    assert run(tmp_path, "kernels", "check", "mine.py").returncode == 0
+    bench = run(tmp_path, "kernels", "bench", "mine.py", "--n", "1000", "--k", "3", "--k", "31", "--no-progress",
+                "--results-dir", "out")
+    assert bench.returncode == 0, bench.stdout[-2000:] + bench.stderr[-3000:]
+    backend = starters.BACKEND[lang]
+    if backend != "numba_cpu":
+        assert "not timed" in bench.stderr and not (tmp_path / "out").exists()
+        return
+    (run_dir,) = [d for d in (tmp_path / "out").iterdir()]
+    assert run_dir.is_dir() and list(run_dir.glob("*.jsonl")), "the run keeps its results file"
+    rows = [json.loads(line) for line in next(run_dir.glob("*.jsonl")).read_text().splitlines()]
+    mine = [r for r in rows if r.get("impl") == "numba_cpu:my_conv1d"]
+    assert mine and all(r["status"] == "ok" for r in mine), mine
+    assert {r["impl"] for r in rows if r.get("type") == "result"} > {"numba_cpu:my_conv1d"}, "beside the others"
+    pngs = list(run_dir.glob("*/*.png"))
+    assert pngs and "my_conv1d" in next(run_dir.glob("*/summary.md")).read_text()

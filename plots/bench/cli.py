@@ -42,6 +42,8 @@ def register(subparsers):
         "bench", help="time every implementation available here against baselines",
         description="Sweep n and k for each op, implementation and dtype of a preset: check each point "
                     "against the reference, time it, and write plots/results/<date>-<device>-<preset>.jsonl.")
+    p.add_argument("file", nargs="?", help="a Python file declaring kernels: time them beside the built-in "
+                                           "variants and baselines, plots in a folder of this run")
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
                    help="; ".join(f"{k}: {v.doc}" for k, v in PRESETS.items()))
     p.add_argument("--op", action="append", help="only this op (repeatable)")
@@ -58,7 +60,8 @@ def register(subparsers):
     p.add_argument("--no-out", action="store_true", help="call kernels without out= (allocation timed too)")
     p.add_argument("--spin", action="store_true",
                    help="leave OpenMP's wait policy alone (default: OMP_WAIT_POLICY=PASSIVE, see runner)")
-    p.add_argument("--results-dir", help="where the results file goes (default plots/results)")
+    p.add_argument("--results-dir", help="where the results file goes (default plots/results; with FILE: "
+                                         "bench-<file name>/, one folder per run with its plots)")
     p.add_argument("--seed", type=int, default=0, help="input seed")
     p.add_argument("--list", action="store_true", help="print what the sweep would run, then exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -97,6 +100,8 @@ def cmd_bench(args) -> int:
 
     from plots.bench import analysis, layer, results, runner
 
+    if args.file:
+        return bench_file(args)
     try:
         preset = build_preset(args)
     except ValueError as e:
@@ -128,4 +133,18 @@ def cmd_bench(args) -> int:
         summary = layer.summary if layer.is_layer_run(run) else analysis.summary
         print("\n".join(summary(run, device)), file=sys.stdout)
     print(f"\nresults: {path}")
+    return 0
+
+
+def bench_file(args) -> int:
+    from plots.bench import mine
+
+    try:
+        folder = mine.bench_file(args.file, out=args.results_dir, ns=tuple(args.n or mine.NS),
+                                 ks=tuple(args.k or mine.KS), include=args.include, progress=not args.no_progress,
+                                 seed=args.seed)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        return error(str(e))
+    if folder is not None:
+        print(f"results and plots: {folder}")
     return 0

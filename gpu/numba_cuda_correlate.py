@@ -24,7 +24,8 @@ import numpy as np
 from numba import cuda, int64
 
 from gpu.correlation_ops import GATE, NONE, RELU
-from gpu.numba_cuda_common import Launch, check_shared, scalar_type
+from gpu.launch import NumbaCudaLaunch as Launch
+from gpu.numba_cuda_common import check_shared, scalar_type
 
 
 @cuda.jit(device=True)

@@ -1,5 +1,5 @@
 """The CPU emulator of CUDA C (gpu/emu): correct kernels match NumPy in every thread order, and each
-bug in gpu/kernels_broken.cu is caught (wrong numbers, a strict-mode error, or an ASan report).
+bug in tests/fixtures/kernels_broken.cu is caught (wrong numbers, a strict-mode error, or an ASan report).
 
 `make test-asan` runs this file again with every kernel built with AddressSanitizer.
 """
@@ -20,7 +20,7 @@ PROBLEM = emu.toolchain_problem()
 pytestmark = [pytest.mark.emulated, pytest.mark.skipif(PROBLEM is not None, reason=str(PROBLEM))]
 
 ROOT = Path(__file__).resolve().parents[1]
-BROKEN = ROOT / "gpu" / "kernels_broken.cu"
+BROKEN = ROOT / "tests" / "fixtures" / "kernels_broken.cu"
 ORDERS = ("forward", "reverse")
 BLOCKS = (32, 64, 96, 128, 256, 512, 1000, 1024)
 
@@ -216,7 +216,7 @@ import numpy as np
 from gpu import emu
 from gpu import cuda_module
 from gpu.cuda_module import declared_names
-code = open("gpu/kernels_broken.cu").read()
+code = open("tests/fixtures/kernels_broken.cu").read()
 mod = emu.Module(code, declared_names(code), filename="kernels_broken.cu")
 n, k, block = 3100, 33, 256  # the last tile ends 4 elements past the end of x
 x, w = np.ones(n, np.float32), np.ones(k, np.float32)

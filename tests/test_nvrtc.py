@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gpu import nvrtc_check
@@ -32,7 +34,7 @@ def test_compiles_without_spills(path):
 
 
 def test_every_declared_name_expression_is_compiled():
-    path = nvrtc_check.GPU_DIR / "kernels_broken.cu"
+    path = Path(__file__).with_name("fixtures") / "kernels_broken.cu"
     kernels = {r.kernel for r in nvrtc_check.check(path, archs=(80,))}
     assert kernels == set(nvrtc_check.declared_names(path.read_text()))
 

@@ -91,7 +91,7 @@ def toolchain_problem() -> str | None:
     """Why the emulator cannot build kernels here (e.g. "g++ not found"), or None."""
     for tool in (compiler(), "readelf", "objcopy"):
         if shutil.which(tool) is None:
-            return f"{tool} not found"
+            return f"{'CXX=' if tool == compiler() else ''}{tool} not found"
     return None
 
 

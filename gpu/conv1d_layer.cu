@@ -23,17 +23,18 @@ __device__ __forceinline__ long long floor_div(long long a, long long b) {
   return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
-// [*lo, *hi): the output positions l < L_out whose tap t reads real input,
-// 0 <= l*stride + t*dilation - padding < L (the other l read the zero padding).
-__device__ __forceinline__ void tap_range(long long t, long long L, long long L_out, long long stride,
-                                          long long padding, long long dilation, long long* lo, long long* hi) {
-  const long long off = padding - t * dilation;
-  *lo = max(0LL, -floor_div(-off, stride));  // ceil(off / stride)
-  *hi = max(*lo, min(L_out, floor_div(L - 1 + off, stride) + 1));
+// [*lo, *hi): the i < count with 0 <= start + i*step < L (step >= 1), i.e. the indices that land on real
+// input, not on the padding. The taps of output l: real_range(l*stride - padding, dilation, K, L); the
+// outputs of tap t: real_range(t*dilation - padding, stride, L_out, L).
+__device__ __forceinline__ void real_range(long long start, long long step, long long count, long long L,
+                                           long long* lo, long long* hi) {
+  *lo = max(0LL, -floor_div(start, step));  // ceil(-start / step)
+  *hi = max(*lo, min(count, floor_div(L - 1 - start, step) + 1));
 }
 
 // y[n, co, l] = b[co] + sum_{c, t < K} w[co, c, t] xpad[n, ci0 + c, l*stride - padding + t*dilation],
-// one thread per y element i = (n*C_out + co)*L_out + l; a tap on the padding multiplies a zero.
+// one thread per y element i = (n*C_out + co)*L_out + l; a tap on the padding multiplies a zero (the
+// taps [t_lo, t_hi) read x, the others the padding).
 template <class T>
 __global__ void layer_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
                               T* __restrict__ y, long long N, long long C_in, long long L, long long C_out,
@@ -44,14 +45,17 @@ __global__ void layer_forward(const T* __restrict__ x, const T* __restrict__ w, 
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
     const long long l = i % L_out, r = i / L_out, co = r % C_out, n = r / C_out;
     const long long ci0 = (co / C_out_g) * C_in_g, base = l * stride - padding;
+    long long t_lo, t_hi;
+    real_range(base, dilation, K, L, &t_lo, &t_hi);
     T acc = T(0);
     for (long long c = 0; c < C_in_g; ++c) {
-      const T* xr = x + (n * C_in + ci0 + c) * L;
+      const long long xr = (n * C_in + ci0 + c) * L + base;  // x index of tap 0 (maybe in the padding)
       const T* wr = w + (co * C_in_g + c) * K;
-      for (long long t = 0; t < K; ++t) {
-        const long long j = base + t * dilation;
-        acc += wr[t] * (j >= 0 && j < L ? xr[j] : T(0));
-      }
+      for (long long t = t_lo; t < t_hi; ++t) acc += wr[t] * x[xr + t * dilation];
+#pragma unroll 1
+      for (long long t = 0; t < t_lo; ++t) acc += wr[t] * T(0);  // taps on the padding (edges only)
+#pragma unroll 1
+      for (long long t = t_hi; t < K; ++t) acc += wr[t] * T(0);
     }
     y[i] = has_bias ? acc + b[co] : acc;
   }
@@ -87,7 +91,7 @@ __global__ void layer_input_grad(const T* __restrict__ w, const T* __restrict__ 
 //   dw column e = (co*C_in_g + c)*K + t < E_w:  sum g[n, co, l] x[n, ci, l*stride + t*dilation - padding]
 //   db column e = E_w + co:                     sum g[n, co, l]
 // over the flat positions i = n*L_out + l in [s*chunk, (s+1)*chunk), in order of i; for dw the l of
-// tap_range(t) multiply x, the others the zero padding (g * 0).
+// real_range (tap t on real input) multiply x, the others the zero padding (g * 0).
 template <class T>
 __global__ void layer_param_partials(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ partial,
                                      long long N, long long C_in, long long L, long long C_out, long long K,
@@ -104,7 +108,7 @@ __global__ void layer_param_partials(const T* __restrict__ x, const T* __restric
       const long long t = e % K, r = e / K, c = r % C_in_g;
       co = r / C_in_g;
       ci = (co / C_out_g) * C_in_g + c;
-      tap_range(t, L, L_out, stride, padding, dilation, &lo, &hi);
+      real_range(t * dilation - padding, stride, L_out, L, &lo, &hi);
       shift = t * dilation - padding;
     } else {
       co = e - E_w;
@@ -119,7 +123,9 @@ __global__ void layer_param_partials(const T* __restrict__ x, const T* __restric
         const long long xr = (n * C_in + ci) * L + shift;  // x index of l = 0 (maybe in the padding)
         const long long lend = min(l1, hi);
         for (long long l = max(l0, lo); l < lend; ++l) acc += gr[l] * x[xr + l * stride];
+#pragma unroll 1
         for (long long l = l0; l < min(l1, lo); ++l) acc += gr[l] * T(0);  // taps on the padding
+#pragma unroll 1
         for (long long l = max(l0, hi); l < l1; ++l) acc += gr[l] * T(0);
       } else {
         for (long long l = l0; l < l1; ++l) acc += gr[l];

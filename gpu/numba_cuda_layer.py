@@ -47,11 +47,12 @@ K_TILE = 32
 
 
 @cuda.jit(device=True)
-def tap_range(t, L, L_out, stride, padding, dilation):
-    """[lo, hi): the l < L_out with 0 <= l*stride + t*dilation - padding < L (tap t on real input)."""
-    off = padding - t * dilation
-    lo = max(0, -(-off // stride))  # ceil(off / stride)
-    hi = min(L_out, (L - 1 + off) // stride + 1)
+def real_range(start, step, count, L):
+    """[lo, hi): the i < count with 0 <= start + i*step < L (step >= 1): the indices on real input, not
+    on the padding. The taps of output l: real_range(l*stride - padding, dilation, K, L); the outputs
+    of tap t: real_range(t*dilation - padding, stride, L_out, L)."""
+    lo = max(0, -(start // step))  # ceil(-start / step)
+    hi = min(count, (L - 1 - start) // step + 1)
     return lo, max(lo, hi)
 
 
@@ -63,9 +64,9 @@ def forward_kernel(x, w, b, y, stride, padding, dilation, groups, zero):
 
         y[n, co, l] = b[co] + sum_{c < C_in/groups, t < K} w[co, c, t] xpad[n, ci, base + t*dilation]
 
-    with base = l*stride - padding and xpad = x on 0 <= j < L, 0 on the padding (multiplied, not
-    skipped). Consecutive threads take consecutive l: x loads coalesce for stride 1, w loads are
-    broadcasts.
+    with base = l*stride - padding and xpad = x on 0 <= j < L, 0 on the padding: the taps [t_lo, t_hi)
+    of `real_range` multiply x, the others a zero (not skipped). Consecutive threads take consecutive l:
+    x loads coalesce for stride 1, w loads are broadcasts.
     """
     N, C_in, L = x.shape
     C_out, C_in_g, K = w.shape
@@ -77,11 +78,15 @@ def forward_kernel(x, w, b, y, stride, padding, dilation, groups, zero):
         co, n = r % C_out, r // C_out
         ci0 = (co // C_out_g) * C_in_g  # first input channel of co's group
         base = l * stride - padding
+        t_lo, t_hi = real_range(base, dilation, K, L)
         acc = zero
         for c in range(C_in_g):
-            for t in range(K):
-                j = base + t * dilation
-                acc += w[co, c, t] * (x[n, ci0 + c, j] if 0 <= j < L else zero)
+            for t in range(t_lo, t_hi):
+                acc += w[co, c, t] * x[n, ci0 + c, base + t * dilation]
+            for t in range(t_lo):  # taps on the padding (edges only)
+                acc += w[co, c, t] * zero
+            for t in range(t_hi, K):
+                acc += w[co, c, t] * zero
         y[n, co, l] = acc + b[co] if has_bias else acc
 
 
@@ -124,7 +129,7 @@ def param_grad_partial_kernel(x, g, partial, K, stride, padding, dilation, group
         partial[s, E_w + co] = sum_{(n, l) in chunk s} g[n, co, l]          (the db columns, if any)
 
     Chunk s holds the flat positions i = n*L_out + l in [s*chunk, (s+1)*chunk), added in order of i;
-    for dw the l of `tap_range(t)` (tap t on real input) multiply x, the others the zero padding
+    for dw the l of `real_range` (tap t on real input) multiply x, the others the zero padding
     (g * 0: NaN for an Inf or NaN in g, as in the reference). Consecutive threads take
     consecutive taps of one (co, c), so their g loads are one broadcast and their stores coalesce.
     """
@@ -139,7 +144,7 @@ def param_grad_partial_kernel(x, g, partial, K, stride, padding, dilation, group
             t, r = e % K, e // K
             c, co = r % C_in_g, r // C_in_g
             ci = (co // C_out_g) * C_in_g + c
-            lo, hi = tap_range(t, L, L_out, stride, padding, dilation)
+            lo, hi = real_range(t * dilation - padding, stride, L_out, L)
             shift = t * dilation - padding
         else:
             co, ci, lo, hi, shift = e - E_w, 0, 0, L_out, 0

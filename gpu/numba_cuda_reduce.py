@@ -3,6 +3,17 @@
     dw[i] = sum_{j<m} g[j] x[j+i]      (i < k; reversed when flip)
     db    = sum_{j<m} g[j]
 
+Variants (registered by gpu/numba_cuda.py under these names, never renumbered):
+
+    naive   one thread per tap sums its m products from global memory (`weight_grad_naive_kernel`);
+            one thread sums g (`total_naive`): k threads or one, however large m is
+    tiled   the sum over j split across a grid of about TARGET_BLOCKS blocks (gpu/launch.py), g and x
+            chunks staged in shared memory, several taps per thread in registers; the block partials
+            go to a workspace and `sum_columns` adds them in a fixed order: the GPU is filled, and the
+            result repeats to the bit
+    atomic  tiled, but blocks add their partials into the output with `cuda.atomic.add`: one pass and
+            no workspace, not deterministic
+
 Each is a sum over m = n-k+1 terms, far more than there are outputs, so the tiled kernels split the
 sum over j across blocks. By default they do it deterministically, in two stages (like Triton's
 layer-norm backward): every block writes its partial sums to a workspace ``partial[split, i]``, then

@@ -196,6 +196,7 @@ IEEE_LAYERS = [dict(N=1, C_in=2, C_out=2, L=11, K=3, padding=2),
                dict(N=2, C_in=2, C_out=4, L=13, K=3, stride=2, padding=3, dilation=2, groups=2)]
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 * Inf, on purpose
 @pytest.mark.parametrize("sizes", IEEE_LAYERS, ids=["padding2", "strided-dilated-grouped"])
 @pytest.mark.parametrize("op_name, where, value", IEEE_CASES, ids=lambda v: str(v))
 @pytest.mark.parametrize("backend", backend_params())

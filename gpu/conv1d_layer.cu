@@ -28,7 +28,7 @@ __device__ __forceinline__ long long floor_div(long long a, long long b) {
 // outputs of tap t: real_range(t*dilation - padding, stride, L_out, L).
 __device__ __forceinline__ void real_range(long long start, long long step, long long count, long long L,
                                            long long* lo, long long* hi) {
-  *lo = max(0LL, -floor_div(start, step));  // ceil(-start / step)
+  *lo = min(count, max(0LL, -floor_div(start, step)));  // ceil(-start / step), in [0, count]
   *hi = max(*lo, min(count, floor_div(L - 1 - start, step) + 1));
 }
 

@@ -51,7 +51,7 @@ def real_range(start, step, count, L):
     """[lo, hi): the i < count with 0 <= start + i*step < L (step >= 1): the indices on real input, not
     on the padding. The taps of output l: real_range(l*stride - padding, dilation, K, L); the outputs
     of tap t: real_range(t*dilation - padding, stride, L_out, L)."""
-    lo = max(0, -(start // step))  # ceil(-start / step)
+    lo = min(count, max(0, -(start // step)))  # ceil(-start / step), in [0, count]
     hi = min(count, (L - 1 - start) // step + 1)
     return lo, max(lo, hi)
 

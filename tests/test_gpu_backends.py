@@ -193,11 +193,12 @@ def test_layer_dw_and_db_are_deterministic(backend, variant, rng):
 IEEE_CASES = [(op, "w", v) for op in (FORWARD, BACKWARD) for v in (np.inf, -np.inf, np.nan)] + \
     [(BACKWARD, "grad_out", np.inf)]
 IEEE_LAYERS = [dict(N=1, C_in=2, C_out=2, L=11, K=3, padding=2),
-               dict(N=2, C_in=2, C_out=4, L=13, K=3, stride=2, padding=3, dilation=2, groups=2)]
+               dict(N=2, C_in=2, C_out=4, L=13, K=3, stride=2, padding=3, dilation=2, groups=2),
+               dict(N=1, C_in=2, C_out=2, L=4, K=2, padding=5)]  # every tap of the first outputs on the padding
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 * Inf, on purpose
-@pytest.mark.parametrize("sizes", IEEE_LAYERS, ids=["padding2", "strided-dilated-grouped"])
+@pytest.mark.parametrize("sizes", IEEE_LAYERS, ids=["padding2", "strided-dilated-grouped", "padding5-K2"])
 @pytest.mark.parametrize("op_name, where, value", IEEE_CASES, ids=lambda v: str(v))
 @pytest.mark.parametrize("backend", backend_params())
 def test_layer_zero_padding_multiplies_like_zeros(backend, op_name, where, value, sizes, rng):

@@ -1,9 +1,9 @@
 """The `numba_cuda` backend: @cuda.jit kernels on a GPU, or under numba's CUDA simulator.
 
 Layers: kernels (`numba_cuda_correlate`, `numba_cuda_reduce`, `numba_cuda_layer`) -> their launch
-functions (grid, block, workspaces) -> the op implementations: the 1-D ops of gpu/correlation_ops.py
-(shared with the cupy backend, which map each op onto launches; a variant is a choice of engines) and
-the layer implementations of `numba_cuda_layer`. This module imports them and registers every one.
+functions (grid, block, workspaces) -> the op implementations: for the 1-D ops those of
+gpu/correlation_ops.py (shared with the cupy backend), which map each op onto launches of a variant's
+engines; for the layer those of `numba_cuda_layer`. This module imports them and registers every one.
 
 Options (`kernels.get(op, "numba_cuda", variant, block=32)`): see `gpu.launch.NumbaCudaLaunch`.
 Inputs may be numba device arrays (results come back as device arrays) or NumPy arrays (copied in,

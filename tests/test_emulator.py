@@ -459,7 +459,7 @@ FILL = 'extern "C" __global__ void fill(float* y, float v) { y[threadIdx.x] = v;
 
 
 @pytest.mark.parametrize("cxx, error, message", [
-    ("gcc", emu.EmulatorError, r"CXX=gcc.*does not load.*undefined symbol.*C\+\+ runtime"),  # a C compiler
+    ("gcc", emu.CompileError, r"(?s)CXX=gcc failed on runtime\.cpp.*undefined reference.*C\+\+ runtime"),  # C only
     ("false", emu.CompileError, r"CXX=false failed on runtime\.cpp with exit status 1 and no message"),
     ("no-such-compiler", emu.CompileError, r"CXX=no-such-compiler: cannot run it"),
 ])

@@ -64,6 +64,9 @@ ABI = Path(__file__).with_name("abi.h")  # shared by kernels and the runtime
 RUNTIME = Path(__file__).with_name("runtime.cpp")  # the scheduler
 ORDERS = ("forward", "reverse", "random")
 CXXFLAGS = ("-std=c++20", "-O2", "-fPIC", "-fno-extern-tls-init", "-pthread")
+# Every symbol of a library must resolve when it is linked: a C compiler as CXX then fails here, with
+# the missing C++ runtime symbols named, instead of loading only where libstdc++ happens to be loaded.
+LINK_CHECK = ("-Wl,-z,defs",)
 ASAN_FLAGS = ("-fsanitize=address", "-fno-omit-frame-pointer", "-g")
 SHARED_DEFAULT = 48 << 10  # dynamic shared memory allowed without opting in
 SHARED_OPTIN = 227 << 10  # the most a kernel can opt in to (sm_90)
@@ -145,7 +148,7 @@ def build(code: str, name_expressions, options=(), *, filename="kernel.cu", asan
                        for s in _undefined_tls(obj) if not s.startswith("__emu")]
             if renames:
                 _run(["objcopy", *renames, str(obj)], filename)
-            _run([compiler(), *flags, "-shared", str(obj), str(runtime), "-Xlinker", "-rpath",
+            _run([compiler(), *flags, "-shared", *LINK_CHECK, str(obj), str(runtime), "-Xlinker", "-rpath",
                   "-Xlinker", str(runtime.parent), "-o", str(lib)], filename)
             os.replace(lib, so)
     return so
@@ -157,7 +160,7 @@ def _runtime() -> Path:
     if not so.exists():
         with tempfile.TemporaryDirectory(dir=so.parent) as tmp:
             lib = Path(tmp, so.name)
-            _run([compiler(), *CXXFLAGS, "-fvisibility=hidden", "-shared", f"-Wl,-soname,{so.name}",
+            _run([compiler(), *CXXFLAGS, "-fvisibility=hidden", "-shared", *LINK_CHECK, f"-Wl,-soname,{so.name}",
                   str(RUNTIME), "-o", str(lib)], RUNTIME.name)
             os.replace(lib, so)
     return so
@@ -217,7 +220,9 @@ def _run(cmd: list[str], filename: str) -> None:
         if not log:
             raise CompileError(f"{tool} failed on {filename} with exit status {result.returncode} and no message: "
                                "CXX must name a C++20 compiler such as g++")
-        raise CompileError(f"{tool} failed on {filename}:\n{log}")
+        hint = ("\n(undefined references at the link: CXX must name a C++20 compiler that links the C++ runtime, "
+                "such as g++)" if "undefined reference" in log else "")
+        raise CompileError(f"{tool} failed on {filename}:\n{log}{hint}")
 
 
 def _undefined_tls(obj: Path) -> list[str]:

@@ -1,7 +1,21 @@
 // CUDA C kernels of the `cupy` backend (gpu/cupy_backend.py): every 1-D op of the playground.
 // Run by CuPy (cupy.RawModule) on a GPU and, unmodified, by the CPU emulator (gpu/emu) elsewhere.
 //
-// One correlation engine covers every sliding dot product (mapping in gpu/cupy_backend.py):
+// Variants (registered under these names, never renumbered; the ops they serve: gpu/correlation_ops.py):
+//
+//   naive   correlate_naive, weight_grad_naive, sum_columns as a one-thread total: one thread per
+//           output, every operand from global memory (k loads per output, reuse only through the cache)
+//   tiled   correlate_tiled: the block's tile of outputs plus its halo and CORR_TAPS filter taps are
+//           staged in shared memory once, and each thread keeps CORR_PER_THREAD outputs in registers:
+//           global loads fall from k per output to ~1 per (output, tap chunk), the inner loop runs from
+//           shared memory (broadcast filter reads, consecutive signal words: no bank conflicts).
+//           weight_grad_tiled / block_sums: the long sum over j is split across blocks (a grid that
+//           fills the GPU instead of k or 1 threads), g and x chunks staged in shared memory; block
+//           partials are added by sum_columns in a fixed order (deterministic).
+//   atomic  as tiled, but blocks atomicAdd their partials into the zeroed output: one pass and no
+//           workspace, NOT deterministic (the order of the additions varies)
+//
+// One correlation engine covers every sliding dot product (the op mapping: gpu/correlation_ops.py):
 //
 //   out[o] = epilogue(sum_{i<L} f'[i] s[o+i] + bias)        for o < M
 //   f'[i]  = f[L-1-i] if flip else f[i]
@@ -9,13 +23,11 @@
 //   epilogue: EPI_NONE v, EPI_RELU max(0, v) (NaN stays NaN), EPI_GATE gate[o] if v > 0 else 0
 //
 // and two sums: the weight gradient dw[i] = sum_j g[j] x[j+i] (stored reversed when flip) and the
-// total out[0] = sum_j a[j]. The tiled sums are deterministic: blocks write partial sums to a
-// workspace, then sum_columns adds each column in a fixed order; `atomic` = 1 makes the blocks
-// atomicAdd their partials into the (zeroed) output instead: one pass, NOT deterministic.
+// total out[0] = sum_j a[j].
 //
 // Every index is a long long; every kernel strides over the work beyond its grid. The block size is
-// the launch's blockDim.x (a power of two in [32, 1024]); dynamic shared memory sizes are computed by
-// the caller from the #defines below.
+// the launch's blockDim.x (a power of two in [32, 1024]). The tunables (CORR_*, WG_*, EPI_*) come with -D
+// from gpu/cuda_tunables.py (which also sizes the dynamic shared memory); they have no defaults here.
 //
 // name_expressions: correlate_naive<float>, correlate_naive<double>
 // name_expressions: correlate_tiled<float>, correlate_tiled<double>
@@ -25,20 +37,10 @@
 // name_expressions: sum_columns<float>, sum_columns<double>
 // name_expressions: fill<float>, fill<double>
 
-#define EPI_NONE 0
-#define EPI_RELU 1
-#define EPI_GATE 2
-
-// correlate_tiled: outputs per thread (register accumulators) and filter taps staged per chunk.
-// Block tile = blockDim.x * CORR_PER_THREAD outputs; shared memory: CORR_TAPS + tile + CORR_TAPS - 1.
-#define CORR_PER_THREAD 4
-#define CORR_TAPS 256
-// weight_grad_tiled: g values staged per chunk, threads along the taps (one warp), taps per thread.
-// Shared memory: WG_TJ + (WG_TJ + WG_TI - 1) + (blockDim.x / WG_WI) * WG_TI, WG_TI = WG_WI * WG_PER_THREAD.
-#define WG_TJ 512
-#define WG_WI 32
-#define WG_PER_THREAD 4
-#define WG_TI (WG_WI * WG_PER_THREAD)
+#if !defined(CORR_PER_THREAD) || !defined(CORR_TAPS) || !defined(WG_TJ) || !defined(WG_WI) || \
+    !defined(WG_PER_THREAD) || !defined(WG_TI) || !defined(EPI_NONE) || !defined(EPI_RELU) || !defined(EPI_GATE)
+#error "conv1d.cu needs its tunables as -D options: gpu/cuda_tunables.py (DEFINES) lists them"
+#endif
 
 template <class T>
 __device__ __forceinline__ T* shared_memory() {

@@ -1,9 +1,18 @@
-// The batched multi-channel conv1d layer (kernels/layer.py) for the `cupy` backend: direct kernels,
-// one thread per output element, 64-bit flat indices, grid-stride; taps on the zero padding skipped.
-// The parameter gradients go to a workspace of chunk partials, summed in a fixed order by
-// sum_columns of gpu/conv1d.cu (deterministic). Math and shapes: kernels/layer.py.
+// The batched multi-channel conv1d layer (kernels/layer.py) for the `cupy` backend. Math and shapes:
+// kernels/layer.py.
 //
 //   x (N, C_in, L)   w (C_out, C_in/groups, K)   b (C_out) or empty   y, g (N, C_out, L_out)
+//
+// Variants (registered under these names, never renumbered):
+//
+//   direct  one thread per output element (64-bit flat index, grid-stride): y and dx as gathers (no
+//           atomics, no workspace); dw and db as chunk partials in a workspace, summed in a fixed order
+//           by sum_columns of gpu/conv1d.cu (deterministic, and a grid that fills the GPU even when
+//           dw has few elements)
+//
+// Zero padding multiplies like real zeros, as in torch and the reference: a padded position contributes
+// w * 0 to y and g * 0 to dw, which is 0 for finite values and NaN for an Inf or NaN (the loops over the
+// padded taps and positions run only at the edges). dx has no padded terms.
 //
 // name_expressions: layer_forward<float>, layer_forward<double>
 // name_expressions: layer_input_grad<float>, layer_input_grad<double>
@@ -14,8 +23,18 @@ __device__ __forceinline__ long long floor_div(long long a, long long b) {
   return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
-// y[n, co, l] = b[co] + sum_{c, t} w[co, c, t] x[n, ci0 + c, l*stride - padding + t*dilation],
-// one thread per y element i = (n*C_out + co)*L_out + l.
+// [*lo, *hi): the i < count with 0 <= start + i*step < L (step >= 1), i.e. the indices that land on real
+// input, not on the padding. The taps of output l: real_range(l*stride - padding, dilation, K, L); the
+// outputs of tap t: real_range(t*dilation - padding, stride, L_out, L).
+__device__ __forceinline__ void real_range(long long start, long long step, long long count, long long L,
+                                           long long* lo, long long* hi) {
+  *lo = min(count, max(0LL, -floor_div(start, step)));  // ceil(-start / step), in [0, count]
+  *hi = max(*lo, min(count, floor_div(L - 1 - start, step) + 1));
+}
+
+// y[n, co, l] = b[co] + sum_{c, t < K} w[co, c, t] xpad[n, ci0 + c, l*stride - padding + t*dilation],
+// one thread per y element i = (n*C_out + co)*L_out + l; a tap on the padding multiplies a zero (the
+// taps [t_lo, t_hi) read x, the others the padding).
 template <class T>
 __global__ void layer_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
                               T* __restrict__ y, long long N, long long C_in, long long L, long long C_out,
@@ -26,13 +45,17 @@ __global__ void layer_forward(const T* __restrict__ x, const T* __restrict__ w, 
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
     const long long l = i % L_out, r = i / L_out, co = r % C_out, n = r / C_out;
     const long long ci0 = (co / C_out_g) * C_in_g, base = l * stride - padding;
-    const long long t_lo = max(0LL, -floor_div(base, dilation));
-    const long long t_hi = min(K, floor_div(L - 1 - base, dilation) + 1);
+    long long t_lo, t_hi;
+    real_range(base, dilation, K, L, &t_lo, &t_hi);
     T acc = T(0);
     for (long long c = 0; c < C_in_g; ++c) {
       const long long xr = (n * C_in + ci0 + c) * L + base;  // x index of tap 0 (maybe in the padding)
       const T* wr = w + (co * C_in_g + c) * K;
       for (long long t = t_lo; t < t_hi; ++t) acc += wr[t] * x[xr + t * dilation];
+#pragma unroll 1
+      for (long long t = 0; t < t_lo; ++t) acc += wr[t] * T(0);  // taps on the padding (edges only)
+#pragma unroll 1
+      for (long long t = t_hi; t < K; ++t) acc += wr[t] * T(0);
     }
     y[i] = has_bias ? acc + b[co] : acc;
   }
@@ -67,8 +90,8 @@ __global__ void layer_input_grad(const T* __restrict__ w, const T* __restrict__ 
 // partial[s*E + e], one thread per (chunk s, column e): the chunk's part of
 //   dw column e = (co*C_in_g + c)*K + t < E_w:  sum g[n, co, l] x[n, ci, l*stride + t*dilation - padding]
 //   db column e = E_w + co:                     sum g[n, co, l]
-// over the flat positions i = n*L_out + l in [s*chunk, (s+1)*chunk), in order of i (for dw only the l
-// whose tap lands on real input).
+// over the flat positions i = n*L_out + l in [s*chunk, (s+1)*chunk), in order of i; for dw the l of
+// real_range (tap t on real input) multiply x, the others the zero padding (g * 0).
 template <class T>
 __global__ void layer_param_partials(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ partial,
                                      long long N, long long C_in, long long L, long long C_out, long long K,
@@ -85,9 +108,7 @@ __global__ void layer_param_partials(const T* __restrict__ x, const T* __restric
       const long long t = e % K, r = e / K, c = r % C_in_g;
       co = r / C_in_g;
       ci = (co / C_out_g) * C_in_g + c;
-      const long long off = padding - t * dilation;
-      lo = max(0LL, -floor_div(-off, stride));
-      hi = max(lo, min(L_out, floor_div(L - 1 + off, stride) + 1));
+      real_range(t * dilation - padding, stride, L_out, L, &lo, &hi);
       shift = t * dilation - padding;
     } else {
       co = e - E_w;
@@ -102,6 +123,10 @@ __global__ void layer_param_partials(const T* __restrict__ x, const T* __restric
         const long long xr = (n * C_in + ci) * L + shift;  // x index of l = 0 (maybe in the padding)
         const long long lend = min(l1, hi);
         for (long long l = max(l0, lo); l < lend; ++l) acc += gr[l] * x[xr + l * stride];
+#pragma unroll 1
+        for (long long l = l0; l < min(l1, lo); ++l) acc += gr[l] * T(0);  // taps on the padding
+#pragma unroll 1
+        for (long long l = max(l0, hi); l < l1; ++l) acc += gr[l] * T(0);
       } else {
         for (long long l = l0; l < l1; ++l) acc += gr[l];
       }

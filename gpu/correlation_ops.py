@@ -1,4 +1,11 @@
-"""Every 1-D op as launches of three engines: the mapping both GPU backends share.
+"""Every 1-D op as launches of three engines, and the variants' notes: what both GPU backends share.
+
+Variants (both backends register these names, never renumbered; notes in `NOTES`):
+
+    naive   one thread per output (or per tap, or one thread for a total), operands from global memory
+    tiled   (default) signal tile + halo and filter chunks staged in shared memory, several outputs per
+            thread in registers; long sums split over blocks, partials added in a fixed order
+    atomic  the reductions only: tiled, with block partials added atomically (one pass, not deterministic)
 
 An engine bundle (`Engines`) is what a GPU backend supplies for one variant:
 
@@ -25,7 +32,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-NONE, RELU, GATE = 0, 1, 2  # epilogues of the correlation engine (the kernels use the same numbers)
+NONE, RELU, GATE = 0, 1, 2  # epilogues of the correlation engine (passed to the CUDA C as -D EPI_*)
+
+#: variant -> {op: one-line note}; "" holds the note of the ops not named. Ops without a note are not
+#: registered for that variant.
+NOTES = {
+    "naive": {
+        "": "one thread per output, operands read from global memory",
+        "conv1d_weight_grad": "one thread per tap, summing its m products from global memory",
+        "conv1d_bias_grad": "one thread sums grad_y",
+    },
+    "tiled": {
+        "": "block tile + (k-1) halo and filter chunks staged in shared memory, several outputs per thread "
+            "in registers",
+        "conv1d_weight_grad": "j split over blocks, g and x chunks in shared memory, several taps per thread; "
+                              "block partials added by a second pass in a fixed order (deterministic)",
+        "conv1d_bias_grad": "per-block tree sums in shared memory, then added in a fixed order (deterministic)",
+        "conv1d_relu_backward": "tiled ReLU gate, input gradient, weight and bias sums (deterministic)",
+    },
+    "atomic": {
+        op: "tiled, but block partials are added atomically into the output: one pass, NOT deterministic "
+            "(the order of the additions varies)"
+        for op in ("conv1d_weight_grad", "conv1d_bias_grad")
+    },
+}
+#: The variant both backends use by default.
+DEFAULT = "tiled"
 
 
 @dataclass(frozen=True)
@@ -37,17 +69,16 @@ class Engines:
     launch_of: Callable  # the call's options -> the backend's launch configuration
 
 
-def register(backend, variant: str, E: Engines, notes: dict, default: bool = False):
-    """Register every 1-D op of `backend` for `variant`, computed with the engines `E`.
+def register(backend, variant: str, E: Engines):
+    """Register the 1-D ops of `variant` (those with a note in NOTES) on `backend`, computed with the
+    engines `E`; every one is a direct method."""
+    notes = NOTES[variant]
 
-    `notes` maps an op to its one-line note ("" to the note of the ops not named); ops without a note
-    are not registered.
-    """
     def impl(op):
         def decorate(fn):
             fn.__doc__ = notes.get(op, notes.get(""))
             if fn.__doc__:
-                backend.impl(op, variant, default=default)(fn)
+                backend.impl(op, variant, default=variant == DEFAULT, method="direct")(fn)
             return fn
         return decorate
 

@@ -1,12 +1,13 @@
 """Load CUDA C kernels with CuPy on a real GPU, or on the CPU emulator (gpu.emu) otherwise.
 
-    mod = load(Path(__file__).with_name("conv1d.cu"))   # names from its `// name_expressions:` line
-    kern = mod.get_function("conv1d_tiled<float>")
-    kern(grid, block, (x, w, y, n, k), shared_mem=nbytes)
+    mod = load(Path(__file__).with_name("conv1d.cu"), defines=cuda_tunables.defines_for("conv1d.cu"))
+    kern = mod.get_function("fill<float>")            # a name from its `// name_expressions:` lines
+    kern((blocks,), (128,), (a, np.int64(a.size), np.float32(0)))  # a[i] = 0, as cupy.RawKernel
 
 Both paths return an object with cupy.RawModule's get_function(), whose kernels are called like
 cupy.RawKernel, so a backend's call sites are the same. CuPy raises on launch errors; the emulator
-raises gpu.emu.EmulatorError. Nothing is imported or compiled until load() or mode() is called.
+raises gpu.emu.EmulatorError. `defines` become ``-D NAME=value`` options on both paths (the
+tunables of gpu/cuda_tunables.py). Nothing is imported or compiled until load() or mode() is called.
 KERNELS_EMULATE=1 picks the emulator even where there is a GPU.
 """
 
@@ -16,6 +17,8 @@ import functools
 import os
 import re
 from pathlib import Path
+
+from gpu.cuda_tunables import options as define_options
 
 _NAMES = re.compile(r"^\s*//\s*name_expressions:(.*)$", re.M)
 
@@ -54,11 +57,15 @@ def _cuda_device() -> tuple[str | None, str]:
         return None, "no CUDA driver" if "InsufficientDriver" in str(e) else f"no CUDA device ({e})"
 
 
-def load(path_or_source, name_expressions=None, options=()):
+def load(path_or_source, name_expressions=None, options=(), defines=None):
     """A cupy.RawModule, or its emulated counterpart, for a .cu file (a Path or a path ending .cu/.cuh)
-    or CUDA C source text; `name_expressions` defaults to the source's declared names."""
-    code, filename, options = _source(path_or_source, tuple(options))
+    or CUDA C source text; `name_expressions` defaults to the source's declared names, and `defines`
+    ({NAME: value}) are added to `options` as -DNAME=value."""
+    code, filename, options = _source(path_or_source, (*options, *define_options(defines or {})))
     names = declared_names(code) if name_expressions is None else list(name_expressions)
+    if not names:
+        raise ValueError(f"{filename}: no kernels to instantiate: list them on a `// name_expressions: "
+                         "kernel<float>, kernel<double>` line (or pass name_expressions)")
     kind, reason = mode()
     if kind == "real GPU":
         import cupy

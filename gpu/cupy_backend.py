@@ -3,7 +3,9 @@
 `gpu.cuda_module.load` returns a cupy.RawModule on a real GPU and the emulated module otherwise, so
 the launch sites below are the same on both paths. Every 1-D op maps onto three engines (formulas in
 gpu/conv1d.cu): the correlation `correlate` (naive or tiled), the weight gradient and the total (bias
-gradient); gpu/correlation_ops.py holds that mapping, shared with gpu/numba_cuda.py.
+gradient); gpu/correlation_ops.py holds that mapping and the variants' notes, shared with
+gpu/numba_cuda.py, and gpu/launch.py the launch options and the planning of the split sums. The CUDA C
+tunables are defined in gpu/cuda_tunables.py and compiled in with -D.
 
 The layer ops conv1d_layer and conv1d_layer_backward use the direct kernels of gpu/conv1d_layer.cu
 (variant `direct`; parameter gradients by chunk partials summed in a fixed order).
@@ -19,26 +21,17 @@ the module is built on first use (functools.cache).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
+from gpu import cuda_tunables as tun
 from gpu.correlation_ops import NONE, Engines, register
-from gpu.launch import Launch as BaseLaunch
+from gpu.launch import CupyLaunch as Launch
+from gpu.launch import param_chunks, sum_blocks, weight_grad_splits
 from kernels.backend import Backend, HostArrays, Status
 
 SOURCE = Path(__file__).with_name("conv1d.cu")
-
-# Tunables mirrored from the #defines of gpu/conv1d.cu (shared-memory sizes are computed here).
-CORR_PER_THREAD, CORR_TAPS = 4, 256
-WG_TJ, WG_WI, WG_PER_THREAD = 512, 32, 4
-WG_TI = WG_WI * WG_PER_THREAD
-#: Grid size the split reductions aim at.
-TARGET_BLOCKS = 1024
-#: Elements each thread sums at least in block_sums.
-ITEMS = 32
 
 
 def status() -> Status:
@@ -60,7 +53,7 @@ def module():
     """The loaded conv1d.cu (cupy.RawModule or gpu.emu.Module), built once."""
     from gpu import cuda_module
 
-    return cuda_module.load(SOURCE)
+    return cuda_module.load(SOURCE, defines=tun.defines_for(SOURCE))
 
 
 def kernel(name: str, dtype):
@@ -108,11 +101,6 @@ class CupyArrays:
         else:
             dst[...] = src.get()
 
-    def synchronize(self):
-        import cupy
-
-        cupy.cuda.get_current_stream().synchronize()
-
 
 class Arrays:
     """CupyArrays on a real GPU, HostArrays in emulation: chosen on first use, not at import."""
@@ -131,11 +119,6 @@ class Arrays:
 
 backend = Backend("cupy", "CUDA C kernels (gpu/conv1d.cu) through cupy.RawModule, or the CPU emulator "
                           "gpu.emu", status=status, arrays=Arrays())
-
-
-@dataclass(frozen=True)
-class Launch(BaseLaunch):
-    backend: ClassVar[str] = "cupy"
 
 
 def _i64(v):
@@ -167,8 +150,8 @@ def correlate(sig, f, out, launch: Launch, *, tiled=True, flip=False, offset=0, 
     args = (sig, _i64(sig.shape[0]), _i64(offset), _i32(periodic), f, _i64(f.shape[0]), _i32(flip), out,
             _i64(M), T(0 if bias is None else bias), _i32(epilogue), out if gate is None else gate)
     if tiled:
-        tile = launch.block * CORR_PER_THREAD
-        shared = (2 * CORR_TAPS + tile - 1) * out.dtype.itemsize
+        tile = launch.block * tun.CORR_PER_THREAD
+        shared = (2 * tun.CORR_TAPS + tile - 1) * out.dtype.itemsize
         kernel("correlate_tiled", out.dtype)((launch.blocks(M, tile),), (launch.block,), args,
                                              shared_mem=shared)
     else:
@@ -189,9 +172,9 @@ def weight_grad(x, g, dw, launch: Launch, *, tiled=True, flip=False, atomic=Fals
         grid = (launch.blocks(k, launch.block),)
         kernel("weight_grad_naive", dw.dtype)(grid, (launch.block,), (x, g, dw, _i64(k), _i64(m), _i32(flip)))
         return
-    tiles = launch.blocks(k, WG_TI)
-    splits = min(-(-m // WG_TJ), max(1, TARGET_BLOCKS // tiles), 65535)
-    shared = (2 * WG_TJ + WG_TI - 1 + (launch.block // WG_WI) * WG_TI) * dw.dtype.itemsize
+    tiles = launch.blocks(k, tun.WG_TI)
+    splits = weight_grad_splits(m, tun.WG_TJ, tiles, launch)
+    shared = (2 * tun.WG_TJ + tun.WG_TI - 1 + (launch.block // tun.WG_WI) * tun.WG_TI) * dw.dtype.itemsize
     if atomic:
         fill(dw, 0, launch)
     partial = dw if atomic else _empty((splits * k,), dw.dtype)
@@ -207,7 +190,7 @@ def total(g, out, launch: Launch, *, tiled=True, atomic=False):
     if not tiled:  # one thread sums everything: g as a column of m rows
         sum_columns(g, m, 1, out, launch)
         return
-    blocks = min(launch.blocks(m, launch.block * ITEMS), TARGET_BLOCKS)
+    blocks = sum_blocks(m, launch)
     if atomic:
         fill(out, 0, launch)
     partial = out if atomic else _empty((blocks,), out.dtype)
@@ -226,24 +209,9 @@ def engines(tiled: bool, atomic: bool) -> Engines:
                    functools.partial(total, tiled=tiled, atomic=atomic), empty=_empty, launch_of=Launch.of)
 
 
-register(backend, "naive", engines(tiled=False, atomic=False), {
-    "": "one thread per output, operands read from global memory",
-    "conv1d_weight_grad": "one thread per tap, summing its m products from global memory",
-    "conv1d_bias_grad": "one thread sums grad_y",
-})
-register(backend, "tiled", engines(tiled=True, atomic=False), {
-    "": "block tile + (k-1) halo and filter chunks staged in shared memory, several outputs per thread "
-        "in registers",
-    "conv1d_weight_grad": "j split over blocks, g and x chunks in shared memory, several taps per thread; "
-                          "block partials summed by a second kernel in a fixed order (deterministic)",
-    "conv1d_bias_grad": "per-block tree sums in shared memory, then summed in a fixed order (deterministic)",
-    "conv1d_relu_backward": "tiled ReLU gate, input gradient, weight and bias sums (deterministic)",
-}, default=True)
-register(backend, "atomic", engines(tiled=True, atomic=True), {
-    op: "tiled, but block partials are atomicAdd-ed into the output: one pass, NOT deterministic "
-        "(the order of the additions varies)"
-    for op in ("conv1d_weight_grad", "conv1d_bias_grad")
-})
+register(backend, "naive", engines(tiled=False, atomic=False))
+register(backend, "tiled", engines(tiled=True, atomic=False))
+register(backend, "atomic", engines(tiled=True, atomic=True))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -257,7 +225,7 @@ def layer_module():
     """The loaded conv1d_layer.cu, built once."""
     from gpu import cuda_module
 
-    return cuda_module.load(LAYER_SOURCE)
+    return cuda_module.load(LAYER_SOURCE, defines=tun.defines_for(LAYER_SOURCE))
 
 
 def layer_kernel(name: str, dtype):
@@ -269,9 +237,9 @@ def _layer_sizes(p):
                             p.groups)))
 
 
-@backend.impl("conv1d_layer", "direct", default=True)
+@backend.impl("conv1d_layer", "direct", default=True, method="direct")
 def layer_direct(p, x, w, b, y, **options):
-    """one thread per output element (64-bit flat index, grid-stride), taps on the padding skipped"""
+    """one thread per output element (64-bit flat index, grid-stride), padded taps multiply zeros"""
     launch = Launch.of(options)
     if y.size == 0:
         return
@@ -279,7 +247,7 @@ def layer_direct(p, x, w, b, y, **options):
                                            (x, w, b if b.size else y, y, *_layer_sizes(p), _i32(p.has_bias)))
 
 
-@backend.impl("conv1d_layer_backward", "direct", default=True)
+@backend.impl("conv1d_layer_backward", "direct", default=True, method="direct")
 def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
     """dx by gather (one thread per element, no atomics); dw, db by chunk partials added in order"""
     import math
@@ -300,9 +268,7 @@ def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
         if db.shape[0]:
             fill(db, 0, launch)
         return
-    target = min(-(-NL // ITEMS), max(1, TARGET_BLOCKS * launch.block // columns), TARGET_BLOCKS)
-    chunk = -(-NL // target)
-    splits = -(-NL // chunk)
+    chunk, splits = param_chunks(NL, columns, launch)
     partial = _empty((splits * columns,), p.dtype)
     layer_kernel("layer_param_partials", p.dtype)(
         (launch.blocks(splits * columns, launch.block),), (launch.block,),

@@ -1,18 +1,22 @@
 """The `numba_cuda` backend: @cuda.jit kernels on a GPU, or under numba's CUDA simulator.
 
-Layers: kernels (`numba_cuda_correlate`, `numba_cuda_reduce`) -> their launch functions (grid, block,
-workspaces) -> the op implementations of gpu/correlation_ops.py (shared with the cupy backend), which
-map each op onto launches. A variant is a choice of engines (`engines`).
+Layers: kernels (`numba_cuda_correlate`, `numba_cuda_reduce`, `numba_cuda_layer`) -> their launch
+functions (grid, block, workspaces) -> the op implementations: for the 1-D ops those of
+gpu/correlation_ops.py (shared with the cupy backend), which map each op onto launches of a variant's
+engines; for the layer those of `numba_cuda_layer`. This module imports them and registers every one.
 
-Options (`kernels.get(op, "numba_cuda", variant, block=32)`): see `gpu.numba_cuda_common.Launch`.
+Options (`kernels.get(op, "numba_cuda", variant, block=32)`): see `gpu.launch.NumbaCudaLaunch`.
 Inputs may be numba device arrays (results come back as device arrays) or NumPy arrays (copied in,
-results copied out).
+results copied out). numba's simulator is not thread-safe, so in simulated mode the calls are
+serialised by a lock (on a GPU they run concurrently).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
+import threading
 from functools import partial
 
 import numpy as np
@@ -20,14 +24,19 @@ import numpy as np
 from gpu.correlation_ops import Engines, register
 from kernels.backend import Backend, Status
 
+#: Serialises the calls under numba's CUDA simulator, whose kernel launches share module state.
+SIMULATOR_LOCK = threading.RLock()
+
 try:  # numba is imported after kernels._env has chosen between a GPU and the simulator
     import numba
     from numba import cuda
     from numba.cuda.cudadrv import devicearray
 
     from gpu import numba_cuda_correlate as corr
+    from gpu import numba_cuda_layer as layer
     from gpu import numba_cuda_reduce as red
-    from gpu.numba_cuda_common import Launch, copy, fill
+    from gpu.launch import NumbaCudaLaunch as Launch
+    from gpu.numba_cuda_common import copy, fill
 
     MISSING = "" if importlib.util.find_spec("numba_cuda") else "the numba-cuda package is not installed"
 except ImportError as e:
@@ -89,12 +98,25 @@ class DeviceArrays:
         else:
             dst[...] = src.copy_to_host()
 
-    def synchronize(self):
-        cuda.synchronize()
+
+class NumbaCudaBackend(Backend):
+    """A Backend whose public functions hold SIMULATOR_LOCK while they run under the simulator."""
+
+    def function(self, op_name: str, variant: str | None = None, **options):
+        call = super().function(op_name, variant, **options)
+        if MISSING or not numba.config.ENABLE_CUDASIM:
+            return call
+
+        @functools.wraps(call)
+        def serialised(*args, **kwargs):
+            with SIMULATOR_LOCK:
+                return call(*args, **kwargs)
+
+        return serialised
 
 
-backend = Backend("numba_cuda", "numba @cuda.jit kernels (on a GPU, or under numba's CUDA simulator)",
-                  status=status, arrays=DeviceArrays())
+backend = NumbaCudaBackend("numba_cuda", "numba @cuda.jit kernels (on a GPU, or under numba's CUDA simulator)",
+                           status=status, arrays=DeviceArrays())
 
 
 def engines(correlate, weight_grad, total) -> Engines:
@@ -103,24 +125,11 @@ def engines(correlate, weight_grad, total) -> Engines:
 
 
 if not MISSING:
-    register(backend, "naive", engines(corr.naive, red.weight_grad_naive, red.total_naive), {
-        "": "one thread per output, operands read from global memory",
-        "conv1d_weight_grad": "one thread per tap, summing its m products from global memory",
-        "conv1d_bias_grad": "one thread sums grad_y",
-    })
-    register(backend, "tiled", engines(corr.tiled, red.weight_grad_tiled, red.total_tiled), {
-        "": "block tile + (k-1) halo and filter chunks staged in shared memory, several outputs per "
-            "thread in registers",
-        "conv1d_weight_grad": "j split over blocks, g and x chunks in shared memory, several taps per "
-                              "thread; block partials added in a fixed order (deterministic)",
-        "conv1d_bias_grad": "per-block tree sums in shared memory, then added in a fixed order "
-                            "(deterministic)",
-        "conv1d_relu_backward": "tiled ReLU gate, input gradient, weight and bias sums (deterministic)",
-    }, default=True)
+    register(backend, "naive", engines(corr.naive, red.weight_grad_naive, red.total_naive))
+    register(backend, "tiled", engines(corr.tiled, red.weight_grad_tiled, red.total_tiled))
     register(backend, "atomic", engines(corr.tiled, partial(red.weight_grad_tiled, atomic=True),
-                                        partial(red.total_tiled, atomic=True)), {
-        op: "tiled, but block partials are added into the output with cuda.atomic.add: one pass, "
-            "NOT deterministic (the order of the additions varies)"
-        for op in ("conv1d_weight_grad", "conv1d_bias_grad")
-    })
-    import gpu.numba_cuda_layer  # noqa: E402,F401  (registers conv1d_layer and conv1d_layer_backward)
+                                        partial(red.total_tiled, atomic=True)))
+    backend.impl("conv1d_layer", "direct", default=True, method="direct")(layer.layer_direct)
+    backend.impl("conv1d_layer_backward", "direct", default=True, method="direct")(layer.layer_backward_direct)
+    backend.impl("conv1d_layer", "tiled", method="direct")(layer.layer_tiled)
+    backend.impl("conv1d_layer_backward", "tiled", method="direct")(layer.layer_backward_tiled)

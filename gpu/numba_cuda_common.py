@@ -1,9 +1,10 @@
-"""Launch parameters and the small utility kernels shared by the numba.cuda kernels.
+"""The shared-memory check and the small utility kernels shared by the numba.cuda kernels.
 
-A `Launch` (block size, outputs per thread, grid cap) is parsed once per call from the options given
-to `kernels.get(op, "numba_cuda", variant, **options)`, e.g. ``block=32`` in the simulator tests.
-Kernels whose shared-memory sizes depend on it are built by cached factories, one per (dtype, block,
-per_thread): numba needs the sizes and the dtype of `cuda.shared.array` as compile-time constants.
+A launch (`gpu.launch.NumbaCudaLaunch`: block size, outputs per thread, grid cap) is parsed once per
+call from the options given to `kernels.get(op, "numba_cuda", variant, **options)`, e.g. ``block=32``
+in the simulator tests. Kernels whose shared-memory sizes depend on it are built by cached factories,
+one per (dtype, block, per_thread): numba needs the sizes and the dtype of `cuda.shared.array` as
+compile-time constants.
 
 Indexing: every index that can exceed 2**31 is an int64 (`int64(...)` before a multiplication), and
 every kernel strides over the work beyond its grid, so any n fits in a grid of `max_blocks` blocks.
@@ -11,23 +12,16 @@ every kernel strides over the work beyond its grid, so any n fits in a grid of `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import numba
 import numpy as np
 from numba import cuda, int64
 
-from gpu.launch import Launch as BaseLaunch
+from gpu.launch import NumbaCudaLaunch as Launch
 
+#: The launch of the utility kernels when the caller gives none.
+DEFAULT_LAUNCH = Launch()
 #: Static shared memory a block may use without opting in to more.
 SHARED_BYTES = 48 * 1024
-
-
-@dataclass(frozen=True)
-class Launch(BaseLaunch):
-    backend: ClassVar[str] = "numba_cuda"
-    per_thread: int = 4  # outputs per thread in the tiled kernels, accumulated in registers
 
 
 def scalar_type(dtype):
@@ -57,11 +51,11 @@ def copy_kernel(src, dst):
         dst[i] = src[i]
 
 
-def fill(a, value, launch: Launch = Launch()):
+def fill(a, value, launch: Launch = DEFAULT_LAUNCH):
     fill_kernel[launch.blocks(a.shape[0], launch.block), launch.block](a, a.dtype.type(value))
 
 
-def copy(src, dst, launch: Launch = Launch()):
+def copy(src, dst, launch: Launch = DEFAULT_LAUNCH):
     """dst[...] = src on the device; either may be strided (N-D: numba's own strided assignment)."""
     if dst.ndim != 1:
         dst[...] = src

@@ -1,5 +1,15 @@
 """Sliding dot products on the GPU: every 1-D op of the playground except the weight and bias sums.
 
+Variants (registered by gpu/numba_cuda.py under these names, never renumbered):
+
+    naive   `naive_kernel`: one thread per output, f and sig read from global memory: k loads per
+            output, neighbouring threads share their reads only through the cache
+    tiled   `tiled_kernel`: a block stages its tile of TILE = block*per_thread outputs plus the halo, and
+            the filter in chunks of TILE taps, in shared memory once; each thread keeps per_thread outputs
+            in registers. Global loads fall from k per output to ~2 per (output, chunk), and the inner
+            loop reads shared memory without bank conflicts (filter broadcasts, consecutive signal words)
+    atomic  the correlations of tiled (only the reductions differ: gpu/numba_cuda_reduce.py)
+
 One engine computes
 
     out[o] = epilogue(sum_{i<L} f'[i] s[o+i] + bias)        for o < M = len(out)
@@ -24,7 +34,8 @@ import numpy as np
 from numba import cuda, int64
 
 from gpu.correlation_ops import GATE, NONE, RELU
-from gpu.numba_cuda_common import Launch, check_shared, scalar_type
+from gpu.launch import NumbaCudaLaunch as Launch
+from gpu.numba_cuda_common import check_shared, scalar_type
 
 
 @cuda.jit(device=True)

@@ -1,13 +1,18 @@
-"""The conv1d layer (`kernels.layer`) on the `numba_cuda` backend. Variants, never renumbered:
+"""The conv1d layer (`kernels.layer`) on the `numba_cuda` backend: kernels, launches and the
+implementations that gpu/numba_cuda.py registers. Variants, never renumbered:
 
-    direct   one thread per element of y and of dx (64-bit flat index, grid-stride), taps on the padding
-             skipped; dx as a gather (no atomics); dw and db as partial sums over chunks of (n, l) into a
-             workspace, then the chunks added in order by `sum_columns` (deterministic)
+    direct   one thread per element of y and of dx (64-bit flat index, grid-stride); dx as a gather (no
+             atomics); dw and db as partial sums over chunks of (n, l) into a workspace, then the chunks
+             added in order by `sum_columns` (deterministic)
     tiled    a block computes CO_TILE output channels x block*per_thread positions of one sample, with
              the input window and the filter taps staged in shared memory: each x value read from
              global memory serves up to CO_TILE*K/stride multiply-adds instead of one. dx is the same
              kernel on the transposed layer (g upsampled by stride, the filter transposed and flipped,
              so 1/stride of its products are useful); dw and db as in direct
+
+Zero padding multiplies like real zeros, as in torch and the reference: a padded position contributes
+w * 0 to y and g * 0 to dw (NaN for an Inf or NaN, 0 otherwise). The tiled dx multiplies the zeros it
+inserts into g too, which the reference does not, so a filter with an Inf or NaN takes the direct dx.
 
 Index formulas (math in `kernels.layer`), with ci = G(co)*C_in/groups + c and
 j = l*stride + t*dilation - padding:
@@ -31,23 +36,23 @@ import numpy as np
 from numba import cuda, int64
 
 from gpu import numba_cuda_reduce as red
-from gpu.numba_cuda import backend
-from gpu.numba_cuda_common import SHARED_BYTES, Launch, check_shared, scalar_type
+from gpu.launch import MAX_GRID_Y, param_chunks
+from gpu.launch import NumbaCudaLaunch as Launch
+from gpu.numba_cuda_common import SHARED_BYTES, check_shared, scalar_type
 
 #: Output channels per block tile of the tiled forward (accumulators per thread: CO_TILE * per_thread).
 CO_TILE = 4
 #: Filter taps staged in shared memory per chunk by the tiled forward (fewer when dilation is large).
 K_TILE = 32
-#: Most blocks along grid axis y.
-MAX_GRID_Y = 65535
 
 
 @cuda.jit(device=True)
-def tap_range(t, L, L_out, stride, padding, dilation):
-    """[lo, hi): the l < L_out with 0 <= l*stride + t*dilation - padding < L (tap t on real input)."""
-    off = padding - t * dilation
-    lo = max(0, -(-off // stride))  # ceil(off / stride)
-    hi = min(L_out, (L - 1 + off) // stride + 1)
+def real_range(start, step, count, L):
+    """[lo, hi): the i < count with 0 <= start + i*step < L (step >= 1): the indices on real input, not
+    on the padding. The taps of output l: real_range(l*stride - padding, dilation, K, L); the outputs
+    of tap t: real_range(t*dilation - padding, stride, L_out, L)."""
+    lo = min(count, max(0, -(start // step)))  # ceil(-start / step), in [0, count]
+    hi = min(count, (L - 1 - start) // step + 1)
     return lo, max(lo, hi)
 
 
@@ -57,10 +62,11 @@ def tap_range(t, L, L_out, stride, padding, dilation):
 def forward_kernel(x, w, b, y, stride, padding, dilation, groups, zero):
     """One thread per y element, i = (n*C_out + co)*L_out + l (grid-stride):
 
-        y[n, co, l] = b[co] + sum_{c < C_in/groups, t_lo <= t < t_hi} w[co, c, t] x[n, ci, base + t*dilation]
+        y[n, co, l] = b[co] + sum_{c < C_in/groups, t < K} w[co, c, t] xpad[n, ci, base + t*dilation]
 
-    with base = l*stride - padding and [t_lo, t_hi) the taps on real input, 0 <= base + t*dilation < L.
-    Consecutive threads take consecutive l: x loads coalesce for stride 1, w loads are broadcasts.
+    with base = l*stride - padding and xpad = x on 0 <= j < L, 0 on the padding: the taps [t_lo, t_hi)
+    of `real_range` multiply x, the others a zero (not skipped). Consecutive threads take consecutive l:
+    x loads coalesce for stride 1, w loads are broadcasts.
     """
     N, C_in, L = x.shape
     C_out, C_in_g, K = w.shape
@@ -72,12 +78,15 @@ def forward_kernel(x, w, b, y, stride, padding, dilation, groups, zero):
         co, n = r % C_out, r // C_out
         ci0 = (co // C_out_g) * C_in_g  # first input channel of co's group
         base = l * stride - padding
-        t_lo = max(0, -(base // dilation))  # ceil(-base / dilation)
-        t_hi = min(K, (L - 1 - base) // dilation + 1)
+        t_lo, t_hi = real_range(base, dilation, K, L)
         acc = zero
         for c in range(C_in_g):
             for t in range(t_lo, t_hi):
                 acc += w[co, c, t] * x[n, ci0 + c, base + t * dilation]
+            for t in range(t_lo):  # taps on the padding (edges only)
+                acc += w[co, c, t] * zero
+            for t in range(t_hi, K):
+                acc += w[co, c, t] * zero
         y[n, co, l] = acc + b[co] if has_bias else acc
 
 
@@ -120,7 +129,8 @@ def param_grad_partial_kernel(x, g, partial, K, stride, padding, dilation, group
         partial[s, E_w + co] = sum_{(n, l) in chunk s} g[n, co, l]          (the db columns, if any)
 
     Chunk s holds the flat positions i = n*L_out + l in [s*chunk, (s+1)*chunk), added in order of i;
-    for dw only the l of `tap_range(t)` (tap t on real input) contribute. Consecutive threads take
+    for dw the l of `real_range` (tap t on real input) multiply x, the others the zero padding
+    (g * 0: NaN for an Inf or NaN in g, as in the reference). Consecutive threads take
     consecutive taps of one (co, c), so their g loads are one broadcast and their stores coalesce.
     """
     N, C_in, L = x.shape
@@ -134,7 +144,7 @@ def param_grad_partial_kernel(x, g, partial, K, stride, padding, dilation, group
             t, r = e % K, e // K
             c, co = r % C_in_g, r // C_in_g
             ci = (co // C_out_g) * C_in_g + c
-            lo, hi = tap_range(t, L, L_out, stride, padding, dilation)
+            lo, hi = real_range(t * dilation - padding, stride, L_out, L)
             shift = t * dilation - padding
         else:
             co, ci, lo, hi, shift = e - E_w, 0, 0, L_out, 0
@@ -147,6 +157,10 @@ def param_grad_partial_kernel(x, g, partial, K, stride, padding, dilation, group
             if e < E_w:
                 for l in range(max(l0, lo), min(l1, hi)):
                     acc += g[n, co, l] * x[n, ci, l * stride + shift]
+                for l in range(l0, min(l1, lo)):  # tap t on the padding
+                    acc += g[n, co, l] * zero
+                for l in range(max(l0, hi), l1):
+                    acc += g[n, co, l] * zero
             else:
                 for l in range(l0, l1):
                     acc += g[n, co, l]
@@ -257,18 +271,11 @@ def input_grad_direct(p, w, g, dx, launch: Launch):
 
 
 def param_grads(p, x, g, dw, db, launch: Launch):
-    """dw and db (when db has C_out elements): chunk partials in a workspace, then `red.sum_columns`.
-
-    Chunks of at least red.ITEMS positions, enough of them for the (chunk, column) threads to fill
-    red.TARGET_BLOCKS blocks, and at most red.TARGET_BLOCKS (the second pass adds them serially). They
-    depend only on the sizes and the launch, so repeated calls add in the same order, to the bit.
-    """
+    """dw and db (when db has C_out elements): chunk partials in a workspace (chunks planned by
+    `gpu.launch.param_chunks`), then `red.sum_columns`."""
     E_w = dw.size
     columns = E_w + db.shape[0]
-    NL = p.N * p.L_out
-    target = min(-(-NL // red.ITEMS), max(1, red.TARGET_BLOCKS * launch.block // columns), red.TARGET_BLOCKS)
-    chunk = -(-NL // target)
-    splits = -(-NL // chunk)
+    chunk, splits = param_chunks(p.N * p.L_out, columns, launch)
     partial = cuda.device_array((splits, columns), dw.dtype)
     grid = launch.blocks(splits * columns, launch.block)
     param_grad_partial_kernel[grid, launch.block](x, g, partial, p.K, *_settings(p), chunk, p.dtype.type(0))
@@ -314,13 +321,11 @@ def input_grad_tiled(p, w, g, dx, launch: Launch):
 
 # --- implementations -----------------------------------------------------------------------------------
 
-@backend.impl("conv1d_layer", "direct", default=True)
 def layer_direct(p, x, w, b, y, **options):
-    """one thread per output element (64-bit flat index, grid-stride), taps on the padding skipped"""
+    """one thread per output element (64-bit flat index, grid-stride), padded taps multiply zeros"""
     forward_direct(p, x, w, b, y, Launch.of(options))
 
 
-@backend.impl("conv1d_layer_backward", "direct", default=True)
 def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
     """dx by gather (one thread per element, no atomics); dw, db by chunk partials added in order"""
     launch = Launch.of(options)
@@ -328,16 +333,17 @@ def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
     param_grads(p, x, g, dw, db, launch)
 
 
-@backend.impl("conv1d_layer", "tiled")
 def layer_tiled(p, x, w, b, y, **options):
     """4 output channels x block*per_thread positions per block, x window and filter taps in shared memory"""
     tiled(x, w, b, y, Launch.of(options), stride=p.stride, padding=p.padding, dilation=p.dilation,
           groups=p.groups)
 
 
-@backend.impl("conv1d_layer_backward", "tiled")
 def layer_backward_tiled(p, x, w, g, dx, dw, db, **options):
     """dx by the tiled forward of the transposed layer (g upsampled by stride); dw, db as in direct"""
     launch = Launch.of(options)
-    input_grad_tiled(p, w, g, dx, launch)
+    if np.isfinite(w.copy_to_host()).all():  # w is small next to x and g
+        input_grad_tiled(p, w, g, dx, launch)
+    else:  # the inserted zeros would multiply the Inf or NaN: only real products, as in the reference
+        input_grad_direct(p, w, g, dx, launch)
     param_grads(p, x, g, dw, db, launch)

@@ -3,6 +3,17 @@
     dw[i] = sum_{j<m} g[j] x[j+i]      (i < k; reversed when flip)
     db    = sum_{j<m} g[j]
 
+Variants (registered by gpu/numba_cuda.py under these names, never renumbered):
+
+    naive   one thread per tap sums its m products from global memory (`weight_grad_naive_kernel`);
+            one thread sums g (`total_naive`): k threads or one, however large m is
+    tiled   the sum over j split across a grid of about TARGET_BLOCKS blocks (gpu/launch.py), g and x
+            chunks staged in shared memory, several taps per thread in registers; the block partials
+            go to a workspace and `sum_columns` adds them in a fixed order: the GPU is filled, and the
+            result repeats to the bit
+    atomic  tiled, but blocks add their partials into the output with `cuda.atomic.add`: one pass and
+            no workspace, not deterministic
+
 Each is a sum over m = n-k+1 terms, far more than there are outputs, so the tiled kernels split the
 sum over j across blocks. By default they do it deterministically, in two stages (like Triton's
 layer-norm backward): every block writes its partial sums to a workspace ``partial[split, i]``, then
@@ -18,16 +29,14 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from gpu.numba_cuda_common import Launch, check_shared, fill, scalar_type
+from gpu.launch import NumbaCudaLaunch as Launch
+from gpu.launch import sum_blocks, weight_grad_splits
+from gpu.numba_cuda_common import check_shared, fill, scalar_type
 
-#: Grid size the split reductions aim at: enough blocks to fill a large GPU several times over.
-TARGET_BLOCKS = 1024
 #: g values staged per chunk by the tiled weight gradient.
 TJ = 512
 #: Threads along the taps in the tiled weight gradient (one warp).
 WI = 32
-#: Elements each thread sums at least, before the block-level tree, in `block_sums`.
-ITEMS = 32
 
 
 @cuda.jit
@@ -171,7 +180,7 @@ def weight_grad_tiled(x, g, dw, launch: Launch, flip=False, atomic=False):
     check_shared(2 * TJ + (launch.block + WI) * per_thread, dw.dtype, launch, "tiled weight gradient")
     kernel = weight_grad_tiled_kernel(np.dtype(dw.dtype), launch.block, per_thread, atomic)
     tiles = launch.blocks(k, WI * per_thread)
-    splits = min(-(-m // TJ), max(1, TARGET_BLOCKS // tiles), launch.max_blocks)
+    splits = weight_grad_splits(m, TJ, tiles, launch)
     if atomic:
         fill(dw, 0, launch)
     partial = dw.reshape(1, k) if atomic else cuda.device_array((splits, k), dw.dtype)
@@ -188,7 +197,7 @@ def total_naive(g, out, launch: Launch):
 def total_tiled(g, out, launch: Launch, atomic=False):
     """out[0] = sum_j g[j]: block sums, then `sum_columns` over them (or atomics)."""
     kernel = block_sums_kernel(np.dtype(out.dtype), launch.block, atomic)
-    blocks = min(launch.blocks(g.shape[0], launch.block * ITEMS), TARGET_BLOCKS)
+    blocks = sum_blocks(g.shape[0], launch)
     if atomic:
         fill(out, 0, launch)
     partial = out.reshape(1, 1) if atomic else cuda.device_array((blocks, 1), out.dtype)

@@ -2,19 +2,22 @@
 
     python -m gpu.nvrtc_check [FILE.cu ...]   # default: every .cu under gpu/; exit status 1 on a spill
 
-NVRTC (pip packages cuda-bindings and nvidia-cuda-nvrtc) needs neither a driver nor a GPU, and
+Each file of gpu/ is compiled with its -D tunables from gpu/cuda_tunables.py, as CuPy and the emulator
+compile it. NVRTC (pip packages cuda-bindings and nvidia-cuda-nvrtc) needs neither a driver nor a GPU, and
 takes about 0.15 s per module and architecture. Template kernels are instantiated through the name
 expressions a source declares on `// name_expressions:` lines, the list load() gives CuPy.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
-from .cuda_module import declared_names
+from gpu.cuda_module import declared_names
+from gpu.cuda_tunables import defines_for, options
 
 ARCHS = (80, 90)
 GPU_DIR = Path(__file__).parent
@@ -102,13 +105,15 @@ def parse_ptxas(log: str, names: dict[str, str], file="") -> list[Usage]:
     return rows
 
 
-def check(path: Path, archs=ARCHS) -> list[Usage]:
-    """Compile the .cu file at `path` for each architecture; its resource usage per kernel."""
+def check(path: Path, archs=ARCHS, defines=None) -> list[Usage]:
+    """Compile the .cu file at `path` for each architecture, with `defines` (default: its tunables from
+    gpu/cuda_tunables.py); its resource usage per kernel."""
     code = path.read_text()
     names = declared_names(code)
+    flags = [f"-I{path.parent}", *options(defines_for(path) if defines is None else defines)]
     rows = []
     for arch in archs:
-        log, lowered = compile_log(code, names, arch, [f"-I{path.parent}"], path.name)
+        log, lowered = compile_log(code, names, arch, flags, path.name)
         rows += parse_ptxas(log, lowered, path.name)
     return rows
 
@@ -117,13 +122,28 @@ def cu_files() -> list[Path]:
     return sorted(GPU_DIR.rglob("*.cu"))
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m gpu.nvrtc_check",
+        description="Compile CUDA C files with NVRTC for " + ", ".join(f"sm_{a}" for a in ARCHS) + " and print "
+                    "registers, shared memory and spills per kernel; exit status 1 on a spill or a compile error.")
+    parser.add_argument("files", nargs="*", type=Path, metavar="FILE.cu",
+                        help="CUDA C files (default: every .cu under gpu/)")
+    args = parser.parse_args(argv)
+    for path in args.files:
+        if not path.is_file():
+            parser.error(f"FILE.cu: no such file: {path}")
+    return args
+
+
 def main(argv: list[str]) -> int:
+    files = parse_args(argv).files or cu_files()
     if problem := nvrtc_problem():
         print(f"nvrtc_check: {problem}", file=sys.stderr)
         return 2
     header = ("file", "kernel", "arch", "regs", "smem", "spill st", "spill ld", "stack")
     rows, failed = [], False
-    for path in map(Path, argv) if argv else cu_files():
+    for path in files:
         try:
             rows += check(path)
         except CompileError as e:

@@ -64,9 +64,6 @@ class HostArrays:
         """dst[...] = src where dst may be a host array and src one of this kind."""
         dst[...] = self.to_host(src)
 
-    def synchronize(self):
-        pass
-
 
 @dataclass
 class Backend:

@@ -1,11 +1,12 @@
 """The CPU emulator of CUDA C (gpu/emu): correct kernels match NumPy in every thread order, and each
-bug in gpu/kernels_broken.cu is caught (wrong numbers, a strict-mode error, or an ASan report).
+bug in tests/fixtures/kernels_broken.cu is caught (wrong numbers, a strict-mode error, or an ASan report).
 
 `make test-asan` runs this file again with every kernel built with AddressSanitizer.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ PROBLEM = emu.toolchain_problem()
 pytestmark = [pytest.mark.emulated, pytest.mark.skipif(PROBLEM is not None, reason=str(PROBLEM))]
 
 ROOT = Path(__file__).resolve().parents[1]
-BROKEN = ROOT / "gpu" / "kernels_broken.cu"
+BROKEN = ROOT / "tests" / "fixtures" / "kernels_broken.cu"
 ORDERS = ("forward", "reverse")
 BLOCKS = (32, 64, 96, 128, 256, 512, 1000, 1024)
 
@@ -216,7 +217,7 @@ import numpy as np
 from gpu import emu
 from gpu import cuda_module
 from gpu.cuda_module import declared_names
-code = open("gpu/kernels_broken.cu").read()
+code = open("tests/fixtures/kernels_broken.cu").read()
 mod = emu.Module(code, declared_names(code), filename="kernels_broken.cu")
 n, k, block = 3100, 33, 256  # the last tile ends 4 elements past the end of x
 x, w = np.ones(n, np.float32), np.ones(k, np.float32)
@@ -449,6 +450,53 @@ def test_build_is_cached():
     built = first.stat().st_mtime_ns
     assert emu.build(code, ["fill"]) == first and first.stat().st_mtime_ns == built
     assert emu.build(code, ["fill"], ["-DVARIANT=1"]) != first
+
+
+# ------------------------------------------------------------------------------------------------
+# Settings named in their errors
+
+FILL = 'extern "C" __global__ void fill(float* y, float v) { y[threadIdx.x] = v; }\n'
+
+
+@pytest.mark.parametrize("cxx, error, message", [
+    ("gcc", emu.CompileError, r"(?s)CXX=gcc failed on runtime\.cpp.*undefined reference.*C\+\+ runtime"),  # C only
+    ("false", emu.CompileError, r"CXX=false failed on runtime\.cpp with exit status 1 and no message"),
+    ("no-such-compiler", emu.CompileError, r"CXX=no-such-compiler: cannot run it"),
+])
+def test_a_bad_compiler_is_named(cxx, error, message, monkeypatch, tmp_path):
+    if cxx == "gcc" and shutil.which("gcc") is None:
+        pytest.skip("no gcc to stand for a C compiler")
+    monkeypatch.setenv("CXX", cxx)
+    monkeypatch.setenv("KERNELS_EMU_CACHE", str(tmp_path))  # a fresh cache: the build runs
+    with pytest.raises(error, match=message):
+        emu.Module(FILL, ["fill"], filename="fill.cu")
+    assert emu.toolchain_problem() == (None if shutil.which(cxx) else f"CXX={cxx} not found")
+
+
+def test_an_unwritable_cache_is_named(monkeypatch, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("KERNELS_EMU_CACHE", str(blocker / "cache"))
+    with pytest.raises(emu.EmulatorError, match=rf"KERNELS_EMU_CACHE={blocker / 'cache'}: cannot write builds"):
+        emu.Module(FILL, ["fill"], filename="fill.cu")
+
+
+@pytest.mark.parametrize("name, value", [("KERNELS_EMU_THREADS", "abc"), ("KERNELS_EMU_THREADS", "0"),
+                                         ("KERNELS_EMU_SEED", "x1"), ("KERNELS_EMU_ORDER", "sideways")])
+def test_a_bad_launch_setting_is_named_before_the_launch(name, value, monkeypatch):
+    kern = emu.Module(FILL, ["fill"], filename="fill.cu").get_function("fill")
+    y = np.zeros(32, np.float32)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=rf"{name}: expected .*{value!r}"):
+        kern((1,), (32,), (y, np.float32(1)))
+    assert (y == 0).all()
+
+
+def test_a_source_without_name_expressions_is_named():
+    with pytest.raises(ValueError, match=r"fill\.cu: no name expressions.*// name_expressions:"):
+        emu.Module(FILL, [], filename="fill.cu")
+    with pytest.raises(ValueError, match=r"<source>: no kernels to instantiate.*// name_expressions:"):
+        cuda_module.load(FILL)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,6 +1,11 @@
-"""Every .cu file under gpu/ compiles with NVRTC for sm_80 and sm_90, with no register spills."""
+"""Every .cu file under gpu/ compiles with NVRTC for sm_80 and sm_90, with its -D tunables from
+gpu/cuda_tunables.py and no register spills; the command line of gpu.nvrtc_check."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +37,7 @@ def test_compiles_without_spills(path):
 
 
 def test_every_declared_name_expression_is_compiled():
-    path = nvrtc_check.GPU_DIR / "kernels_broken.cu"
+    path = Path(__file__).with_name("fixtures") / "kernels_broken.cu"
     kernels = {r.kernel for r in nvrtc_check.check(path, archs=(80,))}
     assert kernels == set(nvrtc_check.declared_names(path.read_text()))
 
@@ -47,3 +52,27 @@ def test_a_spill_is_reported():
 def test_compile_error_carries_the_log():
     with pytest.raises(nvrtc_check.CompileError, match="undefined"):
         nvrtc_check.compile_log("__global__ void k() { undefined_name(); }", [], 80)
+
+
+def test_a_file_compiled_without_its_tunables_names_where_they_are():
+    with pytest.raises(nvrtc_check.CompileError, match="cuda_tunables"):
+        nvrtc_check.check(nvrtc_check.GPU_DIR / "conv1d.cu", archs=(80,), defines={})
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "gpu.nvrtc_check", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_help():
+    run = run_cli("--help")
+    assert run.returncode == 0 and "usage: python -m gpu.nvrtc_check" in run.stdout, run.stderr
+    assert "FILE.cu" in run.stdout and not run.stderr
+
+
+def test_cli_names_a_missing_file():
+    run = run_cli("no_such_file.cu")
+    assert run.returncode == 2 and "no such file: no_such_file.cu" in run.stderr and "Traceback" not in run.stderr

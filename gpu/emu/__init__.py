@@ -24,8 +24,10 @@ Arguments are checked against the kernel's C++ parameter types, which CuPy canno
 have the pointer's element type, and a NumPy scalar the parameter's type. CuPy passes a Python int
 as int64 and a Python float as float64, so these fit only 64-bit integer and double parameters.
 
-Builds are cached in $KERNELS_EMU_CACHE (default ~/.cache/kernels-emu), keyed by their inputs. Only
--D, -U and -I options reach g++; NVRTC-only options are ignored.
+Builds are cached in $KERNELS_EMU_CACHE (default ~/.cache/kernels-emu), keyed by their inputs and the
+compiler. $CXX names the compiler (default g++; it must be a C++20 compiler that links the C++ runtime).
+Only -D, -U and -I options reach it; NVRTC-only options are ignored. A bad setting (CXX,
+KERNELS_EMU_CACHE, KERNELS_EMU_THREADS, KERNELS_EMU_ORDER, KERNELS_EMU_SEED) is named in the error.
 
 AddressSanitizer: `asan=True`, or KERNELS_EMU_ASAN=1, builds the kernels with -fsanitize=address,
 which reports out-of-bounds accesses to NumPy buffers and to dynamic shared memory past `shared_mem`.
@@ -62,6 +64,9 @@ ABI = Path(__file__).with_name("abi.h")  # shared by kernels and the runtime
 RUNTIME = Path(__file__).with_name("runtime.cpp")  # the scheduler
 ORDERS = ("forward", "reverse", "random")
 CXXFLAGS = ("-std=c++20", "-O2", "-fPIC", "-fno-extern-tls-init", "-pthread")
+# Every symbol of a library must resolve when it is linked: a C compiler as CXX then fails here, with
+# the missing C++ runtime symbols named, instead of loading only where libstdc++ happens to be loaded.
+LINK_CHECK = ("-Wl,-z,defs",)
 ASAN_FLAGS = ("-fsanitize=address", "-fno-omit-frame-pointer", "-g")
 SHARED_DEFAULT = 48 << 10  # dynamic shared memory allowed without opting in
 SHARED_OPTIN = 227 << 10  # the most a kernel can opt in to (sm_90)
@@ -89,7 +94,7 @@ def toolchain_problem() -> str | None:
     """Why the emulator cannot build kernels here (e.g. "g++ not found"), or None."""
     for tool in (compiler(), "readelf", "objcopy"):
         if shutil.which(tool) is None:
-            return f"{tool} not found"
+            return f"{'CXX=' if tool == compiler() else ''}{tool} not found"
     return None
 
 
@@ -97,16 +102,41 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KERNELS_EMU_CACHE") or Path.home() / ".cache" / "kernels-emu")
 
 
+def _cache_setting() -> str:
+    """How the cache directory was chosen, for error messages."""
+    if os.environ.get("KERNELS_EMU_CACHE"):
+        return f"KERNELS_EMU_CACHE={os.environ['KERNELS_EMU_CACHE']}"
+    return f"the build cache {cache_dir()} (set KERNELS_EMU_CACHE to choose another)"
+
+
+def _env_int(name: str, default: int, low: int) -> int:
+    """The integer setting `name` of the environment (>= low), or `default` when unset."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {text!r}")
+    return value
+
+
 # ------------------------------------------------------------------------------------------------
 # Building
 
 def build(code: str, name_expressions, options=(), *, filename="kernel.cu", asan=False) -> Path:
     """Compile `code` and a launcher per name expression into a cached shared library."""
+    if not name_expressions:
+        raise ValueError(f"{filename}: no name expressions: the emulator builds a launcher for each kernel "
+                         "listed on a `// name_expressions: kernel<float>, ...` line of the source")
     runtime = _runtime()
     flags = [*CXXFLAGS, *(ASAN_FLAGS if asan else ()), *gxx_options(options)]
     unit = _translation_unit(code, name_expressions, filename)
     includes = [f[2:] for f in flags if f.startswith("-I")]
-    so = _cached("kernel", [runtime.name, HEADER.read_text(), unit, *flags, *_included(code, includes)])
+    so = _cached("kernel", [compiler(), runtime.name, HEADER.read_text(), unit, *flags,
+                            *_included(code, includes)])
     if not so.exists():
         with tempfile.TemporaryDirectory(dir=so.parent) as tmp:
             src, obj, lib = (Path(tmp, "kernel" + ext) for ext in (".cpp", ".o", ".so"))
@@ -118,7 +148,7 @@ def build(code: str, name_expressions, options=(), *, filename="kernel.cu", asan
                        for s in _undefined_tls(obj) if not s.startswith("__emu")]
             if renames:
                 _run(["objcopy", *renames, str(obj)], filename)
-            _run([compiler(), *flags, "-shared", str(obj), str(runtime), "-Xlinker", "-rpath",
+            _run([compiler(), *flags, "-shared", *LINK_CHECK, str(obj), str(runtime), "-Xlinker", "-rpath",
                   "-Xlinker", str(runtime.parent), "-o", str(lib)], filename)
             os.replace(lib, so)
     return so
@@ -126,11 +156,11 @@ def build(code: str, name_expressions, options=(), *, filename="kernel.cu", asan
 
 def _runtime() -> Path:
     """The scheduler library that kernel modules link (with or without ASan), built once."""
-    so = _cached("runtime", [ABI.read_text(), RUNTIME.read_text(), *CXXFLAGS])
+    so = _cached("runtime", [compiler(), ABI.read_text(), RUNTIME.read_text(), *CXXFLAGS])
     if not so.exists():
         with tempfile.TemporaryDirectory(dir=so.parent) as tmp:
             lib = Path(tmp, so.name)
-            _run([compiler(), *CXXFLAGS, "-fvisibility=hidden", "-shared", f"-Wl,-soname,{so.name}",
+            _run([compiler(), *CXXFLAGS, "-fvisibility=hidden", "-shared", *LINK_CHECK, f"-Wl,-soname,{so.name}",
                   str(RUNTIME), "-o", str(lib)], RUNTIME.name)
             os.replace(lib, so)
     return so
@@ -138,7 +168,12 @@ def _runtime() -> Path:
 
 def _cached(kind: str, parts: list[str]) -> Path:
     """Where the build of `parts` lives in the cache (the directory is created)."""
-    cache_dir().mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=cache_dir()):
+            pass
+    except OSError as e:
+        raise EmulatorError(f"{_cache_setting()}: cannot write builds there ({e.strerror or e})") from None
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
     return cache_dir() / f"{kind}-{key}.so"
 
@@ -175,12 +210,19 @@ def _included(code: str, dirs, seen=None) -> list[str]:
 
 
 def _run(cmd: list[str], filename: str) -> None:
+    tool = f"CXX={cmd[0]}" if cmd[0] == compiler() else cmd[0]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True)
-    except FileNotFoundError as e:
-        raise CompileError(f"{e.filename} not found") from None
+    except OSError as e:
+        raise CompileError(f"{tool}: cannot run it ({e.strerror or e})") from None
     if result.returncode:
-        raise CompileError(f"g++ failed on {filename}:\n{result.stderr[-6000:]}")
+        log = (result.stderr.strip() or result.stdout.strip())[-6000:]
+        if not log:
+            raise CompileError(f"{tool} failed on {filename} with exit status {result.returncode} and no message: "
+                               "CXX must name a C++20 compiler such as g++")
+        hint = ("\n(undefined references at the link: CXX must name a C++20 compiler that links the C++ runtime, "
+                "such as g++)" if "undefined reference" in log else "")
+        raise CompileError(f"{tool} failed on {filename}:\n{log}{hint}")
 
 
 def _undefined_tls(obj: Path) -> list[str]:
@@ -227,7 +269,11 @@ class Module:
                                 "LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0")
         self.name_expressions = tuple(name_expressions)
         self.path = build(code, self.name_expressions, options, filename=filename, asan=asan)
-        self._lib = ctypes.CDLL(str(self.path))
+        try:
+            self._lib = ctypes.CDLL(str(self.path))
+        except OSError as e:
+            raise EmulatorError(f"{filename}: the build by CXX={compiler()} does not load ({e}); CXX must name "
+                                "a C++20 compiler that links the C++ runtime, such as g++") from None
         self._launch = self._lib["__emu_launch"]
         self._launch.restype = ctypes.c_int
         self._launch.argtypes = [*[ctypes.c_void_p] * 5, ctypes.c_ulonglong, ctypes.c_int, ctypes.c_ulonglong,
@@ -266,10 +312,13 @@ class Kernel:
     def __call__(self, grid, block, args, *, shared_mem=0, order=None, seed=None, strict=True):
         grid, block, shared_mem = _dim3("grid", grid), _dim3("block", block), operator.index(shared_mem)
         _check_launch(grid, block, shared_mem, self.max_dynamic_shared_size_bytes)
-        order = order or os.environ.get("KERNELS_EMU_ORDER", "forward")
+        if order is None:
+            order = os.environ.get("KERNELS_EMU_ORDER") or "forward"
+            if order not in ORDERS:
+                raise ValueError(f"KERNELS_EMU_ORDER: expected one of {ORDERS}, got {order!r}")
         if order not in ORDERS:
             raise ValueError(f"order: expected one of {ORDERS}, got {order!r}")
-        seed = int(os.environ.get("KERNELS_EMU_SEED", "0")) if seed is None else seed
+        seed = _env_int("KERNELS_EMU_SEED", 0, 0) if seed is None else seed
         cells = self._cells(args)
         argv = (ctypes.c_void_p * max(len(cells), 1))(*(c.ctypes.data for c in cells))
         error = ctypes.create_string_buffer(4096)
@@ -335,4 +384,5 @@ def _check_launch(grid, block, shared_mem: int, shared_limit: int) -> None:
 
 
 def _workers() -> int:
-    return int(os.environ.get("KERNELS_EMU_THREADS", min(os.cpu_count() or 1, 4)))
+    """OS threads that run blocks: KERNELS_EMU_THREADS, default min(cores, 4)."""
+    return _env_int("KERNELS_EMU_THREADS", min(os.cpu_count() or 1, 4), 1)

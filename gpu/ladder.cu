@@ -1,0 +1,378 @@
+// The kernel ladder of the 1-D correlation engine and weight gradient, steps beyond gpu/conv1d.cu's
+// `naive` and `tiled`; launched by gpu/cupy_ladder.py. Same engine contract as gpu/conv1d.cu:
+//
+//   out[o] = epilogue(sum_{i<L} f'[i] s[o+i] + bias)        for o < M,  f'[i] = f[L-1-i] if flip else f[i]
+//   s[t]   = sig[t + offset] (0 outside sig, such terms skipped)  or  sig[(t + offset) mod N] (periodic)
+//   dw[i]  = sum_{j<m} g[j] x[j+i]  for i < k (stored at k-1-i when flip), n = m + k - 1
+//
+// Forward (correlation engine; every op of gpu/correlation_ops.py, input gradient included: offset -(k-1)):
+//   naive    (conv1d.cu) one thread per output, operands from global memory
+//   tiled    (conv1d.cu) block tile + fixed 256-tap halo in shared memory, outputs strided by blockDim
+//   regwin   R contiguous outputs per thread and a register sliding window over the staged x: each x
+//            loaded from shared memory serves R outputs (tiled: 1); the halo is k-1 (tiled: 255 for any k);
+//            shared rows skewed by one word per 128 B so that stride-R reads hit distinct banks
+//   vec      regwin with 16-byte loads (float4 / double2): x staged from global memory with vector loads
+//            when the window is aligned and inside sig (scalar otherwise), shared reads of x and f as
+//            vectors (R/4 or R/2 instructions instead of R), vector stores of full output groups
+// Weight gradient:
+//   naive, tiled (conv1d.cu) one thread per tap; 128-tap tiles whatever k (98% wasted at k = 3)
+//   wg_regwin  tap tiles sized to k (G groups of TP contiguous taps, G*TP >= k, TP = 4 for k <= 16
+//            else 16), each thread a contiguous slice of JS values of j with a register sliding window
+//            over x; per-thread partials, __shfl_down_sync tree, warps added in order into a workspace
+//            of per-block partials, then wg_sum_partials adds each column in a fixed order: the same
+//            bits on every run. 2-D grid (tap tiles x j splits) for large k.
+//
+// Modelled share of the H100 SXM limits, n = 1e8 float32, block 128 (MODEL, NOT MEASURED; the counts are
+// per warp from the inner loops below and the ptxas numbers of `python -m gpu.nvrtc_check gpu/ladder.cu`;
+// shared memory serves 1 wavefront (32 x 4 B) per clock per SM, the FP32 pipes 4 warp-FMAs per clock):
+//
+//   step       regs f32  k=3: share of HBM               k=511: share of FP32 FMA peak
+//   regwin     42 (R=8)  ~80-85% (x once + out once; 8   ~80%: per 8 taps 7 LDS x + 8 LDS f (broadcast)
+//                        scattered stores/warp merged    = 15 wavefronts per 64 FMA (16 clocks); the
+//                        in L2)                          index/loop overhead ~10%
+//   vec        40 (R=8)  ~85-90% (LDG.128 staging, 4x    ~90%: per 8 taps 2 LDS.128 x + 2 LDS.128 f = 4
+//                        fewer load instructions)        instructions, ~6 wavefronts per 64 FMA
+//   wg_regwin  ~40 (TP=16) ~75-85% (x and g read once;   ~75-85%: per 16 j 15 LDS x + 16 LDS g = 31
+//                        G=1, k=3 on TP=4: 1/4 wasted)   wavefronts per 256 FMA (64 clocks) + staging
+//                                                        2 STS per 64 FMA; x restaged per tap tile (L2)
+//
+// Every global index is a long long; shared-memory indices are int (shared memory < 228 KB). Kernels
+// stride over tiles beyond their grid. MAXB, the last template argument, is the __launch_bounds__ and
+// the largest block the launcher accepts for that instantiation (gpu/cupy_ladder.py BOUNDS: 512 where
+// a thread's registers would not fit 64 per thread at 1024 threads). The block size is a power of two
+// in [32, MAXB]; the launcher computes the dynamic shared memory from the layouts described below.
+//
+// name_expressions: correlate_regwin<float, 4, 1024>, correlate_regwin<float, 8, 1024>
+// name_expressions: correlate_regwin<double, 4, 1024>, correlate_regwin<double, 8, 512>
+// name_expressions: correlate_vec<float, 4, 1024>, correlate_vec<float, 8, 1024>
+// name_expressions: correlate_vec<double, 4, 1024>, correlate_vec<double, 8, 512>
+// name_expressions: weight_grad_regwin<float, 4, 1024>, weight_grad_regwin<float, 16, 512>
+// name_expressions: weight_grad_regwin<double, 4, 1024>, weight_grad_regwin<double, 16, 256>
+// name_expressions: wg_sum_partials<float>, wg_sum_partials<double>
+
+#define EPI_NONE 0
+#define EPI_RELU 1
+#define EPI_GATE 2
+
+// Taps per filter chunk of the forward steps (gpu/cupy_ladder.py passes it with -D; this default
+// serves standalone compiles).
+#ifndef LADDER_TAPS
+#define LADDER_TAPS 256
+#endif
+
+template <class T>
+__device__ __forceinline__ T* ladder_shared() {
+  extern __shared__ __align__(16) unsigned char ladder_smem[];
+  return reinterpret_cast<T*>(ladder_smem);
+}
+
+template <class T> struct Vec16;  // the 16-byte vector of T
+template <> struct Vec16<float> { typedef float4 type; };
+template <> struct Vec16<double> { typedef double2 type; };
+
+// Shared-memory skew: element q lives at q + SKEW * (q / ROW), ROW = 128 bytes of elements. Reads at a
+// stride of R elements across a warp then fall on distinct banks. SKEW is 1 element, or one 16-byte
+// vector when the kernel reads vectors (so that vectors stay whole and aligned).
+template <class T, bool VEC>
+__device__ __forceinline__ int skew(int q) {
+  constexpr int ROW = 128 / sizeof(T), SKEW = VEC ? 16 / sizeof(T) : 1;
+  return q + SKEW * (q / ROW);
+}
+
+template <class T>
+__device__ __forceinline__ T finish(T v, long long o, int epilogue, const T* __restrict__ gate) {
+  if (epilogue == EPI_RELU) return v <= T(0) ? T(0) : v;  // NaN stays NaN
+  if (epilogue == EPI_GATE) return v > T(0) ? gate[o] : T(0);
+  return v;
+}
+
+__device__ __forceinline__ long long wrap_index(long long t, long long N) {
+  long long r = t % N;
+  return r < 0 ? r + N : r;
+}
+
+__device__ __forceinline__ bool aligned16(const void* base, long long byte_offset) {
+  return ((reinterpret_cast<unsigned long long>(base) + (unsigned long long)byte_offset) & 15ULL) == 0;
+}
+
+// dst[j] = src[skew(q + j)] for j < COUNT (q + j within one skew row for vectors: q a multiple of the
+// vector length, COUNT a multiple of it).
+template <class T, bool VEC, int COUNT>
+__device__ __forceinline__ void load_run(T* dst, const T* src, int q) {
+  if constexpr (VEC) {
+    typedef typename Vec16<T>::type V;
+    constexpr int W = 16 / sizeof(T);
+#pragma unroll
+    for (int j = 0; j < COUNT; j += W) {
+      V v = *reinterpret_cast<const V*>(src + skew<T, VEC>(q + j));
+      dst[j] = v.x;
+      dst[j + 1] = v.y;
+      if constexpr (W == 4) {
+        dst[j + 2] = v.z;
+        dst[j + 3] = v.w;
+      }
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < COUNT; ++j) dst[j] = src[skew<T, VEC>(q + j)];
+  }
+}
+
+// Stage ss[skew(q)] = s[p0 + q] for q < count (p0 = o0 + c0 the window's first position) and a zero at
+// q = count (the spare slot a vector read past the window's end touches; never multiplied).
+template <class T, bool VEC>
+__device__ __forceinline__ void stage_window(T* ss, const T* __restrict__ sig, long long N, long long offset,
+                                             int periodic, long long p0, int count) {
+  const int t = threadIdx.x, B = blockDim.x;
+  const long long g0 = p0 + offset;  // sig index of q = 0 (before any wrap)
+  const long long start = periodic ? wrap_index(g0, N) : g0;
+  int done = 0;
+  if constexpr (VEC) {
+    typedef typename Vec16<T>::type V;
+    constexpr int W = 16 / sizeof(T);
+    if (start >= 0 && start + count <= N && aligned16(sig, start * (long long)sizeof(T))) {
+      const V* src = reinterpret_cast<const V*>(sig + start);
+      for (int v = t; v < count / W; v += B) *reinterpret_cast<V*>(ss + skew<T, VEC>(v * W)) = src[v];
+      done = count / W * W;
+    }
+  }
+  for (int q = done + t; q < count; q += B) {
+    long long pos = start + q;
+    if (periodic) pos = pos < N ? pos : (pos - N < N ? pos - N : pos % N);
+    ss[skew<T, VEC>(q)] = (periodic || (pos >= 0 && pos < N)) ? sig[pos] : T(0);
+  }
+  if (t == 0) ss[skew<T, VEC>(count)] = T(0);
+}
+
+// The forward body of `regwin` (VEC = false) and `vec` (VEC = true). Block tile of TILE = B * R outputs,
+// thread t owns outputs o0 + tR + r (r < R). Per filter chunk c0 (count = min(L - c0, LADDER_TAPS) taps):
+//   fs[c] = f'[c0 + c]                 (c < count)
+//   ss[skew(q)] = s[o0 + c0 + q]       (q < TILE + count - 1: the tile plus a halo of count - 1)
+//   acc[r] += fs[c] * ss[tR + r + c]
+// The inner loop takes R taps at a time with a window xa[0 .. 2R-1] = ss[tR + c .. tR + c + 2R - 1] in
+// registers: R^2 FMAs per R new x values and R filter values, then xa slides by R. Chunks whose terms
+// touch the zero padding (non-periodic ends) add only the real terms, one output at a time.
+template <class T, int R, bool VEC>
+__device__ __forceinline__ void correlate_window(const T* __restrict__ sig, long long N, long long offset,
+                                                 int periodic, const T* __restrict__ f, long long L, int flip,
+                                                 T* __restrict__ out, long long M, T bias, int epilogue,
+                                                 const T* __restrict__ gate) {
+  const int B = blockDim.x, t = threadIdx.x, TILE = B * R, base = t * R;
+  const int taps = (int)min(L, (long long)LADDER_TAPS);
+  T* ss = ladder_shared<T>();
+  constexpr int W = 16 / sizeof(T);  // elements per 16-byte vector
+  T* fs = ss + (skew<T, VEC>(TILE + taps - 1) + W) / W * W;  // 16-byte aligned, past ss[skew(TILE + taps - 1)]
+  const long long lo = -offset, hi = N - offset;  // non-periodic: s[q] is sig data for lo <= q < hi
+  const long long tiles = (M + TILE - 1) / TILE;
+  for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const long long o0 = tile * TILE;
+    T acc[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[r] = T(0);
+    for (long long c0 = 0; c0 < L; c0 += LADDER_TAPS) {
+      const int count = (int)min((long long)LADDER_TAPS, L - c0);
+      __syncthreads();  // everyone is done reading the previous chunk
+      for (int c = t; c < count; c += B) {
+        const long long i = c0 + c;
+        fs[c] = flip ? f[L - 1 - i] : f[i];
+      }
+      stage_window<T, VEC>(ss, sig, N, offset, periodic, o0 + c0, TILE + count - 1);
+      __syncthreads();
+      const long long last = min(o0 + TILE, M) - 1 + c0 + count - 1;  // furthest signal position used
+      if (periodic || (o0 + c0 >= lo && last < hi)) {  // interior chunk: every term is a real one
+        T xa[2 * R];
+        load_run<T, VEC, R>(xa, ss, base);
+        int c = 0;
+        for (; c + R <= count; c += R) {
+          T fr[R];
+          load_run<T, VEC, R>(xa + R, ss, base + c + R);  // xa[2R-1] is never multiplied
+          if constexpr (VEC) {
+            typedef typename Vec16<T>::type V;
+#pragma unroll
+            for (int u = 0; u < R; u += W) {
+              V v = *reinterpret_cast<const V*>(fs + c + u);
+              fr[u] = v.x;
+              fr[u + 1] = v.y;
+              if constexpr (W == 4) {
+                fr[u + 2] = v.z;
+                fr[u + 3] = v.w;
+              }
+            }
+          } else {
+#pragma unroll
+            for (int u = 0; u < R; ++u) fr[u] = fs[c + u];
+          }
+#pragma unroll
+          for (int u = 0; u < R; ++u)
+#pragma unroll
+            for (int r = 0; r < R; ++r) acc[r] += fr[u] * xa[r + u];
+#pragma unroll
+          for (int r = 0; r < R; ++r) xa[r] = xa[r + R];
+        }
+        const int rem = count - c;  // < R taps left: xa[R .. R + rem - 2] completes their window
+#pragma unroll
+        for (int u = 0; u < R - 1; ++u)
+          if (u < rem - 1) xa[R + u] = ss[skew<T, VEC>(base + c + R + u)];
+#pragma unroll
+        for (int u = 0; u < R - 1; ++u)
+          if (u < rem) {
+            const T w = fs[c + u];
+#pragma unroll
+            for (int r = 0; r < R; ++r) acc[r] += w * xa[r + u];
+          }
+      } else {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {  // chunk touching the padding: real taps only
+          const long long o = o0 + base + r;
+          const int cend = (int)max(0LL, min((long long)count, hi - o - c0));
+          for (int c = (int)max(0LL, min((long long)count, lo - o - c0)); c < cend; ++c)
+            acc[r] += fs[c] * ss[skew<T, VEC>(base + r + c)];
+        }
+      }
+    }
+    const long long o = o0 + base;
+    if (VEC && o + R <= M && aligned16(out, o * (long long)sizeof(T))) {
+      typedef typename Vec16<T>::type V;
+#pragma unroll
+      for (int r = 0; r < R; r += W) {
+        V v;
+        v.x = finish(acc[r] + bias, o + r, epilogue, gate);
+        v.y = finish(acc[r + 1] + bias, o + r + 1, epilogue, gate);
+        if constexpr (W == 4) {
+          v.z = finish(acc[r + 2] + bias, o + r + 2, epilogue, gate);
+          v.w = finish(acc[r + 3] + bias, o + r + 3, epilogue, gate);
+        }
+        *reinterpret_cast<V*>(out + o + r) = v;
+      }
+    } else {
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        if (o + r < M) out[o + r] = finish(acc[r] + bias, o + r, epilogue, gate);
+    }
+  }
+}
+
+// Step `regwin`: R contiguous outputs per thread, register sliding window, halo k-1, scalar loads.
+template <class T, int R, int MAXB>
+__global__ void __launch_bounds__(MAXB, 1)
+correlate_regwin(const T* __restrict__ sig, long long N, long long offset, int periodic,
+                 const T* __restrict__ f, long long L, int flip, T* __restrict__ out, long long M,
+                 T bias, int epilogue, const T* __restrict__ gate) {
+  correlate_window<T, R, false>(sig, N, offset, periodic, f, L, flip, out, M, bias, epilogue, gate);
+}
+
+// Step `vec`: same as regwin but with 16-byte loads and stores where aligned.
+template <class T, int R, int MAXB>
+__global__ void __launch_bounds__(MAXB, 1)
+correlate_vec(const T* __restrict__ sig, long long N, long long offset, int periodic,
+              const T* __restrict__ f, long long L, int flip, T* __restrict__ out, long long M,
+              T bias, int epilogue, const T* __restrict__ gate) {
+  correlate_window<T, R, true>(sig, N, offset, periodic, f, L, flip, out, M, bias, epilogue, gate);
+}
+
+// Step `wg_regwin`. Block (tile, split) of a grid (tiles, splits); the block's B threads are G tap groups
+// (G a power of two, B / G >= 32: a warp holds one group) of S = B / G threads. Tap tile i0 = tile * KT,
+// KT = G * TP; thread t is group tg = t / S, slice js = t % S and owns taps i0 + tg * TP + u (u < TP).
+// j goes over the chunks split, split + splits, ... of JC = S * JS values:
+//   gs[skew(q)] = g[j0 + q] (q < JC),   xs[skew(q)] = x[j0 + i0 + q] (q < JC + KT - 1)   (coalesced)
+//   acc[u] += gs[jb + jj] * xs[jb + jj + tg * TP + u]    for jj < JS, jb = js * JS, j0 + jb + jj < m
+// taken TP values of j at a time with a window xa[0 .. 2TP-1] in registers. Then the S partial sums of
+// a tap are added in a fixed order: __shfl_down_sync within the warp, the S / 32 warps in order through
+// shared memory red[warp][TP], stored at partial[split * k + i] (i reversed when flip).
+template <class T, int TP, int MAXB>
+__global__ void __launch_bounds__(MAXB, 1)
+weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ partial, long long n,
+                   long long m, long long k, int flip, int G, int JS) {
+  const int B = blockDim.x, t = threadIdx.x, S = B / G, tg = t / S, js = t % S, lane = t % 32, w = t / 32;
+  const int KT = G * TP, JC = S * JS, XW = JC + KT - 1;
+  T* gs = ladder_shared<T>();
+  T* xs = gs + skew<T, false>(JC - 1) + 1;
+  T* red = xs + skew<T, false>(XW - 1) + 1;  // [B / 32][TP]
+  const long long split = blockIdx.y, splits = gridDim.y;
+  const long long tiles = (k + KT - 1) / KT, chunks = (m + JC - 1) / JC;
+  const int jb = js * JS, ib = jb + tg * TP;
+  for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const long long i0 = tile * KT;
+    T acc[TP];
+#pragma unroll
+    for (int u = 0; u < TP; ++u) acc[u] = T(0);
+    for (long long chunk = split; chunk < chunks; chunk += splits) {
+      const long long j0 = chunk * JC;
+      __syncthreads();  // everyone is done reading the previous chunk
+      for (int q = t; q < JC; q += B) gs[skew<T, false>(q)] = j0 + q < m ? g[j0 + q] : T(0);
+      for (int q = t; q < XW; q += B) xs[skew<T, false>(q)] = j0 + i0 + q < n ? x[j0 + i0 + q] : T(0);
+      __syncthreads();
+      const int jn = (int)max(0LL, min((long long)JS, m - j0 - jb));  // this slice's j (none past m)
+      if (jn > 0) {
+        T xa[2 * TP];
+        load_run<T, false, TP>(xa, xs, ib);
+        int jj = 0;
+        for (; jj + TP <= jn; jj += TP) {
+          load_run<T, false, TP - 1>(xa + TP, xs, ib + jj + TP);
+#pragma unroll
+          for (int v = 0; v < TP; ++v) {
+            const T gj = gs[skew<T, false>(jb + jj + v)];
+#pragma unroll
+            for (int u = 0; u < TP; ++u) acc[u] += gj * xa[u + v];
+          }
+#pragma unroll
+          for (int u = 0; u < TP; ++u) xa[u] = xa[u + TP];
+        }
+        const int rem = jn - jj;  // < TP values of j left
+#pragma unroll
+        for (int v = 0; v < TP - 1; ++v)
+          if (v < rem - 1) xa[TP + v] = xs[skew<T, false>(ib + jj + TP + v)];
+#pragma unroll
+        for (int v = 0; v < TP - 1; ++v)
+          if (v < rem) {
+            const T gj = gs[skew<T, false>(jb + jj + v)];
+#pragma unroll
+            for (int u = 0; u < TP; ++u) acc[u] += gj * xa[u + v];
+          }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < TP; ++u)
+#pragma unroll
+      for (int d = 16; d > 0; d /= 2) acc[u] += __shfl_down_sync(0xffffffffu, acc[u], d);
+    __syncthreads();  // red may be read by the previous tile's sums
+    if (lane == 0)
+#pragma unroll
+      for (int u = 0; u < TP; ++u) red[w * TP + u] = acc[u];
+    __syncthreads();
+    const int warps_per_group = S / 32;
+    for (int q = t; q < KT; q += B) {
+      const long long i = i0 + q;
+      if (i < k) {
+        const int group = q / TP, u = q % TP;
+        T v = red[group * warps_per_group * TP + u];
+        for (int ww = 1; ww < warps_per_group; ++ww) v += red[(group * warps_per_group + ww) * TP + u];
+        partial[split * k + (flip ? k - 1 - i : i)] = v;
+      }
+    }
+  }
+}
+
+// out[c] = sum_{b < rows} partial[b * cols + c], one block per column (grid-stride over columns): thread
+// t adds rows t, t + B, ... in order, then a __shfl_down_sync tree and the warps in order. The order
+// depends only on blockDim.x: the same bits on every run with the same block.
+template <class T>
+__global__ void __launch_bounds__(1024)
+wg_sum_partials(const T* __restrict__ partial, long long rows, long long cols, T* __restrict__ out) {
+  __shared__ T warp_sums[32];
+  const int B = blockDim.x, t = threadIdx.x, lane = t % 32, w = t / 32;
+  for (long long c = blockIdx.x; c < cols; c += gridDim.x) {
+    T v = T(0);
+    for (long long b = t; b < rows; b += B) v += partial[b * cols + c];
+#pragma unroll
+    for (int d = 16; d > 0; d /= 2) v += __shfl_down_sync(0xffffffffu, v, d);
+    __syncthreads();  // the previous column's sum has been read
+    if (lane == 0) warp_sums[w] = v;
+    __syncthreads();
+    if (t == 0) {
+      T s = warp_sums[0];
+      for (int ww = 1; ww < B / 32; ++ww) s += warp_sums[ww];
+      out[c] = s;
+    }
+  }
+}

@@ -274,7 +274,7 @@ correlate_vec(const T* __restrict__ sig, long long N, long long offset, int peri
 // (G a power of two, B / G >= 32: a warp holds one group) of S = B / G threads. Tap tile i0 = tile * KT,
 // KT = G * TP; thread t is group tg = t / S, slice js = t % S and owns taps i0 + tg * TP + u (u < TP).
 // j goes over the chunks split, split + splits, ... of JC = S * JS values:
-//   gs[skew(q)] = g[j0 + q] (q < JC),   xs[skew(q)] = x[j0 + i0 + q] (q < JC + KT - 1)   (coalesced)
+//   gs[skew(q)] = g[j0 + q] (q < JC),   xs[skew(q)] = x[j0 + i0 + q] (q < JC + KT: halo KT - 1 + a spare)
 //   acc[u] += gs[jb + jj] * xs[jb + jj + tg * TP + u]    for jj < JS, jb = js * JS, j0 + jb + jj < m
 // taken TP values of j at a time with a window xa[0 .. 2TP-1] in registers. Then the S partial sums of
 // a tap are added in a fixed order: __shfl_down_sync within the warp, the S / 32 warps in order through
@@ -287,7 +287,7 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
   const int KT = G * TP, JC = S * JS, XW = JC + KT - 1;
   T* gs = ladder_shared<T>();
   T* xs = gs + skew<T, false>(JC - 1) + 1;
-  T* red = xs + skew<T, false>(XW - 1) + 1;  // [B / 32][TP]
+  T* red = xs + skew<T, false>(XW) + 1;  // [B / 32][TP]
   const long long split = blockIdx.y, splits = gridDim.y;
   const long long tiles = (k + KT - 1) / KT, chunks = (m + JC - 1) / JC;
   const int jb = js * JS, ib = jb + tg * TP;
@@ -300,7 +300,7 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
       const long long j0 = chunk * JC;
       __syncthreads();  // everyone is done reading the previous chunk
       for (int q = t; q < JC; q += B) gs[skew<T, false>(q)] = j0 + q < m ? g[j0 + q] : T(0);
-      for (int q = t; q < XW; q += B) xs[skew<T, false>(q)] = j0 + i0 + q < n ? x[j0 + i0 + q] : T(0);
+      for (int q = t; q <= XW; q += B) xs[skew<T, false>(q)] = j0 + i0 + q < n ? x[j0 + i0 + q] : T(0);
       __syncthreads();
       const int jn = (int)max(0LL, min((long long)JS, m - j0 - jb));  // this slice's j (none past m)
       if (jn > 0) {
@@ -308,7 +308,7 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
         load_run<T, false, TP>(xa, xs, ib);
         int jj = 0;
         for (; jj + TP <= jn; jj += TP) {
-          load_run<T, false, TP - 1>(xa + TP, xs, ib + jj + TP);
+          load_run<T, false, TP>(xa + TP, xs, ib + jj + TP);  // xa[2TP-1] only slides to xa[TP-1]
 #pragma unroll
           for (int v = 0; v < TP; ++v) {
             const T gj = gs[skew<T, false>(jb + jj + v)];

@@ -37,7 +37,7 @@ TARGET_BLOCKS = 1024
 #: (dtype, outputs per thread R) -> __launch_bounds__ of the forward steps = largest block accepted.
 FORWARD_BOUNDS = {("float", 4): 1024, ("float", 8): 1024, ("double", 4): 1024, ("double", 8): 512}
 #: (dtype, taps per thread TP) -> __launch_bounds__ of weight_grad_regwin = largest block accepted.
-WG_BOUNDS = {("float", 4): 1024, ("float", 16): 512, ("double", 4): 1024, ("double", 16): 256}
+WG_BOUNDS = {("float", 4): 1024, ("float", 16): 512, ("double", 4): 512, ("double", 16): 256}
 #: Taps per thread of the weight gradient: TP_SMALL up to k = TP_SMALL_MAX_K, else TP_LARGE.
 TP_SMALL, TP_SMALL_MAX_K, TP_LARGE = 4, 16, 16
 
@@ -129,16 +129,20 @@ def correlate_vec(sig, f, out, launch, *, flip=False, offset=0, periodic=False, 
 
 def wg_layout(k: int, block: int, itemsize: int, slice_len=None) -> tuple[int, int, int]:
     """(TP, G, JS) of weight_grad_regwin: TP taps per thread, G tap groups per block (a power of two, at
-    most block / 32, G * TP covering k where it can), JS values of j per thread and chunk (a power of two
-    up to 128 bytes of elements, the largest whose shared memory fits SHARED_LIMIT, or `slice_len`)."""
+    most block / 32, G * TP covering k where it can), JS values of j per thread and chunk (a multiple of
+    TP, as the kernel needs; by default a power of two from TP up to 128 bytes of elements, the largest
+    whose shared memory fits SHARED_LIMIT)."""
     TP = TP_SMALL if k <= TP_SMALL_MAX_K else TP_LARGE
     G = 1
     while G * TP < k and G * 2 <= block // 32:
         G *= 2
     if slice_len is not None:
+        if isinstance(slice_len, bool) or not isinstance(slice_len, int) or slice_len < 1 or slice_len % TP:
+            raise ValueError(f"slice_len: expected a positive multiple of {TP} (taps per thread at k = {k}), "
+                             f"got {slice_len!r}")
         return TP, G, slice_len
     JS = 128 // itemsize
-    while JS > 1 and wg_shared_bytes(block, G, TP, JS, itemsize) > SHARED_LIMIT:
+    while JS > TP and wg_shared_bytes(block, G, TP, JS, itemsize) > SHARED_LIMIT:
         JS //= 2
     return TP, G, JS
 

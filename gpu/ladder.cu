@@ -47,7 +47,7 @@
 // name_expressions: correlate_vec<float, 4, 1024>, correlate_vec<float, 8, 1024>
 // name_expressions: correlate_vec<double, 4, 1024>, correlate_vec<double, 8, 512>
 // name_expressions: weight_grad_regwin<float, 4, 1024>, weight_grad_regwin<float, 16, 512>
-// name_expressions: weight_grad_regwin<double, 4, 1024>, weight_grad_regwin<double, 16, 256>
+// name_expressions: weight_grad_regwin<double, 4, 512>, weight_grad_regwin<double, 16, 256>
 // name_expressions: wg_sum_partials<float>, wg_sum_partials<double>
 
 #define EPI_NONE 0
@@ -95,16 +95,18 @@ __device__ __forceinline__ bool aligned16(const void* base, long long byte_offse
   return ((reinterpret_cast<unsigned long long>(base) + (unsigned long long)byte_offset) & 15ULL) == 0;
 }
 
-// dst[j] = src[skew(q + j)] for j < COUNT (q + j within one skew row for vectors: q a multiple of the
-// vector length, COUNT a multiple of it).
+// dst[j] = src[skew(q + j)] for j < COUNT, where q is a multiple of COUNT and COUNT divides the skew row
+// (so that q .. q + COUNT - 1 are contiguous slots from skew(q): one address, immediate offsets).
 template <class T, bool VEC, int COUNT>
 __device__ __forceinline__ void load_run(T* dst, const T* src, int q) {
+  static_assert((128 / sizeof(T)) % COUNT == 0, "a run must not cross a skew row");
+  src += skew<T, VEC>(q);
   if constexpr (VEC) {
     typedef typename Vec16<T>::type V;
     constexpr int W = 16 / sizeof(T);
 #pragma unroll
     for (int j = 0; j < COUNT; j += W) {
-      V v = *reinterpret_cast<const V*>(src + skew<T, VEC>(q + j));
+      V v = *reinterpret_cast<const V*>(src + j);
       dst[j] = v.x;
       dst[j + 1] = v.y;
       if constexpr (W == 4) {
@@ -114,7 +116,7 @@ __device__ __forceinline__ void load_run(T* dst, const T* src, int q) {
     }
   } else {
 #pragma unroll
-    for (int j = 0; j < COUNT; ++j) dst[j] = src[skew<T, VEC>(q + j)];
+    for (int j = 0; j < COUNT; ++j) dst[j] = src[j];
   }
 }
 
@@ -210,9 +212,10 @@ __device__ __forceinline__ void correlate_window(const T* __restrict__ sig, long
           for (int r = 0; r < R; ++r) xa[r] = xa[r + R];
         }
         const int rem = count - c;  // < R taps left: xa[R .. R + rem - 2] completes their window
+        const T* tail = ss + skew<T, VEC>(base + c + R);  // a run of R slots (R divides the skew row)
 #pragma unroll
         for (int u = 0; u < R - 1; ++u)
-          if (u < rem - 1) xa[R + u] = ss[skew<T, VEC>(base + c + R + u)];
+          if (u < rem - 1) xa[R + u] = tail[u];
 #pragma unroll
         for (int u = 0; u < R - 1; ++u)
           if (u < rem) {
@@ -273,7 +276,7 @@ correlate_vec(const T* __restrict__ sig, long long N, long long offset, int peri
 // Step `wg_regwin`. Block (tile, split) of a grid (tiles, splits); the block's B threads are G tap groups
 // (G a power of two, B / G >= 32: a warp holds one group) of S = B / G threads. Tap tile i0 = tile * KT,
 // KT = G * TP; thread t is group tg = t / S, slice js = t % S and owns taps i0 + tg * TP + u (u < TP).
-// j goes over the chunks split, split + splits, ... of JC = S * JS values:
+// j goes over the chunks split, split + splits, ... of JC = S * JS values (JS a multiple of TP):
 //   gs[skew(q)] = g[j0 + q] (q < JC),   xs[skew(q)] = x[j0 + i0 + q] (q < JC + KT: halo KT - 1 + a spare)
 //   acc[u] += gs[jb + jj] * xs[jb + jj + tg * TP + u]    for jj < JS, jb = js * JS, j0 + jb + jj < m
 // taken TP values of j at a time with a window xa[0 .. 2TP-1] in registers. Then the S partial sums of
@@ -309,9 +312,10 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
         int jj = 0;
         for (; jj + TP <= jn; jj += TP) {
           load_run<T, false, TP>(xa + TP, xs, ib + jj + TP);  // xa[2TP-1] only slides to xa[TP-1]
+          const T* gr = gs + skew<T, false>(jb + jj);  // a run of TP slots (JS a multiple of TP)
 #pragma unroll
           for (int v = 0; v < TP; ++v) {
-            const T gj = gs[skew<T, false>(jb + jj + v)];
+            const T gj = gr[v];
 #pragma unroll
             for (int u = 0; u < TP; ++u) acc[u] += gj * xa[u + v];
           }
@@ -319,13 +323,15 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
           for (int u = 0; u < TP; ++u) xa[u] = xa[u + TP];
         }
         const int rem = jn - jj;  // < TP values of j left
+        const T* xr = xs + skew<T, false>(ib + jj + TP);
+        const T* gr = gs + skew<T, false>(jb + jj);
 #pragma unroll
         for (int v = 0; v < TP - 1; ++v)
-          if (v < rem - 1) xa[TP + v] = xs[skew<T, false>(ib + jj + TP + v)];
+          if (v < rem - 1) xa[TP + v] = xr[v];
 #pragma unroll
         for (int v = 0; v < TP - 1; ++v)
           if (v < rem) {
-            const T gj = gs[skew<T, false>(jb + jj + v)];
+            const T gj = gr[v];
 #pragma unroll
             for (int u = 0; u < TP; ++u) acc[u] += gj * xa[u + v];
           }

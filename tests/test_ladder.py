@@ -178,12 +178,14 @@ def test_padding_terms_are_skipped(variant, rng):
 
 
 @emulated
-@pytest.mark.parametrize("block, slice_len, splits", [(32, 2, 3), (64, 1, 2), (128, 8, 1)])
+@pytest.mark.parametrize("block, slices, splits", [(32, 1, 3), (64, 2, 2), (128, 1, 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("k", [3, 40])
-def test_weight_grad_chunks_per_split(k, dtype, block, slice_len, splits, rng):
-    """Several j chunks per split (and one split writing dw directly), tap tiles grid-strided."""
+def test_weight_grad_chunks_per_split(k, dtype, block, slices, splits, rng):
+    """Several j chunks per split (and one split writing dw directly), tap tiles grid-strided; slice
+    lengths of one or two runs of TP."""
     n = 2000
+    slice_len = slices * cupy_ladder.wg_layout(k, block, np.dtype(dtype).itemsize)[0]
     x, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n - k + 1).astype(dtype)
     dw = np.full(k, np.nan, dtype)
     cupy_ladder.weight_grad_regwin(x, g, dw, Launch(block=block, max_blocks=1), flip=True, slice_len=slice_len,
@@ -203,7 +205,7 @@ def test_weight_grad_repeats_bit_for_bit(k, dtype, monkeypatch, rng):
     for order in ("forward", "forward", "reverse", "random"):
         monkeypatch.setenv("KERNELS_EMU_ORDER", order)
         dw = np.full(k, np.nan, dtype)
-        cupy_ladder.weight_grad_regwin(x, g, dw, Launch(block=128), slice_len=4)
+        cupy_ladder.weight_grad_regwin(x, g, dw, Launch(block=128), slice_len=cupy_ladder.TP_LARGE)
         runs.append(dw)
     compare.assert_close("conv1d_weight_grad", runs[0], (x, g, k))
     for r in runs[1:]:
@@ -234,7 +236,7 @@ def test_every_accepted_block_fits_48_kb(itemsize):
         TP = cupy_ladder.TP_SMALL if k <= cupy_ladder.TP_SMALL_MAX_K else cupy_ladder.TP_LARGE
         for block in accepted_blocks(cupy_ladder.WG_BOUNDS[(t, TP)]):
             _, G, JS = cupy_ladder.wg_layout(k, block, itemsize)
-            assert JS >= 1 and cupy_ladder.wg_shared_bytes(block, G, TP, JS, itemsize) <= 48 << 10
+            assert JS >= TP and JS % TP == 0 and cupy_ladder.wg_shared_bytes(block, G, TP, JS, itemsize) <= 48 << 10
 
 
 @emulated

@@ -22,25 +22,35 @@
 //            of per-block partials, then wg_sum_partials adds each column in a fixed order: the same
 //            bits on every run. 2-D grid (tap tiles x j splits) for large k.
 //
-// Modelled share of the H100 SXM limits, n = 1e8 float32, block 128 (MODEL, NOT MEASURED; the counts are
-// per warp from the inner loops below and the ptxas numbers of `python -m gpu.nvrtc_check gpu/ladder.cu`;
-// shared memory serves 1 wavefront (32 x 4 B) per clock per SM, the FP32 pipes 4 warp-FMAs per clock):
+// MODEL, NOT MEASURED: share of the H100 SXM limits at n = 1e8 float32, block 128. Counts from the
+// sm_90 SASS of the hot loops (NVRTC cubin, nvdisasm) and ptxas registers. A scheduler issues one warp
+// instruction per clock and an FFMA is one of them, so k = 511 is bounded by FFMA / all instructions;
+// k = 3 is bound by HBM (each x and out moved once) when the issue slots it needs stay below the time
+// the bytes take (~14.5 B per SM clock at 3.35 TB/s) and enough loads are in flight.
 //
-//   step       regs f32  k=3: share of HBM               k=511: share of FP32 FMA peak
-//   regwin     42 (R=8)  ~80-85% (x once + out once; 8   ~80%: per 8 taps 7 LDS x + 8 LDS f (broadcast)
-//                        scattered stores/warp merged    = 15 wavefronts per 64 FMA (16 clocks); the
-//                        in L2)                          index/loop overhead ~10%
-//   vec        40 (R=8)  ~85-90% (LDG.128 staging, 4x    ~90%: per 8 taps 2 LDS.128 x + 2 LDS.128 f = 4
-//                        fewer load instructions)        instructions, ~6 wavefronts per 64 FMA
-//   wg_regwin  ~40 (TP=16) ~75-85% (x and g read once;   ~75-85%: per 16 j 15 LDS x + 16 LDS g = 31
-//                        G=1, k=3 on TP=4: 1/4 wasted)   wavefronts per 256 FMA (64 clocks) + staging
-//                                                        2 STS per 64 FMA; x restaged per tap tile (L2)
+//   step       regs   k = 3: share of HBM                      k = 511: share of FP32 FMA peak
+//   tiled      -      ~20-30% (audit of conv1d.cu)             ~20-24% (68 shared loads per 64 FMA)
+//   regwin     63-64  ~70-80%: per 8 outputs a thread issues    ~60%: the 8-tap group loop issues 92
+//              (R=8)  ~240 instructions (scalar staging 18     instructions for 64 FFMA (70%), 10 LDS;
+//                     per element, 8 strided scalar stores),   chunk staging, barriers and the 7-tap
+//                     ~45% of the issue slots the bytes take   tail another ~10%
+//   vec        63-64  ~80-85%: ~100 instructions per 8          ~65%: 88 instructions for 64 FFMA (73%),
+//              (R=8)  outputs (LDG.128 staging, 2 STG.128)     4 LDS.128; staging 4x cheaper
+//   wg_regwin  64     ~60-75%: TP = 4, JS = 32: staging 2 x 4096  ~55% (block 128: KT = 64, staging 16.5
+//              (TP=4) values per chunk at ~17 instructions      values per thread per 512 FFMA) to ~70%
+//              80-93  each dominates (~75% of the issue slots  (block 512: KT = 256); inner loop 304
+//              (TP=16) the bytes take); 1/4 of the FMAs wasted  instructions for 256 FFMA (84%), 32 LDS
+// float64: the same loops issue DFMA at half the FFMA rate, so they reach ~85-90% of the FP64 peak
+// at k = 511 (vec: 101 instructions per 64 DFMA = 128 DFMA clocks) before the chunk overhead.
+// Next steps by this model: R = 16 outputs per thread (forward) and vector staging (weight grad).
 //
 // Every global index is a long long; shared-memory indices are int (shared memory < 228 KB). Kernels
 // stride over tiles beyond their grid. MAXB, the last template argument, is the __launch_bounds__ and
-// the largest block the launcher accepts for that instantiation (gpu/cupy_ladder.py BOUNDS: 512 where
-// a thread's registers would not fit 64 per thread at 1024 threads). The block size is a power of two
-// in [32, MAXB]; the launcher computes the dynamic shared memory from the layouts described below.
+// the largest block the launcher accepts for that instantiation (gpu/cupy_ladder.py FORWARD_BOUNDS,
+// WG_BOUNDS): 1024, except where the registers demand less (double R = 8: 512; TP = 16: float 512,
+// double 256) or the shared memory (double TP = 4: 512, as JS >= TP at 1024 threads needs 70 KB). The
+// block size is a power of two in [32, MAXB]; the launcher computes the dynamic shared memory (at most
+// 48 KB) from the layouts described below.
 //
 // name_expressions: correlate_regwin<float, 4, 1024>, correlate_regwin<float, 8, 1024>
 // name_expressions: correlate_regwin<double, 4, 1024>, correlate_regwin<double, 8, 512>

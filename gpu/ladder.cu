@@ -30,16 +30,16 @@
 //
 //   step       regs   k = 3: share of HBM                      k = 511: share of FP32 FMA peak
 //   tiled      -      ~20-30% (audit of conv1d.cu)             ~20-24% (68 shared loads per 64 FMA)
-//   regwin     63-64  ~70-80%: per 8 outputs a thread issues    ~60%: the 8-tap group loop issues 92
-//              (R=8)  ~240 instructions (scalar staging 18     instructions for 64 FFMA (70%), 10 LDS;
-//                     per element, 8 strided scalar stores),   chunk staging, barriers and the 7-tap
-//                     ~45% of the issue slots the bytes take   tail another ~10%
-//   vec        63-64  ~80-85%: ~100 instructions per 8          ~65%: 88 instructions for 64 FFMA (73%),
-//              (R=8)  outputs (LDG.128 staging, 2 STG.128)     4 LDS.128; staging 4x cheaper
-//   wg_regwin  64     ~60-75%: TP = 4, JS = 32: staging 2 x 4096  ~55% (block 128: KT = 64, staging 16.5
-//              (TP=4) values per chunk at ~17 instructions      values per thread per 512 FFMA) to ~70%
-//              80-93  each dominates (~75% of the issue slots  (block 512: KT = 256); inner loop 304
-//              (TP=16) the bytes take); 1/4 of the FMAs wasted  instructions for 256 FFMA (84%), 32 LDS
+//   regwin     63-64  ~75-80%: per 8 outputs a thread issues    ~65%: the 8-tap group loop issues 92
+//              (R=8)  ~180 instructions (staging ~10 per       instructions for 64 FFMA (70%), 10 LDS;
+//                     element, 8 strided scalar stores): ~35%  chunk staging, barriers and the 7-tap
+//                     of the issue slots the bytes take        tail another ~7%
+//   vec        63-64  ~80-85%: ~85 instructions per 8          ~69%: 88 instructions for 64 FFMA (73%),
+//              (R=8)  outputs (LDG.128 staging, 2 STG.128)     4 LDS.128; staging ~6x cheaper
+//   wg_regwin  64     ~70-80%: TP = 4, JS = 32: staging of     ~62% (block 128: KT = 64, 16.5 staged
+//              (TP=4) 2 x 4096 values per chunk (~10 each)     values per thread per 512 FFMA) to ~73%
+//              80-93  takes ~55% of the issue slots the bytes  (block 512: KT = 256); inner loop 303
+//              (TP=16) take; 1/4 of the FMAs wasted            instructions for 256 FFMA (84%), 32 LDS
 // float64: the same loops issue DFMA at half the FFMA rate, so they reach ~85-90% of the FP64 peak
 // at k = 511 (vec: 101 instructions per 64 DFMA = 128 DFMA clocks) before the chunk overhead.
 // Next steps by this model: R = 16 outputs per thread (forward) and vector staging (weight grad).
@@ -130,28 +130,56 @@ __device__ __forceinline__ void load_run(T* dst, const T* src, int q) {
   }
 }
 
+// dst[skew(q)] = src[q] for q < count, every src[q] in bounds. The block size is a multiple of the skew
+// row, so that skew(q + B) = skew(q) + skew(B): one skew per thread, then a constant step.
+template <class T, bool VEC>
+__device__ __forceinline__ void stage_run(T* dst, const T* __restrict__ src, int count) {
+  const int t = threadIdx.x, B = blockDim.x, step = skew<T, VEC>(B);
+  int slot = skew<T, VEC>(t);
+#pragma unroll 2
+  for (int q = t; q < count; q += B, slot += step) dst[slot] = src[q];
+}
+
+// The same with 16-byte vectors: dst[skew(q)] = src[q] for q < nvec * (16 / sizeof(T)), src aligned.
+template <class T>
+__device__ __forceinline__ void stage_run_vec(T* dst, const T* __restrict__ src, int nvec) {
+  typedef typename Vec16<T>::type V;
+  constexpr int W = 16 / sizeof(T);
+  const int t = threadIdx.x, B = blockDim.x, step = skew<T, true>(B * W);
+  int slot = skew<T, true>(t * W);
+#pragma unroll 2
+  for (int v = t; v < nvec; v += B, slot += step)
+    *reinterpret_cast<V*>(dst + slot) = reinterpret_cast<const V*>(src)[v];
+}
+
 // Stage ss[skew(q)] = s[p0 + q] for q < count (p0 = o0 + c0 the window's first position) and a zero at
-// q = count (the spare slot a vector read past the window's end touches; never multiplied).
+// q = count (the spare slot a vector read past the window's end touches; never multiplied). A window
+// inside sig (and, periodic, not wrapping) is copied without bounds checks, with vector loads in `vec`
+// when sig + start is 16-byte aligned; any other window element by element.
 template <class T, bool VEC>
 __device__ __forceinline__ void stage_window(T* ss, const T* __restrict__ sig, long long N, long long offset,
                                              int periodic, long long p0, int count) {
   const int t = threadIdx.x, B = blockDim.x;
   const long long g0 = p0 + offset;  // sig index of q = 0 (before any wrap)
   const long long start = periodic ? wrap_index(g0, N) : g0;
-  int done = 0;
-  if constexpr (VEC) {
-    typedef typename Vec16<T>::type V;
-    constexpr int W = 16 / sizeof(T);
-    if (start >= 0 && start + count <= N && aligned16(sig, start * (long long)sizeof(T))) {
-      const V* src = reinterpret_cast<const V*>(sig + start);
-      for (int v = t; v < count / W; v += B) *reinterpret_cast<V*>(ss + skew<T, VEC>(v * W)) = src[v];
-      done = count / W * W;
+  if (start >= 0 && start + count <= N) {
+    int done = 0;
+    if constexpr (VEC) {
+      constexpr int W = 16 / sizeof(T);
+      if (aligned16(sig, start * (long long)sizeof(T))) {
+        stage_run_vec<T>(ss, sig + start, count / W);
+        done = count / W * W;
+      }
     }
-  }
-  for (int q = done + t; q < count; q += B) {
-    long long pos = start + q;
-    if (periodic) pos = pos < N ? pos : (pos - N < N ? pos - N : pos % N);
-    ss[skew<T, VEC>(q)] = (periodic || (pos >= 0 && pos < N)) ? sig[pos] : T(0);
+    if (done == 0) stage_run<T, VEC>(ss, sig + start, count);
+    else
+      for (int q = done + t; q < count; q += B) ss[skew<T, VEC>(q)] = sig[start + q];
+  } else {
+    for (int q = t; q < count; q += B) {
+      long long pos = start + q;
+      if (periodic) pos = pos < N ? pos : (pos - N < N ? pos - N : pos % N);
+      ss[skew<T, VEC>(q)] = (periodic || (pos >= 0 && pos < N)) ? sig[pos] : T(0);
+    }
   }
   if (t == 0) ss[skew<T, VEC>(count)] = T(0);
 }
@@ -312,8 +340,12 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
     for (long long chunk = split; chunk < chunks; chunk += splits) {
       const long long j0 = chunk * JC;
       __syncthreads();  // everyone is done reading the previous chunk
-      for (int q = t; q < JC; q += B) gs[skew<T, false>(q)] = j0 + q < m ? g[j0 + q] : T(0);
-      for (int q = t; q <= XW; q += B) xs[skew<T, false>(q)] = j0 + i0 + q < n ? x[j0 + i0 + q] : T(0);
+      if (j0 + JC <= m) stage_run<T, false>(gs, g + j0, JC);  // interior chunks: no bounds checks
+      else
+        for (int q = t; q < JC; q += B) gs[skew<T, false>(q)] = j0 + q < m ? g[j0 + q] : T(0);
+      if (j0 + i0 + XW < n) stage_run<T, false>(xs, x + j0 + i0, XW + 1);
+      else
+        for (int q = t; q <= XW; q += B) xs[skew<T, false>(q)] = j0 + i0 + q < n ? x[j0 + i0 + q] : T(0);
       __syncthreads();
       const int jn = (int)max(0LL, min((long long)JS, m - j0 - jb));  // this slice's j (none past m)
       if (jn > 0) {

@@ -34,15 +34,18 @@ OPTIONS = (f"-DLADDER_TAPS={TAPS}",)
 SHARED_LIMIT = 48 << 10
 #: Grid size the weight gradient's j splits aim at.
 TARGET_BLOCKS = 1024
-#: (dtype, outputs per thread R) -> __launch_bounds__ of the forward steps = largest block accepted.
-FORWARD_BOUNDS = {("float", 4): 1024, ("float", 8): 1024, ("double", 4): 1024, ("double", 8): 512}
+#: (step, dtype, outputs per thread R) -> __launch_bounds__ of the forward steps = largest block accepted
+#: (registers; vec double R = 4 by shared memory: its padding of one vector per two makes 1024 threads
+#: need 48 KB + 2 KB).
+FORWARD_BOUNDS = {("regwin", "float", 4): 1024, ("regwin", "float", 8): 1024, ("regwin", "double", 4): 1024,
+                  ("regwin", "double", 8): 512, ("vec", "float", 4): 1024, ("vec", "float", 8): 1024,
+                  ("vec", "double", 4): 512, ("vec", "double", 8): 512}
 #: (dtype, taps per thread TP) -> __launch_bounds__ of weight_grad_regwin = largest block accepted.
 WG_BOUNDS = {("float", 4): 1024, ("float", 16): 512, ("double", 4): 512, ("double", 16): 256}
 #: Taps per thread of the weight gradient: TP_SMALL up to k = TP_SMALL_MAX_K, else TP_LARGE.
 TP_SMALL, TP_SMALL_MAX_K, TP_LARGE = 4, 16, 16
 
-NAMES = (*(f"correlate_{step}<{t}, {r}, {b}>" for step in ("regwin", "vec")
-           for (t, r), b in FORWARD_BOUNDS.items()),
+NAMES = (*(f"correlate_{step}<{t}, {r}, {b}>" for (step, t, r), b in FORWARD_BOUNDS.items()),
          *(f"weight_grad_regwin<{t}, {tp}, {b}>" for (t, tp), b in WG_BOUNDS.items()),
          "wg_sum_partials<float>", "wg_sum_partials<double>")
 
@@ -64,39 +67,48 @@ def _ctype(dtype) -> str:
     raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
 
 
-def skew(q: int, itemsize: int, vec: bool) -> int:
-    """Shared-memory slot of element q (gpu/ladder.cu skew): one element, or one 16-byte vector, of
-    padding after every 128 bytes."""
-    return q + (16 // itemsize if vec else 1) * (q // (128 // itemsize))
+def skew(q: int, run: int, pad: int) -> int:
+    """Shared-memory slot of element q (gpu/ladder.cu skew): `pad` elements of padding after every `run`."""
+    return q + pad * (q // run)
+
+
+def forward_pad(R: int, itemsize: int, vec: bool) -> int:
+    """Padding per run of R of the forward window (gpu/ladder.cu WindowLayout): one element, or in `vec`
+    one 16-byte vector unless R is a single odd number of vectors."""
+    W = 16 // itemsize
+    return (0 if (R // W) % 2 else W) if vec else 1
 
 
 def forward_shared_bytes(block: int, R: int, taps: int, itemsize: int, vec: bool) -> int:
-    """Dynamic shared memory of correlate_regwin/vec: the skewed window ss of block*R + taps - 1 values
+    """Dynamic shared memory of correlate_regwin/vec: the padded window ss of block*R + taps - 1 values
     plus a spare slot, 16-byte aligned, then the taps of the filter chunk fs."""
     W = 16 // itemsize
-    return ((skew(block * R + taps - 1, itemsize, vec) + W) // W * W + taps) * itemsize
+    return ((skew(block * R + taps - 1, R, forward_pad(R, itemsize, vec)) + W) // W * W + taps) * itemsize
 
 
 def wg_shared_bytes(block: int, G: int, TP: int, JS: int, itemsize: int) -> int:
-    """Dynamic shared memory of weight_grad_regwin: gs (JC values), xs (JC + KT: a spare), both skewed, and
-    red[block / 32][TP]; JC = (block / G) * JS, KT = G * TP."""
+    """Dynamic shared memory of weight_grad_regwin: gs (JC values), xs (JC + KT: a spare), both padded by
+    one element per JS, and red[block / 32][TP]; JC = (block / G) * JS, KT = G * TP."""
     JC, KT = block // G * JS, G * TP
-    return (skew(JC - 1, itemsize, False) + 1 + skew(JC + KT - 1, itemsize, False) + 1
+    return (skew(JC - 1, JS, 1) + 1 + skew(JC + KT - 1, JS, 1) + 1
             + block // 32 * TP) * itemsize
 
 
-def forward_per_thread(dtype, block: int) -> int:
-    """Outputs per thread R the forward steps use at `block`: 8 where the launch bounds allow it, else 4."""
-    return 8 if block <= FORWARD_BOUNDS[(_ctype(dtype), 8)] else 4
+def forward_per_thread(step: str, dtype, block: int) -> int:
+    """Outputs per thread R that `step` uses at `block`: 8 where the launch bounds and the shared memory
+    allow it, else 4."""
+    t, itemsize = _ctype(dtype), np.dtype(dtype).itemsize
+    fits = forward_shared_bytes(block, 8, TAPS, itemsize, step == "vec") <= SHARED_LIMIT
+    return 8 if block <= FORWARD_BOUNDS[(step, t, 8)] and fits else 4
 
 
 def _correlate(step, sig, f, out, launch, flip, offset, periodic, bias, epilogue, gate, per_thread):
     t = _ctype(out.dtype)
     block = launch.block
-    R = forward_per_thread(out.dtype, block) if per_thread is None else per_thread
-    if (t, R) not in FORWARD_BOUNDS:
+    R = forward_per_thread(step, out.dtype, block) if per_thread is None else per_thread
+    if (step, t, R) not in FORWARD_BOUNDS:
         raise ValueError(f"per_thread: expected one of 4, 8, got {R!r}")
-    bound = FORWARD_BOUNDS[(t, R)]
+    bound = FORWARD_BOUNDS[(step, t, R)]
     if block > bound:
         raise ValueError(f"block: correlate_{step} with {R} {t} outputs per thread takes at most {bound} threads, "
                          f"got {block}")
@@ -105,8 +117,8 @@ def _correlate(step, sig, f, out, launch, flip, offset, periodic, bias, epilogue
         return
     shared = forward_shared_bytes(block, R, min(L, TAPS), out.dtype.itemsize, step == "vec")
     if shared > SHARED_LIMIT:
-        raise ValueError(f"block: correlate_{step} at {block} threads needs {shared} bytes of shared memory, "
-                         f"more than {SHARED_LIMIT}")
+        raise ValueError(f"block: correlate_{step} at {block} threads with {R} outputs per thread needs {shared} "
+                         f"bytes of shared memory, more than {SHARED_LIMIT}")
     T = out.dtype.type
     args = (sig, np.int64(sig.shape[0]), np.int64(offset), np.int32(periodic), f, np.int64(L), np.int32(flip),
             out, np.int64(M), T(0 if bias is None else bias), np.int32(epilogue), out if gate is None else gate)
@@ -129,17 +141,18 @@ def correlate_vec(sig, f, out, launch, *, flip=False, offset=0, periodic=False, 
 
 def wg_layout(k: int, block: int, itemsize: int, slice_len=None) -> tuple[int, int, int]:
     """(TP, G, JS) of weight_grad_regwin: TP taps per thread, G tap groups per block (a power of two, at
-    most block / 32, G * TP covering k where it can), JS values of j per thread and chunk (a multiple of
-    TP, as the kernel needs; by default a power of two from TP up to 128 bytes of elements, the largest
-    whose shared memory fits SHARED_LIMIT)."""
+    most block / 32, G * TP covering k where it can), JS values of j per thread and chunk (a power of
+    two in [TP, block], as the kernel needs; by default up to 128 bytes of elements, the largest whose
+    shared memory fits SHARED_LIMIT)."""
     TP = TP_SMALL if k <= TP_SMALL_MAX_K else TP_LARGE
     G = 1
     while G * TP < k and G * 2 <= block // 32:
         G *= 2
     if slice_len is not None:
-        if isinstance(slice_len, bool) or not isinstance(slice_len, int) or slice_len < 1 or slice_len % TP:
-            raise ValueError(f"slice_len: expected a positive multiple of {TP} (taps per thread at k = {k}), "
-                             f"got {slice_len!r}")
+        if (isinstance(slice_len, bool) or not isinstance(slice_len, int) or not TP <= slice_len <= block
+                or slice_len & (slice_len - 1)):
+            raise ValueError(f"slice_len: expected a power of two in [{TP}, {block}] ({TP} taps per thread at "
+                             f"k = {k}), got {slice_len!r}")
         return TP, G, slice_len
     JS = 128 // itemsize
     while JS > TP and wg_shared_bytes(block, G, TP, JS, itemsize) > SHARED_LIMIT:

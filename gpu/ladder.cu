@@ -10,7 +10,8 @@
 //   tiled    (conv1d.cu) block tile + fixed 256-tap halo in shared memory, outputs strided by blockDim
 //   regwin   R contiguous outputs per thread and a register sliding window over the staged x: each x
 //            loaded from shared memory serves R outputs (tiled: 1); the halo is k-1 (tiled: 255 for any k);
-//            shared rows skewed by one word per 128 B so that stride-R reads hit distinct banks
+//            one padding word per R in shared memory, so that reads at a stride of R words hit distinct
+//            banks
 //   vec      regwin with 16-byte loads (float4 / double2): x staged from global memory with vector loads
 //            when the window is aligned and inside sig (scalar otherwise), shared reads of x and f as
 //            vectors (R/4 or R/2 instructions instead of R), vector stores of full output groups
@@ -48,14 +49,15 @@
 // stride over tiles beyond their grid. MAXB, the last template argument, is the __launch_bounds__ and
 // the largest block the launcher accepts for that instantiation (gpu/cupy_ladder.py FORWARD_BOUNDS,
 // WG_BOUNDS): 1024, except where the registers demand less (double R = 8: 512; TP = 16: float 512,
-// double 256) or the shared memory (double TP = 4: 512, as JS >= TP at 1024 threads needs 70 KB). The
+// double 256) or the shared memory (vec double R = 4: 512, its padding makes 1024 threads need 50 KB;
+// double TP = 4: 512, as JS >= TP at 1024 threads needs 70 KB); vec float takes R = 4 at 1024. The
 // block size is a power of two in [32, MAXB]; the launcher computes the dynamic shared memory (at most
 // 48 KB) from the layouts described below.
 //
 // name_expressions: correlate_regwin<float, 4, 1024>, correlate_regwin<float, 8, 1024>
 // name_expressions: correlate_regwin<double, 4, 1024>, correlate_regwin<double, 8, 512>
 // name_expressions: correlate_vec<float, 4, 1024>, correlate_vec<float, 8, 1024>
-// name_expressions: correlate_vec<double, 4, 1024>, correlate_vec<double, 8, 512>
+// name_expressions: correlate_vec<double, 4, 512>, correlate_vec<double, 8, 512>
 // name_expressions: weight_grad_regwin<float, 4, 1024>, weight_grad_regwin<float, 16, 512>
 // name_expressions: weight_grad_regwin<double, 4, 512>, weight_grad_regwin<double, 16, 256>
 // name_expressions: wg_sum_partials<float>, wg_sum_partials<double>
@@ -80,14 +82,23 @@ template <class T> struct Vec16;  // the 16-byte vector of T
 template <> struct Vec16<float> { typedef float4 type; };
 template <> struct Vec16<double> { typedef double2 type; };
 
-// Shared-memory skew: element q lives at q + SKEW * (q / ROW), ROW = 128 bytes of elements. Reads at a
-// stride of R elements across a warp then fall on distinct banks. SKEW is 1 element, or one 16-byte
-// vector when the kernel reads vectors (so that vectors stay whole and aligned).
-template <class T, bool VEC>
-__device__ __forceinline__ int skew(int q) {
-  constexpr int ROW = 128 / sizeof(T), SKEW = VEC ? 16 / sizeof(T) : 1;
-  return q + SKEW * (q / ROW);
-}
+// Shared-memory skew: element q lives at slot q + pad * (q >> shift), a padding of `pad` elements after
+// every run of 2^shift. A warp whose lanes read element lane * 2^shift + d (any d) then reads words at
+// an odd stride (2^shift + pad, in units of the access) and so hits distinct banks, whereas the
+// unpadded stride of 4, 8, ... words would meet 4-, 8-, ... way bank conflicts. A run of 2^shift
+// elements from a multiple of 2^shift stays contiguous (one address, immediate offsets).
+__device__ __forceinline__ int skew(int q, int shift, int pad) { return q + pad * (q >> shift); }
+
+// The forward steps' layout: runs of R (a thread's outputs); one padding element in `regwin`; in `vec`
+// one 16-byte vector, or none where R is one vector (the lanes' vectors are then contiguous already).
+template <class T, int R, bool VEC>
+struct WindowLayout {
+  static constexpr int W = 16 / sizeof(T);  // elements per 16-byte vector
+  static constexpr int SHIFT = R == 8 ? 3 : 2;
+  static constexpr int PAD = VEC ? ((R / W) % 2 ? 0 : W) : 1;
+  static_assert((1 << SHIFT) == R && R % W == 0, "R: 4 or 8, a whole number of vectors");
+  __device__ static __forceinline__ int slot(int q) { return skew(q, SHIFT, PAD); }
+};
 
 template <class T>
 __device__ __forceinline__ T finish(T v, long long o, int epilogue, const T* __restrict__ gate) {
@@ -105,12 +116,9 @@ __device__ __forceinline__ bool aligned16(const void* base, long long byte_offse
   return ((reinterpret_cast<unsigned long long>(base) + (unsigned long long)byte_offset) & 15ULL) == 0;
 }
 
-// dst[j] = src[skew(q + j)] for j < COUNT, where q is a multiple of COUNT and COUNT divides the skew row
-// (so that q .. q + COUNT - 1 are contiguous slots from skew(q): one address, immediate offsets).
+// dst[j] = src[j] for j < COUNT: a run of contiguous slots (16-byte aligned for VEC).
 template <class T, bool VEC, int COUNT>
-__device__ __forceinline__ void load_run(T* dst, const T* src, int q) {
-  static_assert((128 / sizeof(T)) % COUNT == 0, "a run must not cross a skew row");
-  src += skew<T, VEC>(q);
+__device__ __forceinline__ void load_run(T* dst, const T* src) {
   if constexpr (VEC) {
     typedef typename Vec16<T>::type V;
     constexpr int W = 16 / sizeof(T);
@@ -130,64 +138,64 @@ __device__ __forceinline__ void load_run(T* dst, const T* src, int q) {
   }
 }
 
-// dst[skew(q)] = src[q] for q < count, every src[q] in bounds. The block size is a multiple of the skew
-// row, so that skew(q + B) = skew(q) + skew(B): one skew per thread, then a constant step.
-template <class T, bool VEC>
-__device__ __forceinline__ void stage_run(T* dst, const T* __restrict__ src, int count) {
-  const int t = threadIdx.x, B = blockDim.x, step = skew<T, VEC>(B);
-  int slot = skew<T, VEC>(t);
+// dst[slot(q)] = src[q] for q < count, every src[q] in bounds; slot(t) = first and slot(q + B) = slot(q)
+// + step (the block size is a multiple of the padding run): no skew arithmetic in the loop.
+template <class T>
+__device__ __forceinline__ void stage_run(T* dst, const T* __restrict__ src, int count, int first, int step) {
+  const int t = threadIdx.x, B = blockDim.x;
+  int slot = first;
 #pragma unroll 2
   for (int q = t; q < count; q += B, slot += step) dst[slot] = src[q];
 }
 
-// The same with 16-byte vectors: dst[skew(q)] = src[q] for q < nvec * (16 / sizeof(T)), src aligned.
+// The same with 16-byte vectors v < nvec (src aligned): first = slot(t * W), step = slot(B * W).
 template <class T>
-__device__ __forceinline__ void stage_run_vec(T* dst, const T* __restrict__ src, int nvec) {
+__device__ __forceinline__ void stage_run_vec(T* dst, const T* __restrict__ src, int nvec, int first, int step) {
   typedef typename Vec16<T>::type V;
-  constexpr int W = 16 / sizeof(T);
-  const int t = threadIdx.x, B = blockDim.x, step = skew<T, true>(B * W);
-  int slot = skew<T, true>(t * W);
+  const int t = threadIdx.x, B = blockDim.x;
+  int slot = first;
 #pragma unroll 2
   for (int v = t; v < nvec; v += B, slot += step)
     *reinterpret_cast<V*>(dst + slot) = reinterpret_cast<const V*>(src)[v];
 }
 
-// Stage ss[skew(q)] = s[p0 + q] for q < count (p0 = o0 + c0 the window's first position) and a zero at
+// Stage ss[slot(q)] = s[p0 + q] for q < count (p0 = o0 + c0 the window's first position) and a zero at
 // q = count (the spare slot a vector read past the window's end touches; never multiplied). A window
 // inside sig (and, periodic, not wrapping) is copied without bounds checks, with vector loads in `vec`
 // when sig + start is 16-byte aligned; any other window element by element.
-template <class T, bool VEC>
+template <class T, int R, bool VEC>
 __device__ __forceinline__ void stage_window(T* ss, const T* __restrict__ sig, long long N, long long offset,
                                              int periodic, long long p0, int count) {
   const int t = threadIdx.x, B = blockDim.x;
   const long long g0 = p0 + offset;  // sig index of q = 0 (before any wrap)
   const long long start = periodic ? wrap_index(g0, N) : g0;
+  typedef WindowLayout<T, R, VEC> Lay;
   if (start >= 0 && start + count <= N) {
     int done = 0;
     if constexpr (VEC) {
-      constexpr int W = 16 / sizeof(T);
+      constexpr int W = Lay::W;
       if (aligned16(sig, start * (long long)sizeof(T))) {
-        stage_run_vec<T>(ss, sig + start, count / W);
+        stage_run_vec<T>(ss, sig + start, count / W, Lay::slot(t * W), Lay::slot(B * W));
         done = count / W * W;
       }
     }
-    if (done == 0) stage_run<T, VEC>(ss, sig + start, count);
+    if (done == 0) stage_run<T>(ss, sig + start, count, Lay::slot(t), Lay::slot(B));
     else
-      for (int q = done + t; q < count; q += B) ss[skew<T, VEC>(q)] = sig[start + q];
+      for (int q = done + t; q < count; q += B) ss[Lay::slot(q)] = sig[start + q];
   } else {
     for (int q = t; q < count; q += B) {
       long long pos = start + q;
       if (periodic) pos = pos < N ? pos : (pos - N < N ? pos - N : pos % N);
-      ss[skew<T, VEC>(q)] = (periodic || (pos >= 0 && pos < N)) ? sig[pos] : T(0);
+      ss[Lay::slot(q)] = (periodic || (pos >= 0 && pos < N)) ? sig[pos] : T(0);
     }
   }
-  if (t == 0) ss[skew<T, VEC>(count)] = T(0);
+  if (t == 0) ss[Lay::slot(count)] = T(0);
 }
 
 // The forward body of `regwin` (VEC = false) and `vec` (VEC = true). Block tile of TILE = B * R outputs,
 // thread t owns outputs o0 + tR + r (r < R). Per filter chunk c0 (count = min(L - c0, LADDER_TAPS) taps):
 //   fs[c] = f'[c0 + c]                 (c < count)
-//   ss[skew(q)] = s[o0 + c0 + q]       (q < TILE + count - 1: the tile plus a halo of count - 1)
+//   ss[slot(q)] = s[o0 + c0 + q]       (q < TILE + count - 1: the tile plus a halo of count - 1)
 //   acc[r] += fs[c] * ss[tR + r + c]
 // The inner loop takes R taps at a time with a window xa[0 .. 2R-1] = ss[tR + c .. tR + c + 2R - 1] in
 // registers: R^2 FMAs per R new x values and R filter values, then xa slides by R. Chunks whose terms
@@ -200,8 +208,9 @@ __device__ __forceinline__ void correlate_window(const T* __restrict__ sig, long
   const int B = blockDim.x, t = threadIdx.x, TILE = B * R, base = t * R;
   const int taps = (int)min(L, (long long)LADDER_TAPS);
   T* ss = ladder_shared<T>();
-  constexpr int W = 16 / sizeof(T);  // elements per 16-byte vector
-  T* fs = ss + (skew<T, VEC>(TILE + taps - 1) + W) / W * W;  // 16-byte aligned, past ss[skew(TILE + taps - 1)]
+  typedef WindowLayout<T, R, VEC> Lay;
+  constexpr int W = Lay::W;
+  T* fs = ss + (Lay::slot(TILE + taps - 1) + W) / W * W;  // 16-byte aligned, past ss[slot(TILE + taps - 1)]
   const long long lo = -offset, hi = N - offset;  // non-periodic: s[q] is sig data for lo <= q < hi
   const long long tiles = (M + TILE - 1) / TILE;
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -216,16 +225,16 @@ __device__ __forceinline__ void correlate_window(const T* __restrict__ sig, long
         const long long i = c0 + c;
         fs[c] = flip ? f[L - 1 - i] : f[i];
       }
-      stage_window<T, VEC>(ss, sig, N, offset, periodic, o0 + c0, TILE + count - 1);
+      stage_window<T, R, VEC>(ss, sig, N, offset, periodic, o0 + c0, TILE + count - 1);
       __syncthreads();
       const long long last = min(o0 + TILE, M) - 1 + c0 + count - 1;  // furthest signal position used
       if (periodic || (o0 + c0 >= lo && last < hi)) {  // interior chunk: every term is a real one
         T xa[2 * R];
-        load_run<T, VEC, R>(xa, ss, base);
+        load_run<T, VEC, R>(xa, ss + Lay::slot(base));
         int c = 0;
         for (; c + R <= count; c += R) {
           T fr[R];
-          load_run<T, VEC, R>(xa + R, ss, base + c + R);  // xa[2R-1] is never multiplied
+          load_run<T, VEC, R>(xa + R, ss + Lay::slot(base + c + R));  // xa[2R-1] is never multiplied
           if constexpr (VEC) {
             typedef typename Vec16<T>::type V;
 #pragma unroll
@@ -250,7 +259,7 @@ __device__ __forceinline__ void correlate_window(const T* __restrict__ sig, long
           for (int r = 0; r < R; ++r) xa[r] = xa[r + R];
         }
         const int rem = count - c;  // < R taps left: xa[R .. R + rem - 2] completes their window
-        const T* tail = ss + skew<T, VEC>(base + c + R);  // a run of R slots (R divides the skew row)
+        const T* tail = ss + Lay::slot(base + c + R);  // a run of R slots
 #pragma unroll
         for (int u = 0; u < R - 1; ++u)
           if (u < rem - 1) xa[R + u] = tail[u];
@@ -267,7 +276,7 @@ __device__ __forceinline__ void correlate_window(const T* __restrict__ sig, long
           const long long o = o0 + base + r;
           const int cend = (int)max(0LL, min((long long)count, hi - o - c0));
           for (int c = (int)max(0LL, min((long long)count, lo - o - c0)); c < cend; ++c)
-            acc[r] += fs[c] * ss[skew<T, VEC>(base + r + c)];
+            acc[r] += fs[c] * ss[Lay::slot(base + r + c)];
         }
       }
     }
@@ -315,7 +324,8 @@ correlate_vec(const T* __restrict__ sig, long long N, long long offset, int peri
 // (G a power of two, B / G >= 32: a warp holds one group) of S = B / G threads. Tap tile i0 = tile * KT,
 // KT = G * TP; thread t is group tg = t / S, slice js = t % S and owns taps i0 + tg * TP + u (u < TP).
 // j goes over the chunks split, split + splits, ... of JC = S * JS values (JS a multiple of TP):
-//   gs[skew(q)] = g[j0 + q] (q < JC),   xs[skew(q)] = x[j0 + i0 + q] (q < JC + KT: halo KT - 1 + a spare)
+//   gs[slot(q)] = g[j0 + q] (q < JC),   xs[slot(q)] = x[j0 + i0 + q] (q < JC + KT: halo KT - 1 + a spare)
+//   slot(q) = skew(q, log2 JS, 1): lanes read at a stride of JS + 1 slots
 //   acc[u] += gs[jb + jj] * xs[jb + jj + tg * TP + u]    for jj < JS, jb = js * JS, j0 + jb + jj < m
 // taken TP values of j at a time with a window xa[0 .. 2TP-1] in registers. Then the S partial sums of
 // a tap are added in a fixed order: __shfl_down_sync within the warp, the S / 32 warps in order through
@@ -327,8 +337,9 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
   const int B = blockDim.x, t = threadIdx.x, S = B / G, tg = t / S, js = t % S, lane = t % 32, w = t / 32;
   const int KT = G * TP, JC = S * JS, XW = JC + KT - 1;
   T* gs = ladder_shared<T>();
-  T* xs = gs + skew<T, false>(JC - 1) + 1;
-  T* red = xs + skew<T, false>(XW) + 1;  // [B / 32][TP]
+  const int sh = __ffs(JS) - 1;  // JS is a power of two
+  T* xs = gs + skew(JC - 1, sh, 1) + 1;
+  T* red = xs + skew(XW, sh, 1) + 1;  // [B / 32][TP]
   const long long split = blockIdx.y, splits = gridDim.y;
   const long long tiles = (k + KT - 1) / KT, chunks = (m + JC - 1) / JC;
   const int jb = js * JS, ib = jb + tg * TP;
@@ -340,21 +351,21 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
     for (long long chunk = split; chunk < chunks; chunk += splits) {
       const long long j0 = chunk * JC;
       __syncthreads();  // everyone is done reading the previous chunk
-      if (j0 + JC <= m) stage_run<T, false>(gs, g + j0, JC);  // interior chunks: no bounds checks
+      if (j0 + JC <= m) stage_run<T>(gs, g + j0, JC, skew(t, sh, 1), skew(B, sh, 1));  // no bounds checks
       else
-        for (int q = t; q < JC; q += B) gs[skew<T, false>(q)] = j0 + q < m ? g[j0 + q] : T(0);
-      if (j0 + i0 + XW < n) stage_run<T, false>(xs, x + j0 + i0, XW + 1);
+        for (int q = t; q < JC; q += B) gs[skew(q, sh, 1)] = j0 + q < m ? g[j0 + q] : T(0);
+      if (j0 + i0 + XW < n) stage_run<T>(xs, x + j0 + i0, XW + 1, skew(t, sh, 1), skew(B, sh, 1));
       else
-        for (int q = t; q <= XW; q += B) xs[skew<T, false>(q)] = j0 + i0 + q < n ? x[j0 + i0 + q] : T(0);
+        for (int q = t; q <= XW; q += B) xs[skew(q, sh, 1)] = j0 + i0 + q < n ? x[j0 + i0 + q] : T(0);
       __syncthreads();
       const int jn = (int)max(0LL, min((long long)JS, m - j0 - jb));  // this slice's j (none past m)
       if (jn > 0) {
         T xa[2 * TP];
-        load_run<T, false, TP>(xa, xs, ib);
+        load_run<T, false, TP>(xa, xs + skew(ib, sh, 1));
         int jj = 0;
         for (; jj + TP <= jn; jj += TP) {
-          load_run<T, false, TP>(xa + TP, xs, ib + jj + TP);  // xa[2TP-1] only slides to xa[TP-1]
-          const T* gr = gs + skew<T, false>(jb + jj);  // a run of TP slots (JS a multiple of TP)
+          load_run<T, false, TP>(xa + TP, xs + skew(ib + jj + TP, sh, 1));  // xa[2TP-1] only slides down
+          const T* gr = gs + skew(jb + jj, sh, 1);  // a run of TP slots (JS a multiple of TP)
 #pragma unroll
           for (int v = 0; v < TP; ++v) {
             const T gj = gr[v];
@@ -365,8 +376,8 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
           for (int u = 0; u < TP; ++u) xa[u] = xa[u + TP];
         }
         const int rem = jn - jj;  // < TP values of j left
-        const T* xr = xs + skew<T, false>(ib + jj + TP);
-        const T* gr = gs + skew<T, false>(jb + jj);
+        const T* xr = xs + skew(ib + jj + TP, sh, 1);
+        const T* gr = gs + skew(jb + jj, sh, 1);
 #pragma unroll
         for (int v = 0; v < TP - 1; ++v)
           if (v < rem - 1) xa[TP + v] = xr[v];

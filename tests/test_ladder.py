@@ -227,11 +227,12 @@ def accepted_blocks(bound):
 @pytest.mark.parametrize("itemsize", [4, 8])
 def test_every_accepted_block_fits_48_kb(itemsize):
     t = {4: "float", 8: "double"}[itemsize]
-    for (ct, R), bound in cupy_ladder.FORWARD_BOUNDS.items():
-        if ct == t:
-            for block in accepted_blocks(bound):
-                for vec in (False, True):
-                    assert cupy_ladder.forward_shared_bytes(block, R, cupy_ladder.TAPS, itemsize, vec) <= 48 << 10
+    dtype = {4: np.float32, 8: np.float64}[itemsize]
+    for step in ("regwin", "vec"):
+        for block in accepted_blocks(cupy_ladder.FORWARD_BOUNDS[(step, t, 4)]):
+            R = cupy_ladder.forward_per_thread(step, dtype, block)
+            assert block <= cupy_ladder.FORWARD_BOUNDS[(step, t, R)]
+            assert cupy_ladder.forward_shared_bytes(block, R, cupy_ladder.TAPS, itemsize, step == "vec") <= 48 << 10
     for k in (1, 3, 16, 17, 100, 511, 10**6):
         TP = cupy_ladder.TP_SMALL if k <= cupy_ladder.TP_SMALL_MAX_K else cupy_ladder.TP_LARGE
         for block in accepted_blocks(cupy_ladder.WG_BOUNDS[(t, TP)]):
@@ -243,8 +244,13 @@ def test_every_accepted_block_fits_48_kb(itemsize):
 def test_blocks_beyond_the_launch_bounds_are_refused():
     x, w = np.ones(100), np.ones(3)
     with pytest.raises(ValueError, match="block.*at most 512 threads, got 1024"):
-        cupy_ladder.correlate_vec(x, w, np.empty(98), Launch(block=1024), per_thread=8)
-    cupy_ladder.correlate_vec(x, w, y := np.empty(98), Launch(block=1024))  # picks R = 4
+        cupy_ladder.correlate_regwin(x, w, np.empty(98), Launch(block=1024), per_thread=8)
+    with pytest.raises(ValueError, match="block.*at most 512 threads, got 1024"):
+        cupy_ladder.correlate_vec(x, w, np.empty(98), Launch(block=1024))
+    with pytest.raises(ValueError, match=r"block.*needs \d+ bytes of shared memory"):
+        cupy_ladder.correlate_vec(x.astype(np.float32), w.astype(np.float32), np.empty(98, np.float32),
+                                  Launch(block=1024), per_thread=8)
+    cupy_ladder.correlate_regwin(x, w, y := np.empty(98), Launch(block=1024))  # picks R = 4
     assert np.all(y == 3)
     x, w = np.ones(300), np.ones(100)
     with pytest.raises(ValueError, match="block.*at most 256 threads, got 512"):
@@ -267,3 +273,38 @@ def test_nvrtc_no_spills_within_launch_bounds(arch):
         bound = int(re.search(r"(\d+)>$", name)[1]) if name.count(",") == 2 else 1024
         assert r.registers * bound <= 65536, r
         assert r.shared <= 1024, r
+
+
+def wavefronts(byte_addresses, size: int) -> int:
+    """Shared-memory wavefronts of one warp access of `size`-byte words (32 banks of 4 bytes; 64- and
+    128-bit accesses are served in phases of 16 and 8 lanes): per phase, the most distinct 4-byte words
+    that fall in one bank."""
+    lanes, total = 128 // size, 0
+    for p in range(0, 32, lanes):
+        banks = {}
+        for a in byte_addresses[p:p + lanes]:
+            for word in range(a // 4, (a + size) // 4):
+                banks.setdefault(word % 32, set()).add(word)
+        total += max(len(v) for v in banks.values())
+    return total
+
+
+@pytest.mark.parametrize("itemsize", [4, 8])
+def test_padded_layouts_are_free_of_bank_conflicts(itemsize):
+    """The padding of gpu/ladder.cu makes the lane-strided reads of the inner loops conflict-free at every
+    offset: the forward's runs of R (scalar in regwin, 16-byte vectors in vec; lane t reads t*R + d) and
+    the weight gradient's slices of JS (lane js reads js*JS + d). Without padding they would conflict."""
+    W = 16 // itemsize
+    ideal = {itemsize: itemsize * 32 // 128, 16: 4}
+    for R in (4, 8):
+        for vec, size in ((False, itemsize), (True, 16)):
+            pad = cupy_ladder.forward_pad(R, itemsize, vec)
+            for d in range(0, 4 * R, W if vec else 1):
+                slots = [cupy_ladder.skew(t * R + d, R, pad) * itemsize for t in range(32)]
+                assert wavefronts(slots, size) == ideal[size], (R, vec, d)
+            if not (vec and R == W):
+                assert wavefronts([(t * R) * itemsize for t in range(32)], size) > ideal[size]
+    for JS in (4, 8, 16, 32):
+        for d in range(2 * JS + 64):
+            slots = [cupy_ladder.skew(js * JS + d, JS, 1) * itemsize for js in range(32)]
+            assert wavefronts(slots, itemsize) == ideal[itemsize], (JS, d)

@@ -31,18 +31,18 @@
 //
 //   step       regs   k = 3: share of HBM                      k = 511: share of FP32 FMA peak
 //   tiled      -      ~20-30% (audit of conv1d.cu)             ~20-24% (68 shared loads per 64 FMA)
-//   regwin     63-64  ~75-80%: per 8 outputs a thread issues    ~65%: the 8-tap group loop issues 92
-//              (R=8)  ~180 instructions (staging ~10 per       instructions for 64 FFMA (70%), 10 LDS;
-//                     element, 8 strided scalar stores): ~35%  chunk staging, barriers and the 7-tap
-//                     of the issue slots the bytes take        tail another ~7%
-//   vec        63-64  ~80-85%: ~85 instructions per 8          ~69%: 88 instructions for 64 FFMA (73%),
+//   regwin     64     ~75-80%: per 8 outputs a thread issues    ~65%: the 8-tap group loop issues 90
+//              (R=8)  ~180 instructions (staging ~10 per       instructions for 64 FFMA (71%), 10 LDS,
+//                     element, 8 strided scalar stores): ~35%  conflict-free; chunk staging, barriers
+//                     of the issue slots the bytes take        and the 7-tap tail another ~7%
+//   vec        64     ~80-85%: ~85 instructions per 8          ~70%: 85 instructions for 64 FFMA (75%),
 //              (R=8)  outputs (LDG.128 staging, 2 STG.128)     4 LDS.128; staging ~6x cheaper
 //   wg_regwin  64     ~70-80%: TP = 4, JS = 32: staging of     ~62% (block 128: KT = 64, 16.5 staged
 //              (TP=4) 2 x 4096 values per chunk (~10 each)     values per thread per 512 FFMA) to ~73%
-//              80-93  takes ~55% of the issue slots the bytes  (block 512: KT = 256); inner loop 303
-//              (TP=16) take; 1/4 of the FMAs wasted            instructions for 256 FFMA (84%), 32 LDS
+//              93     takes ~55% of the issue slots the bytes  (block 512: KT = 256); inner loop 302
+//              (TP=16) take; 1/4 of the FMAs wasted            instructions for 256 FFMA (85%), 32 LDS
 // float64: the same loops issue DFMA at half the FFMA rate, so they reach ~85-90% of the FP64 peak
-// at k = 511 (vec: 101 instructions per 64 DFMA = 128 DFMA clocks) before the chunk overhead.
+// at k = 511 (vec: 97 instructions per 64 DFMA = 128 DFMA clocks) before the chunk overhead.
 // Next steps by this model: R = 16 outputs per thread (forward) and vector staging (weight grad).
 //
 // Every global index is a long long; shared-memory indices are int (shared memory < 228 KB). Kernels

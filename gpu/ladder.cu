@@ -14,7 +14,8 @@
 //            banks
 //   vec      regwin with 16-byte loads (float4 / double2): x staged from global memory with vector loads
 //            when the window is aligned and inside sig (scalar otherwise), shared reads of x and f as
-//            vectors (R/4 or R/2 instructions instead of R), vector stores of full output groups
+//            vectors (R/4 or R/2 instructions instead of R), vector stores of full output groups;
+//            the padding is one vector per run of R (none where R is a single vector)
 // Weight gradient:
 //   naive, tiled (conv1d.cu) one thread per tap; 128-tap tiles whatever k (98% wasted at k = 3)
 //   wg_regwin  tap tiles sized to k (G groups of TP contiguous taps, G*TP >= k, TP = 4 for k <= 16
@@ -50,7 +51,7 @@
 // the largest block the launcher accepts for that instantiation (gpu/cupy_ladder.py FORWARD_BOUNDS,
 // WG_BOUNDS): 1024, except where the registers demand less (double R = 8: 512; TP = 16: float 512,
 // double 256) or the shared memory (vec double R = 4: 512, its padding makes 1024 threads need 50 KB;
-// double TP = 4: 512, as JS >= TP at 1024 threads needs 70 KB); vec float takes R = 4 at 1024. The
+// double TP = 4: 512, as JS >= TP at 1024 threads needs 82 KB); vec float takes R = 4 at 1024. The
 // block size is a power of two in [32, MAXB]; the launcher computes the dynamic shared memory (at most
 // 48 KB) from the layouts described below.
 //

@@ -36,6 +36,10 @@ NONE, RELU, GATE = 0, 1, 2  # epilogues of the correlation engine (passed to the
 
 #: variant -> {op: one-line note}; "" holds the note of the ops not named. Ops without a note are not
 #: registered for that variant.
+#: The 1-D ops a forward ladder step (a new correlation engine) computes; the bias gradient is not a step.
+LADDER_FORWARD_OPS = ("conv1d", "conv1d_relu", "conv1d_input_grad", "conv1d_relu_backward", "circular_correlate",
+                      "circular_correlate_backward")
+
 NOTES = {
     "naive": {
         "": "one thread per output, operands read from global memory",
@@ -54,6 +58,19 @@ NOTES = {
         op: "tiled, but block partials are added atomically into the output: one pass, NOT deterministic "
             "(the order of the additions varies)"
         for op in ("conv1d_weight_grad", "conv1d_bias_grad")
+    },
+    # The CUDA C ladder (gpu/ladder.cu, cupy only): each step changes one idea against the one before.
+    "regwin": {
+        op: "tiled, but R = 8 contiguous outputs per thread (4 where registers or shared memory demand it) with "
+            "a register sliding window over x, and a halo of exactly k-1: each x value loaded serves R outputs"
+        for op in LADDER_FORWARD_OPS
+    },
+    "vec": {op: "regwin with 16-byte loads and stores (float4 / double2) where aligned: fewer load instructions"
+            for op in LADDER_FORWARD_OPS},
+    "wg_regwin": {
+        "conv1d_weight_grad": "tap tiles sized to k (no 128-tap tiles at k = 3), contiguous taps and j per thread "
+                              "with a register window; warp shuffles, then fixed-order block and partial sums "
+                              "(deterministic)",
     },
 }
 #: The variant both backends use by default.

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from gpu import cuda_tunables as tun
+from gpu import cupy_ladder
 from gpu.correlation_ops import NONE, Engines, register
 from gpu.launch import CupyLaunch as Launch
 from gpu.launch import param_chunks, sum_blocks, weight_grad_splits
@@ -212,6 +213,17 @@ def engines(tiled: bool, atomic: bool) -> Engines:
 register(backend, "naive", engines(tiled=False, atomic=False))
 register(backend, "tiled", engines(tiled=True, atomic=False))
 register(backend, "atomic", engines(tiled=True, atomic=True))
+
+
+def ladder_engines(correlate) -> Engines:
+    """A step of the CUDA C ladder (gpu/ladder.cu): its engines, with the tiled total for bias sums."""
+    return Engines(correlate, cupy_ladder.weight_grad_regwin, functools.partial(total, tiled=True, atomic=False),
+                   empty=_empty, launch_of=Launch.of)
+
+
+register(backend, "regwin", ladder_engines(cupy_ladder.correlate_regwin))
+register(backend, "vec", ladder_engines(cupy_ladder.correlate_vec))
+register(backend, "wg_regwin", ladder_engines(cupy_ladder.correlate_regwin))
 
 
 # ------------------------------------------------------------------------------------------------

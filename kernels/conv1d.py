@@ -48,13 +48,16 @@ class Conv1dProblem:
 
 # --- validation: public arguments -> (problem, inputs) -------------------------------------------
 
-def _signal_and_filter(x, w, flip, b=None):
+_NO_BIAS = object()  # the ops without a bias (None is a bad bias: b is required where it is taken)
+
+
+def _signal_and_filter(x, w, flip, b=_NO_BIAS):
     x = validate.float_array("x", x, 1)
     w = validate.float_array("w", w, 1)
     dtype = validate.same_dtype(x=x, w=w)
     n = x.shape[0]
     k = validate.filter_length(w.shape[0], n, name="w (filter length)")
-    b = None if b is None else validate.real_scalar("b", b, dtype)
+    b = None if b is _NO_BIAS else validate.real_scalar("b", b, dtype)
     return Conv1dProblem(n, k, dtype, validate.flag("flip", flip), b), x, w
 
 
@@ -98,6 +101,114 @@ def parse_relu(x, w, b, *, flip=False):
 def parse_relu_backward(x, w, b, grad_y, *, flip=False):
     p, x, w = _signal_and_filter(x, w, flip, b)
     return p, (x, w, _grad_y(grad_y, p, x=x))
+
+
+# --- fast parses: the same checks for the common call, or None ------------------------------------
+# Accepted: exactly the positional arguments, flip (if any) a Python bool, arrays exactly np.ndarray,
+# 1-D, C-contiguous, all float32 or all float64, with valid lengths; b a float or NumPy float (not 0,
+# whose sign a cache key would lose). Anything else returns None and the parse above runs.
+
+_ND, _F32, _F64 = np.ndarray, np.dtype(np.float32), np.dtype(np.float64)
+_PROBLEMS: dict = {}  # (n, k, dtype, flip, b) -> Conv1dProblem, bounded
+
+
+def _cached(n, k, dtype, flip, b=None) -> Conv1dProblem:
+    key = (n, k, dtype, flip, b)
+    p = _PROBLEMS.get(key)
+    if p is None:
+        if len(_PROBLEMS) >= 1024:
+            _PROBLEMS.clear()
+        p = _PROBLEMS[key] = Conv1dProblem(n, k, dtype, flip, None if b is None else dtype.type(b))
+    return p
+
+
+def _flip(kwargs):
+    """flip from keywords that hold at most flip, a Python bool; None for anything else."""
+    if not kwargs:
+        return False
+    flip = kwargs.get("flip")
+    return flip if len(kwargs) == 1 and (flip is True or flip is False) else None
+
+
+def _dtype(a):
+    """The dtype of a C-contiguous 1-D float32/float64 np.ndarray `a`, else None."""
+    if type(a) is _ND and a.ndim == 1 and a.flags.c_contiguous:
+        d = a.dtype
+        if d is _F32 or d is _F64:
+            return d
+    return None
+
+
+def _bias(b) -> bool:
+    return (type(b) is float or type(b) is np.float64 or type(b) is np.float32) and b != 0 and b == b
+
+
+def fast_forward(args, kwargs):
+    flip = _flip(kwargs)
+    if len(args) != 2 or flip is None:
+        return None
+    x, w = args
+    d = _dtype(x)
+    if d is None or _dtype(w) is not d:
+        return None
+    n, k = x.shape[0], w.shape[0]
+    return (_cached(n, k, d, flip), args) if 1 <= k <= n else None
+
+
+def fast_weight_grad(args, kwargs):
+    flip = _flip(kwargs)
+    if len(args) != 3 or flip is None:
+        return None
+    x, g, k = args
+    d = _dtype(x)
+    if d is None or _dtype(g) is not d or type(k) is not int:
+        return None
+    n = x.shape[0]
+    return (_cached(n, k, d, flip), (x, g)) if 1 <= k <= n and g.shape[0] == n - k + 1 else None
+
+
+def fast_bias_grad(args, kwargs):
+    if len(args) != 1 or kwargs:
+        return None
+    d = _dtype(args[0])
+    m = args[0].shape[0] if d is not None else 0
+    return (_cached(m, 1, d, False), args) if m >= 1 else None
+
+
+def fast_input_grad(args, kwargs):
+    flip = _flip(kwargs)
+    if len(args) != 2 or flip is None:
+        return None
+    w, g = args
+    d = _dtype(w)
+    if d is None or _dtype(g) is not d:
+        return None
+    k, m = w.shape[0], g.shape[0]
+    return (_cached(m + k - 1, k, d, flip), args) if k >= 1 and m >= 1 else None
+
+
+def fast_relu(args, kwargs):
+    flip = _flip(kwargs)
+    if len(args) != 3 or flip is None:
+        return None
+    x, w, b = args
+    d = _dtype(x)
+    if d is None or _dtype(w) is not d or not _bias(b):
+        return None
+    n, k = x.shape[0], w.shape[0]
+    return (_cached(n, k, d, flip, b), (x, w)) if 1 <= k <= n else None
+
+
+def fast_relu_backward(args, kwargs):
+    flip = _flip(kwargs)
+    if len(args) != 4 or flip is None:
+        return None
+    x, w, b, g = args
+    d = _dtype(x)
+    if d is None or _dtype(w) is not d or _dtype(g) is not d or not _bias(b):
+        return None
+    n, k = x.shape[0], w.shape[0]
+    return (_cached(n, k, d, flip, b), (x, w, g)) if 1 <= k <= n and g.shape[0] == n - k + 1 else None
 
 
 # --- reference (float64) ---------------------------------------------------------------------------
@@ -188,38 +299,39 @@ def _args_relu_backward(rng, dtype, n, k):
 # --- the ops --------------------------------------------------------------------------------------
 
 define(
-    "conv1d", parse=parse_forward, outputs=("y",), out_shapes=lambda p: ((p.m,),),
+    "conv1d", fast=fast_forward, parse=parse_forward, outputs=("y",), out_shapes=lambda p: ((p.m,),),
     flops=_corr_flops, min_bytes=_bytes(N, K, M), reduction_length=K, make_args=_args_forward,
     reference=lambda p, x, w: (correlate(x, w, p.flip),),
     doc="y[j] = sum_i x[j+i] w[i]  (flip: w reversed, = np.convolve valid)",
 )
 define(
-    "conv1d_weight_grad", parse=parse_weight_grad, outputs=("dw",), out_shapes=lambda p: ((p.k,),),
+    "conv1d_weight_grad", fast=fast_weight_grad, parse=parse_weight_grad, outputs=("dw",),
+    out_shapes=lambda p: ((p.k,),),
     flops=_corr_flops, min_bytes=_bytes(N, M, K), reduction_length=M, make_args=_args_weight_grad,
     reference=lambda p, x, g: (weight_grad(x, g, p.k, p.flip),),
     doc="dw[i] = sum_j grad_y[j] x[j+i]  (flip: reversed)",
 )
 define(
-    "conv1d_bias_grad", parse=parse_bias_grad, outputs=("db",), out_shapes=lambda p: ((1,),),
+    "conv1d_bias_grad", fast=fast_bias_grad, parse=parse_bias_grad, outputs=("db",), out_shapes=lambda p: ((1,),),
     flops=M, min_bytes=_bytes(M, ONE), reduction_length=M, make_args=_args_bias_grad,
     reference=lambda p, g: (np.array([g.sum()]),),
     doc="db = sum_j grad_y[j]",
 )
 define(
-    "conv1d_input_grad", parse=parse_input_grad, outputs=("dx",), out_shapes=lambda p: ((p.n,),),
+    "conv1d_input_grad", fast=fast_input_grad, parse=parse_input_grad, outputs=("dx",), out_shapes=lambda p: ((p.n,),),
     flops=_corr_flops, min_bytes=_bytes(K, M, N), reduction_length=lambda p: min(p.k, p.m),
     make_args=_args_input_grad, reference=lambda p, w, g: (input_grad(w, g, p.flip),),
     doc="dx[t] = sum_i grad_y[t-i] w[i]  (full convolution of grad_y with w)",
 )
 define(
-    "conv1d_relu", parse=parse_relu, outputs=("y",), out_shapes=lambda p: ((p.m,),),
+    "conv1d_relu", fast=fast_relu, parse=parse_relu, outputs=("y",), out_shapes=lambda p: ((p.m,),),
     flops=lambda p: _corr_flops(p) + 2 * p.m, min_bytes=_bytes(N, K, M), reduction_length=K,
     make_args=_args_relu,
     reference=lambda p, x, w: (np.maximum(correlate(x, w, p.flip) + float(p.b), 0.0),),
     doc="y = max(0, conv1d(x, w) + b)",
 )
 define(
-    "conv1d_relu_backward", parse=parse_relu_backward, outputs=("dx", "dw", "db"),
+    "conv1d_relu_backward", fast=fast_relu_backward, parse=parse_relu_backward, outputs=("dx", "dw", "db"),
     out_shapes=lambda p: ((p.n,), (p.k,), (1,)),
     flops=lambda p: 3 * _corr_flops(p) + 4 * p.m, min_bytes=_bytes(N, K, M, N, K, ONE),
     reduction_length=lambda p: max(p.k, p.m), make_args=_args_relu_backward,

@@ -112,31 +112,29 @@ _ND, _F32, _F64 = np.ndarray, np.dtype(np.float32), np.dtype(np.float64)
 _PROBLEMS: dict = {}  # (n, k, dtype, flip, b) -> Conv1dProblem, bounded
 
 
-def _cached(n, k, dtype, flip, b=None) -> Conv1dProblem:
-    key = (n, k, dtype, flip, b)
-    p = _PROBLEMS.get(key)
-    if p is None:
-        if len(_PROBLEMS) >= 1024:
-            _PROBLEMS.clear()
-        p = _PROBLEMS[key] = Conv1dProblem(n, k, dtype, flip, None if b is None else dtype.type(b))
+def _new(n, k, dtype, flip, b=None) -> Conv1dProblem:
+    """A problem for the fast parses, kept in _PROBLEMS under (n, k, dtype, flip, b)."""
+    if len(_PROBLEMS) >= 1024:
+        _PROBLEMS.clear()
+    p = _PROBLEMS[n, k, dtype, flip, b] = Conv1dProblem(n, k, dtype, flip, None if b is None else dtype.type(b))
     return p
 
 
 def _flip(kwargs):
     """flip from keywords that hold at most flip, a Python bool; None for anything else."""
-    if not kwargs:
-        return False
     flip = kwargs.get("flip")
     return flip if len(kwargs) == 1 and (flip is True or flip is False) else None
 
 
-def _dtype(a):
-    """The dtype of a C-contiguous 1-D float32/float64 np.ndarray `a`, else None."""
-    if type(a) is _ND and a.ndim == 1 and a.flags.c_contiguous:
-        d = a.dtype
-        if d is _F32 or d is _F64:
-            return d
-    return None
+def _dtype(arrays):
+    """The dtype of `arrays` if all are C-contiguous 1-D np.ndarrays of float32 or of float64, else None."""
+    d = arrays[0].dtype if type(arrays[0]) is _ND else None
+    if d is not _F32 and d is not _F64:
+        return None
+    for a in arrays:
+        if type(a) is not _ND or a.dtype is not d or a.ndim != 1 or not a.flags.c_contiguous:
+            return None
+    return d
 
 
 def _bias(b) -> bool:
@@ -144,71 +142,75 @@ def _bias(b) -> bool:
 
 
 def fast_forward(args, kwargs):
-    flip = _flip(kwargs)
-    if len(args) != 2 or flip is None:
+    flip = _flip(kwargs) if kwargs else False
+    d = _dtype(args) if len(args) == 2 and flip is not None else None
+    if d is None:
         return None
-    x, w = args
-    d = _dtype(x)
-    if d is None or _dtype(w) is not d:
+    n, k = args[0].shape[0], args[1].shape[0]
+    if not 1 <= k <= n:
         return None
-    n, k = x.shape[0], w.shape[0]
-    return (_cached(n, k, d, flip), args) if 1 <= k <= n else None
+    return _PROBLEMS.get((n, k, d, flip, None)) or _new(n, k, d, flip), args
 
 
 def fast_weight_grad(args, kwargs):
-    flip = _flip(kwargs)
+    flip = _flip(kwargs) if kwargs else False
     if len(args) != 3 or flip is None:
         return None
     x, g, k = args
-    d = _dtype(x)
-    if d is None or _dtype(g) is not d or type(k) is not int:
+    d = _dtype((x, g))
+    if d is None or type(k) is not int:
         return None
     n = x.shape[0]
-    return (_cached(n, k, d, flip), (x, g)) if 1 <= k <= n and g.shape[0] == n - k + 1 else None
+    if not 1 <= k <= n or g.shape[0] != n - k + 1:
+        return None
+    return _PROBLEMS.get((n, k, d, flip, None)) or _new(n, k, d, flip), (x, g)
 
 
 def fast_bias_grad(args, kwargs):
-    if len(args) != 1 or kwargs:
+    d = _dtype(args) if len(args) == 1 and not kwargs else None
+    if d is None or args[0].shape[0] < 1:
         return None
-    d = _dtype(args[0])
-    m = args[0].shape[0] if d is not None else 0
-    return (_cached(m, 1, d, False), args) if m >= 1 else None
+    m = args[0].shape[0]
+    return _PROBLEMS.get((m, 1, d, False, None)) or _new(m, 1, d, False), args
 
 
 def fast_input_grad(args, kwargs):
-    flip = _flip(kwargs)
-    if len(args) != 2 or flip is None:
+    flip = _flip(kwargs) if kwargs else False
+    d = _dtype(args) if len(args) == 2 and flip is not None else None
+    if d is None:
         return None
-    w, g = args
-    d = _dtype(w)
-    if d is None or _dtype(g) is not d:
+    k, m = args[0].shape[0], args[1].shape[0]
+    if k < 1 or m < 1:
         return None
-    k, m = w.shape[0], g.shape[0]
-    return (_cached(m + k - 1, k, d, flip), args) if k >= 1 and m >= 1 else None
+    return _PROBLEMS.get((m + k - 1, k, d, flip, None)) or _new(m + k - 1, k, d, flip), args
 
 
 def fast_relu(args, kwargs):
-    flip = _flip(kwargs)
+    flip = _flip(kwargs) if kwargs else False
     if len(args) != 3 or flip is None:
         return None
     x, w, b = args
-    d = _dtype(x)
-    if d is None or _dtype(w) is not d or not _bias(b):
+    d = _dtype((x, w))
+    if d is None or not _bias(b):
         return None
     n, k = x.shape[0], w.shape[0]
-    return (_cached(n, k, d, flip, b), (x, w)) if 1 <= k <= n else None
+    if not 1 <= k <= n:
+        return None
+    return _PROBLEMS.get((n, k, d, flip, b)) or _new(n, k, d, flip, b), (x, w)
 
 
 def fast_relu_backward(args, kwargs):
-    flip = _flip(kwargs)
+    flip = _flip(kwargs) if kwargs else False
     if len(args) != 4 or flip is None:
         return None
     x, w, b, g = args
-    d = _dtype(x)
-    if d is None or _dtype(w) is not d or _dtype(g) is not d or not _bias(b):
+    d = _dtype((x, w, g))
+    if d is None or not _bias(b):
         return None
     n, k = x.shape[0], w.shape[0]
-    return (_cached(n, k, d, flip, b), (x, w, g)) if 1 <= k <= n and g.shape[0] == n - k + 1 else None
+    if not 1 <= k <= n or g.shape[0] != n - k + 1:
+        return None
+    return _PROBLEMS.get((n, k, d, flip, b)) or _new(n, k, d, flip, b), (x, w, g)
 
 
 # --- reference (float64) ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from conftest import call_args
 
 import kernels
+from kernels.backend import overlaps
 from kernels.spec import OPS
 
 #: Small sizes: every (op, output, input, placement) is one call, the simulator included.
@@ -64,8 +65,28 @@ class Device:
         return a.copy_to_host()
 
 
+class Cupy:
+    """cupy.ndarray (the cupy backend on a real GPU)."""
+
+    def __init__(self):
+        import cupy
+
+        self.cupy = cupy
+
+    def put(self, a):
+        return self.cupy.asarray(a)
+
+    def get(self, a):
+        return a.get()
+
+
 def _kind(backend: str):
-    return Device() if backend == "numba_cuda" else Host()
+    """Arrays of the backend's own kind: on a device, an out and an input can only overlap there."""
+    if backend == "numba_cuda":
+        return Device()
+    if backend == "cupy" and kernels.status("cupy").state == "real GPU":
+        return Cupy()
+    return Host()
 
 
 def _cases(op_name, args, outs_shapes, xp):
@@ -135,3 +156,23 @@ def test_out_overlapping_an_input_equals_no_out(op_name, backend, variant, rng):
     print(f"{op_name} {backend}:{variant}: {count} aliasing cases")
     assert count > 0
     assert not failures, "\n".join(failures)
+
+
+class _DeviceLike:
+    """An array known only by its CUDA array interface (pointer, shape, strides in bytes)."""
+
+    def __init__(self, ptr, shape, strides=None, typestr="<f8"):
+        self.__cuda_array_interface__ = {"data": (ptr, False), "shape": shape, "strides": strides,
+                                         "typestr": typestr, "version": 3}
+
+
+def test_device_overlap_compares_pointer_ranges():
+    a = _DeviceLike(1000, (10,))  # bytes [1000, 1080)
+    assert overlaps(a, _DeviceLike(1072, (4,))) and overlaps(_DeviceLike(1072, (4,)), a)
+    assert not overlaps(a, _DeviceLike(1080, (4,))) and not overlaps(a, _DeviceLike(968, (4,)))
+    assert overlaps(a, _DeviceLike(976, (4,)))  # [976, 1008)
+    assert overlaps(a, _DeviceLike(1072 + 80, (12,), (-8,)))  # reversed view over [1064, 1160)
+    assert not overlaps(a, _DeviceLike(1152, (9,), (-8,)))  # [1088, 1160)
+    assert overlaps(a, _DeviceLike(900, (2, 3), (96, 8), "<f8"))  # rows at 900 and 996: [900, 1020)
+    assert not overlaps(a, _DeviceLike(1040, (0,)))  # empty
+    assert not overlaps(a, np.zeros(10))  # different memories

@@ -104,7 +104,8 @@ class Backend:
     def impl(self, op: str, variant: str, *, default: bool = False, method: str = "direct"):
         """Register `fn(p, *inputs, *outs, **options)` as `variant` of `op`, computed by `method`.
 
-        The first line of its docstring is the variant's one-line note.
+        The first line of its docstring is the variant's one-line note. The options it takes are its
+        keyword-only parameters, or any with ``**options`` (then the backend's `options` checks them).
         """
         if op not in OPS:
             raise KeyError(f"unknown op {op!r}")
@@ -135,7 +136,10 @@ class Backend:
         An implementation declares the options it takes as keyword-only parameters; one that takes
         ``**options`` (the GPU launches) has them checked by the backend's `options` validator, if any.
         """
-        params = inspect.signature(self.impls[op_name][variant]).parameters.values()
+        try:
+            params = inspect.signature(self.impls[op_name][variant]).parameters.values()
+        except (TypeError, ValueError):  # no Python signature (a compiled callable): nothing to check against
+            return
         if any(q.kind is q.VAR_KEYWORD for q in params):
             if self.options is not None:
                 self.options(options)

@@ -9,6 +9,9 @@ where ``p`` is the validated problem (sizes, dtype, flags) computed once by the 
 ``inputs`` are contiguous arrays of the backend's kind and ``outs`` are preallocated outputs of
 ``op.out_shapes(p)``. Validation, allocation, poisoning and host/device copies happen in
 `kernels.backend.Backend`, never in an implementation.
+
+An op may also have a ``fast`` parse for the common call (contiguous float32/float64 NumPy arrays,
+default keywords): it returns what ``parse`` would, or None for anything else, and never raises.
 """
 
 from __future__ import annotations

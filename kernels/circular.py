@@ -45,6 +45,35 @@ def parse_backward(x, y, grad_z):
     return _signals(x=x, y=y, grad_z=grad_z)
 
 
+_PROBLEMS: dict = {}  # (n, dtype) -> CircularProblem, bounded
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def _fast(count):
+    """The fast parse of an op on `count` signals: exactly `count` contiguous 1-D float NumPy arrays of
+    one dtype and one non-zero length, no keywords; else None (then the parse runs)."""
+    def fast(args, kwargs):
+        if len(args) != count or kwargs:
+            return None
+        x = args[0]
+        if type(x) is not np.ndarray or (x.dtype is not _F32 and x.dtype is not _F64):
+            return None
+        dtype, n = x.dtype, x.shape
+        for a in args:
+            if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != n or not a.flags.c_contiguous:
+                return None
+        if len(n) != 1 or n[0] < 1:
+            return None
+        key = (n[0], dtype)
+        p = _PROBLEMS.get(key)
+        if p is None:
+            if len(_PROBLEMS) >= 1024:
+                _PROBLEMS.clear()
+            p = _PROBLEMS[key] = CircularProblem(n[0], dtype)
+        return p, args
+    return fast
+
+
 def correlate(x, y):
     """z[s] = sum_i x[i] y[(i+s) mod n]: y doubled so each lag is a contiguous slice."""
     n = x.shape[0]
@@ -66,14 +95,14 @@ def _args(count):
 
 
 define(
-    "circular_correlate", parse=parse_forward, outputs=("z",), out_shapes=lambda p: ((p.n,),),
+    "circular_correlate", fast=_fast(2), parse=parse_forward, outputs=("z",), out_shapes=lambda p: ((p.n,),),
     flops=lambda p: counts.circular_flops(p.n), min_bytes=_bytes(3),
     reduction_length=lambda p: p.n, make_args=_args(2),
     reference=lambda p, x, y: (correlate(x, y),),
     doc="z[s] = sum_i x[i] y[(i+s) mod n]",
 )
 define(
-    "circular_correlate_backward", parse=parse_backward, outputs=("dx", "dy"),
+    "circular_correlate_backward", fast=_fast(3), parse=parse_backward, outputs=("dx", "dy"),
     out_shapes=lambda p: ((p.n,), (p.n,)),
     flops=lambda p: 2 * counts.circular_flops(p.n), min_bytes=_bytes(5),
     reduction_length=lambda p: p.n, make_args=_args(3),

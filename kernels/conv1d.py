@@ -48,13 +48,16 @@ class Conv1dProblem:
 
 # --- validation: public arguments -> (problem, inputs) -------------------------------------------
 
-def _signal_and_filter(x, w, flip, b=None):
+_NO_BIAS = object()  # the ops without a bias (None is a bad bias: b is required where it is taken)
+
+
+def _signal_and_filter(x, w, flip, b=_NO_BIAS):
     x = validate.float_array("x", x, 1)
     w = validate.float_array("w", w, 1)
     dtype = validate.same_dtype(x=x, w=w)
     n = x.shape[0]
     k = validate.filter_length(w.shape[0], n, name="w (filter length)")
-    b = None if b is None else validate.real_scalar("b", b, dtype)
+    b = None if b is _NO_BIAS else validate.real_scalar("b", b, dtype)
     return Conv1dProblem(n, k, dtype, validate.flag("flip", flip), b), x, w
 
 
@@ -98,6 +101,116 @@ def parse_relu(x, w, b, *, flip=False):
 def parse_relu_backward(x, w, b, grad_y, *, flip=False):
     p, x, w = _signal_and_filter(x, w, flip, b)
     return p, (x, w, _grad_y(grad_y, p, x=x))
+
+
+# --- fast parses: the same checks for the common call, or None ------------------------------------
+# Accepted: exactly the positional arguments, flip (if any) a Python bool, arrays exactly np.ndarray,
+# 1-D, C-contiguous, all float32 or all float64, with valid lengths; b a float or NumPy float (not 0,
+# whose sign a cache key would lose). Anything else returns None and the parse above runs.
+
+_ND, _F32, _F64 = np.ndarray, np.dtype(np.float32), np.dtype(np.float64)
+_PROBLEMS: dict = {}  # (n, k, dtype, flip, b) -> Conv1dProblem, bounded
+
+
+def _new(n, k, dtype, flip, b=None) -> Conv1dProblem:
+    """A problem for the fast parses, kept in _PROBLEMS under (n, k, dtype, flip, b)."""
+    if len(_PROBLEMS) >= 1024:
+        _PROBLEMS.clear()
+    p = _PROBLEMS[n, k, dtype, flip, b] = Conv1dProblem(n, k, dtype, flip, None if b is None else dtype.type(b))
+    return p
+
+
+def _flip(kwargs):
+    """flip from keywords that hold at most flip, a Python bool; None for anything else."""
+    flip = kwargs.get("flip")
+    return flip if len(kwargs) == 1 and (flip is True or flip is False) else None
+
+
+def _dtype(arrays):
+    """The dtype of `arrays` if all are C-contiguous 1-D np.ndarrays of float32 or of float64, else None."""
+    d = arrays[0].dtype if type(arrays[0]) is _ND else None
+    if d is not _F32 and d is not _F64:
+        return None
+    for a in arrays:
+        if type(a) is not _ND or a.dtype is not d or a.ndim != 1 or not a.flags.c_contiguous:
+            return None
+    return d
+
+
+def _bias(b) -> bool:
+    return (type(b) is float or type(b) is np.float64 or type(b) is np.float32) and b != 0 and b == b
+
+
+def fast_forward(args, kwargs):
+    flip = _flip(kwargs) if kwargs else False
+    d = _dtype(args) if len(args) == 2 and flip is not None else None
+    if d is None:
+        return None
+    n, k = args[0].shape[0], args[1].shape[0]
+    if not 1 <= k <= n:
+        return None
+    return _PROBLEMS.get((n, k, d, flip, None)) or _new(n, k, d, flip), args
+
+
+def fast_weight_grad(args, kwargs):
+    flip = _flip(kwargs) if kwargs else False
+    if len(args) != 3 or flip is None:
+        return None
+    x, g, k = args
+    d = _dtype((x, g))
+    if d is None or type(k) is not int:
+        return None
+    n = x.shape[0]
+    if not 1 <= k <= n or g.shape[0] != n - k + 1:
+        return None
+    return _PROBLEMS.get((n, k, d, flip, None)) or _new(n, k, d, flip), (x, g)
+
+
+def fast_bias_grad(args, kwargs):
+    d = _dtype(args) if len(args) == 1 and not kwargs else None
+    if d is None or args[0].shape[0] < 1:
+        return None
+    m = args[0].shape[0]
+    return _PROBLEMS.get((m, 1, d, False, None)) or _new(m, 1, d, False), args
+
+
+def fast_input_grad(args, kwargs):
+    flip = _flip(kwargs) if kwargs else False
+    d = _dtype(args) if len(args) == 2 and flip is not None else None
+    if d is None:
+        return None
+    k, m = args[0].shape[0], args[1].shape[0]
+    if k < 1 or m < 1:
+        return None
+    return _PROBLEMS.get((m + k - 1, k, d, flip, None)) or _new(m + k - 1, k, d, flip), args
+
+
+def fast_relu(args, kwargs):
+    flip = _flip(kwargs) if kwargs else False
+    if len(args) != 3 or flip is None:
+        return None
+    x, w, b = args
+    d = _dtype((x, w))
+    if d is None or not _bias(b):
+        return None
+    n, k = x.shape[0], w.shape[0]
+    if not 1 <= k <= n:
+        return None
+    return _PROBLEMS.get((n, k, d, flip, b)) or _new(n, k, d, flip, b), (x, w)
+
+
+def fast_relu_backward(args, kwargs):
+    flip = _flip(kwargs) if kwargs else False
+    if len(args) != 4 or flip is None:
+        return None
+    x, w, b, g = args
+    d = _dtype((x, w, g))
+    if d is None or not _bias(b):
+        return None
+    n, k = x.shape[0], w.shape[0]
+    if not 1 <= k <= n or g.shape[0] != n - k + 1:
+        return None
+    return _PROBLEMS.get((n, k, d, flip, b)) or _new(n, k, d, flip, b), (x, w, g)
 
 
 # --- reference (float64) ---------------------------------------------------------------------------
@@ -188,38 +301,39 @@ def _args_relu_backward(rng, dtype, n, k):
 # --- the ops --------------------------------------------------------------------------------------
 
 define(
-    "conv1d", parse=parse_forward, outputs=("y",), out_shapes=lambda p: ((p.m,),),
+    "conv1d", fast=fast_forward, parse=parse_forward, outputs=("y",), out_shapes=lambda p: ((p.m,),),
     flops=_corr_flops, min_bytes=_bytes(N, K, M), reduction_length=K, make_args=_args_forward,
     reference=lambda p, x, w: (correlate(x, w, p.flip),),
     doc="y[j] = sum_i x[j+i] w[i]  (flip: w reversed, = np.convolve valid)",
 )
 define(
-    "conv1d_weight_grad", parse=parse_weight_grad, outputs=("dw",), out_shapes=lambda p: ((p.k,),),
+    "conv1d_weight_grad", fast=fast_weight_grad, parse=parse_weight_grad, outputs=("dw",),
+    out_shapes=lambda p: ((p.k,),),
     flops=_corr_flops, min_bytes=_bytes(N, M, K), reduction_length=M, make_args=_args_weight_grad,
     reference=lambda p, x, g: (weight_grad(x, g, p.k, p.flip),),
     doc="dw[i] = sum_j grad_y[j] x[j+i]  (flip: reversed)",
 )
 define(
-    "conv1d_bias_grad", parse=parse_bias_grad, outputs=("db",), out_shapes=lambda p: ((1,),),
+    "conv1d_bias_grad", fast=fast_bias_grad, parse=parse_bias_grad, outputs=("db",), out_shapes=lambda p: ((1,),),
     flops=M, min_bytes=_bytes(M, ONE), reduction_length=M, make_args=_args_bias_grad,
     reference=lambda p, g: (np.array([g.sum()]),),
     doc="db = sum_j grad_y[j]",
 )
 define(
-    "conv1d_input_grad", parse=parse_input_grad, outputs=("dx",), out_shapes=lambda p: ((p.n,),),
+    "conv1d_input_grad", fast=fast_input_grad, parse=parse_input_grad, outputs=("dx",), out_shapes=lambda p: ((p.n,),),
     flops=_corr_flops, min_bytes=_bytes(K, M, N), reduction_length=lambda p: min(p.k, p.m),
     make_args=_args_input_grad, reference=lambda p, w, g: (input_grad(w, g, p.flip),),
     doc="dx[t] = sum_i grad_y[t-i] w[i]  (full convolution of grad_y with w)",
 )
 define(
-    "conv1d_relu", parse=parse_relu, outputs=("y",), out_shapes=lambda p: ((p.m,),),
+    "conv1d_relu", fast=fast_relu, parse=parse_relu, outputs=("y",), out_shapes=lambda p: ((p.m,),),
     flops=lambda p: _corr_flops(p) + 2 * p.m, min_bytes=_bytes(N, K, M), reduction_length=K,
     make_args=_args_relu,
     reference=lambda p, x, w: (np.maximum(correlate(x, w, p.flip) + float(p.b), 0.0),),
     doc="y = max(0, conv1d(x, w) + b)",
 )
 define(
-    "conv1d_relu_backward", parse=parse_relu_backward, outputs=("dx", "dw", "db"),
+    "conv1d_relu_backward", fast=fast_relu_backward, parse=parse_relu_backward, outputs=("dx", "dw", "db"),
     out_shapes=lambda p: ((p.n,), (p.k,), (1,)),
     flops=lambda p: 3 * _corr_flops(p) + 4 * p.m, min_bytes=_bytes(N, K, M, N, K, ONE),
     reduction_length=lambda p: max(p.k, p.m), make_args=_args_relu_backward,

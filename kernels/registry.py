@@ -54,10 +54,13 @@ def ops() -> list[str]:
 def get(op: str, backend_name: str = "numpy", variant: str | None = None, **options):
     """The public function computing `op` on `backend_name` with `variant` (None: its default).
 
-    `options` (for example block=32 on a GPU backend) go to the implementation.
+    `options` (for example block=32 on a GPU backend) go to the implementation; they are checked
+    here, against what the implementation takes (TypeError/ValueError naming the option).
     """
     if op not in OPS:
         raise KeyError(f"op: expected one of {sorted(OPS)}, got {op!r}")
+    if backend_name not in BACKEND_MODULES:
+        raise KeyError(f"backend: expected one of {sorted(BACKEND_MODULES)}, got {backend_name!r}")
     st = status(backend_name)
     if not st.usable:
         raise RuntimeError(f"backend {backend_name!r} is unavailable here: {st.reason}")

@@ -9,6 +9,9 @@ where ``p`` is the validated problem (sizes, dtype, flags) computed once by the 
 ``inputs`` are contiguous arrays of the backend's kind and ``outs`` are preallocated outputs of
 ``op.out_shapes(p)``. Validation, allocation, poisoning and host/device copies happen in
 `kernels.backend.Backend`, never in an implementation.
+
+An op may also have a ``fast`` parse for the common call (contiguous float32/float64 NumPy arrays,
+default keywords): it returns what ``parse`` would, or None for anything else, and never raises.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class Op:
     family: str  # module that defines it, e.g. "conv1d"
     reduction_length: Callable  # problem -> longest sum behind one output (sets tolerances)
     doc: str = ""
+    #: (args, kwargs) -> (problem, inputs) as `parse` gives for the common call (contiguous float
+    #: NumPy arrays, default keywords), or None for anything else (then `parse` runs and raises).
+    fast: Callable | None = None
 
     @property
     def single(self) -> bool:
@@ -41,13 +47,13 @@ class Op:
 
 
 def define(name, *, parse, outputs, out_shapes, flops, min_bytes, reference, make_args,
-           reduction_length, doc=""):
+           reduction_length, doc="", fast=None):
     """Declare an op; its family is the calling module."""
     import inspect
 
     family = inspect.getmodule(inspect.stack()[1].frame).__name__.rsplit(".", 1)[-1]
     op = Op(name, parse, tuple(outputs), out_shapes, flops, min_bytes, reference, make_args,
-            family, reduction_length, doc.strip())
+            family, reduction_length, doc.strip(), fast)
     OPS[name] = op
     return op
 

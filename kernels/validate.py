@@ -3,7 +3,11 @@
 Each check raises TypeError (wrong kind of value) or ValueError (wrong size or shape) with a
 message that names the argument and says what was expected. Arrays are checked through their
 ``ndim``/``shape``/``dtype``/``size`` attributes only, so NumPy arrays, CuPy arrays and numba device
-arrays pass through the same code without a copy. Anything else is turned into a NumPy array first.
+arrays (whose dtype is a NumPy dtype) pass through the same code without a copy. Anything else
+(lists, torch CPU tensors through ``__array__``) is turned into a NumPy array first.
+
+Integer arguments are at most `INDEX_MAX` = 2**60, so that every index a kernel forms from them and
+the array sizes (l*stride + t*dilation, L + 2*padding, sums of a few such terms) fits in int64.
 
 Non-finite values (NaN, Inf) are accepted: they propagate through every op like in IEEE arithmetic.
 """
@@ -15,20 +19,22 @@ import numbers
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: Largest integer argument (sizes, strides, padding, dilation): see the module docstring.
+INDEX_MAX = 2**60
 
 
 def as_array(name: str, a):
     """Return `a` as an array-like with ndim/shape/dtype (NumPy, CuPy, numba device arrays pass)."""
     if isinstance(a, np.ndarray):  # the common case, checked first: validation runs on every call
         return a
-    if all(hasattr(a, attr) for attr in ("ndim", "shape", "dtype", "size")):
-        return a
+    if isinstance(getattr(a, "dtype", None), np.dtype) and all(hasattr(a, at) for at in ("ndim", "shape", "size")):
+        return a  # CuPy and numba device arrays
     if a is None:
         raise TypeError(f"{name}: expected an array, got None")
     try:
         return np.asarray(a)
-    except Exception as e:  # ragged lists and the like
-        raise TypeError(f"{name}: cannot be converted to an array ({e})") from None
+    except Exception as e:  # ragged lists, tensors on a GPU or with autograd, and the like
+        raise TypeError(f"{name}: cannot be converted to a NumPy array ({type(a).__name__}: {e})") from None
 
 
 def float_array(name: str, a, ndim: int):
@@ -60,13 +66,14 @@ def length(name: str, a, expected: int, why: str):
         raise ValueError(f"{name}: expected length {expected} ({why}), got {a.shape[0]}")
 
 
-def integer(name: str, value, *, low: int, high: int | None = None) -> int:
+def integer(name: str, value, *, low: int, high: int = INDEX_MAX) -> int:
     """Check that `value` is an integer (not bool) in [low, high]; return it as int."""
     if type(value) is not int and (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     value = int(value)
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+    if value < low or value > high:
+        top = "2**60 (int64 index arithmetic)" if high == INDEX_MAX else str(high)
+        bound = f">= {low}" if value < low else f"in [{low}, {top}]"
         raise ValueError(f"{name}: expected an integer {bound}, got {value}")
     return value
 
@@ -81,7 +88,9 @@ def filter_length(k, n: int, *, name: str = "k") -> int:
 
 def real_scalar(name: str, value, dtype) -> np.generic:
     """Check that `value` is a real number (or a one-element float array); return it in `dtype`."""
-    if hasattr(value, "size") and hasattr(value, "dtype"):
+    if hasattr(value, "dtype") and not isinstance(value.dtype, np.dtype):  # a tensor of another library
+        value = as_array(name, value)
+    if hasattr(value, "size") and isinstance(getattr(value, "dtype", None), np.dtype):
         if value.size != 1:
             raise ValueError(f"{name}: expected a scalar or one-element array, got shape {tuple(value.shape)}")
         if np.dtype(value.dtype).kind not in "fiu":
@@ -89,7 +98,10 @@ def real_scalar(name: str, value, dtype) -> np.generic:
         value = value.reshape(-1)[0].item() if hasattr(value, "item") else value[0]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    return np.dtype(dtype).type(value)
+    try:
+        return np.dtype(dtype).type(value)
+    except OverflowError:  # an int beyond float64
+        raise ValueError(f"{name}: expected a real number representable in {np.dtype(dtype)}, got {value}") from None
 
 
 def flag(name: str, value) -> bool:

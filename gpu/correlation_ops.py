@@ -86,10 +86,10 @@ class Engines:
     launch_of: Callable  # the call's options -> the backend's launch configuration
 
 
-def register(backend, variant: str, E: Engines):
-    """Register the 1-D ops of `variant` (those with a note in NOTES) on `backend`, computed with the
-    engines `E`; every one is a direct method."""
-    notes = NOTES[variant]
+def register(backend, variant: str, E: Engines, notes: dict | None = None):
+    """Register the 1-D ops of `variant` (those with a note in `notes`, by default NOTES[variant]) on
+    `backend`, computed with the engines `E`; every one is a direct method."""
+    notes = NOTES[variant] if notes is None else notes
 
     def impl(op):
         def decorate(fn):

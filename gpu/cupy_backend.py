@@ -119,7 +119,7 @@ class Arrays:
 
 
 backend = Backend("cupy", "CUDA C kernels (gpu/conv1d.cu) through cupy.RawModule, or the CPU emulator "
-                          "gpu.emu", status=status, arrays=Arrays())
+                          "gpu.emu", status=status, arrays=Arrays(), options=Launch.of)
 
 
 def _i64(v):

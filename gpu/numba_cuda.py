@@ -116,7 +116,7 @@ class NumbaCudaBackend(Backend):
 
 
 backend = NumbaCudaBackend("numba_cuda", "numba @cuda.jit kernels (on a GPU, or under numba's CUDA simulator)",
-                           status=status, arrays=DeviceArrays())
+                           status=status, arrays=DeviceArrays(), options=None if MISSING else Launch.of)
 
 
 def engines(correlate, weight_grad, total) -> Engines:

@@ -112,7 +112,7 @@ def loop({args}, flip, zero):
 
 
 @kernels.kernel("{op}", backend="numba_cuda", name="{variant}")
-def {variant}(p, {args}, block=128):
+def {variant}(p, {args}, *, block=128):
     """naive: one thread per output element, operands from global memory (a starter)"""
     blocks = min(65535, ({count} + block - 1) // block)
     loop[blocks, block]({args}, p.flip, p.dtype.type(0))

@@ -4,7 +4,7 @@ One kernel, `correlate_span`, computes
 
     out[t] = sum_{lo <= i < hi} x[t + i] w[i]        for start <= t < stop
 
-and serves both targets of issue 6:
+and serves both ops this module speeds up:
 
     forward        y[j]  = sum_{i<k} x[j+i] w[i]   = correlate_span(x, w, y, 0, m, 0, k)
     weight grad    dw[i] = sum_{j<m} x[i+j] g[j]   = correlate_span(x, g, dw, 0, k, 0, m)

@@ -156,22 +156,31 @@ def _stored_crossover(op, n, dtype, table_id):
 # --- the accuracy rule ------------------------------------------------------------------------------
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _sum_squares(y, start, stop, scale):
+def _sum_squares(y, start, stop, scale, out):
+    """sum_{start <= i < stop} (y[i] * scale)**2 in float64; out[i] = |y[i]| * scale when out is not empty."""
     acc = 0.0
-    for i in range(start, stop):
-        v = np.float64(y[i]) * scale
-        acc += v * v
+    if out.shape[0]:
+        for i in range(start, stop):
+            v = abs(np.float64(y[i])) * scale
+            out[i] = v
+            acc += v * v
+    else:
+        for i in range(start, stop):
+            v = np.float64(y[i]) * scale
+            acc += v * v
     return acc
 
 
 @njit(cache=True)
-def block_rms(y, block, scale):
-    """The largest root-mean-square of y * scale over blocks of `block` samples (float64 sums)."""
+def block_rms(y, block, scale, out):
+    """The largest root-mean-square of y * scale over blocks of `block` samples (float64 sums), and
+    out[i] = |y[i]| * scale on the way (scale a power of two: exact unless out's dtype underflows)
+    when out is not empty."""
     n = y.shape[0]
     top = 0.0
     for start in range(0, n, block):
         stop = min(n, start + block)
-        top = max(top, _sum_squares(y, start, stop, scale) / (stop - start))
+        top = max(top, _sum_squares(y, start, stop, scale, out) / (stop - start))
     return np.sqrt(top)
 
 
@@ -186,25 +195,28 @@ def fft_slack(s, f):
     es, ef = fft.exponent(ms), fft.exponent(mf)
     if max(abs(es), abs(ef)) > 1000:  # 2**-e would leave float64's range
         return 0.0, 0.0
-    ss = np.ldexp(np.abs(s), -es)  # |s| * 2**-es, exact
-    r_s = block_rms(ss, k, 1.0)
+    # |s| * 2**-es in float32 whatever s's dtype (a lower bound needs no more: values that underflow
+    # only lower it), and R(s) on the way
+    ss = np.empty(n, np.float32)
+    r_s = block_rms(s, k, 2.0 ** -es, ss)
     fs = np.abs(f.astype(np.float64)) * 2.0 ** -ef
     norm_f = float(np.sqrt(fs @ fs))
     r = min(k, LB_TAPS)
     sums = np.cumsum(np.concatenate(([0.0], fs)))
     a = int(np.argmax(sums[r:] - sums[:-r]))  # the run of r taps with the largest sum |f|
     m = n - k + 1
-    lb_terms = np.empty(m, s.dtype)
-    zero = s.dtype.type(0)
-    blocked.correlate(ss[a:a + m + r - 1], fs[a:a + r].astype(s.dtype), lb_terms, zero, zero, False)
-    lb = float(lb_terms.min()) * (1 - 4 * r * float(np.finfo(s.dtype).eps))  # less its own rounding
+    lb_terms = np.empty(m, np.float32)
+    zero = np.float32(0)
+    run = (fs[a:a + r] * (1 - 2.0 ** -23)).astype(np.float32)  # rounded down
+    blocked.correlate(ss[a:a + m + r - 1], run, lb_terms, zero, zero, False)
+    lb = float(lb_terms.min()) * (1 - 4 * r * 2.0 ** -23)  # less the rounding of its own sums
     slack = TOLERANCE_C * math.sqrt(k) * lb - FFT_ERROR_C * math.sqrt(math.log2(n + k)) * r_s * norm_f
     return slack, 2.0 ** -es * 2.0 ** -ef
 
 
 def result_within(y, k, n, slack, scale) -> bool:
     """The accuracy rule's a-posteriori half: FFT_ERROR_C sqrt(log2 N) R(y) <= slack."""
-    return FFT_ERROR_C * math.sqrt(math.log2(n + k)) * block_rms(y, k, scale) <= slack
+    return FFT_ERROR_C * math.sqrt(math.log2(n + k)) * block_rms(y, k, scale, y[:0]) <= slack
 
 
 def _fft_correlate(s, f, y, zero) -> bool:

@@ -1,5 +1,13 @@
 """Register-blocked correlation: rows of vector accumulators with the taps in the inner loop.
 
+Variants (against `parallel` in cpu/loops.py):
+
+    blocked   each output row of ROW vectors stays in registers for the whole sum, one broadcast tap
+              at a time, two taps per load (explicit FMAs, cpu/simd.py): every loaded vector feeds
+              FMAs instead of one scalar add chain per output, ~50x `parallel`, the FMA peak from
+              k ~ 31 on; the weight gradient, input gradient and circular ops reduce to the same
+              correlation (cpu/PERFORMANCE.md)
+
 One kernel, `correlate_span`, computes
 
     out[t] = sum_{lo <= i < hi} x[t + i] w[i]        for start <= t < stop

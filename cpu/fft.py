@@ -19,12 +19,12 @@ direct.
 Error. An FFT's rounding error is bounded normwise, not per output: every input reaches every
 output, so an output's error is relative to the norms of the whole (block of) signal and filter,
 not to that output's own terms as a direct sum's is. For a correlation of s (length n) with f
-(length k) in a dtype of unit roundoff eps, with N = n + k,
+(length k) in a dtype of machine epsilon eps, with N = n + k,
 
-    |y_fft[j] - y[j]| <= FFT_C * eps * log2(N) * max_j (|s| * |f|)[j]      (the normwise bound)
+    |y_fft[j] - y[j]| <= 8 * eps * log2(N) * max_j (|s| * |f|)[j]      (the normwise bound)
 
-which the checker (`kernels.compare`, method "fft") applies to this variant. Measured errors follow
-the finer estimate `error_estimate`: c * eps * sqrt(log2 N) * (R(s) ||f||_2 + R(y)) with c < 2,
+which the checker (`kernels.compare.FFT_C` = 8, method "fft") applies to this variant. Measured errors follow
+the finer estimate c * eps * sqrt(log2 N) * (R(s) ||f||_2 + R(y)) with c < 2,
 R the largest root-mean-square over blocks of k samples. `auto` uses that estimate to take the FFT
 only where it meets the per-output tolerance (cpu/auto.py).
 

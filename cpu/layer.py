@@ -62,27 +62,27 @@ def tap_ranges(K, L, L_out, stride, padding, dilation):
 
 
 @njit(cache=True)
-def _view(a, start, count, stride):
-    """a[start + i*stride] for i < count, as a view (empty when count == 0; start is then unused)."""
-    if count <= 0:
-        return a[:0]
-    if stride == 1:  # contiguous: the loops over it vectorise
-        return a[start:start + count]
-    return a[start:start + (count - 1) * stride + 1:stride]
-
-
-@njit(cache=True)
 def gather_axpy(y, a, src, t, lo, hi, stride, padding, dilation):
     """y[l - lo] += a * src[l*stride + t*dilation - padding] for lo <= l < hi (forward: one tap's sweep)."""
-    if hi > lo:
-        axpy(y, a, _view(src, lo * stride + t * dilation - padding, hi - lo, stride))
+    if hi <= lo:  # tap t reads only padding: nothing to read (a slice start would be out of range)
+        return
+    start = lo * stride + t * dilation - padding
+    if stride == 1:  # contiguous views: the loop vectorises
+        axpy(y, a, src[start:start + hi - lo])
+    else:
+        axpy(y, a, src[start:start + (hi - lo - 1) * stride + 1:stride])
 
 
 @njit(cache=True)
 def scatter_axpy(dst, a, y, t, lo, hi, stride, padding, dilation):
     """dst[l*stride + t*dilation - padding] += a * y[l - lo] for lo <= l < hi (gather_axpy transposed)."""
-    if hi > lo:
-        axpy(_view(dst, lo * stride + t * dilation - padding, hi - lo, stride), a, y)
+    if hi <= lo:
+        return
+    start = lo * stride + t * dilation - padding
+    if stride == 1:
+        axpy(dst[start:start + hi - lo], a, y)
+    else:
+        axpy(dst[start:start + (hi - lo - 1) * stride + 1:stride], a, y)
 
 
 @njit(cache=True)
@@ -90,7 +90,10 @@ def gather_dot(y, src, t, lo, hi, stride, padding, dilation, zero):
     """sum_{lo <= l < hi} y[l - lo] src[l*stride + t*dilation - padding] (dw: one tap, one sample)."""
     if hi <= lo:
         return zero
-    return dot(y, _view(src, lo * stride + t * dilation - padding, hi - lo, stride), zero)
+    start = lo * stride + t * dilation - padding
+    if stride == 1:
+        return dot(y, src[start:start + hi - lo], zero)
+    return dot(y, src[start:start + (hi - lo - 1) * stride + 1:stride], zero)
 
 
 @njit(cache=True)
@@ -296,7 +299,9 @@ def unfold(xn, K, L_out, stride, padding, dilation, cols):
         row = cols[r]
         row[:lo] = 0
         row[hi:] = 0
-        row[lo:hi] = _view(xn[ci], lo * stride + t * dilation - padding, hi - lo, stride)
+        base = t * dilation - padding
+        for l in range(lo, hi):
+            row[l] = xn[ci, l * stride + base]
 
 
 @njit(parallel=True, cache=True)

@@ -64,7 +64,7 @@ LB_TAPS = 128
 def load(path: Path | None = None) -> dict:
     """The crossover table at `path` (default `PATH`); {} (direct everywhere) when the file is missing
     or invalid, with one warning naming the file."""
-    return _load(Path(PATH if path is None else path))
+    return _load(PATH if path is None else Path(path))
 
 
 @functools.cache

@@ -193,7 +193,7 @@ def fft_slack(s, f):
     if not (math.isfinite(ms) and math.isfinite(mf)) or ms == 0 or mf == 0:
         return 0.0, 0.0  # non-finite: the FFT path goes direct anyway; zeros: direct is exact and fast
     es, ef = fft.exponent(ms), fft.exponent(mf)
-    if max(abs(es), abs(ef)) > 1000:  # 2**-e would leave float64's range
+    if max(abs(es), abs(ef), abs(es + ef)) > 1000:  # 2**-e would leave float64's range
         return 0.0, 0.0
     # |s| * 2**-es in float32 whatever s's dtype (a lower bound needs no more: values that underflow
     # only lower it), and R(s) on the way

@@ -1,10 +1,18 @@
 """Register-blocked correlation: rows of vector accumulators with the taps in the inner loop.
 
+Variants (against `parallel` in cpu/loops.py):
+
+    blocked   each output row of ROW vectors stays in registers for the whole sum, one broadcast tap
+              at a time, two taps per load (explicit FMAs, cpu/simd.py): every loaded vector feeds
+              FMAs instead of one scalar add chain per output, ~50x `parallel`, the FMA peak from
+              k ~ 31 on; the weight gradient, input gradient and circular ops reduce to the same
+              correlation (cpu/PERFORMANCE.md)
+
 One kernel, `correlate_span`, computes
 
     out[t] = sum_{lo <= i < hi} x[t + i] w[i]        for start <= t < stop
 
-and serves both targets of issue 6:
+and serves both ops this module speeds up:
 
     forward        y[j]  = sum_{i<k} x[j+i] w[i]   = correlate_span(x, w, y, 0, m, 0, k)
     weight grad    dw[i] = sum_{j<m} x[i+j] g[j]   = correlate_span(x, g, dw, 0, k, 0, m)
@@ -232,7 +240,7 @@ def weight_grad_parallel(x, g, dw, count):
         dw[i] = s
 
 
-# --- the numba_cpu backend's loops (`numba_cpu.Loops`) in terms of the kernels above --------------
+# --- the numba_cpu backend's engines (`numba_cpu.Engines`) in terms of the kernels above ------------
 
 #: Below this many multiply-adds a call stays on one thread (starting the threads costs more).
 PARALLEL_MIN_MACS = 1 << 17

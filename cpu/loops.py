@@ -1,5 +1,12 @@
 """Plain numba loops: one output element at a time, accumulating in the arrays' dtype.
 
+Variants, never renumbered (each against the one before):
+
+    naive     `*_rows` over the whole output range, serial: the index formula as written, one scalar
+              dependency chain per output (no FMA, no vectors: LLVM keeps a float sum in order)
+    parallel  the same loop, one contiguous chunk of outputs per prange task (`*_parallel`;
+              reductions in two stages, per-chunk partials then a fixed-order sum): x the threads
+
 Every kernel takes the range of outputs it computes ([start, stop)), so the same serial loop serves
 the `naive` variant (whole range) and the `parallel` one (one contiguous chunk per prange task).
 `zero` is a 0 of the working dtype, passed in so that accumulators keep that type.

@@ -1,14 +1,23 @@
-"""The `numba_cpu` backend: @njit loops on the CPU. Variants, never renumbered:
+"""The `numba_cpu` backend: @njit loops on the CPU. This module imports the kernel modules and
+registers them; they never import it.
 
-    naive     serial loop, one output at a time (cpu/loops.py)
-    parallel  the same loop, prange over one contiguous chunk of outputs per task
-    blocked   register-blocked rows of vector accumulators, taps in the inner loop, explicit
-              AVX/AVX-512 FMAs (cpu/blocked.py, cpu/simd.py); every op reduces to its correlation
-    fft       scipy FFT convolution (cpu/fft.py); short sums and non-finite inputs go direct
-    auto      blocked or fft per (op, n, k, dtype) from the crossover measured here
-              (cpu/crossover.json, `python -m plots.bench.tune`); the default
+1-D ops (correlations and their gradients), variants never renumbered, each against the one before:
 
-Every op is written once in terms of six loop kernels (`Loops`); a variant is a choice of loops.
+    naive     serial loop, one output at a time (cpu/loops.py): the baseline
+    parallel  the same loop, prange over one contiguous chunk of outputs per task: x the threads
+    blocked   register-blocked rows of vector accumulators, taps in the inner loop, explicit FMAs
+              (cpu/blocked.py, cpu/simd.py); every op reduces to its correlation: ~50x parallel, at
+              the FMA peak from k ~ 31 on (cpu/PERFORMANCE.md)
+    fft       scipy FFT convolution (cpu/fft.py): O(n log n) whatever k, faster than blocked from the
+              measured crossover k on; short sums and non-finite inputs go direct
+    auto      blocked or fft per (op, n, k, dtype) from the crossover measured here (cpu/auto.py,
+              cpu/crossover.json), fft only where its error stays within the per-output tolerance:
+              the default
+
+The conv1d layer (cpu/layer.py): naive, direct (the default), im2col; its header has the ladder.
+
+Every 1-D op is written once in terms of six loop kernels (`Engines`); a variant is a choice of
+engines (`ENGINES`). A layer variant is a forward and a backward implementation (`LAYERS`).
 flip=True reverses the filter before the loop (forward, input gradient) or the result after it
 (weight gradient), as in the math of `kernels.conv1d`. cpu/PERFORMANCE.md has the measurements.
 """
@@ -18,14 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpu import auto, blocked, fft, loops
+from cpu import auto, blocked, fft, layer, loops
 from kernels.backend import Backend
 
 backend = Backend("numba_cpu", "numba @njit kernels on the CPU")
 
 
 @dataclass(frozen=True)
-class Loops:
+class Engines:
     correlate: Callable  # (x, w, y, zero, bias, relu): y[j] = relu?(sum_i x[j+i] w[i] + bias)
     full_convolve: Callable  # (w, g, dx, zero): dx[t] = sum_i g[t-i] w[i]
     weight_grad: Callable  # (x, g, dw, zero): dw[i] = sum_j g[j] x[j+i]
@@ -39,7 +48,7 @@ def _whole(rows):
     return lambda a, b, out, zero, *extra: rows(a, b, out, 0, out.shape[0], zero, *extra)
 
 
-NAIVE = Loops(
+NAIVE = Engines(
     correlate=_whole(loops.correlate_rows),
     full_convolve=_whole(loops.full_convolve_rows),
     weight_grad=lambda x, g, dw, zero: loops.weight_grad_rows(x, g, dw, 0, g.shape[0], zero),
@@ -47,7 +56,7 @@ NAIVE = Loops(
     circular=_whole(loops.circular_rows),
     circular_convolve=_whole(loops.circular_convolve_rows),
 )
-PARALLEL = Loops(
+PARALLEL = Engines(
     correlate=loops.correlate_parallel,
     full_convolve=loops.full_convolve_parallel,
     weight_grad=loops.weight_grad_parallel,
@@ -55,7 +64,7 @@ PARALLEL = Loops(
     circular=loops.circular_parallel,
     circular_convolve=loops.circular_convolve_parallel,
 )
-BLOCKED = Loops(
+BLOCKED = Engines(
     correlate=blocked.correlate,
     full_convolve=blocked.full_convolve,
     weight_grad=blocked.weight_grad,
@@ -63,20 +72,38 @@ BLOCKED = Loops(
     circular=blocked.circular,
     circular_convolve=blocked.circular_convolve,
 )
-FFT = Loops(correlate=fft.correlate, full_convolve=fft.full_convolve, weight_grad=fft.weight_grad,
-            total=loops.sum_parallel, circular=fft.circular, circular_convolve=fft.circular_convolve)
+FFT = Engines(correlate=fft.correlate, full_convolve=fft.full_convolve, weight_grad=fft.weight_grad,
+              total=loops.sum_parallel, circular=fft.circular, circular_convolve=fft.circular_convolve)
+AUTO = Engines(correlate=auto.correlate, full_convolve=auto.full_convolve, weight_grad=auto.weight_grad,
+               total=loops.sum_parallel, circular=auto.circular, circular_convolve=auto.circular_convolve)
 
+#: 1-D variants: (name, engines, note, method, default)
+ENGINES = (
+    ("naive", NAIVE, "serial loop, one output at a time", "direct", False),
+    ("parallel", PARALLEL, "prange over contiguous chunks of outputs (two-stage sums for reductions)",
+     "direct", False),
+    ("blocked", BLOCKED, "rows of 8 vector accumulators, taps in the inner loop, two taps per load "
+     "(explicit FMAs); every op as a correlation", "direct", False),
+    ("fft", FFT, "scipy FFT convolution (direct: sums shorter than 32, non-finite inputs, the bias sum); "
+     "error bounded normwise", "fft", False),
+    ("auto", AUTO, "blocked or fft per (op, n, k, dtype), from the crossover in cpu/crossover.json; fft only "
+     "within the per-output tolerance", "auto", True),
+)
 
-AUTO = Loops(correlate=auto.correlate, full_convolve=auto.full_convolve, weight_grad=auto.weight_grad,
-             total=loops.sum_parallel, circular=auto.circular, circular_convolve=auto.circular_convolve)
+#: conv1d layer variants: (name, forward, backward, method, default); each docstring is the note
+LAYERS = (
+    ("naive", layer.naive_forward, layer.naive_backward, "direct", False),
+    ("direct", layer.direct_forward, layer.direct_backward, "direct", True),
+    ("im2col", layer.im2col_forward, layer.im2col_backward, "direct", False),
+)
 
 
 def _oriented(w, flip):
     return np.ascontiguousarray(w[::-1]) if flip else w
 
 
-def register(variant: str, L: Loops, note: str, default: bool = False, method: str = "direct"):
-    """Register every op for `variant`, computed with the loops `L` (`method`: direct, fft or auto)."""
+def register_engines(variant: str, E: Engines, note: str, method: str = "direct", default: bool = False):
+    """Register every 1-D op for `variant`, computed with the engines `E` (`method`: direct, fft or auto)."""
     def impl(op):
         def decorate(fn):
             fn.__doc__ = note
@@ -87,54 +114,55 @@ def register(variant: str, L: Loops, note: str, default: bool = False, method: s
     @impl("conv1d")
     def conv1d(p, x, w, y):
         zero = p.dtype.type(0)
-        L.correlate(x, _oriented(w, p.flip), y, zero, zero, False)
+        E.correlate(x, _oriented(w, p.flip), y, zero, zero, False)
 
     @impl("conv1d_weight_grad")
     def weight_grad(p, x, g, dw):
-        L.weight_grad(x, g, dw, p.dtype.type(0))
+        E.weight_grad(x, g, dw, p.dtype.type(0))
         if p.flip:
             dw[:] = dw[::-1].copy()
 
     @impl("conv1d_bias_grad")
     def bias_grad(p, g, db):
-        L.total(g, db, p.dtype.type(0))
+        E.total(g, db, p.dtype.type(0))
 
     @impl("conv1d_input_grad")
     def input_grad(p, w, g, dx):
-        L.full_convolve(_oriented(w, p.flip), g, dx, p.dtype.type(0))
+        E.full_convolve(_oriented(w, p.flip), g, dx, p.dtype.type(0))
 
     @impl("conv1d_relu")
     def conv1d_relu(p, x, w, y):
-        L.correlate(x, _oriented(w, p.flip), y, p.dtype.type(0), p.b, True)
+        E.correlate(x, _oriented(w, p.flip), y, p.dtype.type(0), p.b, True)
 
     @impl("conv1d_relu_backward")
     def conv1d_relu_backward(p, x, w, g, dx, dw, db):
         zero = p.dtype.type(0)
         pre = np.empty(p.m, p.dtype)
-        L.correlate(x, _oriented(w, p.flip), pre, zero, p.b, False)
+        E.correlate(x, _oriented(w, p.flip), pre, zero, p.b, False)
         g = np.where(pre > 0, g, zero)
         input_grad(p, w, g, dx)
         weight_grad(p, x, g, dw)
-        L.total(g, db, zero)
+        E.total(g, db, zero)
 
     @impl("circular_correlate")
     def circular(p, x, y, z):
-        L.circular(x, y, z, p.dtype.type(0))
+        E.circular(x, y, z, p.dtype.type(0))
 
     @impl("circular_correlate_backward")
     def circular_backward(p, x, y, g, dx, dy):
         zero = p.dtype.type(0)
-        L.circular(g, y, dx, zero)
-        L.circular_convolve(g, x, dy, zero)
+        E.circular(g, y, dx, zero)
+        E.circular_convolve(g, x, dy, zero)
 
 
-register("naive", NAIVE, "serial loop, one output at a time")
-register("parallel", PARALLEL, "prange over contiguous chunks of outputs (two-stage sums for reductions)")
-register("blocked", BLOCKED, "rows of 8 vector accumulators, taps in the inner loop, two taps per load "
-         "(explicit FMAs); every op as a correlation")
-register("fft", FFT, "scipy FFT convolution (direct: sums shorter than 32, non-finite inputs, the bias sum)",
-         method="fft")
-register("auto", AUTO, "blocked or fft per (op, n, k, dtype), from the crossover in cpu/crossover.json",
-         default=True, method="auto")
+def register_layer(variant: str, forward: Callable, backward: Callable, method: str = "direct",
+                   default: bool = False):
+    """Register `forward` as `variant` of conv1d_layer and `backward` of conv1d_layer_backward."""
+    backend.impl("conv1d_layer", variant, default=default, method=method)(forward)
+    backend.impl("conv1d_layer_backward", variant, default=default, method=method)(backward)
 
-import cpu.layer  # noqa: E402, F401, I001  (registers the conv1d layer variants on this backend)
+
+for _name, _engines, _note, _method, _default in ENGINES:
+    register_engines(_name, _engines, _note, _method, _default)
+for _name, _forward, _backward, _method, _default in LAYERS:
+    register_layer(_name, _forward, _backward, _method, _default)

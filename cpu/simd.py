@@ -1,4 +1,4 @@
-"""Explicit SIMD vectors for numba kernels: a `Vec` type held in one vector register, and five ops.
+"""Explicit SIMD vectors for numba kernels: a `Vec` type held in one vector register, and its ops.
 
 numba's loop vectorizer only vectorizes the innermost loop, and its SLP vectorizer (which would
 turn many scalar accumulators into vector registers) is off by default. A register-blocked kernel
@@ -7,11 +7,11 @@ vectors out instead, as one would with C intrinsics:
 
     a = vzero(x)                       # LANES[dtype] zeros of x's dtype
     a = vfma(vload(x, j), vsplat(w[i]), a)   # a += x[j:j+LANES] * w[i], one fused multiply-add
-    vstore(y, j, a)                    # y[j:j+LANES] = a
+    vstore_row(y, j, (a,))             # y[j:j+LANES] = a (a row of one vector)
 
 `Vec(dtype, lanes)` is an LLVM `<lanes x float>` value. The width is the host's widest vector
 register (64 bytes with AVX-512, 32 with AVX/AVX2, 16 otherwise), so `LANES[float32]` is 16, 8 or 4.
-`vload`/`vstore` are unaligned and unchecked: the caller keeps `j + LANES <= len`. `vfma` is
+`vload`/`vstore_row` are unaligned and unchecked: the caller keeps `j + LANES <= len`. `vfma` is
 `llvm.fmuladd` (one rounding where the CPU has FMA, multiply then add where it has not), and the
 accumulator keeps the array's dtype, so float32 kernels accumulate in float32.
 """
@@ -85,21 +85,6 @@ def vload(typingctx, arr, index):
         return builder.load(ptr, align=arr.dtype.bitwidth // 8)
 
     return vty(arr, index), codegen
-
-
-@intrinsic
-def vstore(typingctx, arr, index, v):
-    """arr[index : index + LANES] = v (unaligned)."""
-    if not (_is_float_array(arr) and isinstance(index, types.Integer) and v == _vec_of(arr.dtype)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[0], args[0],
-                               context.cast(builder, args[1], sig.args[1], types.intp), v)
-        builder.store(args[2], ptr, align=arr.dtype.bitwidth // 8)
-        return context.get_dummy_value()
-
-    return types.none(arr, index, v), codegen
 
 
 @intrinsic

@@ -22,12 +22,40 @@ from gpu.launch import Launch as BaseLaunch
 
 #: Static shared memory a block may use without opting in to more.
 SHARED_BYTES = 48 * 1024
+#: Most threads per block any kernel is launched with (gpu.launch.Launch).
+MAX_BLOCK = 1024
+
+
+def bounds(max_threads: int = MAX_BLOCK) -> dict:
+    """@cuda.jit options that cap a kernel at `max_threads` threads per block, so that ptxas fits its
+    registers x threads in the 65,536 registers of an SM. None needed up to 256 threads (255 registers
+    per thread fit), and none under the simulator, which takes no such option."""
+    if numba.config.ENABLE_CUDASIM or max_threads * 255 <= 65536:
+        return {}
+    return {"launch_bounds": max_threads}
+
+
+def check_block(launch: Launch, most: int, kernel: str):
+    """Raise ValueError when the launch's block exceeds `most`, the largest block `kernel` is compiled for
+    (more threads would not fit its registers in the register file without spilling)."""
+    if launch.block > most:
+        raise ValueError(f"block: {kernel} runs with at most {most} threads per block (its registers), "
+                         f"got {launch.block}")
 
 
 @dataclass(frozen=True)
 class Launch(BaseLaunch):
     backend: ClassVar[str] = "numba_cuda"
     per_thread: int = 4  # outputs per thread in the tiled kernels, accumulated in registers
+    #: per_thread values accepted: those gpu/compile_check.py compiles and resource-checks
+    PER_THREAD: ClassVar[tuple] = (1, 2, 4, 8)
+
+    @classmethod
+    def of(cls, options: dict) -> Launch:
+        launch = super().of(options)
+        if launch.per_thread not in cls.PER_THREAD:
+            raise ValueError(f"per_thread: expected a positive integer in {cls.PER_THREAD}, got {launch.per_thread}")
+        return launch
 
 
 def scalar_type(dtype):
@@ -43,14 +71,14 @@ def check_shared(elements: int, dtype, launch: Launch, kernel: str):
                          f"bytes of shared memory in {np.dtype(dtype)}, over the {SHARED_BYTES} limit")
 
 
-@cuda.jit
+@cuda.jit(**bounds())
 def fill_kernel(a, value):
     """a[i] = value for every i (grid-stride)."""
     for i in range(int64(cuda.grid(1)), a.shape[0], cuda.gridsize(1)):
         a[i] = value
 
 
-@cuda.jit
+@cuda.jit(**bounds())
 def copy_kernel(src, dst):
     """dst[i] = src[i] for every i; either may be strided (grid-stride)."""
     for i in range(int64(cuda.grid(1)), dst.shape[0], cuda.gridsize(1)):

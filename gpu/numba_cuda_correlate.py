@@ -24,7 +24,7 @@ import numpy as np
 from numba import cuda, int64
 
 from gpu.correlation_ops import GATE, NONE, RELU
-from gpu.numba_cuda_common import Launch, check_shared, scalar_type
+from gpu.numba_cuda_common import Launch, bounds, check_shared, scalar_type
 
 
 @cuda.jit(device=True)
@@ -37,7 +37,7 @@ def finish(v, o, zero, epilogue, gate):
     return v
 
 
-@cuda.jit
+@cuda.jit(**bounds())
 def naive_kernel(sig, offset, periodic, f, flip, out, zero, bias, epilogue, gate):
     """One thread per output o (grid-stride): out[o] = epilogue(sum_i f'[i] s[o+i] + bias).
 
@@ -68,7 +68,7 @@ def tiled_kernel(dtype: np.dtype, block: int, per_thread: int):
     WIN = TILE + KT - 1  # signal window a chunk needs: the tile plus the KT-1 halo
     T = scalar_type(dtype)
 
-    @cuda.jit
+    @cuda.jit(**bounds(B))
     def kernel(sig, offset, periodic, f, flip, out, zero, bias, epilogue, gate):
         """Block tile of TILE outputs; the filter in chunks of KT taps, each with its signal window
         staged in shared memory:

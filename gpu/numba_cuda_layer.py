@@ -32,7 +32,7 @@ from numba import cuda, int64
 
 from gpu import numba_cuda_reduce as red
 from gpu.numba_cuda import backend
-from gpu.numba_cuda_common import SHARED_BYTES, Launch, check_shared, scalar_type
+from gpu.numba_cuda_common import SHARED_BYTES, Launch, bounds, check_block, check_shared, scalar_type
 
 #: Output channels per block tile of the tiled forward (accumulators per thread: CO_TILE * per_thread).
 CO_TILE = 4
@@ -40,6 +40,9 @@ CO_TILE = 4
 K_TILE = 32
 #: Most blocks along grid axis y.
 MAX_GRID_Y = 65535
+#: Largest blocks the direct forward and parameter-gradient kernels (70-78 registers) and the tiled
+#: forward (160-220) fit in the register file without spilling (gpu/compile_check.py checks them).
+DIRECT_MAX_BLOCK, TILED_MAX_BLOCK = 512, 256
 
 
 @cuda.jit(device=True)
@@ -53,7 +56,7 @@ def tap_range(t, L, L_out, stride, padding, dilation):
 
 # --- kernels: direct ----------------------------------------------------------------------------------------
 
-@cuda.jit
+@cuda.jit(**bounds(DIRECT_MAX_BLOCK))
 def forward_kernel(x, w, b, y, stride, padding, dilation, groups, zero):
     """One thread per y element, i = (n*C_out + co)*L_out + l (grid-stride):
 
@@ -81,7 +84,7 @@ def forward_kernel(x, w, b, y, stride, padding, dilation, groups, zero):
         y[n, co, l] = acc + b[co] if has_bias else acc
 
 
-@cuda.jit
+@cuda.jit(**bounds())
 def input_grad_kernel(w, g, dx, stride, padding, dilation, groups, t_step, zero):
     """One thread per dx element, i = (n*C_in + ci)*L + j (grid-stride), a gather:
 
@@ -111,7 +114,7 @@ def input_grad_kernel(w, g, dx, stride, padding, dilation, groups, t_step, zero)
         dx[n, ci, j] = acc
 
 
-@cuda.jit
+@cuda.jit(**bounds(DIRECT_MAX_BLOCK))
 def param_grad_partial_kernel(x, g, partial, K, stride, padding, dilation, groups, chunk, zero):
     """Partial sums of dw and db, one thread per (chunk s, column e), k = s*E + e (grid-stride):
 
@@ -163,7 +166,7 @@ def tiled_kernel(dtype: np.dtype, block: int, per_thread: int, window: int):
     TL = B * R  # output positions per tile: thread u owns l0 + u + r*B for r < R
     T = scalar_type(dtype)
 
-    @cuda.jit
+    @cuda.jit(**bounds(B))
     def kernel(x, w, b, y, stride, padding, dilation, groups, up, kt_max, zero):
         """The forward on an input upsampled by `up` (up = 1: x itself), by tiles: block
         (l tile, (n, channel tile)) computes y[n, co0+o, l0+u] for o < CO, u < TL; per input channel
@@ -225,7 +228,7 @@ def tiled_kernel(dtype: np.dtype, block: int, per_thread: int, window: int):
     return kernel
 
 
-@cuda.jit
+@cuda.jit(**bounds())
 def transposed_filter_kernel(w, wt, groups):
     """wt[ci, o, K-1-t] = w[G*C_out/groups + o, c, t] for ci = G*C_in/groups + c (grid-stride over wt):
     the filter of the transposed layer, from C_out to C_in channels with the same groups."""
@@ -245,6 +248,7 @@ def _settings(p):
 
 def forward_direct(p, x, w, b, y, launch: Launch):
     """y = conv1d_layer(x, w, b), one thread per output element."""
+    check_block(launch, DIRECT_MAX_BLOCK, "the direct layer forward")
     grid = launch.blocks(y.size, launch.block)
     forward_kernel[grid, launch.block](x, w, b, y, *_settings(p), p.dtype.type(0))
 
@@ -263,6 +267,7 @@ def param_grads(p, x, g, dw, db, launch: Launch):
     red.TARGET_BLOCKS blocks, and at most red.TARGET_BLOCKS (the second pass adds them serially). They
     depend only on the sizes and the launch, so repeated calls add in the same order, to the bit.
     """
+    check_block(launch, DIRECT_MAX_BLOCK, "the layer's parameter gradients")
     E_w = dw.size
     columns = E_w + db.shape[0]
     NL = p.N * p.L_out
@@ -283,6 +288,7 @@ def tiled(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, up=1
     Its shared x window is a power of two (few kernels compile) holding K_TILE taps per chunk if that
     fits in shared memory, else one; per_thread is cut down to what L_out needs.
     """
+    check_block(launch, TILED_MAX_BLOCK, "the tiled layer")
     dtype, K, L_out = np.dtype(y.dtype), w.shape[2], y.shape[2]
     per_thread = min(launch.per_thread, -(-L_out // launch.block))  # no more positions than L_out needs
     TL = launch.block * per_thread

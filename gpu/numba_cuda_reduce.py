@@ -18,7 +18,7 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from gpu.numba_cuda_common import Launch, check_shared, fill, scalar_type
+from gpu.numba_cuda_common import Launch, bounds, check_shared, fill, scalar_type
 
 #: Grid size the split reductions aim at: enough blocks to fill a large GPU several times over.
 TARGET_BLOCKS = 1024
@@ -30,7 +30,7 @@ WI = 32
 ITEMS = 32
 
 
-@cuda.jit
+@cuda.jit(**bounds())
 def weight_grad_naive_kernel(x, g, dw, zero, flip):
     """One thread per tap i (grid-stride): dw[i] = sum_j g[j] x[j+i], stored at k-1-i when flip."""
     k, m = dw.shape[0], g.shape[0]
@@ -41,7 +41,7 @@ def weight_grad_naive_kernel(x, g, dw, zero, flip):
         dw[k - 1 - i if flip else i] = acc
 
 
-@cuda.jit
+@cuda.jit(**bounds())
 def sum_columns_kernel(partial, out, zero):
     """One thread per column i (grid-stride): out[i] = sum_b partial[b, i], in order of b.
 
@@ -63,7 +63,7 @@ def weight_grad_tiled_kernel(dtype: np.dtype, block: int, per_thread: int, atomi
     XW = TJ + TI - 1  # x window of one chunk: TJ values plus the TI-1 halo
     T = scalar_type(dtype)
 
-    @cuda.jit
+    @cuda.jit(**bounds(B))
     def kernel(x, g, partial, zero, flip):
         """Block (tile, split) sums j over the chunks split, split+splits, ... of TJ values:
 
@@ -123,7 +123,7 @@ def block_sums_kernel(dtype: np.dtype, block: int, atomic: bool):
     B = block
     T = scalar_type(dtype)
 
-    @cuda.jit
+    @cuda.jit(**bounds(B))
     def kernel(a, partial, zero):
         """partial[b, 0] = sum of a[j] over the j of block b: each thread adds its grid-stride
         elements in order, then a tree in shared memory adds the B thread sums (B a power of two);

@@ -76,5 +76,6 @@ lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $${KERNELS_EMU_CACHE:-$$HOME/.cache/kernels-emu}
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $${KERNELS_EMU_CACHE:-$$HOME/.cache/kernels-emu} \
+	  $${KERNELS_COMPILE_CACHE:-$$HOME/.cache/kernels-compile}
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -3,8 +3,9 @@
     python -m gpu.compile_check [--json] [--arch 80 90] [--no-cache]   # exit status 1 on a failed check
 
 The numba_cuda backend's kernels are compiled with numba-cuda's own compiler
-(`numba.cuda.compile_ptx(kernel.py_func, signature, cc=...)`, with the kernel's `launch_bounds`), for
-each dtype and every launch the backend's options accept (`block` in 32..1024, `per_thread` in
+(as `numba.cuda.compile_ptx(kernel.py_func, signature, cc=...)` does, with the kernel's own
+`launch_bounds` and `max_registers` if it sets them), for each dtype and every launch the backend's
+options accept (`block` in 32..1024, less where a kernel refuses larger blocks, `per_thread` in
 `Launch.PER_THREAD`), then assembled by `ptxas -v` for sm_80 and sm_90. A configuration fails when
 ptxas spills, or when registers x threads per block exceed the 65,536 registers of an SM (the kernel
 could not launch).
@@ -40,6 +41,8 @@ ARCHS = (80, 90)
 BLOCKS = (32, 64, 128, 256, 512, 1024)  # the block sizes gpu.launch.Launch accepts
 REGISTER_FILE = 65536  # 32-bit registers per SM on sm_80 and sm_90 (and per block at most)
 GPU_DIR = Path(__file__).parent
+#: Processes the child compiles with (KERNELS_COMPILE_WORKERS, default: the cores, at most 2).
+WORKERS = int(os.environ.get("KERNELS_COMPILE_WORKERS", min(2, os.cpu_count() or 1)))
 SOURCES = ("numba_cuda_common.py", "numba_cuda_correlate.py", "numba_cuda_reduce.py", "numba_cuda_layer.py",
            "compile_check.py", "launch.py")
 
@@ -207,13 +210,15 @@ def configurations(dtypes=("float32", "float64")):
         direct = tuple(b for b in BLOCKS if b <= getattr(layer, "DIRECT_MAX_BLOCK", BLOCKS[-1]))
         add("layer.forward_kernel", layer.forward_kernel, (a3, a3, a1, a3, *[int64] * 4, T), dtype, direct,
             is_default=True)
-        add("layer.input_grad_kernel", layer.input_grad_kernel, (a3, a3, a3, *[int64] * 5, T), dtype,
+        add("layer.input_grad_kernel", layer.input_grad_kernel, (a3, a3, a3, *[int64] * 5, T), dtype, direct,
             is_default=True)
         add("layer.param_grad_partial_kernel", layer.param_grad_partial_kernel,
             (a3, a3, a2, *[int64] * 6, T), dtype, direct, is_default=True)
         add("layer.transposed_filter_kernel", layer.transposed_filter_kernel, (a3, a3, int64), dtype,
             is_default=True)
         itemsize = np.dtype(dtype).itemsize
+        corr_max = getattr(corr, "TILED_MAX_BLOCK", BLOCKS[-1])
+        red_max = getattr(red, "TILED_MAX_BLOCK", BLOCKS[-1])
         for block in BLOCKS:
             for atomic in (False, True):
                 k = red.block_sums_kernel(np.dtype(dtype), block, atomic)
@@ -222,10 +227,11 @@ def configurations(dtypes=("float32", "float64")):
             for R in common.Launch.PER_THREAD:
                 is_default = block == default.block and R == default.per_thread
                 tile = block * R
-                if (3 * tile - 1) * itemsize <= common.SHARED_BYTES:  # else tiled() refuses the launch
+                if block <= corr_max and (3 * tile - 1) * itemsize <= common.SHARED_BYTES:  # else refused
                     k = corr.tiled_kernel(np.dtype(dtype), block, R)
                     add(f"correlate.tiled_kernel[B={block},R={R}]", k, corr_args, dtype, (block,), is_default)
-                if (2 * red.TJ + (block + red.WI) * R) * itemsize <= common.SHARED_BYTES:
+                wg_max = red_max if R <= 4 else red_max // 2
+                if block <= wg_max and (2 * red.TJ + (block + red.WI) * R) * itemsize <= common.SHARED_BYTES:
                     for atomic in (False, True):
                         k = red.weight_grad_tiled_kernel(np.dtype(dtype), block, R, atomic)
                         add(f"reduce.weight_grad_tiled_kernel[B={block},R={R},atomic={int(atomic)}]", k,
@@ -284,14 +290,33 @@ def compile_one(dispatcher, argtypes, archs=ARCHS, want_sass=False) -> dict:
     return out
 
 
-def compile_all(archs=ARCHS, want_sass=False, only_default=False) -> list[dict]:
-    """Every configuration compiled for every architecture: one dict per (config, arch)."""
+def compile_all(archs=ARCHS, want_sass=False, only_default=False, workers=1) -> list[dict]:
+    """Every configuration compiled for every architecture: one dict per (config, arch), in the order of
+    `configurations()`, with the SASS of the default-launch ones if `want_sass`; spread over `workers`
+    processes (spawned, so each imports numba afresh)."""
+    count = len(configurations())
+    if workers <= 1:
+        return [{k: v for k, v in r.items() if k != "_index"}
+                for r in _compile_part(archs, want_sass, only_default, range(count))]
+    import concurrent.futures
+    import multiprocessing
+
+    parts = [range(i, count, workers) for i in range(workers)]
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        done = list(pool.map(_compile_part, *zip(*[(archs, want_sass, only_default, p) for p in parts])))
+    rows = [row for part in done for row in part]
+    return sorted(rows, key=lambda r: r.pop("_index"))
+
+
+def _compile_part(archs, want_sass, only_default, indices) -> list[dict]:
     rows = []
-    for config, dispatcher, argtypes in configurations():
+    configs = configurations()
+    for i in indices:
+        config, dispatcher, argtypes = configs[i]
         if only_default and not config.default:
             continue
-        for arch, row in compile_one(dispatcher, argtypes, archs, want_sass).items():
-            rows.append({**dataclasses.asdict(config), "arch": arch, **row})
+        for arch, row in compile_one(dispatcher, argtypes, archs, want_sass and config.default).items():
+            rows.append({**dataclasses.asdict(config), "arch": arch, **row, "_index": (i, arch)})
     return rows
 
 
@@ -369,8 +394,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KERNELS_COMPILE_CACHE", Path.home() / ".cache" / "kernels-compile"))
 
 
-def run(archs=ARCHS, want_sass=False, only_default=False, cache=True) -> list[dict]:
-    """`compile_all` in a child process with the simulator off, cached; RuntimeError with its log."""
+def run(archs=ARCHS, want_sass=True, only_default=False, cache=True) -> list[dict]:
+    """`compile_all` in a child process with the simulator off, cached; RuntimeError with its log.
+    With `want_sass` (the default, so that gpu.inspect shares the cache) the default-launch rows carry
+    their SASS."""
     path = cache_dir() / f"numba-{cache_key(archs, want_sass, only_default)}.json"
     if cache and path.exists():
         return json.loads(path.read_text())
@@ -378,7 +405,7 @@ def run(archs=ARCHS, want_sass=False, only_default=False, cache=True) -> list[di
     root = str(GPU_DIR.parent)
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     cmd = [sys.executable, "-m", "gpu.compile_check", "--child", "--arch", *map(str, archs)]
-    cmd += ["--sass"] * want_sass + ["--default"] * only_default
+    cmd += ["--sass"] * want_sass + ["--default"] * only_default + ["--workers", str(WORKERS)]
     out = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"real compile failed:\n{out.stderr[-6000:]}")
@@ -409,9 +436,10 @@ def main(argv=None) -> int:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # compile here (simulator off)
     ap.add_argument("--sass", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--default", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        json.dump(compile_all(args.arch, args.sass, args.default), sys.stdout)
+        json.dump(compile_all(args.arch, args.sass, args.default, workers=args.workers), sys.stdout)
         return 0
     if problem := toolchain_problem():
         print(f"compile_check: {problem}", file=sys.stderr)

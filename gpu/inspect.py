@@ -9,7 +9,7 @@
 2. The hot loop, read from the cubin's SASS (nvdisasm): the innermost loop holding the most FMAs.
    FMA per issued instruction, shared loads (LDS) per FMA, global loads (LDG) per FMA.
 3. Global traffic, counted by gpu.trace on a small launch of the numba.cuda kernels under the simulator
-   (n = 4096, k = 3 and 31): 32-byte sectors per warp request, sectors and unique bytes per output,
+   (n = 2048, k = 3 and 31): 32-byte sectors per warp request, sectors and unique bytes per output,
    fitted as a + b*k per output. The CUDA C kernels have the same index formulas (gpu/conv1d.cu and
    gpu/numba_cuda_correlate.py), so their traffic is taken from their numba twin: the emulator runs
    raw pointers and cannot record accesses.
@@ -52,7 +52,7 @@ CTYPE = {"float32": "float", "float64": "double"}
 BLOCK, PER_THREAD = 128, 4  # the default launch (gpu.launch.Launch, gpu.numba_cuda_common.Launch)
 OPS = ("conv1d", "conv1d_weight_grad")
 FMA_LATENCY = {4: 4, 8: 8}  # cycles of a dependent FFMA / DFMA (sm_80, sm_90)
-TRACE_N, TRACE_KS = 4096, (3, 31)
+TRACE_N, TRACE_KS = 2048, (3, 31)
 
 #: The kernels of each GPU variant's conv1d and weight gradient (the hot kernel of each op).
 VARIANTS = {
@@ -212,7 +212,10 @@ def cuda_c_kernels(archs=compile_check.ARCHS) -> list[dict]:
 def numba_kernels(archs=compile_check.ARCHS) -> list[dict]:
     """The numba.cuda kernels at the default launch, compiled for real (gpu.compile_check, cached)."""
     rows = []
-    for r in compile_check.run(archs, want_sass=True, only_default=True):
+    for r in compile_check.run(archs):
+        if not r["default"]:
+            continue
+        r = dict(r)
         funcs = sass_functions(r.pop("sass"))
         instrs = max(funcs.values(), key=len) if funcs else []
         rows.append({"backend": "numba_cuda", "file": "", **r, "dynamic_shared": 0, "hot_loop": hot_loop(instrs)})
@@ -302,8 +305,8 @@ def launch_shape(backend: str, variant: str, op: str, n: int, k: int, itemsize: 
         return {"blocks": min(-(-m // tile), 1 << 16), "fmas": k * m, "chain": k}
     if not tiled:  # one thread per tap sums m products
         return {"blocks": -(-k // BLOCK), "fmas": k * m, "chain": m}
-    if backend == "numba_cuda":
-        ti, tj = 32 * min(PER_THREAD, -(-k // 32)), 512
+    if backend == "numba_cuda":  # per_thread cut to what k needs (gpu.numba_cuda_common.per_thread_for)
+        ti, tj = 32 * min(PER_THREAD, next(p for p in (1, 2, 4, 8) if p >= min(8, -(-k // 32)))), 512
     else:
         from gpu import cupy_backend as cb
 

@@ -22,17 +22,12 @@ from gpu.launch import Launch as BaseLaunch
 
 #: Static shared memory a block may use without opting in to more.
 SHARED_BYTES = 48 * 1024
-#: Most threads per block any kernel is launched with (gpu.launch.Launch).
-MAX_BLOCK = 1024
 
 
-def bounds(max_threads: int = MAX_BLOCK) -> dict:
-    """@cuda.jit options that cap a kernel at `max_threads` threads per block, so that ptxas fits its
-    registers x threads in the 65,536 registers of an SM. None needed up to 256 threads (255 registers
-    per thread fit), and none under the simulator, which takes no such option."""
-    if numba.config.ENABLE_CUDASIM or max_threads * 255 <= 65536:
-        return {}
-    return {"launch_bounds": max_threads}
+def per_thread_for(launch: Launch, needed: int) -> int:
+    """launch.per_thread, cut down to the smallest of Launch.PER_THREAD that covers `needed` items per
+    thread (so only the compiled and resource-checked values are ever built)."""
+    return min(launch.per_thread, next((p for p in Launch.PER_THREAD if p >= needed), Launch.PER_THREAD[-1]))
 
 
 def check_block(launch: Launch, most: int, kernel: str):
@@ -71,14 +66,14 @@ def check_shared(elements: int, dtype, launch: Launch, kernel: str):
                          f"bytes of shared memory in {np.dtype(dtype)}, over the {SHARED_BYTES} limit")
 
 
-@cuda.jit(**bounds())
+@cuda.jit
 def fill_kernel(a, value):
     """a[i] = value for every i (grid-stride)."""
     for i in range(int64(cuda.grid(1)), a.shape[0], cuda.gridsize(1)):
         a[i] = value
 
 
-@cuda.jit(**bounds())
+@cuda.jit
 def copy_kernel(src, dst):
     """dst[i] = src[i] for every i; either may be strided (grid-stride)."""
     for i in range(int64(cuda.grid(1)), dst.shape[0], cuda.gridsize(1)):

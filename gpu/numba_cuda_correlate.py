@@ -24,7 +24,11 @@ import numpy as np
 from numba import cuda, int64
 
 from gpu.correlation_ops import GATE, NONE, RELU
-from gpu.numba_cuda_common import Launch, bounds, check_shared, scalar_type
+from gpu.numba_cuda_common import Launch, check_block, check_shared, scalar_type
+
+#: Largest block the tiled kernel (up to 124 registers) fits in the register file without spilling
+#: (gpu/compile_check.py checks every accepted launch).
+TILED_MAX_BLOCK = 512
 
 
 @cuda.jit(device=True)
@@ -37,7 +41,7 @@ def finish(v, o, zero, epilogue, gate):
     return v
 
 
-@cuda.jit(**bounds())
+@cuda.jit
 def naive_kernel(sig, offset, periodic, f, flip, out, zero, bias, epilogue, gate):
     """One thread per output o (grid-stride): out[o] = epilogue(sum_i f'[i] s[o+i] + bias).
 
@@ -68,7 +72,7 @@ def tiled_kernel(dtype: np.dtype, block: int, per_thread: int):
     WIN = TILE + KT - 1  # signal window a chunk needs: the tile plus the KT-1 halo
     T = scalar_type(dtype)
 
-    @cuda.jit(**bounds(B))
+    @cuda.jit
     def kernel(sig, offset, periodic, f, flip, out, zero, bias, epilogue, gate):
         """Block tile of TILE outputs; the filter in chunks of KT taps, each with its signal window
         staged in shared memory:
@@ -140,6 +144,7 @@ def tiled(sig, f, out, launch: Launch, *, flip=False, offset=0, periodic=False, 
     """The same as `naive`, by block tiles staged in shared memory."""
     tile = launch.block * launch.per_thread
     check_shared(3 * tile - 1, out.dtype, launch, "tiled correlation")
+    check_block(launch, TILED_MAX_BLOCK, "the tiled correlation")
     kernel = tiled_kernel(np.dtype(out.dtype), launch.block, launch.per_thread)
     args = _arguments(sig, f, out, flip, offset, periodic, bias, epilogue, gate)
     kernel[launch.blocks(out.shape[0], tile), launch.block](*args)

@@ -32,7 +32,7 @@ from numba import cuda, int64
 
 from gpu import numba_cuda_reduce as red
 from gpu.numba_cuda import backend
-from gpu.numba_cuda_common import SHARED_BYTES, Launch, bounds, check_block, check_shared, scalar_type
+from gpu.numba_cuda_common import SHARED_BYTES, Launch, check_block, check_shared, per_thread_for, scalar_type
 
 #: Output channels per block tile of the tiled forward (accumulators per thread: CO_TILE * per_thread).
 CO_TILE = 4
@@ -40,8 +40,8 @@ CO_TILE = 4
 K_TILE = 32
 #: Most blocks along grid axis y.
 MAX_GRID_Y = 65535
-#: Largest blocks the direct forward and parameter-gradient kernels (70-78 registers) and the tiled
-#: forward (160-220) fit in the register file without spilling (gpu/compile_check.py checks them).
+#: Largest blocks the direct kernels (70-80 registers) and the tiled forward (160-220) fit in the
+#: register file without spilling (gpu/compile_check.py checks every accepted launch).
 DIRECT_MAX_BLOCK, TILED_MAX_BLOCK = 512, 256
 
 
@@ -56,7 +56,7 @@ def tap_range(t, L, L_out, stride, padding, dilation):
 
 # --- kernels: direct ----------------------------------------------------------------------------------------
 
-@cuda.jit(**bounds(DIRECT_MAX_BLOCK))
+@cuda.jit
 def forward_kernel(x, w, b, y, stride, padding, dilation, groups, zero):
     """One thread per y element, i = (n*C_out + co)*L_out + l (grid-stride):
 
@@ -84,7 +84,7 @@ def forward_kernel(x, w, b, y, stride, padding, dilation, groups, zero):
         y[n, co, l] = acc + b[co] if has_bias else acc
 
 
-@cuda.jit(**bounds())
+@cuda.jit
 def input_grad_kernel(w, g, dx, stride, padding, dilation, groups, t_step, zero):
     """One thread per dx element, i = (n*C_in + ci)*L + j (grid-stride), a gather:
 
@@ -114,7 +114,7 @@ def input_grad_kernel(w, g, dx, stride, padding, dilation, groups, t_step, zero)
         dx[n, ci, j] = acc
 
 
-@cuda.jit(**bounds(DIRECT_MAX_BLOCK))
+@cuda.jit
 def param_grad_partial_kernel(x, g, partial, K, stride, padding, dilation, groups, chunk, zero):
     """Partial sums of dw and db, one thread per (chunk s, column e), k = s*E + e (grid-stride):
 
@@ -166,7 +166,7 @@ def tiled_kernel(dtype: np.dtype, block: int, per_thread: int, window: int):
     TL = B * R  # output positions per tile: thread u owns l0 + u + r*B for r < R
     T = scalar_type(dtype)
 
-    @cuda.jit(**bounds(B))
+    @cuda.jit
     def kernel(x, w, b, y, stride, padding, dilation, groups, up, kt_max, zero):
         """The forward on an input upsampled by `up` (up = 1: x itself), by tiles: block
         (l tile, (n, channel tile)) computes y[n, co0+o, l0+u] for o < CO, u < TL; per input channel
@@ -228,7 +228,7 @@ def tiled_kernel(dtype: np.dtype, block: int, per_thread: int, window: int):
     return kernel
 
 
-@cuda.jit(**bounds())
+@cuda.jit
 def transposed_filter_kernel(w, wt, groups):
     """wt[ci, o, K-1-t] = w[G*C_out/groups + o, c, t] for ci = G*C_in/groups + c (grid-stride over wt):
     the filter of the transposed layer, from C_out to C_in channels with the same groups."""
@@ -288,15 +288,15 @@ def tiled(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, up=1
     Its shared x window is a power of two (few kernels compile) holding K_TILE taps per chunk if that
     fits in shared memory, else one; per_thread is cut down to what L_out needs.
     """
-    check_block(launch, TILED_MAX_BLOCK, "the tiled layer")
     dtype, K, L_out = np.dtype(y.dtype), w.shape[2], y.shape[2]
-    per_thread = min(launch.per_thread, -(-L_out // launch.block))  # no more positions than L_out needs
+    per_thread = per_thread_for(launch, -(-L_out // launch.block))  # no more positions than L_out needs
     TL = launch.block * per_thread
     for kt in (min(K, K_TILE), 1):
         window = 1 << ((TL - 1) * stride + (kt - 1) * dilation).bit_length()
         if (window + CO_TILE * K_TILE) * dtype.itemsize <= SHARED_BYTES:
             break
     check_shared(window + CO_TILE * K_TILE, dtype, launch, "tiled layer")
+    check_block(launch, TILED_MAX_BLOCK, "the tiled layer")
     kt_max = min(K_TILE, (window - 1 - (TL - 1) * stride) // dilation + 1)
     rows = x.shape[0] * groups * -(-(w.shape[0] // groups) // CO_TILE)
     grid = (launch.blocks(L_out, TL), min(rows, launch.max_blocks, MAX_GRID_Y))
@@ -330,6 +330,7 @@ def layer_direct(p, x, w, b, y, **options):
 def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
     """dx by gather (one thread per element, no atomics); dw, db by chunk partials added in order"""
     launch = Launch.of(options)
+    check_block(launch, DIRECT_MAX_BLOCK, "the direct layer backward")
     input_grad_direct(p, w, g, dx, launch)
     param_grads(p, x, g, dw, db, launch)
 
@@ -345,5 +346,6 @@ def layer_tiled(p, x, w, b, y, **options):
 def layer_backward_tiled(p, x, w, g, dx, dw, db, **options):
     """dx by the tiled forward of the transposed layer (g upsampled by stride); dw, db as in direct"""
     launch = Launch.of(options)
+    check_block(launch, TILED_MAX_BLOCK, "the tiled layer backward")
     input_grad_tiled(p, w, g, dx, launch)
     param_grads(p, x, g, dw, db, launch)

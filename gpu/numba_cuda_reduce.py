@@ -18,7 +18,7 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from gpu.numba_cuda_common import Launch, bounds, check_shared, fill, scalar_type
+from gpu.numba_cuda_common import Launch, check_block, check_shared, fill, per_thread_for, scalar_type
 
 #: Grid size the split reductions aim at: enough blocks to fill a large GPU several times over.
 TARGET_BLOCKS = 1024
@@ -28,9 +28,12 @@ TJ = 512
 WI = 32
 #: Elements each thread sums at least, before the block-level tree, in `block_sums`.
 ITEMS = 32
+#: Largest block the tiled weight gradient (up to 128 registers; half as many threads with per_thread
+#: 8: up to 167) fits in the register file without spilling (gpu/compile_check.py checks them all).
+TILED_MAX_BLOCK = 512
 
 
-@cuda.jit(**bounds())
+@cuda.jit
 def weight_grad_naive_kernel(x, g, dw, zero, flip):
     """One thread per tap i (grid-stride): dw[i] = sum_j g[j] x[j+i], stored at k-1-i when flip."""
     k, m = dw.shape[0], g.shape[0]
@@ -41,7 +44,7 @@ def weight_grad_naive_kernel(x, g, dw, zero, flip):
         dw[k - 1 - i if flip else i] = acc
 
 
-@cuda.jit(**bounds())
+@cuda.jit
 def sum_columns_kernel(partial, out, zero):
     """One thread per column i (grid-stride): out[i] = sum_b partial[b, i], in order of b.
 
@@ -63,7 +66,7 @@ def weight_grad_tiled_kernel(dtype: np.dtype, block: int, per_thread: int, atomi
     XW = TJ + TI - 1  # x window of one chunk: TJ values plus the TI-1 halo
     T = scalar_type(dtype)
 
-    @cuda.jit(**bounds(B))
+    @cuda.jit
     def kernel(x, g, partial, zero, flip):
         """Block (tile, split) sums j over the chunks split, split+splits, ... of TJ values:
 
@@ -123,7 +126,7 @@ def block_sums_kernel(dtype: np.dtype, block: int, atomic: bool):
     B = block
     T = scalar_type(dtype)
 
-    @cuda.jit(**bounds(B))
+    @cuda.jit
     def kernel(a, partial, zero):
         """partial[b, 0] = sum of a[j] over the j of block b: each thread adds its grid-stride
         elements in order, then a tree in shared memory adds the B thread sums (B a power of two);
@@ -167,8 +170,10 @@ def weight_grad_naive(x, g, dw, launch: Launch, flip=False):
 def weight_grad_tiled(x, g, dw, launch: Launch, flip=False, atomic=False):
     """dw[i] = sum_j g[j] x[j+i]: split over j into blocks, then `sum_columns` (or atomics)."""
     k, m = dw.shape[0], g.shape[0]
-    per_thread = min(launch.per_thread, -(-k // WI))  # no more tap accumulators than there are taps
+    per_thread = per_thread_for(launch, -(-k // WI))  # no more tap accumulators than the taps need
     check_shared(2 * TJ + (launch.block + WI) * per_thread, dw.dtype, launch, "tiled weight gradient")
+    check_block(launch, TILED_MAX_BLOCK if launch.per_thread <= 4 else TILED_MAX_BLOCK // 2,
+                f"the tiled weight gradient with per_thread={launch.per_thread}")
     kernel = weight_grad_tiled_kernel(np.dtype(dw.dtype), launch.block, per_thread, atomic)
     tiles = launch.blocks(k, WI * per_thread)
     splits = min(-(-m // TJ), max(1, TARGET_BLOCKS // tiles), launch.max_blocks)

@@ -105,13 +105,28 @@ def test_per_thread_outside_the_compiled_set_is_rejected(options, words):
     assert all(w in str(info.value) for w in words), str(info.value)
 
 
-@pytest.mark.parametrize("op, variant, block", [("conv1d_layer", "direct", 1024), ("conv1d_layer", "tiled", 512),
-                                                ("conv1d_layer_backward", "direct", 1024)])
-def test_layer_blocks_beyond_the_register_file_are_rejected(op, variant, block):
+@pytest.mark.parametrize("op, variant, block", [
+    ("conv1d", "tiled", 1024), ("conv1d_weight_grad", "tiled", 1024), ("conv1d_weight_grad", "atomic", 1024),
+    ("conv1d_relu_backward", "tiled", 1024), ("conv1d_layer", "direct", 1024), ("conv1d_layer", "tiled", 512),
+    ("conv1d_layer_backward", "direct", 1024), ("conv1d_layer_backward", "tiled", 512)])
+def test_blocks_beyond_the_register_file_are_rejected_before_any_write(op, variant, block):
     if not kernels.status("numba_cuda").usable:
         pytest.skip(f"numba_cuda: {kernels.status('numba_cuda').reason}")
     from kernels.spec import OPS
 
-    args, kwargs = OPS[op].make_args(np.random.default_rng(0), np.float32, N=1, C_in=1, C_out=2, L=40, K=3)
+    rng = np.random.default_rng()
+    sizes = {"N": 1, "C_in": 1, "C_out": 2, "L": 40, "K": 3} if "layer" in op else {"n": 40, "k": 3}
+    args, kwargs = OPS[op].make_args(rng, np.float32, **sizes)
     with pytest.raises(ValueError, match=f"block: .*at most .*got {block}"):
         kernels.get(op, "numba_cuda", variant, block=block)(*args, **kwargs)
+
+
+def test_the_naive_variant_still_takes_block_1024(rng):
+    if not kernels.status("numba_cuda").usable:
+        pytest.skip(f"numba_cuda: {kernels.status('numba_cuda').reason}")
+    from kernels import compare
+    from kernels.spec import OPS
+
+    args, kwargs = OPS["conv1d"].make_args(rng, np.float32, n=40, k=3)
+    compare.assert_close("conv1d", kernels.get("conv1d", "numba_cuda", "naive", block=1024)(*args, **kwargs),
+                         args, kwargs)

@@ -105,11 +105,12 @@ def test_per_thread_outside_the_compiled_set_is_rejected(options, words):
     assert all(w in str(info.value) for w in words), str(info.value)
 
 
-@pytest.mark.parametrize("op, variant, block", [
-    ("conv1d", "tiled", 1024), ("conv1d_weight_grad", "tiled", 1024), ("conv1d_weight_grad", "atomic", 1024),
-    ("conv1d_relu_backward", "tiled", 1024), ("conv1d_layer", "direct", 1024), ("conv1d_layer", "tiled", 512),
-    ("conv1d_layer_backward", "direct", 1024), ("conv1d_layer_backward", "tiled", 512)])
-def test_blocks_beyond_the_register_file_are_rejected_before_any_write(op, variant, block):
+@pytest.mark.parametrize("op, variant, block, per_thread", [
+    ("conv1d", "tiled", 1024, 4), ("conv1d_weight_grad", "tiled", 1024, 4), ("conv1d_weight_grad", "atomic", 1024, 4),
+    ("conv1d_weight_grad", "tiled", 512, 8), ("conv1d_relu_backward", "tiled", 1024, 4),
+    ("conv1d_layer", "direct", 1024, 4), ("conv1d_layer", "tiled", 512, 4),
+    ("conv1d_layer_backward", "direct", 1024, 4), ("conv1d_layer_backward", "tiled", 512, 4)])
+def test_blocks_beyond_the_register_file_are_rejected_with_a_clear_error(op, variant, block, per_thread):
     if not kernels.status("numba_cuda").usable:
         pytest.skip(f"numba_cuda: {kernels.status('numba_cuda').reason}")
     from kernels.spec import OPS
@@ -118,7 +119,7 @@ def test_blocks_beyond_the_register_file_are_rejected_before_any_write(op, varia
     sizes = {"N": 1, "C_in": 1, "C_out": 2, "L": 40, "K": 3} if "layer" in op else {"n": 40, "k": 3}
     args, kwargs = OPS[op].make_args(rng, np.float32, **sizes)
     with pytest.raises(ValueError, match=f"block: .*at most .*got {block}"):
-        kernels.get(op, "numba_cuda", variant, block=block)(*args, **kwargs)
+        kernels.get(op, "numba_cuda", variant, block=block, per_thread=per_thread)(*args, **kwargs)
 
 
 def test_the_naive_variant_still_takes_block_1024(rng):

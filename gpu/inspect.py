@@ -251,9 +251,9 @@ def _trace_child() -> dict:
 def traced(cache=True) -> dict:
     """`_trace_child` in a child process with the simulator on, cached like gpu.compile_check."""
     h = hashlib.sha256()
-    for name in (*compile_check.SOURCES, "trace.py", "inspect.py", "correlation_ops.py", "numba_cuda.py"):
+    for name in (*compile_check.SOURCES, "trace.py", "correlation_ops.py", "numba_cuda.py"):
         h.update((GPU_DIR / name).read_bytes())
-    h.update(repr((TRACE_N, TRACE_KS)).encode())
+    h.update(repr((TRACE_N, TRACE_KS, sorted(VARIANTS))).encode())
     path = compile_check.cache_dir() / f"trace-{h.hexdigest()[:24]}.json"
     if cache and path.exists():
         return json.loads(path.read_text())

@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: setup test test-gpu test-asan check list bench plots tune lint clean
+.PHONY: setup test test-gpu test-asan check list bench plots tune lint clean gpu-report gpu-inspect
 
 setup: $(STAMP)
 
@@ -49,6 +49,25 @@ plots: setup
 	$(PY) -m plots bench --preset layer
 	$(PY) -m plots draw
 
+# The static performance model of every GPU kernel (no GPU needed): resources, SASS mix, counted traffic,
+# predicted bounds for an H100 SXM and an H200; then its plots (plots/<device>-model/).
+gpu-inspect: setup
+	$(PY) -m gpu.inspect
+	$(PY) -m plots.model
+
+# One GPU run in about 8 minutes, with the machine's Python as it is (no venv, no pip: a GPU machine may
+# have no package registry): make gpu-report PY=python3. GPU tests, the gpu-short preset (ceilings
+# included), the plots, and the model beside the measurements; versions go to plots/results/.
+gpu-report:
+	@$(PY) -c "import sys; sys.path.insert(0, '.'); from kernels._env import cuda_driver_present as p; \
+	  sys.exit(0 if p() else 'no CUDA device: make gpu-report needs an NVIDIA GPU and its driver')"
+	@mkdir -p plots/results
+	$(PY) -m gpu.inspect --versions | tee plots/results/gpu-report-versions.txt
+	$(PY) -m pytest -q -m gpu -p no:cacheprovider | tee plots/results/gpu-report-tests.txt
+	$(PY) -m plots bench --preset gpu-short
+	$(PY) -m plots draw
+	$(PY) -m plots.model --measured $$(ls -t plots/results/*gpu-short.jsonl | head -1)
+
 # Re-measure the direct/FFT crossover that numba_cpu's `auto` variant reads (cpu/crossover.json).
 tune: setup
 	$(PY) -m plots.bench.tune
@@ -57,5 +76,6 @@ lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $${KERNELS_EMU_CACHE:-$$HOME/.cache/kernels-emu}
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $${KERNELS_EMU_CACHE:-$$HOME/.cache/kernels-emu} \
+	  $${KERNELS_COMPILE_CACHE:-$$HOME/.cache/kernels-compile}
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

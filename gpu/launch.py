@@ -65,6 +65,15 @@ class CupyLaunch(Launch):
 class NumbaCudaLaunch(Launch):
     backend: ClassVar[str] = "numba_cuda"
     per_thread: int = 4  # outputs per thread in the tiled kernels, accumulated in registers
+    #: per_thread values accepted: those gpu/compile_check.py compiles and resource-checks
+    PER_THREAD: ClassVar[tuple] = (1, 2, 4, 8)
+
+    @classmethod
+    def of(cls, options: dict) -> NumbaCudaLaunch:
+        launch = super().of(options)
+        if launch.per_thread not in cls.PER_THREAD:
+            raise ValueError(f"per_thread: expected one of {cls.PER_THREAD}, got {launch.per_thread!r}")
+        return launch
 
 
 def weight_grad_splits(m: int, chunk: int, tiles: int, launch: Launch) -> int:

@@ -57,6 +57,10 @@ def status() -> Status:
                                      "NUMBA_ENABLE_CUDASIM=1 runs the kernels under numba's simulator")
     if not cuda.list_devices():
         return Status("unavailable", "no CUDA device: the driver loads but reports none")
+    from gpu.compile_check import compiler_problem
+
+    if problem := compiler_problem():
+        return Status("unavailable", problem)
     device = cuda.get_current_device()
     name = device.name.decode() if isinstance(device.name, bytes) else device.name  # bytes: older versions
     cc = ".".join(map(str, device.compute_capability))

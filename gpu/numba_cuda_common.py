@@ -24,6 +24,20 @@ DEFAULT_LAUNCH = Launch()
 SHARED_BYTES = 48 * 1024
 
 
+def per_thread_for(launch: Launch, needed: int) -> int:
+    """launch.per_thread, cut down to the smallest of Launch.PER_THREAD that covers `needed` items per
+    thread (so only the compiled and resource-checked values are ever built)."""
+    return min(launch.per_thread, next((p for p in Launch.PER_THREAD if p >= needed), Launch.PER_THREAD[-1]))
+
+
+def check_block(launch: Launch, most: int, kernel: str):
+    """Raise ValueError when the launch's block exceeds `most`, the largest block `kernel` is compiled for
+    (more threads would not fit its registers in the register file without spilling)."""
+    if launch.block > most:
+        raise ValueError(f"block: {kernel} runs with at most {most} threads per block (its registers), "
+                         f"got {launch.block}")
+
+
 def scalar_type(dtype):
     """The numba type of a NumPy float dtype (for shared/local arrays in a kernel factory)."""
     return numba.from_dtype(np.dtype(dtype))

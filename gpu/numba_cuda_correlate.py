@@ -35,7 +35,11 @@ from numba import cuda, int64
 
 from gpu.correlation_ops import GATE, NONE, RELU
 from gpu.launch import NumbaCudaLaunch as Launch
-from gpu.numba_cuda_common import check_shared, scalar_type
+from gpu.numba_cuda_common import check_block, check_shared, scalar_type
+
+#: Largest block the tiled kernel (up to 124 registers) fits in the register file without spilling
+#: (gpu/compile_check.py checks every accepted launch).
+TILED_MAX_BLOCK = 512
 
 
 @cuda.jit(device=True)
@@ -151,6 +155,7 @@ def tiled(sig, f, out, launch: Launch, *, flip=False, offset=0, periodic=False, 
     """The same as `naive`, by block tiles staged in shared memory."""
     tile = launch.block * launch.per_thread
     check_shared(3 * tile - 1, out.dtype, launch, "tiled correlation")
+    check_block(launch, TILED_MAX_BLOCK, "the tiled correlation")
     kernel = tiled_kernel(np.dtype(out.dtype), launch.block, launch.per_thread)
     args = _arguments(sig, f, out, flip, offset, periodic, bias, epilogue, gate)
     kernel[launch.blocks(out.shape[0], tile), launch.block](*args)

@@ -38,12 +38,15 @@ from numba import cuda, int64
 from gpu import numba_cuda_reduce as red
 from gpu.launch import MAX_GRID_Y, param_chunks
 from gpu.launch import NumbaCudaLaunch as Launch
-from gpu.numba_cuda_common import SHARED_BYTES, check_shared, scalar_type
+from gpu.numba_cuda_common import SHARED_BYTES, check_block, check_shared, per_thread_for, scalar_type
 
 #: Output channels per block tile of the tiled forward (accumulators per thread: CO_TILE * per_thread).
 CO_TILE = 4
 #: Filter taps staged in shared memory per chunk by the tiled forward (fewer when dilation is large).
 K_TILE = 32
+#: Largest blocks the direct kernels (70-80 registers) and the tiled forward (160-220) fit in the
+#: register file without spilling (gpu/compile_check.py checks every accepted launch).
+DIRECT_MAX_BLOCK, TILED_MAX_BLOCK = 512, 256
 
 
 @cuda.jit(device=True)
@@ -259,6 +262,7 @@ def _settings(p):
 
 def forward_direct(p, x, w, b, y, launch: Launch):
     """y = conv1d_layer(x, w, b), one thread per output element."""
+    check_block(launch, DIRECT_MAX_BLOCK, "the direct layer forward")
     grid = launch.blocks(y.size, launch.block)
     forward_kernel[grid, launch.block](x, w, b, y, *_settings(p), p.dtype.type(0))
 
@@ -272,7 +276,9 @@ def input_grad_direct(p, w, g, dx, launch: Launch):
 
 def param_grads(p, x, g, dw, db, launch: Launch):
     """dw and db (when db has C_out elements): chunk partials in a workspace (chunks planned by
-    `gpu.launch.param_chunks`), then `red.sum_columns`."""
+    `gpu.launch.param_chunks`: they depend only on the sizes and the launch, so repeated calls add in
+    the same order, to the bit), then `red.sum_columns`."""
+    check_block(launch, DIRECT_MAX_BLOCK, "the layer's parameter gradients")
     E_w = dw.size
     columns = E_w + db.shape[0]
     chunk, splits = param_chunks(p.N * p.L_out, columns, launch)
@@ -291,13 +297,14 @@ def tiled(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, up=1
     fits in shared memory, else one; per_thread is cut down to what L_out needs.
     """
     dtype, K, L_out = np.dtype(y.dtype), w.shape[2], y.shape[2]
-    per_thread = min(launch.per_thread, -(-L_out // launch.block))  # no more positions than L_out needs
+    per_thread = per_thread_for(launch, -(-L_out // launch.block))  # no more positions than L_out needs
     TL = launch.block * per_thread
     for kt in (min(K, K_TILE), 1):
         window = 1 << ((TL - 1) * stride + (kt - 1) * dilation).bit_length()
         if (window + CO_TILE * K_TILE) * dtype.itemsize <= SHARED_BYTES:
             break
     check_shared(window + CO_TILE * K_TILE, dtype, launch, "tiled layer")
+    check_block(launch, TILED_MAX_BLOCK, "the tiled layer")
     kt_max = min(K_TILE, (window - 1 - (TL - 1) * stride) // dilation + 1)
     rows = x.shape[0] * groups * -(-(w.shape[0] // groups) // CO_TILE)
     grid = (launch.blocks(L_out, TL), min(rows, launch.max_blocks, MAX_GRID_Y))
@@ -329,6 +336,7 @@ def layer_direct(p, x, w, b, y, **options):
 def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
     """dx by gather (one thread per element, no atomics); dw, db by chunk partials added in order"""
     launch = Launch.of(options)
+    check_block(launch, DIRECT_MAX_BLOCK, "the direct layer backward")
     input_grad_direct(p, w, g, dx, launch)
     param_grads(p, x, g, dw, db, launch)
 
@@ -342,6 +350,7 @@ def layer_tiled(p, x, w, b, y, **options):
 def layer_backward_tiled(p, x, w, g, dx, dw, db, **options):
     """dx by the tiled forward of the transposed layer (g upsampled by stride); dw, db as in direct"""
     launch = Launch.of(options)
+    check_block(launch, TILED_MAX_BLOCK, "the tiled layer backward")
     if np.isfinite(w.copy_to_host()).all():  # w is small next to x and g
         input_grad_tiled(p, w, g, dx, launch)
     else:  # the inserted zeros would multiply the Inf or NaN: only real products, as in the reference

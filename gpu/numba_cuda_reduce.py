@@ -31,12 +31,15 @@ from numba import cuda, int64
 
 from gpu.launch import NumbaCudaLaunch as Launch
 from gpu.launch import sum_blocks, weight_grad_splits
-from gpu.numba_cuda_common import check_shared, fill, scalar_type
+from gpu.numba_cuda_common import check_block, check_shared, fill, per_thread_for, scalar_type
 
 #: g values staged per chunk by the tiled weight gradient.
 TJ = 512
 #: Threads along the taps in the tiled weight gradient (one warp).
 WI = 32
+#: Largest block the tiled weight gradient (up to 128 registers; half as many threads with per_thread
+#: 8: up to 167) fits in the register file without spilling (gpu/compile_check.py checks them all).
+TILED_MAX_BLOCK = 512
 
 
 @cuda.jit
@@ -176,8 +179,10 @@ def weight_grad_naive(x, g, dw, launch: Launch, flip=False):
 def weight_grad_tiled(x, g, dw, launch: Launch, flip=False, atomic=False):
     """dw[i] = sum_j g[j] x[j+i]: split over j into blocks, then `sum_columns` (or atomics)."""
     k, m = dw.shape[0], g.shape[0]
-    per_thread = min(launch.per_thread, -(-k // WI))  # no more tap accumulators than there are taps
+    per_thread = per_thread_for(launch, -(-k // WI))  # no more tap accumulators than the taps need
     check_shared(2 * TJ + (launch.block + WI) * per_thread, dw.dtype, launch, "tiled weight gradient")
+    check_block(launch, TILED_MAX_BLOCK if launch.per_thread <= 4 else TILED_MAX_BLOCK // 2,
+                f"the tiled weight gradient with per_thread={launch.per_thread}")
     kernel = weight_grad_tiled_kernel(np.dtype(dw.dtype), launch.block, per_thread, atomic)
     tiles = launch.blocks(k, WI * per_thread)
     splits = weight_grad_splits(m, TJ, tiles, launch)

@@ -54,8 +54,9 @@ def nvrtc_problem() -> str | None:
     return None
 
 
-def compile_log(code: str, name_expressions, arch: int, options=(), filename="kernel.cu"):
-    """(ptxas log, {mangled name: name expression}) from compiling `code` to a cubin for sm_`arch`."""
+def compile_log(code: str, name_expressions, arch: int, options=(), filename="kernel.cu", *, cubin=False):
+    """(ptxas log, {mangled name: name expression}) from compiling `code` to a cubin for sm_`arch`;
+    with `cubin`, (ptxas log, cubin bytes, {mangled name: name expression})."""
     from cuda.bindings import nvrtc
 
     ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
@@ -74,7 +75,12 @@ def compile_log(code: str, name_expressions, arch: int, options=(), filename="ke
         if err != ok:
             raise CompileError(f"{filename} (sm_{arch}): {err}\n{log}")
         lowered = {nvrtc.nvrtcGetLoweredName(prog, n.encode())[1].decode(): n for n in name_expressions}
-        return log, lowered
+        if not cubin:
+            return log, lowered
+        _, size = nvrtc.nvrtcGetCUBINSize(prog)
+        binary = b" " * size
+        nvrtc.nvrtcGetCUBIN(prog, binary)
+        return log, binary, lowered
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
 

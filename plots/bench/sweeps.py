@@ -130,3 +130,12 @@ PRESETS["layer"] = Preset(
 )
 PRESETS["gpu"] = replace(PRESETS["full"], name="gpu", doc="the GPU grids of `full`",
                          grids=tuple(g for g in PRESETS["full"].grids if g.device == "gpu"))
+#: One GPU run in a few minutes (make gpu-report): float32 n = 1e6 and 1e8, five k, both ops, and the
+#: layer shapes.
+PRESETS["gpu-short"] = Preset(
+    "gpu-short", "GPU float32 n=1e6,1e8 x k=3,7,31,127,511 (conv1d, weight grad) and the layer shapes",
+    grids=(Grid("gpu", "float32", (10**6, 10**8), (3, 7, 31, 127, 511), budget=0.05),
+           Grid("gpu", "float32", (), ops=LAYER_OPS, shapes=LAYER_SHAPES, budget=0.05,
+                exclude=DEFAULT_EXCLUDE + ("*:naive",))),
+    budget=0.05, max_call=1.0,
+)

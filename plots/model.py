@@ -1,0 +1,153 @@
+"""Draw the static performance model (gpu.inspect) of every GPU variant: predicted GB/s and GFLOP/s.
+
+    python -m plots.model [--device h100-sxm h200] [--measured RESULTS.jsonl] [--out plots/]
+
+For each device of gpu.devices and each op (conv1d, conv1d_weight_grad), float32: GB/s and GFLOP/s
+against n (at k = 3, 31, 511) and against k (at n = 1e8), one line per variant, titled "model, no
+GPU measured", into plots/<device>-model/ (PNG + CSV). With a measured GPU run (a results file of
+`python -m plots bench` on that GPU), the measured points are drawn beside the predicted ones, with
+the measured/predicted ratio in a third panel, and the title says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+PLOTS_DIR = Path(__file__).parent
+NS = tuple(int(10**e) for e in (3, 4, 5, 6, 7, 8, 9))
+KS = (1, 3, 7, 15, 31, 63, 127, 255, 511, 1023)
+KS_AT = (3, 31, 511)
+N_AT = 10**8
+LABEL = "model, no GPU measured"
+
+
+def _measured(run, device_slug: str) -> dict:
+    """{(backend, variant, op, n, k): row} of the ok float32 GPU rows of a results run on this device."""
+    if run is None:
+        return {}
+    info = run.meta.get("gpu") or {}
+    if device_slug not in (info.get("slug"), info.get("model_slug")) and not str(info.get("name", "")).lower() \
+            .replace(" ", "-").startswith(device_slug.split("-")[0]):
+        return {}
+    return {(r["backend"], r["variant"], r["op"], r["n"], r["k"]): r for r in run.rows
+            if r.get("device") == "gpu" and r.get("status") == "ok" and r.get("dtype") == "float32"
+            and "k" in r}
+
+
+def draw_model(out_dir=PLOTS_DIR, measured_run=None, devices=("h100-sxm", "h200"), predictions=None) -> list[Path]:
+    """Draw the model plots into out_dir/<device>-model/; returns the files written.
+
+    `measured_run`: a `plots.bench.results.Run` (or a path to one) measured on a GPU; its rows are drawn
+    beside the model for the device they were measured on. `predictions`: gpu.inspect.model rows (computed
+    here when None)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gpu import inspect
+
+    if measured_run is not None and not hasattr(measured_run, "rows"):
+        from plots.bench import results
+
+        measured_run = results.load(measured_run)
+    if predictions is None:
+        grid_n = inspect.model(NS, KS_AT, devices=devices)
+        grid_k = inspect.model((N_AT,), KS, devices=devices)
+        predictions = grid_n + grid_k
+    written = []
+    for slug in devices:
+        folder = Path(out_dir) / f"{slug}-model"
+        folder.mkdir(parents=True, exist_ok=True)
+        measured = _measured(measured_run, slug)
+        preds = [p for p in predictions if p["device"] == slug and p["dtype"] == "float32"]
+        for op in inspect.OPS:
+            rows = [p for p in preds if p["op"] == op]
+            variants = sorted({(p["backend"], p["variant"]) for p in rows})
+            for axis in ("n", "k"):
+                written += _figure(plt, folder, slug, op, axis, rows, variants, measured)
+    return written
+
+
+def _figure(plt, folder, slug, op, axis, rows, variants, measured) -> list[Path]:
+    from gpu.devices import DEVICES
+
+    device = DEVICES[slug]
+    fixed = KS_AT if axis == "n" else (N_AT,)
+    with_measured = any((b, v, op, p["n"], p["k"]) in measured for p in rows for b, v in variants)
+    panels = 3 if with_measured else 2
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.6), squeeze=False)
+    axes = axes[0]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ("-", "--", ":")
+    table = []
+    for vi, (backend, variant) in enumerate(variants):
+        color = colors[vi % len(colors)]
+        for fi, value in enumerate(fixed):
+            pts = sorted((p for p in rows if (p["backend"], p["variant"]) == (backend, variant)
+                          and (p["k"] if axis == "n" else p["n"]) == value), key=lambda p: p[axis])
+            if axis == "k":
+                pts = [p for p in pts if p["k"] in KS]
+            if not pts:
+                continue
+            xs = [p[axis] for p in pts]
+            name = f"{backend}:{variant}" + (f" k={value}" if axis == "n" else "")
+            for ax, key in zip(axes[:2], ("gbs", "gflops")):
+                ax.plot(xs, [p[key] for p in pts], styles[fi % 3], color=color, label=name)
+            got = [(p, measured.get((backend, variant, op, p["n"], p["k"]))) for p in pts]
+            got = [(p, m) for p, m in got if m]
+            if got:
+                for ax, key in zip(axes[:2], ("gbs", "gflops")):
+                    ax.plot([p[axis] for p, _ in got], [m[key] for _, m in got], "o", color=color, ms=4)
+                axes[2].plot([p[axis] for p, _ in got], [m["gflops"] / p["gflops"] for p, m in got],
+                             "o" + styles[fi % 3], color=color, label=name)
+            for p in pts:
+                m = measured.get((backend, variant, op, p["n"], p["k"]))
+                table.append({"variant": f"{backend}:{variant}", "n": p["n"], "k": p["k"], "bound": p["bound"],
+                              "model_gbs": p["gbs"], "model_gflops": p["gflops"],
+                              "measured_gflops": m["gflops"] if m else "",
+                              "ratio": m["gflops"] / p["gflops"] if m else ""})
+    peak = device.fp32_gflops
+    axes[0].axhline(device.hbm_gbs, color="grey", lw=0.8)
+    axes[0].text(0.02, 0.97, f"HBM {device.hbm_gbs:.0f} GB/s", transform=axes[0].transAxes, va="top", fontsize=8)
+    axes[1].axhline(peak, color="grey", lw=0.8)
+    axes[1].text(0.02, 0.97, f"FP32 peak {peak / 1e3:.1f} TFLOP/s", transform=axes[1].transAxes, va="top",
+                 fontsize=8)
+    for ax, ylabel in zip(axes, ("GB/s (min bytes / time)", "GFLOP/s (2 k m / time)", "measured / model")):
+        ax.set_xscale("log", base=10 if axis == "n" else 2)
+        ax.set_yscale("log")
+        ax.set_xlabel(axis)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    where = f"k in {KS_AT}" if axis == "n" else f"n = {N_AT:.0e}"
+    label = "model (lines) and measured (dots)" if with_measured else LABEL
+    fig.suptitle(f"{device.name}: {op} float32 vs {axis} ({where}): {label}")
+    fig.tight_layout()
+    stem = folder / f"{op}-float32-model-vs-{axis}"
+    fig.savefig(stem.with_suffix(".png"), dpi=110)
+    plt.close(fig)
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]) if table else ["variant"])
+        writer.writeheader()
+        writer.writerows(table)
+    return [stem.with_suffix(".png"), stem.with_suffix(".csv")]
+
+
+def main(argv=None) -> int:
+    from gpu.devices import DEVICES
+
+    ap = argparse.ArgumentParser(prog="python -m plots.model", description=__doc__.splitlines()[0])
+    ap.add_argument("--device", nargs="+", default=["h100-sxm", "h200"], choices=sorted(DEVICES))
+    ap.add_argument("--measured", help="a results file measured on a GPU (plots/results/*.jsonl)")
+    ap.add_argument("--out", default=str(PLOTS_DIR))
+    args = ap.parse_args(argv)
+    for path in draw_model(args.out, args.measured, devices=tuple(args.device)):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Real compilation with no GPU: every numba.cuda kernel through numba-cuda's compiler and ptxas, every
+CUDA C kernel through NVRTC, at every launch the backends accept; no spill, and registers x threads
+and shared memory within what a block may use on sm_80 and sm_90.
+
+The numba kernels compile in one child process with the simulator off (gpu.compile_check), cached in
+$KERNELS_COMPILE_CACHE between runs.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import kernels
+from gpu import compile_check, nvrtc_check
+
+PROBLEM = compile_check.toolchain_problem()
+needs_toolchain = pytest.mark.skipif(PROBLEM is not None, reason=f"real compile: {PROBLEM}")
+needs_nvrtc = pytest.mark.skipif(nvrtc_check.nvrtc_problem() is not None, reason=str(nvrtc_check.nvrtc_problem()))
+
+
+@pytest.fixture(scope="module")
+def numba_rows():
+    return compile_check.run()
+
+
+@needs_toolchain
+def test_every_numba_kernel_compiles_without_spills_and_fits_the_register_file(numba_rows):
+    assert {r["arch"] for r in numba_rows} == set(compile_check.ARCHS)
+    print(compile_check.table([r for r in numba_rows if r["arch"] == 90 and (r["registers"] > 64 or r["stack"])]))
+    bad = compile_check.failures(numba_rows)
+    assert not bad, "\n".join(bad)
+
+
+@needs_toolchain
+def test_every_jit_kernel_of_the_backend_is_compiled(numba_rows):
+    """Each @cuda.jit kernel (not device function) defined in gpu/numba_cuda_*.py is in the compile set,
+    for both dtypes and, for the kernel factories, every block size they accept."""
+    defined = set()
+    for path in sorted(compile_check.GPU_DIR.glob("numba_cuda_*.py")):
+        module = {"numba_cuda_common": "common", "numba_cuda_correlate": "correlate",
+                  "numba_cuda_reduce": "reduce", "numba_cuda_layer": "layer"}.get(path.stem)
+        if module is None:
+            continue
+        text = path.read_text()
+        for decorator, name in re.findall(r"@cuda\.jit(\([^)]*\))?\s*\n\s*def (\w+)", text):
+            if "device=True" not in decorator:
+                factory = re.search(rf"def (\w+)\([^)]*\):\n(?:(?!\ndef ).)*?def {name}\(", text, re.S)
+                defined.add(f"{module}.{factory[1] if name == 'kernel' and factory else name}")
+    compiled = {}
+    for r in numba_rows:
+        compiled.setdefault(r["kernel"].split("[")[0], set()).update((r["dtype"], b) for b in r["blocks"])
+    assert defined <= set(compiled), f"not compiled: {sorted(defined - set(compiled))}"
+    for name in defined:
+        assert {d for d, _ in compiled[name]} == {"float32", "float64"}, name
+        assert {b for _, b in compiled[name]} >= {32, 128, 256}, name
+
+
+@needs_nvrtc
+def test_every_cuda_c_kernel_fits_at_every_block_size():
+    rows = compile_check.cuda_c_rows()
+    assert {r["arch"] for r in rows} == set(compile_check.ARCHS) and len(rows) > 20
+    bad = compile_check.failures(rows)
+    assert not bad, "\n".join(bad)
+
+
+def test_failures_reports_spills_register_overflow_and_shared_memory():
+    row = {"kernel": "k", "dtype": "float32", "arch": 90, "registers": 72, "shared": 0, "stack": 0,
+           "spill_stores": 0, "spill_loads": 0, "blocks": (512, 1024)}
+    assert compile_check.failures([row]) == [
+        "k float32 sm_90: 72 registers x 1024 threads = 73728 > 65536: cannot launch at block=1024"]
+    assert "spills (4 B stored" in compile_check.failures([{**row, "registers": 8, "spill_stores": 4}])[0]
+    big = {**row, "registers": 8, "shared": 1024, "dynamic_shared": {512: 48 << 10, 1024: 0}}
+    (line,) = compile_check.failures([big])
+    assert "block=512" in line and "shared memory" in line
+
+
+def test_ptxas_log_is_parsed():
+    log = ("ptxas info    : Compiling entry function 'k' for 'sm_90'\n"
+           "ptxas info    : Function properties for k\n"
+           "    24 bytes stack frame, 8 bytes spill stores, 12 bytes spill loads\n"
+           "ptxas info    : Used 40 registers, 1024 bytes smem, 380 bytes cmem[0]\n")
+    assert compile_check.parse_ptxas(log) == {"registers": 40, "shared": 1024, "stack": 24, "spill_stores": 8,
+                                              "spill_loads": 12}
+
+
+def test_device_stand_in_answers_compute_capability():
+    stand_in = compile_check.DeviceStandIn((8, 0))
+    assert stand_in.compute_capability == (8, 0) and "stand-in" in stand_in.name
+
+
+# --- the narrowed launch options (what the checks above let the kernels launch with) ---------------------------
+
+@pytest.mark.parametrize("options, words", [
+    ({"per_thread": 3}, ["per_thread", "(1, 2, 4, 8)", "3"]),
+    ({"per_thread": 16}, ["per_thread", "16"]),
+])
+def test_per_thread_outside_the_compiled_set_is_rejected(options, words):
+    if not kernels.status("numba_cuda").usable:
+        pytest.skip(f"numba_cuda: {kernels.status('numba_cuda').reason}")
+    with pytest.raises(ValueError) as info:
+        kernels.get("conv1d", "numba_cuda", "tiled", **options)(np.ones(10), np.ones(3))
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+@pytest.mark.parametrize("op, variant, block, per_thread", [
+    ("conv1d", "tiled", 1024, 4), ("conv1d_weight_grad", "tiled", 1024, 4), ("conv1d_weight_grad", "atomic", 1024, 4),
+    ("conv1d_weight_grad", "tiled", 512, 8), ("conv1d_relu_backward", "tiled", 1024, 4),
+    ("conv1d_layer", "direct", 1024, 4), ("conv1d_layer", "tiled", 512, 4),
+    ("conv1d_layer_backward", "direct", 1024, 4), ("conv1d_layer_backward", "tiled", 512, 4)])
+def test_blocks_beyond_the_register_file_are_rejected_with_a_clear_error(op, variant, block, per_thread):
+    if not kernels.status("numba_cuda").usable:
+        pytest.skip(f"numba_cuda: {kernels.status('numba_cuda').reason}")
+    from kernels.spec import OPS
+
+    rng = np.random.default_rng()
+    sizes = {"N": 1, "C_in": 1, "C_out": 2, "L": 40, "K": 3} if "layer" in op else {"n": 40, "k": 3}
+    args, kwargs = OPS[op].make_args(rng, np.float32, **sizes)
+    with pytest.raises(ValueError, match=f"block: .*at most .*got {block}"):
+        kernels.get(op, "numba_cuda", variant, block=block, per_thread=per_thread)(*args, **kwargs)
+
+
+def test_the_naive_variant_still_takes_block_1024(rng):
+    if not kernels.status("numba_cuda").usable:
+        pytest.skip(f"numba_cuda: {kernels.status('numba_cuda').reason}")
+    from kernels import compare
+    from kernels.spec import OPS
+
+    args, kwargs = OPS["conv1d"].make_args(rng, np.float32, n=40, k=3)
+    compare.assert_close("conv1d", kernels.get("conv1d", "numba_cuda", "naive", block=1024)(*args, **kwargs),
+                         args, kwargs)

@@ -1,0 +1,193 @@
+"""The static performance model's parts on fixtures with known answers: sectors per warp request of a
+coalesced and a strided copy (gpu.trace), the FMA count of a loop read from SASS, occupancy, the bounds;
+and `python -m gpu.inspect` covering every GPU kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import cuda
+
+from gpu import compile_check, devices, inspect, nvrtc_check
+
+NVRTC = nvrtc_check.nvrtc_problem()
+DISASM = None if compile_check.find_tool("nvdisasm") or compile_check.find_tool("cuobjdump") else \
+    "neither nvdisasm nor cuobjdump (pip install nvidia-cuda-nvdisasm)"
+
+
+def simulator_problem():
+    from numba import config
+
+    return None if config.ENABLE_CUDASIM else "gpu.trace runs under numba's CUDA simulator only"
+
+
+# --- counted accesses ---------------------------------------------------------------------------------------
+
+@cuda.jit
+def copy(src, dst):  # dst[i] = src[i]: 32 consecutive words per warp
+    i = cuda.grid(1)
+    if i < dst.shape[0]:
+        dst[i] = src[i]
+
+
+@cuda.jit
+def strided_copy(src, dst, s):  # dst[i] = src[i*s]: every lane in its own sector for s >= 8 floats
+    i = cuda.grid(1)
+    if i < dst.shape[0]:
+        dst[i] = src[i * s]
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("dtype, coalesced, strided", [(np.float32, 4, 32), (np.float64, 8, 32)])
+def test_sectors_per_request_of_a_coalesced_and_a_strided_copy(dtype, coalesced, strided):
+    if problem := simulator_problem():
+        pytest.skip(problem)
+    from gpu import trace
+
+    rng = np.random.default_rng()
+    src, dst = rng.standard_normal(64 * 32).astype(dtype), np.full(64, np.nan, dtype)
+    with trace.recording() as log:
+        copy[2, 32](src, dst)
+    got = trace.count(log)
+    assert np.array_equal(dst, src[:64])
+    assert got["load"] == {"requests": 2, "sectors": 2 * coalesced, "sectors_per_request": coalesced,
+                           "bytes": 64 * src.itemsize, "unique_bytes": 64 * src.itemsize}
+    assert got["store"]["sectors_per_request"] == coalesced
+    with trace.recording() as log:
+        strided_copy[2, 32](src, dst, 32)
+    got = trace.count(log)
+    assert np.array_equal(dst, src[::32])
+    assert got["load"]["requests"] == 2 and got["load"]["sectors_per_request"] == strided
+    assert got["load"]["unique_bytes"] == 64 * trace.SECTOR  # 32 bytes moved for each 4 or 8 used
+    assert got["store"]["sectors_per_request"] == coalesced
+
+
+def test_count_groups_lanes_by_warp_and_program_point():
+    from gpu import trace
+
+    site = ("f.py", 10, 1, "load")
+    # warp 0: 32 lanes at one site, 4-byte words 0..31 -> 4 sectors; warp 1: a broadcast -> 1 sector
+    log = [((0,), 0, site, 0, "load", 4 * lane, 4, 1) for lane in range(32)]
+    log += [((0,), 1, site, 0, "load", 0, 4, 1) for _ in range(32)]
+    got = trace.count(log)["load"]
+    assert got["requests"] == 2 and got["sectors"] == 5 and got["unique_bytes"] == 128
+
+
+# --- SASS ---------------------------------------------------------------------------------------------------
+
+FMA_LOOP = r"""
+// 8 dependent FMAs per trip of a loop that is not unrolled: the hot loop holds exactly 8 FFMA.
+extern "C" __global__ void fma_loop(const float* x, float* y, int n) {
+  float a = x[threadIdx.x], b = x[threadIdx.x + 32], c = x[threadIdx.x + 64];
+#pragma unroll 1
+  for (int i = 0; i < n; ++i) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) a = fmaf(a, b, c);
+    b = x[i];
+  }
+  y[threadIdx.x] = a;
+}
+"""
+
+
+@pytest.mark.skipif(NVRTC is not None or DISASM is not None, reason=str(NVRTC or DISASM))
+@pytest.mark.parametrize("arch", compile_check.ARCHS)
+def test_hot_loop_fma_count_is_read_from_sass(arch):
+    _, cubin, _ = inspect.nvrtc_cubin(FMA_LOOP, [], arch)
+    funcs = inspect.sass_functions(compile_check.sass(cubin))
+    loop = inspect.hot_loop(funcs["fma_loop"])
+    print(loop)
+    assert loop["fma"] == 8 and loop["ldg"] == 1 and loop["lds"] == 0
+    assert 8 / loop["instructions"] == pytest.approx(loop["fma_per_instruction"])
+    assert loop["fma_per_instruction"] < 1  # the branch, the counter and the load issue too
+
+
+def test_hot_loop_picks_the_innermost_loop_with_the_most_fmas():
+    sass = """
+.text.k:
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+.L_x_0:
+        /*0010*/                   LDG.E R2, desc[UR4][R4.64] ;
+.L_x_1:
+        /*0020*/                   FFMA R3, R2, R2, R3 ;
+        /*0030*/                   LDS R5, [R6] ;
+        /*0040*/                   FFMA R3, R5, R2, R3 ;
+        /*0050*/               @P0 BRA `(.L_x_1) ;
+        /*0060*/               @P1 BRA `(.L_x_0) ;
+        /*0070*/                   EXIT ;
+"""
+    loop = inspect.hot_loop(inspect.sass_functions(sass)["k"])
+    assert loop["loop"] == [0x20, 0x50]
+    assert (loop["instructions"], loop["fma"], loop["lds"], loop["ldg"]) == (4, 2, 1, 0)
+    assert loop["lds_per_fma"] == 0.5 and loop["fma_per_instruction"] == 0.5
+
+
+# --- occupancy and bounds -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("registers, block, shared, blocks, limiter", [
+    (32, 128, 0, 16, "threads"),        # 2048 threads per SM
+    (128, 128, 0, 4, "registers"),      # 128 x 32 x 4 warps = 16384 registers per block
+    (33, 1024, 0, 1, "registers"),      # 33 -> 40 per thread (units of 256 per warp): 40960 per block
+    (32, 64, 100 << 10, 2, "shared"),   # 228 KB / (100 KB + 1 KB reserved)
+    (16, 32, 0, 32, "blocks"),
+])
+def test_occupancy(registers, block, shared, blocks, limiter):
+    got = devices.occupancy(devices.H100_SXM, registers, block, shared)
+    assert got["blocks_per_sm"] == blocks and got["limiter"] == limiter
+    assert got["occupancy"] == pytest.approx(blocks * block / 32 / 64)
+
+
+def test_device_peaks_match_their_datasheets():
+    assert devices.H100_SXM.fp32_gflops == pytest.approx(66900, rel=0.01)
+    assert devices.H100_SXM.fp64_gflops == pytest.approx(33450, rel=0.01)
+    assert devices.A100.fp32_gflops == pytest.approx(19500, rel=0.01)
+    assert devices.H200.hbm_gbs / devices.H100_SXM.hbm_gbs == pytest.approx(4.8 / 3.35)
+
+
+def _row(fma_per_instruction, lds_per_fma):
+    return {"registers": 32, "shared": 0, "dynamic_shared": 0,
+            "hot_loop": {"fma_per_instruction": fma_per_instruction, "lds_per_fma": lds_per_fma}}
+
+
+def test_a_streaming_kernel_is_bound_by_hbm_and_a_dense_one_by_its_instruction_mix():
+    fit = {"sectors": (0.0, 0.0), "unique_bytes": (0.0, 0.0)}
+    d, n = devices.H100_SXM, 10**8
+    p = inspect.predict(_row(1.0, 0.0), fit, d, "cupy", "tiled", "conv1d", n, 3, "float32")
+    assert p["bound"] == "dram" and p["hbm_fraction"] == pytest.approx(1.0)
+    assert p["gbs"] == pytest.approx(d.hbm_gbs)
+    # k = 511: 1022 FLOP per output; half the issue slots are FFMA -> half of the FP32 peak
+    p = inspect.predict(_row(0.5, 0.0), fit, d, "cupy", "tiled", "conv1d", n, 511, "float32")
+    assert p["bound"] == "issue" and p["peak_fraction"] == pytest.approx(0.5, rel=1e-3)
+    # one shared load per FMA: the shared pipe (1 per clock) against 4 FFMA per clock -> a quarter
+    p = inspect.predict(_row(1.0, 1.0), fit, d, "cupy", "tiled", "conv1d", n, 511, "float32")
+    assert p["bound"] == "shared" and p["peak_fraction"] == pytest.approx(0.25, rel=1e-3)
+
+
+def test_the_naive_weight_gradient_is_bound_by_its_serial_chain():
+    fit = {"sectors": (0.0, 0.0), "unique_bytes": (0.0, 0.0)}
+    p = inspect.predict(_row(0.2, 0.0), fit, devices.H100_SXM, "cupy", "naive", "conv1d_weight_grad", 10**8, 3,
+                        "float32")
+    assert p["bound"] == "chain" and p["blocks"] == 1
+    assert p["time_s"] == pytest.approx((10**8 - 2) * 4 / 1.98e9)
+
+
+# --- the whole model ----------------------------------------------------------------------------------------
+
+@pytest.mark.skipif((compile_check.toolchain_problem() or NVRTC or DISASM) is not None,
+                    reason=str(compile_check.toolchain_problem() or NVRTC or DISASM))
+def test_inspect_covers_every_gpu_kernel_and_variant():
+    rows = inspect.kernel_table()
+    names = {(r["backend"], r["kernel"].split("[")[0], r["dtype"], r["arch"]) for r in rows}
+    for backend, name in [("cupy", "correlate_tiled"), ("cupy", "layer_forward"), ("cupy", "weight_grad_tiled"),
+                          ("numba_cuda", "correlate.tiled_kernel"), ("numba_cuda", "layer.tiled_kernel"),
+                          ("numba_cuda", "reduce.block_sums_kernel")]:
+        for dtype in ("float32", "float64"):
+            for arch in compile_check.ARCHS:
+                assert (backend, name, dtype, arch) in names
+    assert all(0 < r["occupancy_sm90"] <= 1 for r in rows if r["arch"] == 90)
+    preds = inspect.model([10**8], [3, 511])
+    assert {(p["backend"], p["variant"], p["op"]) for p in preds} == {
+        (b, v, op) for (b, v), ops in inspect.VARIANTS.items() for op in ops}
+    for p in preds:
+        assert 0 < p["hbm_fraction"] <= 1.0 + 1e-9 and 0 < p["peak_fraction"] <= 1.0 + 1e-9, p
+    print(inspect.prediction_table([p for p in preds if p["device"] == "h100-sxm"]))

@@ -45,6 +45,16 @@ OOB_GRAD_OUT = pytest.mark.xfail(strict=True, reason="numba_cpu direct layer bac
 KNOWN_FAILURES = {(BACKWARD, "numba_cpu", "direct"): OOB_GRAD_OUT}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def torch_on_one_thread():
+    """torch (the oracle) on one thread: on small layers its two threads, competing with the other test
+    workers for two cores, make each call 10-40x slower. Restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @st.composite
 def layers(draw, limits):
     """A valid layer configuration: groups divide both channel counts, the dilated filter fits."""

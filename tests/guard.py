@@ -184,7 +184,7 @@ class Report:
         return f"{self.ran} guard-page calls, {len(self.failures)} failed, {self.restarts} child restarts"
 
 
-def run(backend: str, variant: str, family: str, ops, *, seed: int, options=None, max_restarts=4,
+def run(backend: str, variant: str, family: str, ops, *, seed: int, options=None, max_restarts=3,
         timeout=600) -> Report:
     """Run the guarded calls of (backend, variant, family, ops) in child processes; collect the results."""
     report = Report()

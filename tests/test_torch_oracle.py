@@ -13,8 +13,6 @@ past either end of an input picks up NaN and fails, instead of passing by luck o
 autograd.Function whose forward is torch's conv1d (an independent forward) or the project's own.
 Hypothesis runs derandomized and without a database, so CI sees the same configurations every run.
 """
-# ruff: noqa: E741
-
 from __future__ import annotations
 
 import numpy as np
@@ -47,8 +45,8 @@ KNOWN_FAILURES = {(BACKWARD, "numba_cpu", "direct"): OOB_GRAD_OUT}
 
 @pytest.fixture(autouse=True, scope="module")
 def torch_on_one_thread():
-    """torch (the oracle) on one thread: on small layers its two threads, competing with the other test
-    workers for two cores, make each call 10-40x slower. Restored after the module."""
+    """torch (the oracle) on one thread: on these small layers its two threads, competing with the other
+    test workers for two cores, made each call up to 40x slower. Restored after the module."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -193,6 +191,7 @@ KNOWN_CONFIGS = {
 @pytest.mark.parametrize("config", KNOWN_CONFIGS)
 @pytest.mark.parametrize("op,impl", impls(BACKWARD))
 def test_backward_matches_torch_on_reported_configurations(op, impl, config):
+    """Strided, padded layers whose taps partly reach no real input: dx, dw, db agree with torch."""
     c = {**KNOWN_CONFIGS[config], "seed": 12345}
     x, w, b, g, kwargs = inputs(c)
     got, args, kw = call(impl, BACKWARD, x, w, b, g, kwargs)

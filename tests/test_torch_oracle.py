@@ -29,8 +29,8 @@ F = torch.nn.functional
 
 FORWARD, BACKWARD = "conv1d_layer", "conv1d_layer_backward"
 #: Configurations per implementation: >= 300 on the CPU, fewer and smaller where the GPU is simulated.
-EXAMPLES = {"available": 300, "emulated": 30, "simulated": 30}
-GRADCHECK_EXAMPLES = {"available": 12, "emulated": 6, "simulated": 3}  # simulated: in gradcheck's fast mode
+EXAMPLES = {"available": 300, "real GPU": 300, "emulated": 30, "simulated": 30}
+GRADCHECK_EXAMPLES = {"available": 12, "real GPU": 12, "emulated": 6, "simulated": 3}  # simulated: fast mode
 #: Size limits (N, channels per group, groups, L beyond the dilated filter, K, stride, padding, dilation).
 LIMITS = {"available": dict(N=3, Cg=3, groups=3, L=24, K=6, stride=4, padding=4, dilation=4),
           "small": dict(N=2, Cg=2, groups=2, L=8, K=4, stride=3, padding=3, dilation=3)}
@@ -148,7 +148,7 @@ def impls(*op_names, known=KNOWN_FAILURES):
 
 
 def limits_for(impl):
-    return "available" if impl.state == "available" else "small"
+    return "small" if impl.state in ("emulated", "simulated") else "available"
 
 
 def run_property(impl, op_name, examples, check, limits=None):

@@ -179,9 +179,15 @@ class Report:
     ran: int = 0
     failures: list = field(default_factory=list)
     restarts: int = 0
+    stopped: str = ""  # why calls were left out, if some were
+
+    @property
+    def ok(self) -> bool:
+        return self.ran > 0 and not self.failures and not self.stopped
 
     def __str__(self):
-        return f"{self.ran} guard-page calls, {len(self.failures)} failed, {self.restarts} child restarts"
+        return (f"{self.ran} guard-page calls, {len(self.failures)} failed, {self.restarts} child restarts"
+                + (f"; {self.stopped}" if self.stopped else ""))
 
 
 def run(backend: str, variant: str, family: str, ops, *, seed: int, options=None, max_restarts=3,
@@ -210,13 +216,13 @@ def run(backend: str, variant: str, family: str, ops, *, seed: int, options=None
         if proc.returncode == 0 and begun is None:
             return report
         if begun is None:  # died outside a call: report it and stop
-            report.failures.append(f"child exited with {proc.returncode} outside a call: {proc.stderr[-2000:]}")
+            report.stopped = f"child exited with {proc.returncode} outside a call: {proc.stderr[-2000:]}"
             return report
         report.ran += 1
         report.failures.append(f"{begun[1]}: child died with exit code {proc.returncode} (a fault: "
                                f"{'SIGSEGV' if proc.returncode == -11 else 'see stderr'}) {proc.stderr[-300:]}")
         if report.restarts == max_restarts:
-            report.failures.append(f"stopped after {max_restarts} restarts; calls after #{begun[0]} did not run")
+            report.stopped = f"stopped after {max_restarts} restarts: the calls after #{begun[0]} did not run"
             return report
         report.restarts += 1
         start = begun[0] + 1

@@ -7,7 +7,8 @@ writing one element past the array faults at once, instead of picking up whateve
 A fault kills the process, so the calls run in a child (`python tests/guard.py SPEC`), which prints
 
     B <i> <description>        before call i
-    R <i> ok                   after it, when every output is within tolerance of the reference
+    R <i> ok                   after it, when every output is within tolerance of the reference and
+                               the inputs are unchanged
     R <i> FAIL <description>   when an output is off, or the call raised
 
 `run` (in the parent) starts the child, and when it dies (a fault), records the call it died in as
@@ -163,7 +164,10 @@ def child(spec: dict):
                     raise AssertionError("out= was not returned")
                 got = np.array(got) if OPS[op].single else tuple(np.array(g) for g in got)
                 verdict = kernels.Reference(op, args, kwargs).check(got, backend.method(op, spec["variant"]))
-                result = "ok" if verdict.ok else f"FAIL {what}: {verdict.detail}"
+                changed = [j for j, (g, a) in enumerate(zip(guarded, args)) if isinstance(a, np.ndarray)
+                           and not np.array_equal(g, a, equal_nan=True)]
+                result = (f"FAIL {what}: inputs {changed} were written" if changed else
+                          "ok" if verdict.ok else f"FAIL {what}: {verdict.detail}")
             except Exception as e:  # a wrong answer or an error: both count as failed calls
                 result = f"FAIL {what}: {type(e).__name__}: {e}"
             print(f"R {i} {result}", flush=True)

@@ -7,6 +7,7 @@ how the backend runs here: the CUDA simulator gets small problems and small bloc
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
 
@@ -18,6 +19,10 @@ import kernels.backend
 from kernels import cases
 from kernels.registry import BACKEND_MODULES
 from kernels.spec import OPS
+
+#: Idle OpenMP threads (numba's omp threading layer, torch) sleep instead of spinning: read when libgomp loads
+#: (at the first parallel call), so set here. On two shared cores, spinning made small calls 10x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 kernels.backend.POISON = True  # every output allocated by a backend starts as NaN
 

@@ -46,16 +46,8 @@ SIGNAL_ARG = {"conv1d_bias_grad": 0, "conv1d_input_grad": 1}
 #: scaled by, or gets one element of, a power of two near the case's value, which keeps the sums exact.
 RELU_OPS = ("conv1d_relu", "conv1d_relu_backward")
 
-FFT_ACCURACY = pytest.mark.xfail(strict=True, reason="numba_cpu auto takes the FFT, whose per-output error "
-                                                     "follows max(mag), not each output's own magnitude")
-OVERFLOW = pytest.mark.xfail(strict=True, reason="numba_cpu auto takes the FFT, whose float32 transform "
-                                                 "overflows on +-1e35 inputs (Inf/NaN outputs)")
-KNOWN_FAILURES = {
-    **{("numba_cpu", op, case): FFT_ACCURACY for case in ("outlier-f32", "outlier-f64")
-       for op in ("conv1d", "conv1d_input_grad", "conv1d_relu", "conv1d_relu_backward")},
-    **{("numba_cpu", op, "outlier-f64"): FFT_ACCURACY for op in ("circular_correlate", "circular_correlate_backward")},
-    **{("numba_cpu", op, "overflow-f32-long"): OVERFLOW for op in ("conv1d", "conv1d_input_grad", "conv1d_relu")},
-}
+#: (backend, op, case) -> a strict xfail mark for a known defect; none is known.
+KNOWN_FAILURES = {}
 
 
 def sizes_of(backend):

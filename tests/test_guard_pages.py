@@ -30,11 +30,8 @@ OPTIONS = {"cupy": {"block": 32}}
 CHILD_ENV = {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
              "KERNELS_EMU_THREADS": "1"}
 
-KNOWN_FAILURES = {
-    ("numba_cpu", "direct", "conv1d_layer_backward"): pytest.mark.xfail(
-        strict=True, reason="numba_cpu direct layer backward reads past the end of grad_out (stride >= 2, "
-                            "padding > 0): it faults on the guard page"),
-}
+#: (backend, variant, op) -> a strict xfail mark for a known defect; none is known.
+KNOWN_FAILURES = {}
 
 
 def cases():

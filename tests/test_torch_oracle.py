@@ -36,11 +36,8 @@ LIMITS = {"available": dict(N=3, Cg=3, groups=3, L=24, K=6, stride=4, padding=4,
           "small": dict(N=2, Cg=2, groups=2, L=8, K=4, stride=3, padding=3, dilation=3)}
 CANARY = 16  # NaN elements on each side of every input
 
-#: The default layer backward on numba_cpu reads past the end of grad_out when stride >= 2, padding > 0
-#: and some tap reaches no real input (dx then picks up the NaN canary after grad_out).
-OOB_GRAD_OUT = pytest.mark.xfail(strict=True, reason="numba_cpu direct layer backward reads past the end of "
-                                                     "grad_out (stride >= 2, padding > 0)")
-KNOWN_FAILURES = {(BACKWARD, "numba_cpu", "direct"): OOB_GRAD_OUT}
+#: (op, backend, variant) -> a strict xfail mark for a known defect; none is known.
+KNOWN_FAILURES = {}
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -1,7 +1,8 @@
 """python -m plots [bench ... | draw ...]: measure, then draw.
 
     python -m plots bench --preset quick     # time every implementation, write plots/results/*.jsonl
-    python -m plots draw [RESULTS.jsonl ...]  # draw plots/<device>/ from results files
+    python -m plots draw [RESULTS.jsonl ...]  # draw plots/<device>/ from results files (and, with no GPU
+                                              # results, the static GPU model: plots/<gpu>-model/)
     python -m plots                           # the same as `python -m plots draw`
 
 `draw` uses, by default, the newest file in plots/results/ for each device found there.
@@ -30,7 +31,22 @@ def cmd_draw(args) -> int:
         written = draw.draw_run(run, device, Path(args.out), palette)
         print(f"{run.device_name(device)} ({run.path.name}): {len(written)} files in "
               f"{written[0].parent if written else args.out}")
+    if not args.no_model and not any(device == "gpu" for _, device in runs):
+        draw_model(Path(args.out))
     return 0
+
+
+def draw_model(out: Path):
+    """No GPU measured: the static model's predictions of the GPU variants, beside the CPU plots."""
+    from plots import model
+
+    try:
+        written = model.draw_model(out)
+    except Exception as e:  # a missing GPU toolchain must not stop the CPU plots
+        print(f"model plots not drawn: {type(e).__name__}: {e}", file=sys.stderr)
+        return
+    folders = sorted({str(p.parent) for p in written})
+    print(f"static GPU model (no GPU measured): {len(written)} files in {', '.join(folders)}")
 
 
 def add_draw(sub):
@@ -38,6 +54,8 @@ def add_draw(sub):
     p.add_argument("files", nargs="*", help="results files (default: the newest per device)")
     p.add_argument("--results-dir", default=str(results.RESULTS_DIR), help="where to look for them")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent), help="output folder (plots/)")
+    p.add_argument("--no-model", action="store_true",
+                   help="without GPU results, do not draw the static GPU model (plots/<gpu>-model/)")
     p.set_defaults(run=cmd_draw)
 
 

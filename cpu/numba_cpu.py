@@ -138,3 +138,15 @@ register("auto", AUTO, "blocked or fft per (op, n, k, dtype), from the crossover
          default=True, method="auto")
 
 import cpu.layer  # noqa: E402, F401, I001  (registers the conv1d layer variants on this backend)
+
+# --- the conv1d layer as shifted BLAS products (cpu/layer_gemm.py); auto is the layer's default ---------
+from cpu import layer_gemm  # noqa: E402, I001
+
+backend.impl("conv1d_layer", "gemm", method="direct")(layer_gemm.forward)
+backend.impl("conv1d_layer_backward", "gemm", method="direct")(layer_gemm.backward)
+backend.impl("conv1d_layer", "gemm_numpy", method="direct")(layer_gemm.forward_numpy)
+backend.impl("conv1d_layer_backward", "gemm_numpy", method="direct")(layer_gemm.backward_numpy)
+backend.impl("conv1d_layer", "auto", default=True, method="auto")(layer_gemm.forward_auto)
+backend.impl("conv1d_layer_backward", "auto", default=True, method="auto")(layer_gemm.backward_auto)
+backend.impl("conv1d_layer", "gemm_folded", method="direct")(layer_gemm.forward_folded)
+backend.impl("conv1d_layer_backward", "gemm_folded", method="direct")(layer_gemm.backward_folded)

@@ -27,7 +27,8 @@ from plots.bench.sweeps import Preset
 
 
 def shape_label(s: dict) -> str:
-    return f"N{s['N']} C{s['C_in']}>{s['C_out']} L{s['L']} K{s['K']} p{s.get('padding', 0)}"
+    extra = "".join(f" {a}{s[k]}" for k, a in (("stride", "s"), ("dilation", "d"), ("groups", "g")) if s.get(k, 1) != 1)
+    return f"N{s['N']} C{s['C_in']}>{s['C_out']} L{s['L']} K{s['K']} p{s.get('padding', 0)}" + extra
 
 
 def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool = True, seed: int = 0,

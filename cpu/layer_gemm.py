@@ -2,11 +2,15 @@
 
 Variants (registered by `cpu.numba_cpu`, never renumbered; the older ones live in `cpu.layer`):
 
-    gemm   one BLAS call per (sample, group, tap): y[n] += W_t @ window_t(x[n]), accumulated in place by
-           the BLAS (beta = 1), so the K-fold im2col matrix never exists; the only copy is one padded,
-           phase-split copy of x (dx: its transpose). BLAS runs at the matmul peak on channel-heavy shapes,
-           where `im2col` pays an unfold per sample and `direct` is an axpy per (row, channel, tap)
-    auto   `gemm` or `direct` (`cpu.layer`) per shape, from the crossover measured on this machine (`AUTO_RULE`)
+    gemm         one BLAS call per (sample, group, column span, tap): y[n] += W_t @ window_t(x[n]), accumulated
+                 in place by the BLAS (beta = 1), so the K-fold im2col matrix never exists; the only copy is
+                 one padded, phase-split copy of x (dx: its transpose). BLAS runs near the matmul peak on
+                 channel-heavy shapes, where `im2col` pays an unfold per sample and `direct` an axpy per
+                 (row, channel, tap); spans of SPAN_BYTES keep a few-channel product in L2 across the taps
+    gemm_folded  the samples side by side in the columns (xf[q, ci, n*Lq + m]): one BLAS call per (group, tap),
+                 N times larger, for the price of copying y (and g) once; wins where rows are short
+    gemm_numpy   `gemm` with np.matmul and an add in place of CBLAS (the fallback without numpy's OpenBLAS)
+    auto         direct (`cpu.layer`), gemm_folded or gemm per shape, from crossovers measured here (`AUTO_RULE`)
 
 The formulation. Let xpad be x zero-padded by `padding` at both ends (length L_pad = L + 2*padding)
 and split it into s = stride phases of length Lq = ceil(L_pad / s):
@@ -145,8 +149,20 @@ def _xq_offset(p, Lq, n, q, gi, o):
 
 # --- the ops --------------------------------------------------------------------------------------------
 
+#: Bytes of one column span's operands (C_out/groups + C_in/groups rows): the K products of a span run back
+#: to back, so with few channels (a memory-bound product per tap) the span stays in L2 across the taps.
+SPAN_BYTES = 1 << 20
+MIN_SPAN = 1024  # columns: shorter spans make BLAS calls too small to run at the matmul's speed
+
+
+def column_spans(p):
+    """[l0, l1) spans of the L_out output positions: SPAN_BYTES of operands each, at least MIN_SPAN columns."""
+    span = max(MIN_SPAN, SPAN_BYTES // ((p.C_out_g + p.C_in_g) * p.dtype.itemsize))
+    return [(l0, min(p.L_out, l0 + span)) for l0 in range(0, p.L_out, span)]
+
+
 def forward(p, x, w, b, y, use_cblas=True):
-    """K shifted BLAS products per (sample, group), accumulated in y: y[n, G] = b[G] + sum_t W_t[G] @ window_t"""
+    """K shifted BLAS products per (sample, group, span) accumulated in y: y[n, G] = b[G] + sum_t W_t[G] @ window_t"""
     xq, Lq = _phased(p, x)
     wt = np.ascontiguousarray(w.transpose(2, 0, 1)).reshape(-1)  # wt[t, co, c] = w[co, c, t]
     yf = y.reshape(-1)
@@ -156,14 +172,16 @@ def forward(p, x, w, b, y, use_cblas=True):
     for n in range(p.N):
         for gi in range(p.groups):
             oc = (n * p.C_out + gi * Og) * Lo
-            for t, q, o in _taps(p):
-                # y[n, G] (Og x Lo) += W_t[G] (Og x Cg) @ xq[n, q, G, o:o+Lo] (Cg x Lo, row stride Lq)
-                gemm(False, False, Og, Lo, Cg, wt, (t * p.C_out + gi * Og) * Cg, Cg, xq,
-                     _xq_offset(p, Lq, n, q, gi, o), Lq, 1 if (p.has_bias or t) else 0, yf, oc, Lo, use_cblas)
+            for l0, l1 in column_spans(p):
+                for t, q, o in _taps(p):
+                    # y[n, G, l0:l1] += W_t[G] (Og x Cg) @ xq[n, q, G, o+l0 : o+l1] (Cg x (l1-l0), row stride Lq)
+                    gemm(False, False, Og, l1 - l0, Cg, wt, (t * p.C_out + gi * Og) * Cg, Cg, xq,
+                         _xq_offset(p, Lq, n, q, gi, o + l0), Lq, 1 if (p.has_bias or t) else 0, yf, oc + l0, Lo,
+                         use_cblas)
 
 
 def backward(p, x, w, g, dx, dw, db, use_cblas=True):
-    """per tap: dW_t[G] = sum_n g[n, G] @ window_t^T and window_t(dxq) += W_t[G]^T @ g[n, G] (BLAS); db row sums"""
+    """per (sample, group, span, tap): dW_t[G] += g[n, G] @ window_t^T, window_t(dxq) += W_t[G]^T @ g[n, G] (BLAS)"""
     xq, Lq = _phased(p, x)
     wt = np.ascontiguousarray(w.transpose(2, 0, 1)).reshape(-1)
     dwt = np.empty((p.K, p.C_out, p.C_in_g), p.dtype)
@@ -173,15 +191,17 @@ def backward(p, x, w, g, dx, dw, db, use_cblas=True):
     dxq[...] = 0  # taps overlap and need not cover every position: accumulate from zero
     dxf = dxq.reshape(-1)
     Og, Cg, Lo = p.C_out_g, p.C_in_g, p.L_out
-    for n in range(p.N):  # samples in increasing order: a fixed reduction order for dw
+    for n in range(p.N):  # samples, then spans, in increasing order: a fixed reduction order for dw
         for gi in range(p.groups):
-            og = (n * p.C_out + gi * Og) * Lo  # g[n, G]
-            for t, q, o in _taps(p):
-                ox, ow = _xq_offset(p, Lq, n, q, gi, o), (t * p.C_out + gi * Og) * Cg
-                # dW_t[G] (Og x Cg) (+)= g[n, G] (Og x Lo) @ window^T (Lo x Cg)
-                gemm(False, True, Og, Cg, Lo, gf, og, Lo, xq, ox, Lq, 1 if n else 0, dwf, ow, Cg, use_cblas)
-                # window_t(dxq[n, q, G]) (Cg x Lo) += W_t[G]^T (Cg x Og) @ g[n, G] (Og x Lo)
-                gemm(True, False, Cg, Lo, Og, wt, ow, Cg, gf, og, Lo, 1, dxf, ox, Lq, use_cblas)
+            for l0, l1 in column_spans(p):
+                og = (n * p.C_out + gi * Og) * Lo + l0  # g[n, G, l0]
+                for t, q, o in _taps(p):
+                    ox, ow = _xq_offset(p, Lq, n, q, gi, o + l0), (t * p.C_out + gi * Og) * Cg
+                    # dW_t[G] (Og x Cg) (+)= g[n, G, l0:l1] (Og x (l1-l0)) @ window^T ((l1-l0) x Cg)
+                    gemm(False, True, Og, Cg, l1 - l0, gf, og, Lo, xq, ox, Lq, 1 if (n or l0) else 0, dwf, ow, Cg,
+                         use_cblas)
+                    # window_t(dxq[n, q, G])[:, l0:l1] += W_t[G]^T (Cg x Og) @ g[n, G, l0:l1] (Og x (l1-l0))
+                    gemm(True, False, Cg, l1 - l0, Og, wt, ow, Cg, gf, og, Lo, 1, dxf, ox, Lq, use_cblas)
     dw[...] = dwt.transpose(1, 2, 0)
     if not in_place:
         merge_phases(dxq, p.stride, p.padding, dx)
@@ -318,22 +338,26 @@ def backward_numpy(p, x, w, g, dx, dw, db):
 
 # --- auto: gemm or direct per shape ---------------------------------------------------------------------
 
-#: Which variant `auto` runs, as data: the first rule whose test holds wins. Measured on this machine
-#: (cpu/PERFORMANCE.md, "Layer variants"), float32, 2 threads.
+#: Which variant `auto` runs, as data: the first rule whose test holds wins. From a side-by-side run of
+#: gemm, gemm_folded and direct (float32, 2 threads, N=4, C_in=C_out=C, K=3, L=128 and 1024; the machine
+#: under load, best of 30 rounds; cpu/PERFORMANCE.md, "Layer variants"): direct wins by 2-5x at C <= 8,
+#: gemm_folded matches direct at C = 16, L = 128 (N*C*C*L_out = 2^17 multiply-adds per tap) and wins by
+#: 2x at C = 32; per-sample gemm needs rows 8x longer to catch up (its calls are N times smaller).
 AUTO_RULE = (
     ("depthwise", "direct"),  # C_in/groups == C_out/groups == 1: no matrix product to make
-    ("small_product", "direct"),  # BLAS calls too small to pay their overhead (see SMALL_PRODUCT)
+    ("small", "direct"),  # fewer than SMALL multiply-adds per (group, tap): call overhead dominates
+    ("short_rows", "gemm_folded"),  # per-sample products under SHORT: fold the samples into one call
     ("otherwise", "gemm"),
 )
-#: gemm loses to direct below this many multiply-adds per BLAS call ((C_out/groups)*(C_in/groups)*L_out).
-SMALL_PRODUCT = 1 << 14
+SMALL = 1 << 17  # N * (C_out/groups) * (C_in/groups) * L_out
+SHORT = 1 << 20  # (C_out/groups) * (C_in/groups) * L_out
 
 
 def choose(p) -> str:
-    """The variant `auto` runs for the problem p ("gemm" or "direct"), by `AUTO_RULE`."""
-    tests = {"depthwise": p.C_in_g == 1 and p.C_out_g == 1,
-             "small_product": p.C_out_g * p.C_in_g * p.L_out < SMALL_PRODUCT,
-             "otherwise": True}
+    """The variant `auto` runs for the problem p ("gemm", "gemm_folded" or "direct"), by `AUTO_RULE`."""
+    per_sample = p.C_out_g * p.C_in_g * p.L_out
+    tests = {"depthwise": p.C_in_g == 1 and p.C_out_g == 1, "small": p.N * per_sample < SMALL,
+             "short_rows": per_sample < SHORT, "otherwise": True}
     return next(variant for test, variant in AUTO_RULE if tests[test])
 
 
@@ -345,18 +369,25 @@ def _direct():
 
 
 def forward_auto(p, x, w, b, y):
-    """`gemm` or `direct` per shape (AUTO_RULE): direct for depthwise and tiny products, else gemm"""
-    if choose(p) == "gemm":
+    """`gemm`, `gemm_folded` or `direct` per shape (AUTO_RULE): direct for depthwise and tiny products"""
+    variant = choose(p)
+    if variant == "gemm":
         forward(p, x, w, b, y)
+    elif variant == "gemm_folded":
+        forward_folded(p, x, w, b, y)
     else:
         _direct().forward_direct(x, w, b, y, p.stride, p.padding, p.dilation, p.groups, p.has_bias,
                                  p.dtype.type(0))
 
 
 def backward_auto(p, x, w, g, dx, dw, db):
-    """`gemm` or `direct` per shape (AUTO_RULE): direct for depthwise and tiny products, else gemm"""
-    if choose(p) == "gemm":
+    """`gemm`, `gemm_folded` or `direct` per shape (AUTO_RULE): direct for depthwise and tiny products"""
+    variant = choose(p)
+    if variant == "gemm":
         backward(p, x, w, g, dx, dw, db)
+        return
+    if variant == "gemm_folded":
+        backward_folded(p, x, w, g, dx, dw, db)
         return
     zero, settings = p.dtype.type(0), (p.stride, p.padding, p.dilation, p.groups)
     direct = _direct()

@@ -103,6 +103,7 @@ def test_gemm_with_beta_zero_ignores_c(dtype, use_cblas, rng):
 @pytest.mark.parametrize("case,want", [
     (dict(N=4, C_in=512, C_out=512, L=2048, K=4, padding=3, groups=512), "direct"),  # depthwise
     (dict(N=1, C_in=2, C_out=3, L=100, K=3), "direct"),  # a tiny product per BLAS call
+    (dict(N=8, C_in=64, C_out=64, L=128, K=3, padding=1), "gemm_folded"),  # short rows
     (dict(N=8, C_in=256, C_out=256, L=1024, K=5, padding=2), "gemm"),
     (dict(N=8, C_in=128, C_out=128, L=4096, K=7, padding=3, stride=2), "gemm"),
 ])
@@ -125,3 +126,17 @@ def test_auto_depthwise_causal_matches_reference(dtype, rng):
 def test_auto_is_the_layer_default():
     for op in (FORWARD, BACKWARD):
         assert kernels.get(op, "numba_cpu").variant == "auto"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_with_short_column_spans(dtype, rng, monkeypatch):
+    """Spans of a few columns (many per row): the products of consecutive spans meet in dx and dw."""
+    monkeypatch.setattr(layer_gemm, "MIN_SPAN", 3)
+    monkeypatch.setattr(layer_gemm, "SPAN_BYTES", 16)
+    for _ in range(CONFIGS):
+        c = random_config(rng)
+        for op in (FORWARD, BACKWARD):
+            args, kwargs = OPS[op].make_args(rng, dtype, **c)
+            p = _problem(op, args, kwargs)
+            assert len(layer_gemm.column_spans(p)) == -(-p.L_out // 3)  # spans of MIN_SPAN = 3 columns
+            kernels.assert_close(op, kernels.get(op, "numba_cpu", "gemm")(*args, **kwargs), args, kwargs)

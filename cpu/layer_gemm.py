@@ -8,9 +8,9 @@ Variants (registered by `cpu.numba_cpu`, never renumbered; the older ones live i
                  channel-heavy shapes, where `im2col` pays an unfold per sample and `direct` an axpy per
                  (row, channel, tap); spans of SPAN_BYTES keep a few-channel product in L2 across the taps
     gemm_folded  the samples side by side in the columns (xf[q, ci, n*Lq + m]): one BLAS call per (group, tap),
-                 N times larger, for the price of copying y (and g) once; wins where rows are short
+                 N times larger, for the price of copying y (and g) once; scratch arrays kept per thread
     gemm_numpy   `gemm` with np.matmul and an add in place of CBLAS (the fallback without numpy's OpenBLAS)
-    auto         direct (`cpu.layer`), gemm_folded or gemm per shape, from crossovers measured here (`AUTO_RULE`)
+    auto         direct (`cpu.layer`) or gemm_folded per shape, from crossovers measured here (`AUTO_RULE`)
 
 The formulation. Let xpad be x zero-padded by `padding` at both ends (length L_pad = L + 2*padding)
 and split it into s = stride phases of length Lq = ceil(L_pad / s):
@@ -39,6 +39,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import threading
 
 import numpy as np
 from numba import njit, prange
@@ -279,11 +280,28 @@ def unfold_input_grad(dxf, stride, padding, Lq, dx):
                 dx[n, ci, j] = dxf[jp % stride, ci, n * Lq + jp // stride]
 
 
+_WORKSPACE = threading.local()
+
+
+def workspace(name, shape, dtype):
+    """A scratch array of `shape` kept per thread between calls (reused while large enough).
+
+    A fresh multi-MiB np.empty costs a page fault per 4 KiB page on first touch, measured at about
+    as much time as the copy into it; this thread keeps its largest buffer of each name instead.
+    """
+    size, dtype = int(np.prod(shape)), np.dtype(dtype)
+    buffers = _WORKSPACE.__dict__.setdefault("buffers", {})
+    buf = buffers.get((name, dtype))
+    if buf is None or buf.size < size:
+        buf = buffers[name, dtype] = np.empty(size, dtype)
+    return buf[:size].reshape(shape)
+
+
 def _folded(p, x):
     """(xf, Lq, R): x padded, split into stride phases and laid out as xf[q, ci, n*Lq + m], rows of R."""
     Lq = -(-p.L_pad // p.stride)
     R = p.N * Lq + (p.K - 1) * p.dilation // p.stride  # room for the last window of the largest offset
-    xf = np.empty((p.stride, p.C_in, R), p.dtype)
+    xf = workspace("xf", (p.stride, p.C_in, R), p.dtype)
     fold_input(x, p.stride, p.padding, Lq, xf)
     return xf, Lq, R
 
@@ -293,7 +311,7 @@ def forward_folded(p, x, w, b, y, use_cblas=True):
     xf, Lq, R = _folded(p, x)
     NL, Og, Cg = p.N * Lq, p.C_out_g, p.C_in_g
     wt = np.ascontiguousarray(w.transpose(2, 0, 1)).reshape(-1)  # wt[t, co, c] = w[co, c, t]
-    yf = np.empty((p.C_out, NL), p.dtype)
+    yf = workspace("yf", (p.C_out, NL), p.dtype)
     xff, yff = xf.reshape(-1), yf.reshape(-1)
     for gi in range(p.groups):
         for t, q, o in _taps(p):
@@ -308,9 +326,10 @@ def backward_folded(p, x, w, g, dx, dw, db, use_cblas=True):
     xf, Lq, R = _folded(p, x)
     NL, Og, Cg = p.N * Lq, p.C_out_g, p.C_in_g
     wt = np.ascontiguousarray(w.transpose(2, 0, 1)).reshape(-1)
-    gf = np.empty((p.C_out, NL), p.dtype)
+    gf = workspace("yf", (p.C_out, NL), p.dtype)
     fold_grad(g, Lq, gf)
-    dxf = np.zeros_like(xf)  # taps overlap and need not cover every position: accumulate from zero
+    dxf = workspace("dxf", xf.shape, p.dtype)
+    dxf.fill(0)  # taps overlap and need not cover every position: accumulate from zero
     dwt = np.empty((p.K, p.C_out, p.C_in_g), p.dtype)
     xff, gff, dxff, dwf = xf.reshape(-1), gf.reshape(-1), dxf.reshape(-1), dwt.reshape(-1)
     for gi in range(p.groups):
@@ -338,26 +357,25 @@ def backward_numpy(p, x, w, g, dx, dw, db):
 
 # --- auto: gemm or direct per shape ---------------------------------------------------------------------
 
-#: Which variant `auto` runs, as data: the first rule whose test holds wins. From a side-by-side run of
-#: gemm, gemm_folded and direct (float32, 2 threads, N=4, C_in=C_out=C, K=3, L=128 and 1024; the machine
-#: under load, best of 30 rounds; cpu/PERFORMANCE.md, "Layer variants"): direct wins by 2-5x at C <= 8,
-#: gemm_folded matches direct at C = 16, L = 128 (N*C*C*L_out = 2^17 multiply-adds per tap) and wins by
-#: 2x at C = 32; per-sample gemm needs rows 8x longer to catch up (its calls are N times smaller).
+#: Which variant `auto` runs, as data: the first rule whose test holds wins. From side-by-side runs
+#: (float32, 2 threads, best of 7-30 rounds; cpu/PERFORMANCE.md, "Layer variants"):
+#: - small layers (N=4, C_in=C_out=C, K=3, L=128 and 1024): direct is 2-5x faster than both gemm forms at
+#:   C <= 8; gemm_folded matches direct at C = 16, L = 128 (N*C*C*L_out = 2^17 multiply-adds per tap)
+#:   and is 2x faster at C = 32;
+#: - the layer preset: gemm_folded is at least as fast as gemm on 7 of 8 (shape, pass) pairs, by up to
+#:   1.2x (its N-times larger BLAS calls), and within 4% on the eighth (strided forward).
 AUTO_RULE = (
     ("depthwise", "direct"),  # C_in/groups == C_out/groups == 1: no matrix product to make
     ("small", "direct"),  # fewer than SMALL multiply-adds per (group, tap): call overhead dominates
-    ("short_rows", "gemm_folded"),  # per-sample products under SHORT: fold the samples into one call
-    ("otherwise", "gemm"),
+    ("otherwise", "gemm_folded"),
 )
 SMALL = 1 << 17  # N * (C_out/groups) * (C_in/groups) * L_out
-SHORT = 1 << 20  # (C_out/groups) * (C_in/groups) * L_out
 
 
 def choose(p) -> str:
     """The variant `auto` runs for the problem p ("gemm", "gemm_folded" or "direct"), by `AUTO_RULE`."""
-    per_sample = p.C_out_g * p.C_in_g * p.L_out
-    tests = {"depthwise": p.C_in_g == 1 and p.C_out_g == 1, "small": p.N * per_sample < SMALL,
-             "short_rows": per_sample < SHORT, "otherwise": True}
+    tests = {"depthwise": p.C_in_g == 1 and p.C_out_g == 1, "small": p.N * p.C_out_g * p.C_in_g * p.L_out < SMALL,
+             "otherwise": True}
     return next(variant for test, variant in AUTO_RULE if tests[test])
 
 

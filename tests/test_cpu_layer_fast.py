@@ -103,9 +103,9 @@ def test_gemm_with_beta_zero_ignores_c(dtype, use_cblas, rng):
 @pytest.mark.parametrize("case,want", [
     (dict(N=4, C_in=512, C_out=512, L=2048, K=4, padding=3, groups=512), "direct"),  # depthwise
     (dict(N=1, C_in=2, C_out=3, L=100, K=3), "direct"),  # a tiny product per BLAS call
-    (dict(N=8, C_in=64, C_out=64, L=128, K=3, padding=1), "gemm_folded"),  # short rows
-    (dict(N=8, C_in=256, C_out=256, L=1024, K=5, padding=2), "gemm"),
-    (dict(N=8, C_in=128, C_out=128, L=4096, K=7, padding=3, stride=2), "gemm"),
+    (dict(N=8, C_in=64, C_out=64, L=128, K=3, padding=1), "gemm_folded"),
+    (dict(N=8, C_in=256, C_out=256, L=1024, K=5, padding=2), "gemm_folded"),
+    (dict(N=8, C_in=128, C_out=128, L=4096, K=7, padding=3, stride=2), "gemm_folded"),
 ])
 def test_auto_routes_by_rule(case, want):
     keys = ("stride", "padding", "dilation", "groups")

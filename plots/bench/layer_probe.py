@@ -49,7 +49,8 @@ def main(argv=None):
     dt = np.dtype(a.dtype)
     mm = rng.standard_normal((2048, 2048)).astype(dt)
     mm_out = np.empty_like(mm)
-    print(f"{'shape':<44} {'op':<4} {'torch GF/s':>10} " + " ".join(f"{v + ' x':>9}" for v in variants))
+    print(f"{'shape':<44} {'op':<4} {'torch GF/s':>10} {variants[0] + ' GF/s':>10} {'% matmul':>8} "
+          + " ".join(f"{v + ' x':>12}" for v in variants))
     for shape in shapes:
         times, flops = {}, {}
         calls = {("matmul", "np"): lambda: np.matmul(mm, mm, out=mm_out)}
@@ -76,9 +77,11 @@ def main(argv=None):
         best = {k: min(v) for k, v in times.items()}
         label = " ".join(f"{k}={v}" for k, v in shape.items())
         for op in OPS_FB:
-            tg = flops[op] / best[op, "torch"] / 1e9
-            ratios = " ".join(f"{best[op, 'torch'] / best[op, v]:9.2f}" for v in variants)
-            print(f"{label:<44} {'fwd' if op == OPS_FB[0] else 'bwd':<4} {tg:10.1f} {ratios}", flush=True)
+            tg, g0 = (flops[op] / best[op, k] / 1e9 for k in ("torch", variants[0]))
+            peak = flops["matmul"] / best["matmul", "np"] / 1e9
+            ratios = " ".join(f"{best[op, 'torch'] / best[op, v]:12.2f}" for v in variants)
+            print(f"{label:<44} {'fwd' if op == OPS_FB[0] else 'bwd':<4} {tg:10.1f} {g0:10.1f} {100 * g0 / peak:8.0f} "
+                  f"{ratios}", flush=True)
         print(f"{'':<44} matmul 2048: {flops['matmul'] / best['matmul', 'np'] / 1e9:.0f} GFLOP/s", flush=True)
 
 

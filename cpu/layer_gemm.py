@@ -274,10 +274,12 @@ def unfold_input_grad(dxf, stride, padding, Lq, dx):
         n, ci = r // C_in, r % C_in
         if stride == 1:
             dx[n, ci, :] = dxf[0, ci, n * Lq + padding:n * Lq + padding + L]
-        else:
-            for j in range(L):
-                jp = j + padding
-                dx[n, ci, j] = dxf[jp % stride, ci, n * Lq + jp // stride]
+        else:  # per phase: a contiguous read, a strided write (no division per element)
+            for q in range(stride):
+                lo, hi = _real_range(q, L, Lq, stride, padding)
+                src = dxf[q, ci, n * Lq:(n + 1) * Lq]
+                for m in range(lo, hi):
+                    dx[n, ci, m * stride + q - padding] = src[m]
 
 
 _WORKSPACE = threading.local()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpu import auto, blocked, fft, layer, loops
+from cpu import auto, blocked, fft, layer, layer_gemm, loops
 from kernels.backend import Backend
 
 backend = Backend("numba_cpu", "numba @njit kernels on the CPU")
@@ -93,8 +93,12 @@ ENGINES = (
 #: conv1d layer variants: (name, forward, backward, method, default); each docstring is the note
 LAYERS = (
     ("naive", layer.naive_forward, layer.naive_backward, "direct", False),
-    ("direct", layer.direct_forward, layer.direct_backward, "direct", True),
+    ("direct", layer.direct_forward, layer.direct_backward, "direct", False),
     ("im2col", layer.im2col_forward, layer.im2col_backward, "direct", False),
+    ("gemm", layer_gemm.forward, layer_gemm.backward, "direct", False),
+    ("gemm_numpy", layer_gemm.forward_numpy, layer_gemm.backward_numpy, "direct", False),
+    ("gemm_folded", layer_gemm.forward_folded, layer_gemm.backward_folded, "direct", False),
+    ("auto", layer_gemm.forward_auto, layer_gemm.backward_auto, "auto", True),
 )
 
 

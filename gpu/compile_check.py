@@ -322,9 +322,9 @@ def _compile_part(archs, want_sass, only_default, indices) -> list[dict]:
 
 def dynamic_shared(kernel: str, block: int, itemsize: int) -> int:
     """Bytes of dynamic shared memory the cupy backend asks for at `block` (gpu/cupy_backend.py)."""
-    from gpu import cupy_backend
+    from gpu import cuda_tunables
 
-    return cupy_backend.dynamic_shared(kernel, block, itemsize)
+    return cuda_tunables.dynamic_shared(kernel, block, itemsize)
 
 
 SHARED_DEFAULT = 48 << 10  # dynamic shared memory a launch may ask for without opting in

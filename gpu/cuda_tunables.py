@@ -41,3 +41,14 @@ def defines_for(path: str | os.PathLike) -> dict[str, int]:
 def options(defines: dict[str, int]) -> tuple[str, ...]:
     """``-DNAME=value`` compiler options, as NVRTC and g++ both read them."""
     return tuple(f"-D{name}={value}" for name, value in defines.items())
+
+
+def dynamic_shared(kernel_name: str, block: int, itemsize: int) -> int:
+    """Bytes of dynamic shared memory a launch of `kernel_name` (gpu/conv1d.cu) asks for at `block` threads."""
+    if kernel_name == "correlate_tiled":  # the filter chunk and the x tile with its halo
+        return (2 * CORR_TAPS + block * CORR_PER_THREAD - 1) * itemsize
+    if kernel_name == "weight_grad_tiled":  # g and x chunks, and the per-warp tap partials
+        return (2 * WG_TJ + WG_TI - 1 + (block // WG_WI) * WG_TI) * itemsize
+    if kernel_name == "block_sums":
+        return block * itemsize
+    return 0

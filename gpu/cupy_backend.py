@@ -143,17 +143,6 @@ def fill(a, value, launch: Launch):
 # ------------------------------------------------------------------------------------------------
 # Engines
 
-def dynamic_shared(kernel_name: str, block: int, itemsize: int) -> int:
-    """Bytes of dynamic shared memory a launch of `kernel_name` (gpu/conv1d.cu) asks for at `block` threads."""
-    if kernel_name == "correlate_tiled":  # the filter chunk and the x tile with its halo
-        return (2 * tun.CORR_TAPS + block * tun.CORR_PER_THREAD - 1) * itemsize
-    if kernel_name == "weight_grad_tiled":  # g and x chunks, and the per-warp tap partials
-        return (2 * tun.WG_TJ + tun.WG_TI - 1 + (block // tun.WG_WI) * tun.WG_TI) * itemsize
-    if kernel_name == "block_sums":
-        return block * itemsize
-    return 0
-
-
 def correlate(sig, f, out, launch: Launch, *, tiled=True, flip=False, offset=0, periodic=False, bias=None,
               epilogue=NONE, gate=None):
     """out[o] = epilogue(sum_i f'[i] s[o+i] + bias) (see gpu/conv1d.cu)."""
@@ -163,7 +152,7 @@ def correlate(sig, f, out, launch: Launch, *, tiled=True, flip=False, offset=0, 
             _i64(M), T(0 if bias is None else bias), _i32(epilogue), out if gate is None else gate)
     if tiled:
         tile = launch.block * tun.CORR_PER_THREAD
-        shared = dynamic_shared("correlate_tiled", launch.block, out.dtype.itemsize)
+        shared = tun.dynamic_shared("correlate_tiled", launch.block, out.dtype.itemsize)
         kernel("correlate_tiled", out.dtype)((launch.blocks(M, tile),), (launch.block,), args,
                                              shared_mem=shared)
     else:
@@ -186,7 +175,7 @@ def weight_grad(x, g, dw, launch: Launch, *, tiled=True, flip=False, atomic=Fals
         return
     tiles = launch.blocks(k, tun.WG_TI)
     splits = weight_grad_splits(m, tun.WG_TJ, tiles, launch)
-    shared = dynamic_shared("weight_grad_tiled", launch.block, dw.dtype.itemsize)
+    shared = tun.dynamic_shared("weight_grad_tiled", launch.block, dw.dtype.itemsize)
     if atomic:
         fill(dw, 0, launch)
     partial = dw if atomic else _empty((splits * k,), dw.dtype)
@@ -207,7 +196,7 @@ def total(g, out, launch: Launch, *, tiled=True, atomic=False):
         fill(out, 0, launch)
     partial = out if atomic else _empty((blocks,), out.dtype)
     kernel("block_sums", out.dtype)((blocks,), (launch.block,), (g, _i64(m), partial, _i32(atomic)),
-                                    shared_mem=dynamic_shared("block_sums", launch.block, out.dtype.itemsize))
+                                    shared_mem=tun.dynamic_shared("block_sums", launch.block, out.dtype.itemsize))
     if not atomic:
         sum_columns(partial, blocks, 1, out, launch)
 

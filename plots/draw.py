@@ -47,7 +47,8 @@ KINDS = ("time_vs_n", "time_vs_k", "throughput", "roofline", "speedup")
 FIXED = {
     "numba_cpu:naive": "#9ecae1", "numba_cpu:parallel": "#1f77b4", "numba_cpu:blocked": "#08306b",
     "numba_cpu:fft": "#ff7f0e", "numba_cpu:auto": "#d62728", "numba_cpu:direct": "#3182bd",
-    "numba_cpu:im2col": "#17becf",
+    "numba_cpu:im2col": "#17becf", "numba_cpu:gemm": "#6a3d9a", "numba_cpu:gemm_folded": "#cab2d6",
+    "numba_cpu:gemm_numpy": "#b15928",
     "numba_cuda:naive": "#a1d99b", "numba_cuda:tiled": "#2ca02c", "numba_cuda:atomic": "#006d2c",
     "numba_cuda:direct": "#74c476",
     "cupy:naive": "#fdae6b", "cupy:tiled": "#e6550d", "cupy:atomic": "#a63603", "cupy:direct": "#fd8d3c",

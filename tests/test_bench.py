@@ -237,7 +237,10 @@ def test_layer_preset_covers_the_named_shapes():
     assert cpu.device == "cpu" and cpu.dtype == "float32" and cpu.shapes == LAYER_SHAPES
     assert set(cpu.ops) == {"conv1d_layer", "conv1d_layer_backward"} and cpu.points() == []
     assert {s["K"] for s in LAYER_SHAPES if s["L"] == 4096} == {3, 7, 31}
-    assert all(s["padding"] == s["K"] // 2 for s in LAYER_SHAPES)
+    # "same" padding of the dilated filter, except the causal shape (padding K - 1, the tail cropped by the caller)
+    causal = [s for s in LAYER_SHAPES if s["padding"] == s["K"] - 1 and s.get("groups", 1) == s["C_in"]]
+    assert len(causal) == 1
+    assert all(s["padding"] == s.get("dilation", 1) * (s["K"] - 1) // 2 for s in LAYER_SHAPES if s not in causal)
 
 
 def test_layer_run_writes_results_and_the_grouped_bar_plot(tmp_path):

@@ -111,17 +111,24 @@ PRESETS = {
     ),
 }
 def shape_label(s: dict) -> str:
-    """A layer shape's name in results and plots: "N8 C64>128 L4096 K3 p1"."""
-    return f"N{s['N']} C{s['C_in']}>{s['C_out']} L{s['L']} K{s['K']} p{s.get('padding', 0)}"
+    """A layer shape's name in results and plots: "N8 C64>128 L4096 K3 p1" (plus s2 d2 g512 when not 1)."""
+    extra = "".join(f" {a}{s[k]}" for k, a in (("stride", "s"), ("dilation", "d"), ("groups", "g")) if s.get(k, 1) != 1)
+    return f"N{s['N']} C{s['C_in']}>{s['C_out']} L{s['L']} K{s['K']} p{s.get('padding', 0)}" + extra
 
 
 #: The layer preset's shapes: make_args keywords of `conv1d_layer` and `conv1d_layer_backward`.
 LAYER_SHAPES = tuple(dict(N=8, C_in=64, C_out=128, L=4096, K=k, padding=k // 2) for k in (3, 7, 31)) + (
-    dict(N=1, C_in=16, C_out=16, L=262144, K=31, padding=15),)
+    dict(N=1, C_in=16, C_out=16, L=262144, K=31, padding=15),) + (
+    dict(N=8, C_in=256, C_out=256, L=1024, K=5, padding=2),  # channel-heavy
+    dict(N=8, C_in=128, C_out=128, L=4096, K=7, padding=3, stride=2),  # strided
+    dict(N=4, C_in=512, C_out=512, L=2048, K=4, padding=3, groups=512),  # causal depthwise (crop the tail)
+    dict(N=8, C_in=128, C_out=128, L=2048, K=3, padding=2, dilation=2),  # dilated
+)
 LAYER_OPS = ("conv1d_layer", "conv1d_layer_backward")
 #: numba_cpu:naive (serial, a bounds test per tap) takes tens of seconds per call on these shapes.
 PRESETS["layer"] = Preset(
-    "layer", "conv1d layer fwd+bwd float32: N=8 C_in=64 C_out=128 L=4096 K=3,7,31 and N=1 C=16 L=262144 K=31",
+    "layer", "conv1d layer fwd+bwd float32: N=8 C_in=64 C_out=128 L=4096 K=3,7,31, N=1 C=16 L=262144 K=31, "
+    "C=256 K5, strided, causal depthwise and dilated shapes",
     grids=(Grid("cpu", "float32", (), ops=LAYER_OPS, shapes=LAYER_SHAPES,
                 exclude=DEFAULT_EXCLUDE + ("numba_cpu:naive",)),
            Grid("gpu", "float32", (), ops=LAYER_OPS, shapes=LAYER_SHAPES, budget=0.05,

@@ -1,0 +1,142 @@
+"""The BLAS layer variants of numba_cpu (`cpu/layer_gemm.py`): gemm, gemm_folded, gemm_numpy and auto,
+against the float64 reference on random configurations (stride, padding, dilation, groups, bias,
+both dtypes, out= given), plus determinism of dw, the BLAS wrapper's beta = 0 and auto's routing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import DTYPES
+
+import cpu.numba_cpu  # noqa: F401  (registers the numba_cpu variants, cpu.layer_gemm among them)
+import kernels
+from cpu import layer_gemm
+from kernels.layer import LayerProblem
+from kernels.spec import OPS
+
+FORWARD, BACKWARD = "conv1d_layer", "conv1d_layer_backward"
+VARIANTS = ("gemm", "gemm_folded", "gemm_numpy", "auto")
+CONFIGS = 12  # random configurations per (variant, dtype)
+
+
+def random_config(rng):
+    """make_args keywords of a random small layer: any stride, padding, dilation, groups, bias."""
+    while True:
+        groups = int(rng.choice([1, 1, 2, 3, 4]))
+        c = dict(N=int(rng.integers(1, 4)), C_in=groups * int(rng.integers(1, 6)),
+                 C_out=groups * int(rng.integers(1, 6)), L=int(rng.integers(1, 60)), K=int(rng.integers(1, 7)),
+                 stride=int(rng.integers(1, 5)), padding=int(rng.integers(0, 5)), dilation=int(rng.integers(1, 4)),
+                 groups=groups, bias=bool(rng.integers(0, 2)))
+        if c["dilation"] * (c["K"] - 1) + 1 <= c["L"] + 2 * c["padding"]:
+            return c
+
+
+def _problem(op, args, kwargs):
+    return OPS[op].parse(*args, **kwargs)[0]
+
+
+def _routes_to_direct_with_padded_stride(variant, p):
+    """auto would run the direct backward at stride >= 2 with padding, whose own tests cover it."""
+    return variant == "auto" and layer_gemm.choose(p) == "direct" and p.stride >= 2 and p.padding > 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_random_layers_match_reference(variant, dtype, rng):
+    fwd, bwd = kernels.get(FORWARD, "numba_cpu", variant), kernels.get(BACKWARD, "numba_cpu", variant)
+    for _ in range(CONFIGS):
+        c = random_config(rng)
+        args, kwargs = OPS[FORWARD].make_args(rng, dtype, **c)
+        print(c)
+        kernels.assert_close(FORWARD, fwd(*args, **kwargs), args, kwargs)
+        args, kwargs = OPS[BACKWARD].make_args(rng, dtype, **c)
+        if _routes_to_direct_with_padded_stride(variant, _problem(BACKWARD, args, kwargs)):
+            continue
+        kernels.assert_close(BACKWARD, bwd(*args, **kwargs), args, kwargs)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_out_given_is_overwritten(variant, rng):
+    """out= arrays prefilled with NaN: every element is written (nothing accumulates into the caller's data)."""
+    c = dict(N=2, C_in=6, C_out=4, L=33, K=3, stride=2, padding=1, dilation=2, groups=2, bias=True)
+    for op in (FORWARD, BACKWARD):
+        args, kwargs = OPS[op].make_args(rng, np.float32, **c)
+        p = _problem(op, args, kwargs)
+        out = tuple(np.full(s, np.nan, np.float32) for s in OPS[op].out_shapes(p))
+        got = kernels.get(op, "numba_cpu", variant)(*args, **kwargs, out=out[0] if OPS[op].single else out)
+        assert (got is out[0]) if OPS[op].single else all(a is b for a, b in zip(got, out))
+        kernels.assert_close(op, got, args, kwargs)
+
+
+@pytest.mark.parametrize("variant", ("gemm", "gemm_folded"))
+def test_weight_grad_is_deterministic(variant, rng):
+    args, kwargs = OPS[BACKWARD].make_args(rng, np.float32, N=4, C_in=32, C_out=48, L=300, K=5, stride=2,
+                                           padding=2, dilation=1, groups=2)
+    bwd = kernels.get(BACKWARD, "numba_cpu", variant)
+    first = bwd(*args, **kwargs)
+    for _ in range(3):
+        for a, b in zip(first, bwd(*args, **kwargs)):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("use_cblas", (True, False))
+def test_gemm_with_beta_zero_ignores_c(dtype, use_cblas, rng):
+    """C = op(A) @ op(B) at offsets and leading dimensions, with NaN in C beforehand (beta = 0) or not (1)."""
+    if use_cblas and layer_gemm.CBLAS is None:
+        pytest.skip("numpy's bundled OpenBLAS (CBLAS interface) was not found: only the np.matmul path runs")
+    m, n, k = 5, 7, 3
+    for ta in (False, True):
+        for tb in (False, True):
+            A, B = rng.standard_normal(60).astype(dtype), rng.standard_normal(70).astype(dtype)
+            a = A[2:2 + 15].reshape((k, m) if ta else (m, k))
+            b = B[1:1 + 21].reshape((n, k) if tb else (k, n))
+            want = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b)
+            for beta in (0, 1):
+                C = np.full(2 + m * 9, np.nan if beta == 0 else 1.0, dtype)
+                layer_gemm.gemm(ta, tb, m, n, k, A, 2, m if ta else k, B, 1, k if tb else n, beta, C, 2, 9,
+                                use_cblas)
+                got = C[2:2 + m * 9].reshape(m, 9)[:, :n]
+                np.testing.assert_allclose(got, want + beta, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case,want", [
+    (dict(N=4, C_in=512, C_out=512, L=2048, K=4, padding=3, groups=512), "direct"),  # depthwise
+    (dict(N=1, C_in=2, C_out=3, L=100, K=3), "direct"),  # a tiny product per BLAS call
+    (dict(N=8, C_in=64, C_out=64, L=128, K=3, padding=1), "gemm_folded"),
+    (dict(N=8, C_in=256, C_out=256, L=1024, K=5, padding=2), "gemm_folded"),
+    (dict(N=8, C_in=128, C_out=128, L=4096, K=7, padding=3, stride=2), "gemm_folded"),
+])
+def test_auto_routes_by_rule(case, want):
+    keys = ("stride", "padding", "dilation", "groups")
+    p = LayerProblem(case["N"], case["C_in"], case["C_out"], case["L"], case["K"], np.dtype(np.float32),
+                     **{k: case[k] for k in keys if k in case})
+    assert layer_gemm.choose(p) == want
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_auto_depthwise_causal_matches_reference(dtype, rng):
+    c = dict(N=2, C_in=8, C_out=8, L=50, K=4, padding=3, groups=8)
+    for op in (FORWARD, BACKWARD):
+        args, kwargs = OPS[op].make_args(rng, dtype, **c)
+        assert layer_gemm.choose(_problem(op, args, kwargs)) == "direct"
+        kernels.assert_close(op, kernels.get(op, "numba_cpu", "auto")(*args, **kwargs), args, kwargs)
+
+
+def test_auto_is_the_layer_default():
+    for op in (FORWARD, BACKWARD):
+        assert kernels.get(op, "numba_cpu").variant == "auto"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_with_short_column_spans(dtype, rng, monkeypatch):
+    """Spans of a few columns (many per row): the products of consecutive spans meet in dx and dw."""
+    monkeypatch.setattr(layer_gemm, "MIN_SPAN", 3)
+    monkeypatch.setattr(layer_gemm, "SPAN_BYTES", 16)
+    for _ in range(CONFIGS):
+        c = random_config(rng)
+        for op in (FORWARD, BACKWARD):
+            args, kwargs = OPS[op].make_args(rng, dtype, **c)
+            p = _problem(op, args, kwargs)
+            assert len(layer_gemm.column_spans(p)) == -(-p.L_out // 3)  # spans of MIN_SPAN = 3 columns
+            kernels.assert_close(op, kernels.get(op, "numba_cpu", "gemm")(*args, **kwargs), args, kwargs)

@@ -144,15 +144,16 @@ def _options_for(fn, state: str) -> dict:
 
 @contextlib.contextmanager
 def _env(name: str, value: str | None):
+    """os.environ[name] = value inside the block (nothing changes when value is None)."""
+    if value is None:
+        yield
+        return
     old = os.environ.get(name)
-    if value is not None:
-        os.environ[name] = value
+    os.environ[name] = value
     try:
         yield
     finally:
-        if value is None:
-            pass
-        elif old is None:
+        if old is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = old

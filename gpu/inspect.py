@@ -1,6 +1,6 @@
 """A static performance model of every GPU kernel, from its compiled code and its counted accesses: no GPU.
 
-    python -m gpu.inspect [--json] [--device h100-sxm] [--n 100000000] [--k 3 511]
+    python -m gpu.inspect [--json] [--device h100-sxm] [--n 100000000] [--k 3 511] [--dtype float32 float64]
 
 1. Resources, for every kernel of the cupy backend (CUDA C of gpu/*.cu, compiled by NVRTC) and of the
    numba_cuda backend (compiled by numba-cuda and ptxas, gpu.compile_check), each dtype, at the default
@@ -12,7 +12,8 @@
    (n = 2048, k = 3 and 31): 32-byte sectors per warp request, sectors and unique bytes per output,
    fitted as a + b*k per output. The CUDA C kernels have the same index formulas (gpu/conv1d.cu and
    gpu/numba_cuda_correlate.py), so their traffic is taken from their numba twin: the emulator runs
-   raw pointers and cannot record accesses.
+   raw pointers and cannot record accesses. The ladder steps of gpu/ladder.cu (regwin, vec, wg_regwin)
+   have no numba twin: they take the fit of cupy tiled for the same op (the same unique bytes).
 4. The model, for conv1d and conv1d_weight_grad of every GPU variant at (n, k), on a device of
    gpu.devices:
 
@@ -25,10 +26,14 @@
        T_chain  = the longest chain of dependent FMAs in one thread x FMA latency / clock
 
    with active SMs = min(SMs, blocks of the launch), and executed FMAs counting the taps a tile
-   computes beyond k (the tiled weight gradients compute whole tap tiles). The predicted GB/s
+   computes beyond k (the tiled weight gradients and wg_regwin compute whole tap tiles). The ladder steps
+   use the instantiation gpu/cupy_ladder.py launches at block 128 (R outputs, TP taps per thread, MAXB),
+   named kernel[R,MAXB] / kernel[TP,MAXB] in the resource rows. The predicted GB/s
    (min bytes / T) and GFLOP/s (2 k m / T) are upper bounds: the model assumes perfect latency hiding,
    caches that catch every reuse beyond the unique bytes, no bank conflicts, no launch overhead, and
-   ignores the second pass of the split reductions (splits x k additions).
+   ignores the second pass of the split reductions (splits x k additions). Not captured either: the
+   ladder steps' own traffic (taken from cupy tiled: their L1 sectors differ, their unique bytes do
+   not), and their dynamic shared memory in the occupancy column (it depends on k).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from pathlib import Path
 
 from gpu import compile_check
 from gpu import cuda_tunables as tunables
+from gpu import cupy_ladder as ladder
 from gpu.devices import ARCH, DEVICES, occupancy
 
 GPU_DIR = Path(__file__).parent
@@ -67,8 +73,15 @@ VARIANTS = {
     ("cupy", "naive"): {"conv1d": "correlate_naive", "conv1d_weight_grad": "weight_grad_naive"},
     ("cupy", "tiled"): {"conv1d": "correlate_tiled", "conv1d_weight_grad": "weight_grad_tiled"},
     ("cupy", "atomic"): {"conv1d_weight_grad": "weight_grad_tiled"},
+    # gpu/ladder.cu: the instantiation the launch takes is chosen per dtype and k (ladder_kernel)
+    ("cupy", "regwin"): {"conv1d": "correlate_regwin"},
+    ("cupy", "vec"): {"conv1d": "correlate_vec"},
+    ("cupy", "wg_regwin"): {"conv1d_weight_grad": "weight_grad_regwin"},
 }
+#: Variants without a numba twin to trace, and the variant whose traffic fit they take (same unique bytes).
+TRAFFIC_OF = {"regwin": "tiled", "vec": "tiled", "wg_regwin": "tiled"}
 DEFAULT_VARIANT = {"numba_cuda": "tiled", "cupy": "tiled"}
+LADDER = {("cupy", "regwin"), ("cupy", "vec"), ("cupy", "wg_regwin")}  # gpu/ladder.cu, gpu/cupy_ladder.py
 
 
 # --- SASS ---------------------------------------------------------------------------------------------------
@@ -181,8 +194,10 @@ def cuda_c_kernels(archs=compile_check.ARCHS) -> list[dict]:
                 u = usage[name]
                 base, _, rest = name.partition("<")
                 dtype = "float32" if rest.startswith("float") else "float64"
+                more = [a.strip() for a in rest.rstrip(">").split(",")[1:]]  # template arguments past the type
                 itemsize = 4 if dtype == "float32" else 8
-                rows.append({"backend": "cupy", "file": path.name, "kernel": base, "dtype": dtype, "arch": arch,
+                rows.append({"backend": "cupy", "file": path.name, "dtype": dtype, "arch": arch,
+                             "kernel": f"{base}[{','.join(more)}]" if more else base,
                              "registers": u.registers, "shared": u.shared, "stack": u.stack,
                              "spill_stores": u.spill_stores, "spill_loads": u.spill_loads,
                              "dynamic_shared": compile_check.dynamic_shared(base, BLOCK, itemsize),
@@ -234,7 +249,7 @@ def traced(cache=True) -> dict:
     h = hashlib.sha256()
     for name in (*compile_check.SOURCES, "trace.py", "correlation_ops.py", "numba_cuda.py"):
         h.update((GPU_DIR / name).read_bytes())
-    h.update(repr((TRACE_N, TRACE_KS, sorted(VARIANTS))).encode())
+    h.update(repr((TRACE_N, TRACE_KS, sorted(v for v in VARIANTS if v[0] == "numba_cuda"))).encode())
     path = compile_check.cache_dir() / f"trace-{h.hexdigest()[:24]}.json"
     if cache and path.exists():
         return json.loads(path.read_text())
@@ -260,7 +275,8 @@ def outputs(op: str, n: int, k: int) -> int:
 def traffic_fit(counts: dict, backend: str, variant: str, op: str, dtype: str) -> dict:
     """Per-FMA-row traffic as a + b*k: sectors and unique bytes per valid position (m = n-k+1), fitted
     through the traced k values; and the sectors per request of loads and stores."""
-    twin = "numba_cuda", variant if (backend == "cupy") else variant
+    variant = TRAFFIC_OF.get(variant, variant) if backend == "cupy" else variant  # ladder: cupy tiled's fit
+    twin = "numba_cuda", variant
     rows = {k: counts[f"{twin[0]}:{twin[1]}:{op}:{dtype}:{k}"] for k in TRACE_KS}
     (k0, c0), (k1, c1) = sorted(rows.items())
     m0, m1 = TRACE_N - k0 + 1, TRACE_N - k1 + 1
@@ -277,8 +293,44 @@ def traffic_fit(counts: dict, backend: str, variant: str, op: str, dtype: str) -
 
 # --- the model ----------------------------------------------------------------------------------------------
 
+def ladder_kernel(name: str, dtype: str, k: int) -> str:
+    """The resource row of the gpu/ladder.cu instantiation gpu/cupy_ladder.py launches at BLOCK for (dtype,
+    k): correlate_<step>[R,MAXB] (R = forward_per_thread) or weight_grad_regwin[TP,MAXB] (TP of wg_layout)."""
+    t = CTYPE[dtype]
+    if name.startswith("correlate_"):
+        step = name.removeprefix("correlate_")
+        R = ladder.forward_per_thread(step, dtype, BLOCK)
+        return f"{name}[{R},{ladder.FORWARD_BOUNDS[(step, t, R)]}]"
+    TP = ladder.wg_layout(k, BLOCK, 4 if dtype == "float32" else 8)[0]
+    return f"{name}[{TP},{ladder.WG_BOUNDS[(t, TP)]}]"
+
+
+def _ladder_shape(variant: str, op: str, n: int, k: int, itemsize: int) -> dict:
+    """launch_shape of the gpu/ladder.cu steps at BLOCK (gpu/cupy_ladder.py): regwin/vec, R contiguous
+    outputs per thread (tile BLOCK*R, every output k FMAs, R independent chains of k per tile); wg_regwin,
+    (tiles x splits) blocks of KT = G*TP taps (taps past k computed: tiles*KT*m FMAs), each thread's TP
+    chains JS long per chunk over ceil(chunks / splits) chunks."""
+    from gpu import launch as plan
+
+    m, launch = n - k + 1, plan.Launch(block=BLOCK)
+    dtype = "float32" if itemsize == 4 else "float64"
+    if op == "conv1d":
+        tile = BLOCK * ladder.forward_per_thread(variant, dtype, BLOCK)
+        tiles = -(-m // tile)
+        blocks = launch.blocks(m, tile)
+        return {"blocks": blocks, "fmas": tiles * tile * k, "chain": k * -(-tiles // blocks)}
+    TP, G, JS = ladder.wg_layout(k, BLOCK, itemsize)
+    KT, JC = G * TP, BLOCK // G * JS
+    tiles, grid_x, chunks = -(-k // KT), launch.blocks(k, KT), -(-m // JC)
+    splits = min(chunks, max(1, ladder.TARGET_BLOCKS // grid_x), 65535)
+    return {"blocks": grid_x * splits, "fmas": tiles * KT * m,
+            "chain": JS * -(-chunks // splits) * -(-tiles // grid_x)}
+
+
 def launch_shape(backend: str, variant: str, op: str, n: int, k: int, itemsize: int) -> dict:
     """Blocks, executed FMAs and the longest dependent-FMA chain per thread, from the kernels' tiling."""
+    if (backend, variant) in LADDER:
+        return _ladder_shape(variant, op, n, k, itemsize)
     m = n - k + 1
     tiled = variant != "naive"
     if op == "conv1d":
@@ -372,12 +424,16 @@ def model(ns, ks, dtypes=("float32",), devices=("h100-sxm", "h200"), ops=OPS, ca
                 if op not in kernels_of:
                     continue
                 for dtype in dtypes:
-                    kr = find_kernel(rows, backend, kernels_of[op], dtype, ARCH[slug])
                     fit = traffic_fit(counts, backend, variant, op, dtype)
                     for n in ns:
                         for k in ks:
-                            if k <= n:
-                                out.append(predict(kr, fit, device, backend, variant, op, n, k, dtype))
+                            if k > n:
+                                continue
+                            name = kernels_of[op]
+                            if (backend, variant) in LADDER:  # the instantiation depends on dtype and k
+                                name = ladder_kernel(name, dtype, k)
+                            kr = find_kernel(rows, backend, name, dtype, ARCH[slug])
+                            out.append(predict(kr, fit, device, backend, variant, op, n, k, dtype))
     return out
 
 
@@ -445,6 +501,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", nargs="+", default=["h100-sxm", "h200"], choices=sorted(DEVICES))
     ap.add_argument("--n", type=float, nargs="+", default=[1e8])
     ap.add_argument("--k", type=int, nargs="+", default=[3, 511])
+    ap.add_argument("--dtype", nargs="+", default=["float32"], choices=DTYPES)
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--versions", action="store_true", help="print the GPU stack's versions and exit")
     ap.add_argument("--trace-child", action="store_true", help=argparse.SUPPRESS)
@@ -463,7 +520,7 @@ def main(argv=None) -> int:
             print(f"gpu.inspect: {problem}", file=sys.stderr)
             return 2
     rows = kernel_table()
-    preds = model([int(n) for n in args.n], args.k, devices=args.device, cache=not args.no_cache)
+    preds = model([int(n) for n in args.n], args.k, tuple(args.dtype), devices=args.device, cache=not args.no_cache)
     if args.json:
         json.dump({"kernels": list(rows), "predictions": preds, "devices": {s: DEVICES[s].as_dict()
                                                                               for s in args.device}},

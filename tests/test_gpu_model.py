@@ -191,3 +191,24 @@ def test_inspect_covers_every_gpu_kernel_and_variant():
     for p in preds:
         assert 0 < p["hbm_fraction"] <= 1.0 + 1e-9 and 0 < p["peak_fraction"] <= 1.0 + 1e-9, p
     print(inspect.prediction_table([p for p in preds if p["device"] == "h100-sxm"]))
+    time = {(p["variant"], p["op"], p["k"]): p["time_s"] for p in preds
+            if p["device"] == "h100-sxm" and p["backend"] == "cupy" and p["dtype"] == "float32"}
+    # the ladder: regwin's register window cuts tiled's shared loads per FMA at large k; wg_regwin's tap
+    # tiles sized to k stop tiled's 128-tap tiles wasting most FMAs at small k
+    assert time["regwin", "conv1d", 511] < time["tiled", "conv1d", 511]
+    assert time["wg_regwin", "conv1d_weight_grad", 3] < time["tiled", "conv1d_weight_grad", 3]
+
+
+def test_ladder_launch_shape_follows_the_launcher():
+    from gpu import cupy_ladder as ladder
+
+    n, k = 10**8, 3
+    TP, G, JS = ladder.wg_layout(k, inspect.BLOCK, 4)
+    shape = inspect.launch_shape("cupy", "wg_regwin", "conv1d_weight_grad", n, k, 4)
+    assert shape["fmas"] == G * TP * (n - k + 1)  # one tap tile of G*TP >= k taps: the taps past k computed
+    assert shape["blocks"] == ladder.TARGET_BLOCKS  # one tile, splits aimed at the target grid
+    R = ladder.forward_per_thread("regwin", "float32", inspect.BLOCK)
+    shape = inspect.launch_shape("cupy", "regwin", "conv1d", n, 511, 4)
+    assert shape["fmas"] >= 511 * (n - 510) and shape["blocks"] == min(-(-(n - 510) // (inspect.BLOCK * R)), 1 << 16)
+    assert inspect.ladder_kernel("weight_grad_regwin", "float64", 511) == \
+        f"weight_grad_regwin[{ladder.TP_LARGE},{ladder.WG_BOUNDS['double', ladder.TP_LARGE]}]"

@@ -37,6 +37,7 @@ run in a fixed order, and BLAS with a fixed thread count is deterministic per ca
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import os
 import threading
@@ -51,7 +52,8 @@ from cpu import layer
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
-def _load_cblas():
+@functools.cache
+def cblas():
     """{dtype: cblas ?gemm} from the OpenBLAS numpy ships (ILP64, `scipy_` prefix), or None if absent."""
     libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
     for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
@@ -70,9 +72,6 @@ def _load_cblas():
     return None
 
 
-CBLAS = _load_cblas()
-
-
 def _view(a, offset, rows, cols, ld, trans):
     """The (rows, cols) matrix at element `offset` of flat `a` with leading dimension `ld` (transposed)."""
     s = a.itemsize
@@ -88,9 +87,9 @@ def gemm(ta, tb, m, n, k, A, oa, lda, B, ob, ldb, beta, C, oc, ldc, use_cblas=Tr
     leading dimension lda / ldb / ldc (ta, tb: the stored matrix is transposed). beta is 0 or 1; with
     beta = 0, C is not read (so NaN there does not propagate). Falls back to np.matmul without CBLAS.
     """
-    if use_cblas and CBLAS is not None:
+    if use_cblas and cblas() is not None:
         s = C.itemsize
-        CBLAS[C.dtype](_ROW_MAJOR, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS, m, n, k, 1.0,
+        cblas()[C.dtype](_ROW_MAJOR, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS, m, n, k, 1.0,
                        A.ctypes.data + oa * s, lda, B.ctypes.data + ob * s, ldb, float(beta),
                        C.ctypes.data + oc * s, ldc)
         return

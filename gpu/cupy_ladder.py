@@ -26,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu.launch import weight_grad_splits
+
 SOURCE = Path(__file__).with_name("ladder.cu")
 #: Filter taps per chunk of the forward steps (-DLADDER_TAPS).
 TAPS = 256
 OPTIONS = (f"-DLADDER_TAPS={TAPS}",)
 #: Dynamic shared memory a launch may ask for without opting in.
 SHARED_LIMIT = 48 << 10
-#: Grid size the weight gradient's j splits aim at.
-TARGET_BLOCKS = 1024
 #: (step, dtype, outputs per thread R) -> __launch_bounds__ of the forward steps = largest block accepted
 #: (registers; vec double R = 4 by shared memory: its padding of one vector per two makes 1024 threads
 #: need 48 KB + 2 KB).
@@ -187,9 +187,8 @@ def weight_grad_regwin(x, g, dw, launch, *, flip=False, slice_len=None, splits=N
         raise ValueError(f"slice_len: {JS} needs {shared} bytes of shared memory, more than {SHARED_LIMIT}")
     JC, KT = block // G * JS, G * TP
     tiles = launch.blocks(k, KT)
-    chunks = -(-m // JC)
     if splits is None:
-        splits = min(chunks, max(1, TARGET_BLOCKS // tiles), 65535)
+        splits = weight_grad_splits(m, JC, tiles, launch)
     partial = dw if splits == 1 else _empty_like(dw, splits * k)
     args = (x, g, partial, np.int64(n), np.int64(m), np.int64(k), np.int32(flip), np.int32(G), np.int32(JS))
     module().get_function(f"weight_grad_regwin<{t}, {TP}, {bound}>")((tiles, splits), (block,), args,

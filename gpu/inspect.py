@@ -322,7 +322,7 @@ def _ladder_shape(variant: str, op: str, n: int, k: int, itemsize: int) -> dict:
     TP, G, JS = ladder.wg_layout(k, BLOCK, itemsize)
     KT, JC = G * TP, BLOCK // G * JS
     tiles, grid_x, chunks = -(-k // KT), launch.blocks(k, KT), -(-m // JC)
-    splits = min(chunks, max(1, ladder.TARGET_BLOCKS // grid_x), 65535)
+    splits = plan.weight_grad_splits(m, JC, grid_x, launch)
     return {"blocks": grid_x * splits, "fmas": tiles * KT * m,
             "chain": JS * -(-chunks // splits) * -(-tiles // grid_x)}
 

@@ -112,11 +112,13 @@ _ND, _F32, _F64 = np.ndarray, np.dtype(np.float32), np.dtype(np.float64)
 _PROBLEMS: dict = {}  # (n, k, dtype, flip, b) -> Conv1dProblem, bounded
 
 
-def _new(n, k, dtype, flip, b=None) -> Conv1dProblem:
-    """A problem for the fast parses, kept in _PROBLEMS under (n, k, dtype, flip, b)."""
-    if len(_PROBLEMS) >= 1024:
-        _PROBLEMS.clear()
-    p = _PROBLEMS[n, k, dtype, flip, b] = Conv1dProblem(n, k, dtype, flip, None if b is None else dtype.type(b))
+def _problem(n, k, dtype, flip, b=None) -> Conv1dProblem:
+    """The problem of the fast parses, cached in _PROBLEMS under (n, k, dtype, flip, b)."""
+    p = _PROBLEMS.get((n, k, dtype, flip, b))
+    if p is None:
+        if len(_PROBLEMS) >= 1024:
+            _PROBLEMS.clear()
+        p = _PROBLEMS[n, k, dtype, flip, b] = Conv1dProblem(n, k, dtype, flip, None if b is None else dtype.type(b))
     return p
 
 
@@ -149,7 +151,7 @@ def fast_forward(args, kwargs):
     n, k = args[0].shape[0], args[1].shape[0]
     if not 1 <= k <= n:
         return None
-    return _PROBLEMS.get((n, k, d, flip, None)) or _new(n, k, d, flip), args
+    return _problem(n, k, d, flip), args
 
 
 def fast_weight_grad(args, kwargs):
@@ -163,7 +165,7 @@ def fast_weight_grad(args, kwargs):
     n = x.shape[0]
     if not 1 <= k <= n or g.shape[0] != n - k + 1:
         return None
-    return _PROBLEMS.get((n, k, d, flip, None)) or _new(n, k, d, flip), (x, g)
+    return _problem(n, k, d, flip), (x, g)
 
 
 def fast_bias_grad(args, kwargs):
@@ -171,7 +173,7 @@ def fast_bias_grad(args, kwargs):
     if d is None or args[0].shape[0] < 1:
         return None
     m = args[0].shape[0]
-    return _PROBLEMS.get((m, 1, d, False, None)) or _new(m, 1, d, False), args
+    return _problem(m, 1, d, False), args
 
 
 def fast_input_grad(args, kwargs):
@@ -182,7 +184,7 @@ def fast_input_grad(args, kwargs):
     k, m = args[0].shape[0], args[1].shape[0]
     if k < 1 or m < 1:
         return None
-    return _PROBLEMS.get((m + k - 1, k, d, flip, None)) or _new(m + k - 1, k, d, flip), args
+    return _problem(m + k - 1, k, d, flip), args
 
 
 def fast_relu(args, kwargs):
@@ -196,7 +198,7 @@ def fast_relu(args, kwargs):
     n, k = x.shape[0], w.shape[0]
     if not 1 <= k <= n:
         return None
-    return _PROBLEMS.get((n, k, d, flip, b)) or _new(n, k, d, flip, b), (x, w)
+    return _problem(n, k, d, flip, b), (x, w)
 
 
 def fast_relu_backward(args, kwargs):
@@ -210,7 +212,7 @@ def fast_relu_backward(args, kwargs):
     n, k = x.shape[0], w.shape[0]
     if not 1 <= k <= n or g.shape[0] != n - k + 1:
         return None
-    return _PROBLEMS.get((n, k, d, flip, b)) or _new(n, k, d, flip, b), (x, w, g)
+    return _problem(n, k, d, flip, b), (x, w, g)
 
 
 # --- reference (float64) ---------------------------------------------------------------------------

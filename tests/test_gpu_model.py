@@ -201,12 +201,13 @@ def test_inspect_covers_every_gpu_kernel_and_variant():
 
 def test_ladder_launch_shape_follows_the_launcher():
     from gpu import cupy_ladder as ladder
+    from gpu.launch import TARGET_BLOCKS
 
     n, k = 10**8, 3
     TP, G, JS = ladder.wg_layout(k, inspect.BLOCK, 4)
     shape = inspect.launch_shape("cupy", "wg_regwin", "conv1d_weight_grad", n, k, 4)
     assert shape["fmas"] == G * TP * (n - k + 1)  # one tap tile of G*TP >= k taps: the taps past k computed
-    assert shape["blocks"] == ladder.TARGET_BLOCKS  # one tile, splits aimed at the target grid
+    assert shape["blocks"] == TARGET_BLOCKS  # one tile, splits aimed at the target grid
     R = ladder.forward_per_thread("regwin", "float32", inspect.BLOCK)
     shape = inspect.launch_shape("cupy", "regwin", "conv1d", n, 511, 4)
     assert shape["fmas"] >= 511 * (n - 510) and shape["blocks"] == min(-(-(n - 510) // (inspect.BLOCK * R)), 1 << 16)

@@ -57,7 +57,8 @@ gpu-inspect: setup
 
 # One GPU run in about 8 minutes, with the machine's Python as it is (no venv, no pip: a GPU machine may
 # have no package registry): make gpu-report PY=python3. GPU tests, the gpu-short preset (ceilings
-# included), the plots, and the model beside the measurements; versions go to plots/results/.
+# included), the measured direct/FFT crossovers of the GPU auto variants (gpu/crossover_*.json), the plots,
+# and the model beside the measurements; versions go to plots/results/.
 gpu-report:
 	@$(PY) -c "import sys; sys.path.insert(0, '.'); from kernels._env import cuda_driver_present as p; \
 	  sys.exit(0 if p() else 'no CUDA device: make gpu-report needs an NVIDIA GPU and its driver')"
@@ -65,6 +66,8 @@ gpu-report:
 	$(PY) -m gpu.inspect --versions | tee plots/results/gpu-report-versions.txt
 	$(PY) -m pytest -q -m gpu -p no:cacheprovider | tee plots/results/gpu-report-tests.txt
 	$(PY) -m plots bench --preset gpu-short
+	$(PY) -m plots.bench.tune --backend cupy
+	$(PY) -m plots.bench.tune --backend numba_cuda
 	$(PY) -m plots draw
 	$(PY) -m plots.model --measured $$(ls -t plots/results/*gpu-short.jsonl | head -1)
 

@@ -7,59 +7,34 @@ Variants, against the ones it chooses between:
             (`fft_slack`); outside either, blocked. As fast as the faster side, plus ~5% for the bound
             on the FFT side (cpu/PERFORMANCE.md)
 
-The crossover. `cpu/crossover.json` (written by `python -m plots.bench.tune`) holds, per op and dtype,
-the signal lengths n it was measured at and, for each, the smallest filter length k from which the FFT
-was faster (null: direct won everywhere up to the largest k tried, k_max). Between measured n the
-crossover is interpolated on log-log axes; outside them the nearest one applies; it is scaled by the
-thread count now over the one it was measured with (direct scales with threads, scipy's FFT runs on
-one). A missing or invalid file means direct everywhere, with one warning naming the file.
+The crossover. `cpu/crossover.json` (written by `python -m plots.bench.tune`; schema, interpolation and
+the accuracy rule in `kernels.fft_choice`) holds, per op and dtype, the smallest filter length k from
+which the FFT was faster at each measured signal length n; it is scaled by the thread count now over
+the one it was measured with (direct scales with threads, scipy's FFT runs on one).
 
-    {"schema": 1, "machine": {...}, "command": "python -m plots.bench.tune",
-     "ops": {"conv1d": {"float32": {"n": [10000, ...], "k_fft": [256, ...], "k_max": [...]}}}}
-
-The accuracy rule. Every op here is a valid correlation y[j] = sum_{i<k} s[j+i] f[i] (j < m =
-n - k + 1) of a signal s with a filter f. A direct sum meets the checker's per-output tolerance
-TOLERANCE_C * eps * sqrt(k) * mag[j], mag = |s| * |f| (`kernels.compare`). The FFT's error is
-instead about c * eps * sqrt(log2 N) * (R(s) ||f||_2 + R(y)), N = n + k, R the largest
-root-mean-square over blocks of k samples, c < 2 measured (cpu/fft.py). So the FFT is taken only when
-
-    FFT_ERROR_C * sqrt(log2 N) * (R(s) ||f||_2 + R(y)) <= TOLERANCE_C * sqrt(k) * lb,
-
-lb <= min_j mag[j] the correlation of |s| with the LB_TAPS contiguous taps of largest |f| (a blocked
-correlation, LB_TAPS / k of the direct work). Everything but R(y) is known before the transform;
-R(y) is checked after it, and a result that fails is recomputed directly. An outlier, a wide dynamic
-range or a signal with runs of zeros (outputs whose terms are all tiny) thus go direct, and `auto`
-meets the elementwise tolerance for every finite input.
+The accuracy rule (`kernels.fft_choice`): the FFT result is kept only when its estimated error stays
+within the per-output tolerance of a direct sum. Everything but R(y) is known before the transform
+(`fft_slack`: lb is a blocked correlation, LB_TAPS / k of the direct work); R(y) is checked after it,
+and a result that fails is recomputed directly. An outlier, a wide dynamic range or a signal with runs
+of zeros thus go direct, and `auto` meets the elementwise tolerance for every finite input.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 from numba import njit
 
 from cpu import blocked, fft
+from kernels import fft_choice
+from kernels.fft_choice import LB_TAPS, OPS, SCHEMA, TABLE_OF, read_table, validate  # noqa: F401 (public)
 
 PATH = Path(__file__).with_name("crossover.json")
-SCHEMA = 1
-#: ops that have an FFT path; conv1d_input_grad (the same sums, full instead of valid) uses conv1d's.
-OPS = ("conv1d", "conv1d_weight_grad")
-TABLE_OF = {"conv1d": "conv1d", "conv1d_weight_grad": "conv1d_weight_grad", "conv1d_input_grad": "conv1d"}
+TOOL = "python -m plots.bench.tune"
 
-#: Safety factor of the FFT error estimate (measured constant below 2: four times over).
-FFT_ERROR_C = 8.0
-#: The checker's factor of the per-output tolerance C * eps * sqrt(k) * mag (kernels.compare.C).
-TOLERANCE_C = 4.0
-#: Filter taps behind the lower bound of every output's magnitude (a contiguous run of the largest).
-LB_TAPS = 128
-
-
-# --- the crossover table -------------------------------------------------------------------------
 
 def load(path: Path | None = None) -> dict:
     """The crossover table at `path` (default `PATH`); {} (direct everywhere) when the file is missing
@@ -69,62 +44,12 @@ def load(path: Path | None = None) -> dict:
 
 @functools.cache
 def _load(path: Path) -> dict:
-    try:
-        table = json.loads(path.read_text())
-        validate(table)
-        return table
-    except FileNotFoundError:
-        reason = "missing"
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
-        reason = f"invalid ({type(e).__name__}: {e})"
-    warnings.warn(f"crossover table {path} is {reason}: auto uses the direct kernels everywhere "
-                  f"(rewrite it with python -m plots.bench.tune)", RuntimeWarning, stacklevel=4)
-    return {}
-
-
-def validate(table: dict) -> None:
-    """Raise ValueError unless `table` follows the schema above."""
-    if not isinstance(table, dict) or table.get("schema") != SCHEMA:
-        raise ValueError(f"crossover: schema {table.get('schema') if isinstance(table, dict) else table!r}, "
-                         f"expected {SCHEMA}")
-    threads = table.get("machine", {}).get("threads")
-    if threads is not None and not (isinstance(threads, int) and threads > 0):
-        raise ValueError(f"crossover: machine threads {threads!r}, expected a positive integer")
-    for op in OPS:
-        for dtype in ("float32", "float64"):
-            row = table["ops"][op][dtype]
-            ns, ks, kmax = row["n"], row["k_fft"], row["k_max"]
-            if not (len(ns) == len(ks) == len(kmax) >= 1) or sorted(ns) != ns:
-                raise ValueError(f"crossover {op} {dtype}: n, k_fft and k_max must align, n ascending")
-            for n, k, top in zip(ns, ks, kmax, strict=True):
-                if not (isinstance(n, int) and n > 0 and isinstance(top, int) and 0 < top <= n):
-                    raise ValueError(f"crossover {op} {dtype}: bad n={n!r} or k_max={top!r}")
-                if k is not None and not (isinstance(k, int) and 0 < k <= top):
-                    raise ValueError(f"crossover {op} {dtype}: bad k_fft={k!r} at n={n}")
+    return read_table(path, TOOL)
 
 
 def crossover(op: str, n: int, dtype, table: dict | None = None) -> float:
-    """The smallest k from which FFT is used for `op` at length n (inf: never)."""
-    table = load() if table is None else table
-    try:
-        row = table["ops"][TABLE_OF[op]][str(dtype)]
-    except KeyError:
-        return math.inf
-    # never-FFT points count as just past the largest k tried there
-    points = [(math.log(nn), math.log(k if k is not None else 2 * top))
-              for nn, k, top in zip(row["n"], row["k_fft"], row["k_max"], strict=True)]
-    never = [k is None for k in row["k_fft"]]
-    ln = math.log(max(n, 1))
-    if ln <= points[0][0]:
-        return math.inf if never[0] else math.exp(points[0][1])
-    if ln >= points[-1][0]:
-        return math.inf if never[-1] else math.exp(points[-1][1])
-    for (a, fa), (b, fb), na, nb in zip(points, points[1:], never, never[1:], strict=False):
-        if a <= ln <= b:
-            if na and nb:
-                return math.inf
-            return math.exp(fa + (fb - fa) * (ln - a) / (b - a))
-    return math.inf
+    """The smallest k from which FFT is used for `op` at length n (inf: never); `table` default load()."""
+    return fft_choice.crossover(op, n, dtype, load() if table is None else table)
 
 
 def use_fft(op: str, n: int, k: int, dtype, table: dict | None = None) -> bool:
@@ -192,7 +117,7 @@ def fft_slack(s, f):
     ms, mf = fft.max_abs(s), fft.max_abs(f)
     if not (math.isfinite(ms) and math.isfinite(mf)) or ms == 0 or mf == 0:
         return 0.0, 0.0  # non-finite: the FFT path goes direct anyway; zeros: direct is exact and fast
-    es, ef = fft.exponent(ms), fft.exponent(mf)
+    es, ef = fft_choice.exponent(ms), fft_choice.exponent(mf)
     if max(abs(es), abs(ef), abs(es + ef)) > 1000:  # 2**-e would leave float64's range
         return 0.0, 0.0
     # |s| * 2**-es in float32 whatever s's dtype (a lower bound needs no more: values that underflow
@@ -210,13 +135,12 @@ def fft_slack(s, f):
     run = (fs[a:a + r] * (1 - 2.0 ** -23)).astype(np.float32)  # rounded down
     blocked.correlate(ss[a:a + m + r - 1], run, lb_terms, zero, zero, False)
     lb = float(lb_terms.min()) * (1 - 4 * r * 2.0 ** -23)  # less the rounding of its own sums
-    slack = TOLERANCE_C * math.sqrt(k) * lb - FFT_ERROR_C * math.sqrt(math.log2(n + k)) * r_s * norm_f
-    return slack, 2.0 ** -es * 2.0 ** -ef
+    return fft_choice.slack(n, k, lb, r_s, norm_f), 2.0 ** -es * 2.0 ** -ef
 
 
 def result_within(y, k, n, slack, scale) -> bool:
     """The accuracy rule's a-posteriori half: FFT_ERROR_C sqrt(log2 N) R(y) <= slack."""
-    return FFT_ERROR_C * math.sqrt(math.log2(n + k)) * block_rms(y, k, scale, y[:0]) <= slack
+    return fft_choice.within(n, k, block_rms(y, k, scale, y[:0]), slack)
 
 
 def _fft_correlate(s, f, y, zero) -> bool:

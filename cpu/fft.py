@@ -52,9 +52,8 @@ import scipy.fft
 from scipy import signal
 
 from cpu import blocked, loops
+from kernels.fft_choice import MIN_SUM, exponent  # noqa: F401 (MIN_SUM: public here too)
 
-#: Shortest sum (k for the forward pass, m for the weight gradient) done by FFT.
-MIN_SUM = 32
 #: Temporary elements per input element of a transform of inputs of total length n1 + n2:
 #: spectra, their product, the inverse and scipy's padded copies of blocks up to twice the length.
 TEMP_FACTOR = 13
@@ -102,11 +101,6 @@ def check_memory(what: str, n1: int, n2: int, dtype):
 def max_abs(a) -> float:
     """max_i |a[i]| as a float; NaN or Inf when some a[i] is (NumPy's max and min propagate NaN)."""
     return float(max(a.max(), -a.min())) if a.size else 0.0
-
-
-def exponent(m: float) -> int:
-    """e with 2**(e-1) <= m < 2**e (frexp's), 0 for m == 0."""
-    return math.frexp(m)[1] if m > 0 else 0
 
 
 def _needs_scaling(mx: float, mw: float, n: int, k: int, dtype) -> bool:

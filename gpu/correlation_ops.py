@@ -3,9 +3,11 @@
 Variants (both backends register these names, never renumbered; notes in `NOTES`):
 
     naive   one thread per output (or per tap, or one thread for a total), operands from global memory
-    tiled   (default) signal tile + halo and filter chunks staged in shared memory, several outputs per
+    tiled   signal tile + halo and filter chunks staged in shared memory, several outputs per
             thread in registers; long sums split over blocks, partials added in a fixed order
     atomic  the reductions only: tiled, with block partials added atomically (one pass, not deterministic)
+    auto    (default) the backend's best direct step, or an FFT where the crossover and the accuracy rule
+            allow it (gpu/auto.py)
 
 An engine bundle (`Engines`) is what a GPU backend supplies for one variant:
 
@@ -67,6 +69,12 @@ NOTES = {
     },
     "vec": {op: "regwin with 16-byte loads and stores (float4 / double2) where aligned: fewer load instructions"
             for op in LADDER_FORWARD_OPS},
+    "auto": {
+        "": "the best direct step of the backend; no FFT path for this op",
+        **{op: "the best direct step, or an FFT where the crossover table says it is faster and the accuracy rule "
+               "keeps it within a direct sum's per-output tolerance (gpu/auto.py)"
+           for op in ("conv1d", "conv1d_relu", "conv1d_input_grad", "conv1d_weight_grad")},
+    },
     "wg_regwin": {
         "conv1d_weight_grad": "tap tiles sized to k (no 128-tap tiles at k = 3), contiguous taps and j per thread "
                               "with a register window; warp shuffles, then fixed-order block and partial sums "
@@ -74,7 +82,7 @@ NOTES = {
     },
 }
 #: The variant both backends use by default.
-DEFAULT = "tiled"
+DEFAULT = "auto"
 
 
 @dataclass(frozen=True)
@@ -88,14 +96,15 @@ class Engines:
 
 def register(backend, variant: str, E: Engines, notes: dict | None = None):
     """Register the 1-D ops of `variant` (those with a note in `notes`, by default NOTES[variant]) on
-    `backend`, computed with the engines `E`; every one is a direct method."""
+    `backend`, computed with the engines `E`; a direct method, or "auto" for the variant `auto`."""
     notes = NOTES[variant] if notes is None else notes
 
     def impl(op):
         def decorate(fn):
             fn.__doc__ = notes.get(op, notes.get(""))
             if fn.__doc__:
-                backend.impl(op, variant, default=variant == DEFAULT, method="direct")(fn)
+                backend.impl(op, variant, default=variant == DEFAULT,
+                             method="auto" if variant == "auto" else "direct")(fn)
             return fn
         return decorate
 

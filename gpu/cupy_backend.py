@@ -3,7 +3,9 @@
 `gpu.cuda_module.load` returns a cupy.RawModule on a real GPU and the emulated module otherwise, so
 the launch sites below are the same on both paths. Every 1-D op maps onto three engines (formulas in
 gpu/conv1d.cu): the correlation `correlate` (naive or tiled), the weight gradient and the total (bias
-gradient); gpu/correlation_ops.py holds that mapping and the variants' notes, shared with
+gradient), in the variants naive, tiled, atomic, the ladder steps of gpu/ladder.cu (regwin, vec,
+wg_regwin) and `auto` (the default: vec and wg_regwin, or an FFT, gpu/auto.py); gpu/correlation_ops.py holds
+that mapping and the variants' notes, shared with
 gpu/numba_cuda.py, and gpu/launch.py the launch options and the planning of the split sums. The CUDA C
 tunables are defined in gpu/cuda_tunables.py and compiled in with -D.
 
@@ -25,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu import auto, cupy_ladder
 from gpu import cuda_tunables as tun
-from gpu import cupy_ladder
 from gpu.correlation_ops import NONE, Engines, register
 from gpu.launch import CupyLaunch as Launch
 from gpu.launch import param_chunks, sum_blocks, weight_grad_splits
@@ -224,6 +226,7 @@ def ladder_engines(correlate) -> Engines:
 register(backend, "regwin", ladder_engines(cupy_ladder.correlate_regwin))
 register(backend, "vec", ladder_engines(cupy_ladder.correlate_vec))
 register(backend, "wg_regwin", ladder_engines(cupy_ladder.correlate_regwin))
+register(backend, "auto", auto.engines(ladder_engines(cupy_ladder.correlate_vec), "cupy"))
 
 
 # ------------------------------------------------------------------------------------------------

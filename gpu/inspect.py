@@ -80,7 +80,6 @@ VARIANTS = {
 }
 #: Variants without a numba twin to trace, and the variant whose traffic fit they take (same unique bytes).
 TRAFFIC_OF = {"regwin": "tiled", "vec": "tiled", "wg_regwin": "tiled"}
-DEFAULT_VARIANT = {"numba_cuda": "tiled", "cupy": "tiled"}
 LADDER = {("cupy", "regwin"), ("cupy", "vec"), ("cupy", "wg_regwin")}  # gpu/ladder.cu, gpu/cupy_ladder.py
 
 

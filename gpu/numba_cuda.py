@@ -21,6 +21,7 @@ from functools import partial
 
 import numpy as np
 
+from gpu import auto
 from gpu.correlation_ops import Engines, register
 from kernels.backend import Backend, Status
 
@@ -133,6 +134,7 @@ if not MISSING:
     register(backend, "tiled", engines(corr.tiled, red.weight_grad_tiled, red.total_tiled))
     register(backend, "atomic", engines(corr.tiled, partial(red.weight_grad_tiled, atomic=True),
                                         partial(red.total_tiled, atomic=True)))
+    register(backend, "auto", auto.engines(engines(corr.tiled, red.weight_grad_tiled, red.total_tiled), "numba_cuda"))
     backend.impl("conv1d_layer", "direct", default=True, method="direct")(layer.layer_direct)
     backend.impl("conv1d_layer_backward", "direct", default=True, method="direct")(layer.layer_backward_direct)
     backend.impl("conv1d_layer", "tiled", method="direct")(layer.layer_tiled)

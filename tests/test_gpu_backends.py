@@ -58,17 +58,17 @@ def test_status_says_where_the_kernels_run(backend, states):
 
 
 @pytest.mark.parametrize("backend", backend_params())
-def test_every_1d_op_has_naive_and_tiled_and_reductions_an_atomic_variant(backend):
+def test_every_1d_op_has_naive_tiled_and_auto_and_reductions_an_atomic_variant(backend):
     from gpu.correlation_ops import LADDER_FORWARD_OPS
 
     for op in ONE_D:
-        want = {"naive", "tiled"} | ({"atomic"} if op in REDUCTIONS else set())
+        want = {"naive", "tiled", "auto"} | ({"atomic"} if op in REDUCTIONS else set())
         if backend == "cupy":  # the CUDA C ladder's steps
             want |= {"regwin", "vec"} if op in LADDER_FORWARD_OPS else set()
             want |= {"wg_regwin"} if op == "conv1d_weight_grad" else set()
         assert set(kernels.variants(op, backend)) == want, op
-        assert registry.backend(backend).defaults[op] == "tiled"
-        assert all(registry.backend(backend).method(op, v) == "direct" for v in want)
+        assert registry.backend(backend).defaults[op] == "auto"
+        assert all(registry.backend(backend).method(op, v) == ("auto" if v == "auto" else "direct") for v in want)
     assert "NOT deterministic" in kernels.variants("conv1d_weight_grad", backend)["atomic"]
 
 

@@ -6,11 +6,18 @@ project's CPU timer, `plots.bench.timing.time_cpu`; the fastest call counts, as 
 machine only ever add time). Once FFT has won at two k in a row, the sweep
 stops; the crossover is where log(t_fft / t_direct) crosses zero between the last k direct won and
 the first k FFT won (interpolated on log k), so `auto` is close to the faster of the two on both
-sides. The result goes to cpu/crossover.json (schema in `cpu.auto`) with the raw times and the
+sides. The result goes to cpu/crossover.json (schema in `kernels.fft_choice`) with the raw times and the
 machine, written atomically (`write_table`). It takes about half a minute.
 
     python -m plots.bench.tune               # measure and write cpu/crossover.json
     python -m plots.bench.tune --dry-run     # measure and print, write nothing
+    python -m plots.bench.tune --backend cupy   # on a GPU: gpu/crossover_cupy.json (also numba_cuda)
+
+With --backend, the GPU `auto` variant's crossover is measured instead: the direct step it wraps
+(gpu.crossover.DIRECT) against auto's own FFT path (the accuracy rule included: auto run with a table
+that sends every k to the FFT), timed with device events after warm-up (`time_gpu`), for n in GPU_N.
+That table replaces the model's (gpu.crossover); without a GPU the backend's arrays live on the host
+(emulator, simulator) and the timer is the CPU's, which only tests the sweep.
 """
 
 from __future__ import annotations
@@ -45,20 +52,55 @@ def _kernels(op):
             lambda x, g, dw: fft.weight_grad(x, g, dw, dw.dtype.type(0)))
 
 
-def sweep(op: str, dtype, n: int, rng) -> dict:
+#: Signal lengths of the GPU sweep.
+GPU_N = (100_000, 1_000_000, 10_000_000)
+
+
+def _gpu_kernels(op, backend):
+    """(direct, fft, to_device, timer) of a GPU backend's auto: the wrapped direct step and the FFT path."""
+    import kernels
+    from gpu import auto, crossover
+    from kernels import fft_choice
+
+    row = {"n": [1, 10**12], "k_fft": [1, 1], "k_max": [1, 10**12]}
+    always = {"schema": 1, "ops": {o: {d: dict(row) for d in ("float32", "float64")} for o in fft_choice.OPS}}
+    direct = kernels.get(op, backend, crossover.DIRECT[backend][op])
+    by_auto = kernels.get(op, backend, "auto")
+
+    def call(fn, x, s, out):  # conv1d(x, w) or conv1d_weight_grad(x, g, k)
+        return fn(x, s, out=out) if op == "conv1d" else fn(x, s, out.shape[0], out=out)
+
+    def by_fft(x, s, out):
+        real, auto.load = auto.load, lambda _backend: always
+        try:
+            return call(by_auto, x, s, out)
+        finally:
+            auto.load = real
+
+    arrays = kernels.registry.backend(backend).arrays
+    real_gpu = kernels.status(backend).state == "real GPU"
+    from plots.bench.timing import time_cpu, time_gpu
+
+    return (lambda x, s, out: call(direct, x, s, out)), by_fft, arrays.prepare, time_gpu if real_gpu else time_cpu
+
+
+def sweep(op: str, dtype, n: int, rng, backend: str | None = None) -> dict:
     """Times of direct and FFT for k = K0, 2 K0, ... at length n, and the crossover k (or None)."""
     from plots.bench.timing import time_cpu
 
-    direct, by_fft = _kernels(op)
-    x = rng.standard_normal(n).astype(dtype)
+    if backend is None:
+        (direct, by_fft), device, timer = _kernels(op), (lambda a: a), time_cpu
+    else:
+        direct, by_fft, device, timer = _gpu_kernels(op, backend)
+    x = device(rng.standard_normal(n).astype(dtype))
     ks, t_direct, t_fft = [], [], []
     k, wins = K0, 0
     while k <= n // 2 and wins < 2:
         m = n - k + 1
-        second = rng.standard_normal(k if op == "conv1d" else m).astype(dtype)
-        out = np.empty(m if op == "conv1d" else k, dtype)
-        td = time_cpu(lambda s=second, o=out: direct(x, s, o), budget=BUDGET).min
-        tf = time_cpu(lambda s=second, o=out: by_fft(x, s, o), budget=BUDGET).min
+        second = device(rng.standard_normal(k if op == "conv1d" else m).astype(dtype))
+        out = device(np.empty(m if op == "conv1d" else k, dtype))
+        td = timer(lambda s=second, o=out: direct(x, s, o), budget=BUDGET).min
+        tf = timer(lambda s=second, o=out: by_fft(x, s, o), budget=BUDGET).min
         ks.append(k), t_direct.append(td), t_fft.append(tf)
         wins = wins + 1 if tf < td else 0
         if td > MAX_CALL:
@@ -79,7 +121,7 @@ def _crossover(ks, td, tf, wins) -> int | None:
     return int(math.ceil(math.exp(lo + (hi - lo) * r_lo / (r_lo - r_hi))))
 
 
-def measure(seed: int = 0) -> dict:
+def measure(seed: int = 0, backend: str | None = None, ns=None) -> dict:
     import numba
 
     from plots.bench.machine import cpu_info
@@ -90,15 +132,22 @@ def measure(seed: int = 0) -> dict:
     for op in auto.OPS:
         for dtype in ("float32", "float64"):
             row = {"n": [], "k_fft": [], "k_max": []}
-            for n in N:
-                s = sweep(op, np.dtype(dtype), n, rng)
+            for n in ns or (N if backend is None else GPU_N):
+                s = sweep(op, np.dtype(dtype), n, rng, backend)
                 row["n"].append(n), row["k_fft"].append(s["k_fft"]), row["k_max"].append(s["k"][-1])
                 raw[f"{op} {dtype} n={n}"] = s
                 print(f"{op:20s} {dtype} n={n:>8d}: fft from k={s['k_fft']} "
                       f"(tried k={s['k'][0]}..{s['k'][-1]})", flush=True)
             ops.setdefault(op, {})[dtype] = row
-    return {"schema": auto.SCHEMA, "command": "python -m plots.bench.tune",
-            "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    if backend is not None:
+        import kernels
+
+        where = kernels.status(backend).reason
+        return {"schema": auto.SCHEMA, "command": f"python -m plots.bench.tune --backend {backend}",
+                "source": f"measured on {where}", "measured": when, "seconds": round(time.perf_counter() - t0, 1),
+                "machine": {"name": where}, "ops": ops, "raw": raw}
+    return {"schema": auto.SCHEMA, "command": "python -m plots.bench.tune", "measured": when,
             "seconds": round(time.perf_counter() - t0, 1),
             "machine": {**cpu_info(), "threads": numba.get_num_threads(),
                         "vector_bytes": simd.REGISTER_BYTES},
@@ -108,9 +157,16 @@ def measure(seed: int = 0) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m plots.bench.tune", description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print the table, do not write it")
-    parser.add_argument("--out", default=str(auto.PATH), help="where to write (default: %(default)s)")
+    parser.add_argument("--backend", choices=("cupy", "numba_cuda"),
+                        help="measure that GPU backend's auto instead (default out: gpu/crossover_<backend>.json)")
+    parser.add_argument("--n", type=int, nargs="+", help="signal lengths (default: N, or GPU_N with --backend)")
+    parser.add_argument("--out", help=f"where to write (default: {auto.PATH})")
     args = parser.parse_args(argv)
-    table = measure()
+    if args.out is None:
+        from gpu import auto as gpu_auto
+
+        args.out = str(auto.PATH if args.backend is None else gpu_auto.path(args.backend))
+    table = measure(backend=args.backend, ns=args.n)
     auto.validate(table)
     print(f"measured in {table['seconds']} s")
     if not args.dry_run:

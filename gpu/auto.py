@@ -1,0 +1,225 @@
+"""The `auto` variant of both GPU backends: their best direct step, or an FFT where it is faster and
+accurate enough. `engines(E)` wraps a backend's direct engine bundle (gpu/correlation_ops.py).
+
+    auto    the direct step (cupy: vec + wg_regwin, numba_cuda: its best step), or an FFT for a valid
+            correlation whose (n, k) lies past the crossover of gpu/crossover_<backend>.json AND whose error the
+            accuracy rule of kernels.fft_choice keeps within a direct sum's per-output tolerance
+
+Which engine calls may take the FFT (all others, and every one the rule turns down, go direct):
+
+    correlate, offset 0, not periodic      conv1d, conv1d_relu (bias and ReLU applied after the transform)
+    correlate, offset -(k-1), no epilogue  conv1d_input_grad: out[k-1+j] = the valid correlation, j <= N-k;
+                                           the k-1 outputs at each end (short sums) direct
+    weight_grad                            dw = the valid correlation of x with g (reversed when flip)
+
+Periodic correlations and the ReLU gate stay direct.
+
+The FFT (`fft_valid`): y[j] = irfft(rfft(s, P) conj(rfft(f, P)), P)[j] for j < n - k + 1, P >= n a fast
+length (no wrap-around reaches a valid output), in the inputs' dtype, on s and f scaled by powers of two
+to a largest magnitude in [1/2, 1) (exact), so no transform overflows. The array library is the one of
+the arrays: CuPy (cuFFT) for cupy arrays and for numba device arrays on a GPU (zero copy through
+__cuda_array_interface__), NumPy for the emulator's and the simulator's arrays; a numba array on a GPU
+without CuPy goes direct.
+
+The accuracy rule, as in cpu/auto.py: slack = TOLERANCE_C sqrt(k) lb - FFT_ERROR_C sqrt(log2 N) R(s)
+||f||_2, with lb <= min_j (|s| * |f|)[j] the direct correlation of |s| with the LB_TAPS contiguous taps
+of largest |f| (rounded down), then R(y) checked after the transform; non-finite inputs go direct.
+
+The crossover tables gpu/crossover_<backend>.json are written by `python -m gpu.crossover` from the
+static model (labelled a MODEL in the file) until a GPU measures one.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+
+from gpu.correlation_ops import GATE, NONE, RELU, Engines
+from kernels import fft_choice
+
+TOOL = "python -m gpu.crossover"
+#: Bytes of device memory an FFT of P points may take per point and byte of dtype: two spectra, their
+#: product, the inverse, the scaled inputs and the float64 squares of R(s) (8 bytes a point).
+FFT_BYTES_PER_POINT = 12
+
+
+def path(backend: str) -> Path:
+    """The crossover table of `backend`'s auto variant."""
+    return Path(__file__).with_name(f"crossover_{backend}.json")
+
+
+def load(backend: str) -> dict:
+    """`backend`'s crossover table; {} (direct everywhere) with one warning when missing or invalid."""
+    return fft_choice.read_table(path(backend), TOOL)
+
+
+def use_fft(table: dict, op: str, n: int, k: int, dtype) -> bool:
+    """True when the crossover table puts (op, n, k, dtype) on the FFT side."""
+    kx = fft_choice.crossover(op, n, str(np.dtype(dtype)), table)
+    return kx != math.inf and k >= math.ceil(kx - 1e-6)
+
+
+# --- the array library of an array ------------------------------------------------------------------
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError:
+        return None
+    return cupy
+
+
+def namespace(a):
+    """(xp, view): the array library to compute on `a` with, and `a` as its array (writes reach `a`);
+    (None, None) when no FFT library reaches `a`."""
+    if isinstance(a, np.ndarray):
+        return np, a
+    cupy = _cupy()
+    if cupy is not None and isinstance(a, cupy.ndarray):
+        return cupy, a
+    if hasattr(a, "__cuda_array_interface__"):  # a numba device array on a GPU
+        return (cupy, cupy.asarray(a)) if cupy is not None else (None, None)
+    if type(a).__name__ == "FakeCUDAArray":  # numba's simulator: a NumPy array inside
+        return np, np.asarray(a)
+    return None, None
+
+
+def _views(*arrays):
+    """(xp, views) of arrays that share one array library, else (None, None)."""
+    pairs = [namespace(a) for a in arrays]
+    xp = pairs[0][0]
+    if xp is None or any(p[0] is not xp for p in pairs):
+        return None, None
+    return xp, [p[1] for p in pairs]
+
+
+def _next_fast_len(xp, n: int) -> int:
+    if xp is np:
+        import scipy.fft
+
+        return scipy.fft.next_fast_len(n, real=True)
+    import cupyx.scipy.fft
+
+    return cupyx.scipy.fft.next_fast_len(n)
+
+
+def _fits(xp, points: int, itemsize: int) -> bool:
+    if xp is np:
+        return True  # host memory: the emulator and the simulator run small problems
+    free, _ = xp.cuda.runtime.memGetInfo()
+    return points * FFT_BYTES_PER_POINT * itemsize <= free // 2
+
+
+# --- the rule and the transform ---------------------------------------------------------------------
+
+def _max_abs(xp, a) -> float:
+    return float(xp.max(xp.abs(a))) if a.size else 0.0
+
+
+def block_rms(xp, y, block: int) -> float:
+    """The largest root-mean-square of y over blocks of `block` samples (float64 sums; the last block
+    holds the rest)."""
+    sq = xp.square(y.astype(np.float64))
+    full = sq.shape[0] // block * block
+    top = float(sq[:full].reshape(-1, block).mean(axis=1).max()) if full else 0.0
+    if full < sq.shape[0]:
+        top = max(top, float(sq[full:].mean()))
+    return math.sqrt(top)
+
+
+def fft_valid(xp, s, f):
+    """y[j] = sum_{i<k} s[j+i] f[i] for j < n - k + 1, by FFT in the inputs' dtype."""
+    n, k = s.shape[0], f.shape[0]
+    P = _next_fast_len(xp, n)
+    spectrum = xp.fft.rfft(s, P) * xp.conj(xp.fft.rfft(f, P))
+    return xp.fft.irfft(spectrum, P)[: n - k + 1]
+
+
+def fft_within_rule(xp, s, f, lower_bound):
+    """The valid correlation of s with f by FFT, or None when the accuracy rule turns it down.
+
+    `lower_bound(s32, run, m)` is min_j of the direct float32 correlation of s32 with run (m outputs).
+    """
+    n, k = s.shape[0], f.shape[0]
+    if k < fft_choice.MIN_SUM or n < k or not _fits(xp, _next_fast_len(xp, n), s.dtype.itemsize):
+        return None
+    ms, mf = _max_abs(xp, s), _max_abs(xp, f)
+    if not (math.isfinite(ms) and math.isfinite(mf)) or ms == 0 or mf == 0:
+        return None  # non-finite: one NaN would reach every output; zeros: direct is exact
+    es, ef = fft_choice.exponent(ms), fft_choice.exponent(mf)
+    ss = s * s.dtype.type(2.0 ** -es) if abs(es) < 120 else (s.astype(np.float64) * 2.0 ** -es).astype(s.dtype)
+    fs = f * f.dtype.type(2.0 ** -ef) if abs(ef) < 120 else (f.astype(np.float64) * 2.0 ** -ef).astype(f.dtype)
+    r_s = block_rms(xp, ss, k)
+    fa = xp.abs(fs.astype(np.float64))
+    norm_f = math.sqrt(float(fa @ fa))
+    r = min(k, fft_choice.LB_TAPS)
+    sums = xp.concatenate((xp.zeros(1), xp.cumsum(fa)))
+    a = int(xp.argmax(sums[r:] - sums[:-r]))  # the run of r taps with the largest sum |f|
+    m = n - k + 1
+    run = (fa[a:a + r] * (1 - 2.0 ** -23)).astype(np.float32)  # rounded down
+    lb = lower_bound(xp.ascontiguousarray(xp.abs(ss[a:a + m + r - 1]).astype(np.float32)), run, m)
+    lb *= 1 - 4 * r * 2.0 ** -23  # less the rounding of its own sums
+    slack = fft_choice.slack(n, k, lb, r_s, norm_f)
+    if slack <= 0:
+        return None
+    y = fft_valid(xp, ss, fs)
+    if not fft_choice.within(n, k, block_rms(xp, y, k), slack):
+        return None
+    return y * y.dtype.type(2.0 ** es) * y.dtype.type(2.0 ** ef)
+
+
+# --- the engines ------------------------------------------------------------------------------------
+
+def engines(E: Engines, backend: str, table=None) -> Engines:
+    """The `auto` engine bundle over the direct bundle `E` (the same signatures), choosing by `backend`'s
+    crossover table (or `table`, a function returning one: read at the call, so a new file counts)."""
+    table = table or (lambda: load(backend))  # looked up at the call
+
+    def lower_bound(launch):
+        def bound(s, f, m):  # into a backend array: numba's simulator does not write back to NumPy arrays
+            out = E.empty((m,), np.float32)
+            E.correlate(s, f, out, launch)
+            return float(namespace(out)[1].min())
+        return bound
+
+    def correlate(sig, f, out, launch, *, flip=False, offset=0, periodic=False, bias=None, epilogue=NONE,
+                  gate=None):
+        N, L, M = sig.shape[0], f.shape[0], out.shape[0]
+        xp, views = _views(sig, f, out)
+        if xp is not None and not periodic and epilogue != GATE and N >= L:
+            s, w, o = views
+            w = w[::-1] if flip else w
+            if offset == 0 and M == N - L + 1 and use_fft(table(), "conv1d", N, L, out.dtype):
+                y = fft_within_rule(xp, s, w, lower_bound(launch))
+                if y is not None:
+                    if bias is not None:
+                        y += y.dtype.type(bias)
+                    o[...] = xp.maximum(y, 0) if epilogue == RELU else y
+                    return
+            if (offset == -(L - 1) and M == N + L - 1 and epilogue == NONE and bias is None
+                    and use_fft(table(), "conv1d_input_grad", N, L, out.dtype)):
+                y = fft_within_rule(xp, s, w, lower_bound(launch))
+                if y is not None:
+                    o[L - 1:N] = y
+                    if L > 1:  # the short sums at each end, on the backend's own arrays
+                        E.correlate(sig[:L - 1], f, out[:L - 1], launch, flip=flip, offset=-(L - 1))
+                        E.correlate(sig[N - L + 1:], f, out[N:], launch, flip=flip)
+                    return
+        E.correlate(sig, f, out, launch, flip=flip, offset=offset, periodic=periodic, bias=bias,
+                    epilogue=epilogue, gate=gate)
+
+    def weight_grad(x, g, dw, launch, *, flip=False):
+        xp, views = _views(x, g, dw)
+        if xp is not None and use_fft(table(), "conv1d_weight_grad", x.shape[0], dw.shape[0], dw.dtype):
+            xv, gv, dv = views
+            y = fft_within_rule(xp, xv, gv, lower_bound(launch))
+            if y is not None:
+                dv[...] = y[::-1] if flip else y
+                return
+        E.weight_grad(x, g, dw, launch, flip=flip)
+
+    return Engines(functools.wraps(E.correlate)(correlate), functools.wraps(E.weight_grad)(weight_grad),
+                   E.total, empty=E.empty, launch_of=E.launch_of)

@@ -1,0 +1,97 @@
+"""The direct/FFT crossover of the GPU `auto` variants (gpu/auto.py), from the static model: a MODEL,
+not a measurement, until a GPU measures one.
+
+    python -m gpu.crossover [--device h100-sxm] [--dry-run]     writes gpu/crossover_<backend>.json
+
+For each backend, op with an FFT path (conv1d, conv1d_weight_grad), dtype and n in N, the direct time
+is gpu.inspect's bound for the direct step `auto` wraps (DIRECT) plus one launch, and the FFT time is
+
+    T_fft = bytes / HBM bandwidth + FFT_OVERHEAD_S
+    bytes = itemsize * (3 transforms x passes(P) x 2 P  +  3 P (spectrum product)  +  ~8 n (rule: max |s|,
+            the scaled copies, the lower-bound correlation)  +  2 n (float64 squares of R(s), R(y)))
+
+with P >= n the transform length and passes(P) = ceil(log(P) / log(PASS_POINTS)) (cuFFT keeps up to
+~PASS_POINTS points of a transform in shared memory per pass); FFT_OVERHEAD_S stands for its ~20
+launches and the 6 host reads of the rule. The crossover k at each n is the smallest k of K from which
+the FFT's time is below the direct one for every larger k of K (null when there is none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import sys
+
+from gpu.auto import path
+from gpu.devices import DEVICES
+
+N = (10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
+K = tuple(2 ** e for e in range(5, 17))
+#: The direct step each backend's `auto` wraps, per op (gpu/cupy_backend.py, gpu/numba_cuda.py).
+DIRECT = {"cupy": {"conv1d": "vec", "conv1d_weight_grad": "wg_regwin"},
+          "numba_cuda": {"conv1d": "tiled", "conv1d_weight_grad": "tiled"}}
+PASS_POINTS = 4096
+LAUNCH_S = 5e-6
+FFT_OVERHEAD_S = 100e-6
+
+
+def fft_time(n: int, k: int, itemsize: int, device) -> float:
+    """MODEL: seconds of the FFT path of a valid correlation of n samples with k taps (module docstring)."""
+    P = n  # the fast length is within a few per cent of n
+    passes = max(1, math.ceil(math.log(P) / math.log(PASS_POINTS)))
+    moved = itemsize * (3 * passes * 2 * P + 3 * P + 8 * n) + 8 * 2 * n
+    return moved / (device.hbm_gbs * 1e9) + FFT_OVERHEAD_S
+
+
+def table(backend: str, slug: str = "h100-sxm") -> dict:
+    """The crossover table of `backend` (schema kernels.fft_choice) from the model on device `slug`."""
+    from gpu import inspect
+
+    device = DEVICES[slug]
+    ops = {}
+    for op, variant in DIRECT[backend].items():
+        ops[op] = {}
+        for dtype in ("float32", "float64"):
+            preds = {(p["n"], p["k"]): p["time_s"] for p in inspect.model(N, K, (dtype,), devices=(slug,),
+                                                                            ops=(op,))
+                     if p["backend"] == backend and p["variant"] == variant}
+            row = {"n": [], "k_fft": [], "k_max": []}
+            for n in N:
+                ks = [k for k in K if k <= n]
+                wins = [fft_time(n, k, 4 if dtype == "float32" else 8, device) < preds[(n, k)] + LAUNCH_S
+                        for k in ks]
+                first = next((i for i in range(len(ks)) if all(wins[i:])), None)
+                row["n"].append(n)
+                row["k_fft"].append(ks[first] if first is not None else None)
+                row["k_max"].append(ks[-1])
+            ops[op][dtype] = row
+    return {"schema": 1, "command": "python -m gpu.crossover",
+            "source": f"MODEL, not measured: gpu.inspect's bound for the direct steps {DIRECT[backend]} against "
+                      f"gpu.crossover.fft_time, on {device.name}",
+            "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"name": device.name, "slug": slug}, "ops": ops}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gpu.crossover", description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="h100-sxm", choices=sorted(DEVICES))
+    ap.add_argument("--dry-run", action="store_true", help="print the tables, write nothing")
+    args = ap.parse_args(argv)
+    from kernels import fft_choice
+
+    for backend in DIRECT:
+        t = table(backend, args.device)
+        fft_choice.validate(t)
+        text = json.dumps(t, indent=1) + "\n"
+        if args.dry_run:
+            print(text)
+        else:
+            path(backend).write_text(text)
+            print(f"wrote {path(backend)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

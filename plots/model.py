@@ -3,8 +3,10 @@
     python -m plots.model [--device h100-sxm h200] [--measured RESULTS.jsonl] [--out plots/]
 
 For each device of gpu.devices and each op (conv1d, conv1d_weight_grad), float32: GB/s and GFLOP/s
-against n (at k = 3, 31, 511) and against k (at n = 1e8), one line per variant, titled "model, no
-GPU measured", into plots/<device>-model/ (PNG + CSV). With a measured GPU run (a results file of
+against n (at k = 3, 31, 511) and against k (at n = 1e8), one line per variant (and per backend's `auto`:
+the side its crossover table picks, the FFT's time by gpu.crossover's model), titled "model, no
+GPU measured", into plots/<device>-model/ (PNG + CSV), and targets.md: the best step per backend, op and
+dtype at n = 1e8 against the ladder's targets (`TARGETS`). With a measured GPU run (a results file of
 `python -m plots bench` on that GPU), the measured points are drawn beside the predicted ones, with
 the measured/predicted ratio in a third panel, and the title says so.
 """
@@ -56,13 +58,18 @@ def draw_model(out_dir=PLOTS_DIR, measured_run=None, devices=("h100-sxm", "h200"
     if predictions is None:
         grid_n = inspect.model(NS, KS_AT, devices=devices)
         grid_k = inspect.model((N_AT,), KS, devices=devices)
-        predictions = grid_n + grid_k
+        goals = inspect.model((N_AT,), TARGET_KS, dtypes=("float32", "float64"), devices=devices)
+        unique = {(p["device"], p["backend"], p["variant"], p["op"], p["dtype"], p["n"], p["k"]): p
+                  for p in grid_n + grid_k + goals}
+        predictions = list(unique.values())
+        predictions += auto_predictions(predictions)
     written = []
     for slug in devices:
         folder = Path(out_dir) / f"{slug}-model"
         folder.mkdir(parents=True, exist_ok=True)
         measured = _measured(measured_run, slug)
         preds = [p for p in predictions if p["device"] == slug and p["dtype"] == "float32"]
+        written.append(write_targets(predictions, slug, folder))
         for op in inspect.OPS:
             rows = [p for p in preds if p["op"] == op]
             variants = sorted({(p["backend"], p["variant"]) for p in rows})
@@ -134,6 +141,76 @@ def _figure(plt, folder, slug, op, axis, rows, variants, measured) -> list[Path]
         writer.writeheader()
         writer.writerows(table)
     return [stem.with_suffix(".png"), stem.with_suffix(".csv")]
+
+
+def auto_predictions(predictions) -> list[dict]:
+    """Rows for each backend's `auto`: the model time of the side its crossover table picks at (n, k), the
+    direct step's (gpu.crossover.DIRECT) or the FFT's (gpu.crossover.fft_time), bound "fft" then."""
+    from gpu import auto, crossover
+    from gpu.devices import DEVICES
+
+    rows = []
+    for p in predictions:
+        if p["variant"] != crossover.DIRECT.get(p["backend"], {}).get(p["op"]):
+            continue
+        row = {**p, "variant": "auto"}
+        if auto.use_fft(auto.load(p["backend"]), p["op"], p["n"], p["k"], p["dtype"]):
+            t = crossover.fft_time(p["n"], p["k"], 4 if p["dtype"] == "float32" else 8, DEVICES[p["device"]])
+            scale = p["time_s"] / t
+            row.update(time_s=t, bound="fft", gbs=p["gbs"] * scale, gflops=p["gflops"] * scale,
+                       hbm_fraction=p["hbm_fraction"] * scale, peak_fraction=p["peak_fraction"] * scale)
+        rows.append(row)
+    return rows
+
+
+#: The ladder's targets by the model at n = 1e8: (op, small k?) -> (what, least share); the input gradient
+#: runs the forward's engine (gpu/correlation_ops.py), so its row is the forward's.
+TARGETS = {("conv1d", True): ("hbm_fraction", 0.80), ("conv1d", False): ("peak_fraction", 0.60),
+           ("conv1d_weight_grad", True): ("hbm_fraction", 0.60), ("conv1d_weight_grad", False): ("peak_fraction", 0.60)}
+TARGET_KS = (3, 7, 127, 511)
+#: numba.cuda's best step within this factor of CUDA C's.
+BACKEND_RATIO = 1.5
+
+
+def targets(predictions, slug: str) -> list[dict]:
+    """Per backend, op, dtype and k of TARGET_KS: the best direct variant by the model at N_AT (what `auto`
+    runs there), its share of HBM
+    bandwidth (k <= 7) or of the dtype's FMA peak (k >= 127), the target and whether it is met; numba.cuda
+    also against CUDA C (within BACKEND_RATIO)."""
+    best = {}
+    for p in predictions:
+        if p["device"] != slug or p["n"] != N_AT or p["k"] not in TARGET_KS or p["variant"] == "auto":
+            continue
+        key = (p["backend"], p["op"], p["dtype"], p["k"])
+        if key not in best or p["time_s"] < best[key]["time_s"]:
+            best[key] = p
+    rows = []
+    for (backend, op, dtype, k), p in sorted(best.items()):
+        what, least = TARGETS[(op, k <= 7)]
+        row = {"backend": backend, "op": op + (" (and conv1d_input_grad)" if op == "conv1d" else ""),
+               "dtype": dtype, "k": k, "best": p["variant"], "bound": p["bound"],
+               "share": f"{p[what]:.1%} of {'HBM' if what == 'hbm_fraction' else 'FMA peak'}",
+               "target": f">= {least:.0%}", "met": "yes" if p[what] >= least else f"no ({p[what] / least:.2f}x)"}
+        cuda_c = best.get(("cupy", op, dtype, k))
+        if backend == "numba_cuda" and cuda_c:
+            ratio = p["time_s"] / cuda_c["time_s"]
+            row["vs CUDA C"] = f"{ratio:.2f}x the time ({'within' if ratio <= BACKEND_RATIO else 'beyond'} 1.5x)"
+        rows.append(row)
+    return rows
+
+
+def write_targets(predictions, slug: str, folder: Path) -> Path:
+    """targets.md: the table of `targets`, labelled as the model."""
+    from gpu.devices import DEVICES
+
+    rows = targets(predictions, slug)
+    cols = ["backend", "op", "dtype", "k", "best", "bound", "share", "target", "met", "vs CUDA C"]
+    lines = [f"# Ladder targets on {DEVICES[slug].name}, n = {N_AT:.0e}: MODEL, not measured (gpu.inspect)", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    path = folder / "targets.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def main(argv=None) -> int:

@@ -213,3 +213,42 @@ def test_ladder_launch_shape_follows_the_launcher():
     assert shape["fmas"] >= 511 * (n - 510) and shape["blocks"] == min(-(-(n - 510) // (inspect.BLOCK * R)), 1 << 16)
     assert inspect.ladder_kernel("weight_grad_regwin", "float64", 511) == \
         f"weight_grad_regwin[{ladder.TP_LARGE},{ladder.WG_BOUNDS['double', ladder.TP_LARGE]}]"
+
+
+def _pred(backend, variant, op, dtype, k, time_s, hbm, peak, n=10**8, device="h100-sxm"):
+    return {"backend": backend, "variant": variant, "op": op, "dtype": dtype, "n": n, "k": k, "device": device,
+            "time_s": time_s, "bound": "issue", "hbm_fraction": hbm, "peak_fraction": peak, "gbs": 1.0,
+            "gflops": 1.0}
+
+
+def test_targets_take_the_best_step_and_compare_numba_with_cuda_c():
+    from plots import model
+
+    preds = [_pred("cupy", "tiled", "conv1d", "float32", 511, 4.0, 0.1, 0.2),
+             _pred("cupy", "vec", "conv1d", "float32", 511, 1.0, 0.3, 0.75),
+             _pred("numba_cuda", "tiled", "conv1d", "float32", 511, 2.0, 0.2, 0.375),
+             _pred("cupy", "wg_regwin", "conv1d_weight_grad", "float64", 3, 1.0, 0.5, 0.01)]
+    rows = {(r["backend"], r["op"].split()[0], r["k"]): r for r in model.targets(preds, "h100-sxm")}
+    vec = rows["cupy", "conv1d", 511]
+    assert vec["best"] == "vec" and vec["met"] == "yes" and vec["share"].startswith("75.0%")
+    numba = rows["numba_cuda", "conv1d", 511]
+    assert numba["met"] == "no (0.62x)" and "2.00x the time (beyond 1.5x)" == numba["vs CUDA C"]
+    assert rows["cupy", "conv1d_weight_grad", 3]["met"] == "no (0.83x)"  # HBM target 60% at small k
+
+
+def test_auto_takes_the_side_its_table_picks(monkeypatch):
+    from gpu import auto, crossover
+    from plots import model
+
+    row = {"n": [10**4, 10**8], "k_fft": [None, 1024], "k_max": [8192, 65536]}
+    table = {"schema": 1, "ops": {op: {d: dict(row) for d in ("float32", "float64")}
+                                  for op in ("conv1d", "conv1d_weight_grad")}}
+    monkeypatch.setattr(auto, "load", lambda backend: table)
+    step = crossover.DIRECT["cupy"]["conv1d"]
+    direct = [_pred("cupy", step, "conv1d", "float32", k, 1e-3, 0.5, 0.5) for k in (511, 2048)]
+    other = _pred("cupy", "naive", "conv1d", "float32", 9, 1, 1, 1)  # not the step auto wraps: no row
+    got = {p["k"]: p for p in model.auto_predictions(direct + [other])}
+    assert set(got) == {511, 2048} and all(p["variant"] == "auto" for p in got.values())
+    assert got[511]["time_s"] == 1e-3 and got[511]["bound"] == "issue"
+    t = crossover.fft_time(10**8, 2048, 4, devices.DEVICES["h100-sxm"])
+    assert got[2048]["bound"] == "fft" and got[2048]["time_s"] == pytest.approx(t)

@@ -1,0 +1,182 @@
+"""Launch functions for the layer ladder of gpu/layer_ladder.cu (step gemm), on a real GPU through CuPy or
+on the CPU emulator, as gpu.cuda_module.load decides.
+
+    forward_gemm(p, x, w, b, y, launch)              y = conv1d_layer(x, w, b): implicit GEMM per (n, group)
+    backward_gemm(p, x, w, g, dx, dw, db, launch)    dx by residue classes, dw and db by split-K partials
+
+`p` is a kernels.layer.LayerProblem, `launch` a gpu.launch.Launch (block, max_blocks); arrays are
+cupy.ndarray on a GPU and NumPy arrays in emulation (the workspace of partials is allocated like dw).
+Nothing is compiled at import: the module is built on first use.
+
+The compile-time constants live here and reach the kernels as -D options (OPTIONS) or as template
+arguments of the name expressions (NAMES; gpu/layer_ladder.cu lists the same ones for standalone compiles,
+and a test checks that they agree): BK reduction steps per staged chunk, TX threads along N, PAD
+elements of padding per shared row, the micro-tile (TM, TN) per dtype and the launch bound, which is the
+largest block accepted (BOUNDS). Block tile: BM = block / TX * TM rows, BN = TX * TN columns.
+
+The weight gradient's split of the N*L_out positions (`param_splits`) depends on the sizes and the block
+only (not on max_blocks: a capped grid strides over the tiles), so repeated calls add in the same order.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+
+SOURCE = Path(__file__).with_name("layer_ladder.cu")
+#: Reduction steps per staged chunk, threads along N, padding elements per shared row.
+BK, TX, PAD = 16, 16, 4
+OPTIONS = (f"-DLAYER_BK={BK}", f"-DLAYER_TX={TX}", f"-DLAYER_PAD={PAD}")
+#: Dynamic shared memory a launch may ask for without opting in.
+SHARED_LIMIT = 48 << 10
+#: dtype -> (TM, TN) outputs per thread, and the launch bound (largest accepted block) of every kernel.
+TILE = {"float": (8, 8), "double": (8, 4)}
+BOUND = 256
+BOUNDS = {t: BOUND for t in TILE}
+#: Blocks the weight gradient's splits aim at: about four resident blocks of 128 threads on each of 132 SMs.
+TARGET_BLOCKS = 512
+KERNELS = ("layer_gemm_forward", "layer_gemm_input_grad", "layer_gemm_param_partials")
+
+NAMES = (*(f"{k}<{t}, {tm}, {tn}, {BOUNDS[t]}>" for k in KERNELS for t, (tm, tn) in TILE.items()),
+         "layer_gemm_sum_splits<float>", "layer_gemm_sum_splits<double>")
+
+
+@functools.cache
+def module():
+    """The loaded layer_ladder.cu (cupy.RawModule or gpu.emu.Module), built once."""
+    from gpu import cuda_module
+
+    return cuda_module.load(SOURCE, name_expressions=NAMES, options=OPTIONS)
+
+
+def _ctype(dtype) -> str:
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        return "float"
+    if dtype == np.float64:
+        return "double"
+    raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+
+
+def tile_shape(dtype, block: int) -> tuple[int, int, int, int]:
+    """(TM, TN, BM, BN): outputs per thread and the block tile at `block` threads."""
+    TM, TN = TILE[_ctype(dtype)]
+    return TM, TN, block // TX * TM, TX * TN
+
+
+def shared_bytes(dtype, block: int) -> int:
+    """Dynamic shared memory of every gemm kernel at `block`: As[BK][BM + PAD] and Bs[BK][BN + PAD] of T, then
+    the index tables (at most 2*BK*2 long long + 2*BK int in dx, 2*BK*3 long long + BM*2 int in dw)."""
+    _, _, BM, BN = tile_shape(dtype, block)
+    return np.dtype(dtype).itemsize * BK * (BM + BN + 2 * PAD) + 8 * 2 * BK * 3 + 4 * max(2 * BK, 2 * BM)
+
+
+def check_block(dtype, launch) -> int:
+    """The block size, after checking it against the launch bound and the shared-memory limit."""
+    block, bound = launch.block, BOUNDS[_ctype(dtype)]
+    if block > bound:
+        raise ValueError(f"block: the gemm layer kernels take at most {bound} threads, got {block}")
+    shared = shared_bytes(dtype, block)
+    if shared > SHARED_LIMIT:
+        raise ValueError(f"block: {block} threads need {shared} bytes of shared memory, more than {SHARED_LIMIT}")
+    return block
+
+
+def _kernel(name, dtype):
+    t = _ctype(dtype)
+    if name == "layer_gemm_sum_splits":
+        return module().get_function(f"{name}<{t}>")
+    TM, TN = TILE[t]
+    return module().get_function(f"{name}<{t}, {TM}, {TN}, {BOUNDS[t]}>")
+
+
+def _sizes(p):
+    return tuple(map(np.int64, (p.N, p.C_in, p.L, p.C_out, p.K, p.L_out, p.stride, p.padding, p.dilation,
+                                p.groups)))
+
+
+def forward_tiles(p, block: int) -> int:
+    """Block tiles of the forward: N * groups * ceil(C_out_g / BM) * ceil(L_out / BN)."""
+    _, _, BM, BN = tile_shape(p.dtype, block)
+    return p.N * p.groups * -(-p.C_out_g // BM) * -(-p.L_out // BN)
+
+
+def forward_gemm(p, x, w, b, y, launch):
+    """y[n, co, l] = b[co] + sum_{c, t} w[co, c, t] xpad[n, ci, l*stride + t*dilation] (gemm step)."""
+    block = check_block(p.dtype, launch)
+    if y.size == 0:
+        return
+    _kernel("layer_gemm_forward", p.dtype)(
+        (launch.blocks(forward_tiles(p, block), 1),), (block,),
+        (x, w, b if b.size else y, y, *_sizes(p), np.int32(p.has_bias)), shared_mem=shared_bytes(p.dtype, block))
+
+
+def input_grad_columns(p) -> int:
+    """The most output positions of one residue class: max over rho of #{m : 0 <= rho - padding + stride*m < L}."""
+    widest = 0
+    for rho in range(min(p.stride, p.L + p.padding)):
+        m_lo = -(-(p.padding - rho) // p.stride)
+        m_hi = (p.L - 1 + p.padding - rho) // p.stride
+        widest = max(widest, m_hi - max(m_lo, 0) + 1)
+    return widest
+
+
+def input_grad_tiles(p, block: int) -> tuple[int, int]:
+    """(column tiles per class, block tiles): N * groups * stride * ceil(C_in_g / BM) * column tiles."""
+    _, _, BM, BN = tile_shape(p.dtype, block)
+    col_tiles = max(1, -(-input_grad_columns(p) // BN))
+    return col_tiles, p.N * p.groups * p.stride * -(-p.C_in_g // BM) * col_tiles
+
+
+def param_splits(p, block: int) -> tuple[int, int, int]:
+    """(chunk, splits, tiles) of the weight gradient: the N*L_out positions in `splits` chunks of `chunk`
+    (a multiple of BK), enough for about TARGET_BLOCKS blocks over the (rows x columns x groups) tiles of
+    each split; tiles = splits x those tiles."""
+    _, _, BM, BN = tile_shape(p.dtype, block)
+    per_split = p.groups * -(-p.C_in_g * p.K // BM) * -(-p.C_out_g // BN)
+    positions = p.N * p.L_out
+    steps = -(-positions // BK)
+    splits = max(1, min(steps, -(-TARGET_BLOCKS // per_split)))
+    chunk = -(-steps // splits) * BK
+    splits = -(-positions // chunk) if positions else 0
+    return chunk, splits, splits * per_split
+
+
+def _empty_like(a, size):
+    if isinstance(a, np.ndarray):
+        return np.empty(size, a.dtype)
+    import cupy
+
+    return cupy.empty(size, a.dtype)
+
+
+def backward_gemm(p, x, w, g, dx, dw, db, launch):
+    """(dx, dw, db) of the layer (gemm step): dx by the residue classes of (j + padding) mod stride, dw and
+    db by partials over fixed chunks of the positions, added in a fixed order (the same bits every run)."""
+    block = check_block(p.dtype, launch)
+    shared = shared_bytes(p.dtype, block)
+    sizes = _sizes(p)
+    if dx.size:
+        col_tiles, tiles = input_grad_tiles(p, block)
+        t_step = p.stride // math.gcd(p.stride, p.dilation)
+        _kernel("layer_gemm_input_grad", p.dtype)((launch.blocks(tiles, 1),), (block,),
+                                                  (w, g, dx, *sizes, np.int64(t_step), np.int64(col_tiles)),
+                                                  shared_mem=shared)
+    R = p.C_in_g * p.K
+    cols = (R + (1 if db.shape[0] else 0)) * p.C_out
+    if cols == 0:
+        return
+    chunk, splits, tiles = param_splits(p, block)
+    partial = _empty_like(dw, max(1, splits * cols))
+    if splits:
+        _kernel("layer_gemm_param_partials", p.dtype)(
+            (launch.blocks(tiles, 1),), (block,),
+            (x, g, partial, *sizes, np.int64(chunk), np.int64(splits), np.int64(cols), np.int32(db.shape[0] > 0)),
+            shared_mem=shared)
+    _kernel("layer_gemm_sum_splits", p.dtype)(
+        (launch.blocks(cols, block),), (block,),
+        (partial, np.int64(splits), np.int64(R), np.int64(p.C_out), np.int64(cols), dw.reshape(dw.size),
+         db if db.shape[0] else dw.reshape(dw.size)))

@@ -1,0 +1,441 @@
+// The kernel ladder of the batched conv1d layer (kernels/layer.py), steps beyond gpu/conv1d_layer.cu's
+// `direct`; launched by gpu/cupy_layer_ladder.py. Math and shapes: kernels/layer.py.
+//
+//   x (N, C_in, L)   w (C_out, C_in/groups, K)   b (C_out) or empty   y, g (N, C_out, L_out)
+//   y[n, co, l]  = b[co] + sum_{c, t} w[co, c, t] xpad[n, ci, l*stride + t*dilation]
+//   dw[co, c, t] = sum_{n, l} g[n, co, l] xpad[n, ci, l*stride + t*dilation],  db[co] = sum_{n, l} g[n, co, l]
+//   dx[n, ci, j] = sum_{co, t: l*stride + t*dilation - padding = j, 0 <= l < L_out} g[n, co, l] w[co, c, t]
+//
+// Ladder (registered under these names, never renumbered):
+//   direct  (conv1d_layer.cu) one thread per output element: every product reads both operands from
+//           global memory / L1 (2 loads per FMA); dx with a 64-bit division per term; dw and db one
+//           thread per (chunk, column), a dot product of g and x read from global memory
+//   gemm    each op as an implicit GEMM per (n, group) with register micro-tiles: a thread owns TM x TN
+//           outputs (8 x 8 float, 8 x 4 double) and per reduction step loads TM + TN operands from shared
+//           memory (4 LDS.128) for TM * TN FMAs; operand tiles of BK = 16 reduction steps staged in
+//           shared memory by the whole block (im2col built on the fly: no im2col buffer in memory).
+//             forward  M = C_out/groups, N = L_out, reduction (c, t): W (C_out/g x C_in/g*K) @ im2col(x)
+//             dx       per residue class rho = (j + padding) mod stride: j = rho - padding + stride*m,
+//                      whose taps are t = t0 + u*(stride/gcd(stride, dilation)) at l = m - e_t,
+//                      e_t = (t*dilation - rho)/stride, so M = C_in/g, N = m, reduction (co, u):
+//                      W^T @ shifted g, no division or modulo in the inner loop (one per table entry of
+//                      BK steps); terms on l outside [0, L_out) are absent (not multiplied zeros): the
+//                      edge tiles skip them by a predicate, interior tiles run unpredicated
+//             dw, db   M = (c, t), N = co, reduction over the flat positions (n, l) split in fixed chunks
+//                      of the sizes only: im2col(x)^T @ g^T per chunk into a workspace of partials
+//                      (db: column sums of the staged g), then layer_gemm_sum_splits adds the chunks of
+//                      each column in a fixed order: the same bits on every run
+//
+// MODEL, NOT MEASURED (gpu/inspect_layer.py, sm_90 SASS of the chunk loop, H100 SXM, float32, N = 8,
+// C 64 -> 128, L = 4096, K = 3, padding 1, block 128): direct forward ~12% of the FP32 FMA peak (two
+// L1 loads per FMA); gemm forward ~60-70% (chunk loop ~85% FFMA, 512 blocks); gemm backward (dx + dw +
+// db + the split sum) ~50-60%: predicted gain ~5x forward and ~10-20x backward over direct.
+// `python -m gpu.inspect_layer` prints the table with the numbers of the current SASS.
+//
+// Block tile: TX = 16 threads along N, TY = blockDim.x / 16 along M; BM = TY * TM rows, BN = 16 * TN
+// columns. Thread (ty, tx) owns rows {ty*TM/2 + i, BM/2 + ty*TM/2 + i} and columns {tx*TN/2 + j, BN/2 +
+// tx*TN/2 + j} (i < TM/2, j < TN/2): the two halves make the lanes' 16-byte shared reads contiguous (no
+// bank conflicts). Shared memory (dynamic, gpu/cupy_layer_ladder.py shared_bytes):
+//   As[BK][BM + PAD] (M operand, transposed), Bs[BK][BN + PAD] (N operand), then the index tables.
+// Every global index is a long long; MAXB, the last template argument, is the __launch_bounds__ and the
+// largest block accepted (gpu/cupy_layer_ladder.py BOUNDS); the block is a power of two in [32, MAXB].
+//
+// name_expressions: layer_gemm_forward<float, 8, 8, 256>, layer_gemm_forward<double, 8, 4, 256>
+// name_expressions: layer_gemm_input_grad<float, 8, 8, 256>, layer_gemm_input_grad<double, 8, 4, 256>
+// name_expressions: layer_gemm_param_partials<float, 8, 8, 256>, layer_gemm_param_partials<double, 8, 4, 256>
+// name_expressions: layer_gemm_sum_splits<float>, layer_gemm_sum_splits<double>
+
+// Reduction steps per staged chunk, threads along N, and the padding of a shared row (gpu/cupy_layer_ladder.py
+// passes them with -D; these defaults serve standalone compiles).
+#ifndef LAYER_BK
+#define LAYER_BK 16
+#endif
+#ifndef LAYER_TX
+#define LAYER_TX 16
+#endif
+#ifndef LAYER_PAD
+#define LAYER_PAD 4
+#endif
+
+constexpr int BK = LAYER_BK, TX = LAYER_TX, PAD = LAYER_PAD;
+
+template <class T>
+__device__ __forceinline__ T* layer_shared() {
+  extern __shared__ __align__(16) unsigned char layer_smem[];
+  return reinterpret_cast<T*>(layer_smem);
+}
+
+template <class T> struct LVec16;  // the 16-byte vector of T
+template <> struct LVec16<float> { typedef float4 type; };
+template <> struct LVec16<double> { typedef double2 type; };
+
+// dst[q] = src[q] for q < COUNT, src 16-byte aligned: COUNT * sizeof(T) / 16 vector loads.
+template <class T, int COUNT>
+__device__ __forceinline__ void load_vec(T* dst, const T* src) {
+  typedef typename LVec16<T>::type V;
+  constexpr int W = 16 / sizeof(T);
+  static_assert(COUNT % W == 0, "a whole number of 16-byte vectors");
+#pragma unroll
+  for (int q = 0; q < COUNT; q += W) {
+    const V v = *reinterpret_cast<const V*>(src + q);
+    dst[q] = v.x;
+    dst[q + 1] = v.y;
+    if constexpr (W == 4) {
+      dst[q + 2] = v.z;
+      dst[q + 3] = v.w;
+    }
+  }
+}
+
+// floor(a / b) for b > 0
+__device__ __forceinline__ long long lfloor_div(long long a, long long b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+// Offset of half-tile element h < T2 of thread coordinate k in a tile of `size` (= 2 * threads * T2).
+__device__ __forceinline__ int half_offset(int k, int h, int T2, int size) {
+  return h < T2 ? k * T2 + h : size / 2 + k * T2 + (h - T2);
+}
+
+// acc[i][j] += A[kk][row i] * B[kk][col j] for kk < BK (the block's chunk): 4 vector loads (TM + TN
+// values) per TM * TN FMAs. EDGE (dx only): the term of column j at step kk is absent unless 0 <=
+// mcol + col(j) - e[kk] < L_out (its g position lies in g), and is then skipped, not multiplied.
+template <class T, int TM, int TN, bool EDGE>
+__device__ __forceinline__ void mma_chunk(const T* As, int lda, const T* Bs, int ldb, int ty, int tx, int BM,
+                                          T (&acc)[TM][TN], const int* e, long long mcol, long long L_out) {
+#pragma unroll
+  for (int kk = 0; kk < BK; ++kk) {
+    T a[TM], b[TN];
+    load_vec<T, TM / 2>(a, As + kk * lda + ty * (TM / 2));
+    load_vec<T, TM / 2>(a + TM / 2, As + kk * lda + BM / 2 + ty * (TM / 2));
+    load_vec<T, TN / 2>(b, Bs + kk * ldb + tx * (TN / 2));
+    load_vec<T, TN / 2>(b + TN / 2, Bs + kk * ldb + TX * (TN / 2) + tx * (TN / 2));
+    if constexpr (EDGE) {
+      const long long base = mcol - e[kk];
+      bool ok[TN];
+#pragma unroll
+      for (int j = 0; j < TN; ++j)
+        ok[j] = (unsigned long long)(base + half_offset(tx, j, TN / 2, TX * TN)) < (unsigned long long)L_out;
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j)
+          if (ok[j]) acc[i][j] += a[i] * b[j];
+    } else {
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
+    }
+  }
+}
+
+template <class T, int TM, int TN>
+__device__ __forceinline__ void zero_acc(T (&acc)[TM][TN]) {
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+}
+
+// log2 of a power of two
+__device__ __forceinline__ int ilog2(int v) { return 31 - __clz(v); }
+
+// Forward. Tile (n, group gr, column tile lt, row tile mt): rows co = mt*BM + row (within the group),
+// columns l = lt*BN + col; reduction r = c*K + t < R = C_in_g*K in chunks of BK:
+//   As[kk][row] = w[gr*C_out_g + co, r0 + kk]                        (w as C_out x R, row-major)
+//   Bs[kk][col] = xpad[n, gr*C_in_g + c, l*stride + t*dilation]      (c, t) = divmod(r0 + kk, K)
+// the table (c, t*dilation - padding) of each chunk's BK steps is filled one chunk ahead (two buffers),
+// so a chunk takes two barriers. A padded position stages a zero that is multiplied, as in the reference.
+template <class T, int TM, int TN, int MAXB>
+__global__ void __launch_bounds__(MAXB)
+    layer_gemm_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
+                       long long N, long long C_in, long long L, long long C_out, long long K, long long L_out,
+                       long long stride, long long padding, long long dilation, long long groups, int has_bias) {
+  constexpr int BN = TX * TN, ldb = BN + PAD;
+  const int tid = threadIdx.x, ty = tid / TX, tx = tid % TX, BM = (blockDim.x / TX) * TM, lda = BM + PAD;
+  T* As = layer_shared<T>();
+  T* Bs = As + BK * lda;
+  int* tab = reinterpret_cast<int*>(Bs + BK * ldb);  // [2][BK][2]: c (or -1 past R), t*dilation - padding
+  const long long C_in_g = C_in / groups, C_out_g = C_out / groups, R = C_in_g * K;
+  const long long m_tiles = (C_out_g + BM - 1) / BM, n_tiles = (L_out + BN - 1) / BN;
+  const long long tiles = N * groups * n_tiles * m_tiles, chunks = (R + BK - 1) / BK;
+  for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const long long mt = tile % m_tiles, rest = tile / m_tiles, lt = rest % n_tiles, ng = rest / n_tiles;
+    const long long gr = ng % groups, n = ng / groups, co0 = mt * BM, l0 = lt * BN;
+    const T* wg = w + (gr * C_out_g) * R;
+    const T* xn = x + (n * C_in + gr * C_in_g) * L;
+    auto fill_table = [&](long long ch, int buf) {
+      if (tid < BK) {
+        const long long r = ch * BK + tid;
+        const int c = r < R ? int(r / K) : -1;
+        tab[(buf * BK + tid) * 2] = c;
+        tab[(buf * BK + tid) * 2 + 1] = c < 0 ? 0 : int((r - c * K) * dilation - padding);
+      }
+    };
+    T acc[TM][TN];
+    zero_acc(acc);
+    fill_table(0, 0);
+    __syncthreads();
+    for (long long ch = 0; ch < chunks; ++ch) {
+      const int buf = int(ch & 1);
+      const long long r0 = ch * BK;
+      for (int e = tid; e < BK * BM; e += blockDim.x) {  // kk fastest: w rows are contiguous in r
+        const int kk = e % BK, row = e / BK;
+        const long long co = co0 + row, r = r0 + kk;
+        As[kk * lda + row] = (co < C_out_g && r < R) ? wg[co * R + r] : T(0);
+      }
+      for (int e = tid; e < BK * BN; e += blockDim.x) {  // l fastest: coalesced along x rows
+        const int kk = e / BN, col = e % BN, c = tab[(buf * BK + kk) * 2];
+        const long long pos = (l0 + col) * stride + tab[(buf * BK + kk) * 2 + 1];
+        Bs[kk * ldb + col] = (c >= 0 && pos >= 0 && pos < L) ? xn[c * L + pos] : T(0);
+      }
+      if (ch + 1 < chunks) fill_table(ch + 1, buf ^ 1);
+      __syncthreads();
+      mma_chunk<T, TM, TN, false>(As, lda, Bs, ldb, ty, tx, BM, acc, nullptr, 0, 0);
+      __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const long long co = co0 + half_offset(ty, i, TM / 2, BM);
+      if (co >= C_out_g) continue;
+      const long long oc = gr * C_out_g + co;
+      const T bias = has_bias ? b[oc] : T(0);
+      T* yr = y + (n * C_out + oc) * L_out;
+#pragma unroll
+      for (int j = 0; j < TN; ++j) {
+        const long long l = l0 + half_offset(tx, j, TN / 2, BN);
+        if (l < L_out) yr[l] = has_bias ? acc[i][j] + bias : acc[i][j];
+      }
+    }
+  }
+}
+
+// Input gradient. Tile (n, group gr, class rho < stride, row tile ct, column tile mt): rows c = ct*BM +
+// row, columns m = m_lo + mt*BN + col, the outputs j = rho - padding + stride*m for m in [m_lo, m_hi]
+// (j in [0, L)). The class's taps t_u = t0 + u*t_step (u < T) meet l = m - e_u, e_u = (t_u*dilation -
+// rho)/stride; reduction q = co*T + u < C_out_g*T in chunks of BK, with the table (w offset, g row,
+// e_u) filled one chunk ahead:
+//   As[kk][row] = w[gr*C_out_g + co, c, t_u]       Bs[kk][col] = g[n, gr*C_out_g + co, m - e_u] (0 outside)
+// A class without taps (T = 0) writes zeros. Terms with l outside [0, L_out) are absent: a tile whose
+// columns all see l inside runs mma_chunk unpredicated, an edge tile skips them (EDGE).
+template <class T, int TM, int TN, int MAXB>
+__global__ void __launch_bounds__(MAXB)
+    layer_gemm_input_grad(const T* __restrict__ w, const T* __restrict__ g, T* __restrict__ dx, long long N,
+                          long long C_in, long long L, long long C_out, long long K, long long L_out,
+                          long long stride, long long padding, long long dilation, long long groups,
+                          long long t_step, long long col_tiles) {
+  constexpr int BN = TX * TN, ldb = BN + PAD;
+  const int tid = threadIdx.x, ty = tid / TX, tx = tid % TX, BM = (blockDim.x / TX) * TM, lda = BM + PAD;
+  const int bm_shift = ilog2(BM);
+  T* As = layer_shared<T>();
+  T* Bs = As + BK * lda;
+  long long* tab = reinterpret_cast<long long*>(Bs + BK * ldb);  // [2][BK][2]: w offset (-1: none), g row
+  int* etab = reinterpret_cast<int*>(tab + 2 * BK * 2);           // [2][BK]: e_u
+  const long long C_in_g = C_in / groups, C_out_g = C_out / groups;
+  const long long row_tiles = (C_in_g + BM - 1) / BM;
+  const long long tiles = N * groups * stride * row_tiles * col_tiles;
+  for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    long long rest = tile;
+    const long long ct = rest % row_tiles;
+    rest /= row_tiles;
+    const long long mt = rest % col_tiles;
+    rest /= col_tiles;
+    const long long rho = rest % stride;
+    rest /= stride;
+    const long long gr = rest % groups, n = rest / groups;
+    const long long m_lo = (padding - rho + stride - 1) / stride;  // j >= 0 (padding - rho > -stride)
+    const long long m_hi = lfloor_div(L - 1 + padding - rho, stride);  // j < L
+    const long long mb = m_lo + mt * BN, c0 = ct * BM;
+    if (mb > m_hi) continue;  // the class has fewer columns than the widest one (block-uniform)
+    long long t0 = 0;
+    while (t0 < t_step && ((t0 * dilation - rho) % stride + stride) % stride != 0) ++t0;
+    const long long taps = t0 < t_step && t0 < K ? (K - 1 - t0) / t_step + 1 : 0;
+    const long long Q = C_out_g * taps, chunks = (Q + BK - 1) / BK;
+    const long long e_min = taps ? (t0 * dilation - rho) / stride : 0;
+    const long long e_max = taps ? ((t0 + (taps - 1) * t_step) * dilation - rho) / stride : 0;
+    const bool interior = mb - e_max >= 0 && min(mb + BN - 1, m_hi) - e_min <= L_out - 1;
+    const T* gn = g + (n * C_out + gr * C_out_g) * L_out;
+    const T* wg = w + (gr * C_out_g) * C_in_g * K;
+    auto fill_table = [&](long long ch, int buf) {
+      if (tid < BK) {
+        const long long q = ch * BK + tid;
+        const int i = buf * BK + tid;
+        if (q < Q) {
+          const long long co = q / taps, t = t0 + (q - co * taps) * t_step;
+          tab[i * 2] = co * C_in_g * K + t;
+          tab[i * 2 + 1] = co * L_out;
+          etab[i] = int((t * dilation - rho) / stride);
+        } else {
+          tab[i * 2] = -1;
+          tab[i * 2 + 1] = 0;
+          etab[i] = 0;
+        }
+      }
+    };
+    T acc[TM][TN];
+    zero_acc(acc);
+    fill_table(0, 0);
+    __syncthreads();
+    for (long long ch = 0; ch < chunks; ++ch) {
+      const int buf = int(ch & 1);
+      for (int e = tid; e < BK * BM; e += blockDim.x) {  // rows fastest: conflict-free shared stores
+        const int row = e & (BM - 1), kk = e >> bm_shift;
+        const long long wo = tab[(buf * BK + kk) * 2], c = c0 + row;
+        As[kk * lda + row] = (wo >= 0 && c < C_in_g) ? wg[wo + c * K] : T(0);
+      }
+      for (int e = tid; e < BK * BN; e += blockDim.x) {  // columns fastest: coalesced along g rows
+        const int kk = e / BN, col = e % BN;
+        const long long wo = tab[(buf * BK + kk) * 2], l = mb + col - etab[buf * BK + kk];
+        Bs[kk * ldb + col] = (wo >= 0 && l >= 0 && l < L_out) ? gn[tab[(buf * BK + kk) * 2 + 1] + l] : T(0);
+      }
+      if (ch + 1 < chunks) fill_table(ch + 1, buf ^ 1);
+      __syncthreads();
+      if (interior)
+        mma_chunk<T, TM, TN, false>(As, lda, Bs, ldb, ty, tx, BM, acc, nullptr, 0, 0);
+      else
+        mma_chunk<T, TM, TN, true>(As, lda, Bs, ldb, ty, tx, BM, acc, etab + buf * BK, mb, L_out);
+      __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const long long c = c0 + half_offset(ty, i, TM / 2, BM);
+      if (c >= C_in_g) continue;
+      const long long row = (n * C_in + gr * C_in_g + c) * L + rho - padding;  // + stride*m: j in [0, L)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) {
+        const long long m = mb + half_offset(tx, j, TN / 2, BN);
+        if (m <= m_hi) dx[row + stride * m] = acc[i][j];
+      }
+    }
+  }
+}
+
+// Weight and bias gradient partials. Tile (split s, group gr, row tile rt, column tile ct): rows r =
+// rt*BM + row < R = C_in_g*K (r = c*K + t), columns co = ct*BN + col < C_out_g; reduction over the flat
+// positions p = n*L_out + l in [s*chunk, min((s+1)*chunk, N*L_out)) in steps of BK, in order:
+//   As[kk][row] = xpad[n, gr*C_in_g + c, l*stride + t*dilation]     Bs[kk][col] = g[n, gr*C_out_g + co, l]
+//   partial[s*cols + r*C_out + gr*C_out_g + co] = sum_p As * Bs      (co fastest: coalesced stores)
+//   partial[s*cols + R*C_out + gr*C_out_g + co] = sum_p Bs           (with has_db, by row tile 0)
+// A padded position stages a zero that is multiplied (g * 0), as in the reference; positions past the
+// chunk stage zeros in both operands. Row tables (c, t*dilation - padding) per tile, position tables
+// (x row of n, g offset of (n, l), l*stride) per step, filled one chunk ahead.
+template <class T, int TM, int TN, int MAXB>
+__global__ void __launch_bounds__(MAXB)
+    layer_gemm_param_partials(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ partial,
+                              long long N, long long C_in, long long L, long long C_out, long long K,
+                              long long L_out, long long stride, long long padding, long long dilation,
+                              long long groups, long long chunk, long long splits, long long cols, int has_db) {
+  constexpr int BN = TX * TN, ldb = BN + PAD, DBQ = (BN + 31) / 32;
+  const int tid = threadIdx.x, ty = tid / TX, tx = tid % TX, BM = (blockDim.x / TX) * TM, lda = BM + PAD;
+  T* As = layer_shared<T>();
+  T* Bs = As + BK * lda;
+  long long* ptab = reinterpret_cast<long long*>(Bs + BK * ldb);  // [2][BK][3]: x row (-1: none), g offset, l*stride
+  int* rtab = reinterpret_cast<int*>(ptab + 2 * BK * 3);           // [BM][2]: c (or -1 past R), t*dilation - padding
+  const long long C_in_g = C_in / groups, C_out_g = C_out / groups, R = C_in_g * K, P = N * L_out;
+  const long long row_tiles = (R + BM - 1) / BM, col_tiles = (C_out_g + BN - 1) / BN;
+  const long long tiles = splits * groups * row_tiles * col_tiles;
+  for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    long long rest = tile;
+    const long long ct = rest % col_tiles;
+    rest /= col_tiles;
+    const long long rt = rest % row_tiles;
+    rest /= row_tiles;
+    const long long gr = rest % groups, s = rest / groups;
+    const long long r0 = rt * BM, co0 = ct * BN, p0 = s * chunk, p1 = min(p0 + chunk, P);
+    const long long steps = (p1 - p0 + BK - 1) / BK;
+    const bool db_tile = has_db && rt == 0;
+    for (int row = tid; row < BM; row += blockDim.x) {
+      const long long r = r0 + row;
+      const int c = r < R ? int(r / K) : -1;
+      rtab[row * 2] = c;
+      rtab[row * 2 + 1] = c < 0 ? 0 : int((r - c * K) * dilation - padding);
+    }
+    auto fill_table = [&](long long st, int buf) {
+      if (tid < BK) {
+        const long long p = p0 + st * BK + tid;
+        long long* e = ptab + (buf * BK + tid) * 3;
+        if (p < p1) {
+          const long long n = p / L_out, l = p - n * L_out;
+          e[0] = (n * C_in + gr * C_in_g) * L;
+          e[1] = (n * C_out + gr * C_out_g) * L_out + l;
+          e[2] = l * stride;
+        } else {
+          e[0] = -1;
+          e[1] = 0;
+          e[2] = 0;
+        }
+      }
+    };
+    T acc[TM][TN], dbacc[DBQ];
+    zero_acc(acc);
+#pragma unroll
+    for (int q = 0; q < DBQ; ++q) dbacc[q] = T(0);
+    fill_table(0, 0);
+    __syncthreads();
+    for (long long st = 0; st < steps; ++st) {
+      const int buf = int(st & 1);
+      for (int e = tid; e < BK * BM; e += blockDim.x) {  // positions fastest: coalesced along x rows
+        const int kk = e % BK, row = e / BK, c = rtab[row * 2];
+        const long long* pe = ptab + (buf * BK + kk) * 3;
+        const long long pos = pe[2] + rtab[row * 2 + 1];
+        As[kk * lda + row] = (pe[0] >= 0 && c >= 0 && pos >= 0 && pos < L) ? x[pe[0] + c * L + pos] : T(0);
+      }
+      for (int e = tid; e < BK * BN; e += blockDim.x) {  // positions fastest: coalesced along g rows
+        const int kk = e % BK, col = e / BK;
+        const long long* pe = ptab + (buf * BK + kk) * 3;
+        const long long co = co0 + col;
+        Bs[kk * ldb + col] = (pe[0] >= 0 && co < C_out_g) ? g[pe[1] + co * L_out] : T(0);
+      }
+      if (st + 1 < steps) fill_table(st + 1, buf ^ 1);
+      __syncthreads();
+      mma_chunk<T, TM, TN, false>(As, lda, Bs, ldb, ty, tx, BM, acc, nullptr, 0, 0);
+      if (db_tile) {
+#pragma unroll
+        for (int q = 0; q < DBQ; ++q) {
+          const int col = tid + q * int(blockDim.x);
+          if (col < BN)
+            for (int kk = 0; kk < BK; ++kk) dbacc[q] += Bs[kk * ldb + col];
+        }
+      }
+      __syncthreads();
+    }
+    T* out = partial + s * cols + gr * C_out_g;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const long long r = r0 + half_offset(ty, i, TM / 2, BM);
+      if (r >= R) continue;
+#pragma unroll
+      for (int j = 0; j < TN; ++j) {
+        const long long co = co0 + half_offset(tx, j, TN / 2, BN);
+        if (co < C_out_g) out[r * C_out + co] = acc[i][j];
+      }
+    }
+    if (db_tile) {
+#pragma unroll
+      for (int q = 0; q < DBQ; ++q) {
+        const long long co = co0 + tid + q * int(blockDim.x);
+        if (tid + q * int(blockDim.x) < BN && co < C_out_g) out[R * C_out + co] = dbacc[q];
+      }
+    }
+  }
+}
+
+// dw[co, r] = sum_{s < splits} partial[s*cols + r*C_out + co] (r < R) and db[co] = sum_s partial[s*cols +
+// R*C_out + co] (with has_db), one thread per column, splits added in order s = 0, 1, ... (no splits:
+// zeros). The loads run ahead of the adds (unrolled), the order of the adds stays fixed.
+template <class T>
+__global__ void layer_gemm_sum_splits(const T* __restrict__ partial, long long splits, long long R, long long C_out,
+                                      long long cols, T* __restrict__ dw, T* __restrict__ db) {
+  const long long step = (long long)gridDim.x * blockDim.x;
+  for (long long col = (long long)blockIdx.x * blockDim.x + threadIdx.x; col < cols; col += step) {
+    T acc = T(0);
+#pragma unroll 8
+    for (long long s = 0; s < splits; ++s) acc += partial[s * cols + col];
+    const long long r = col / C_out, co = col - r * C_out;
+    if (r < R)
+      dw[co * R + r] = acc;
+    else
+      db[co] = acc;
+  }
+}

@@ -140,7 +140,7 @@ def param_splits(p, block: int) -> tuple[int, int, int]:
     positions = p.N * p.L_out
     steps = -(-positions // BK)
     splits = max(1, min(steps, -(-TARGET_BLOCKS // per_split)))
-    chunk = -(-steps // splits) * BK
+    chunk = max(1, -(-steps // splits)) * BK
     splits = -(-positions // chunk) if positions else 0
     return chunk, splits, splits * per_split
 

@@ -69,9 +69,10 @@ def tile_shape(dtype, block: int) -> tuple[int, int, int, int]:
 
 def shared_bytes(dtype, block: int) -> int:
     """Dynamic shared memory of every gemm kernel at `block`: As[BK][BM + PAD] and Bs[BK][BN + PAD] of T, then
-    the index tables (at most 2*BK*2 long long + 2*BK int in dx, 2*BK*3 long long + BM*2 int in dw)."""
+    the index tables of 16-byte entries (at most 4*BK + BM of them: dw's two position tables of two chunks
+    and its row table)."""
     _, _, BM, BN = tile_shape(dtype, block)
-    return np.dtype(dtype).itemsize * BK * (BM + BN + 2 * PAD) + 8 * 2 * BK * 3 + 4 * max(2 * BK, 2 * BM)
+    return np.dtype(dtype).itemsize * BK * (BM + BN + 2 * PAD) + 16 * (4 * BK + BM)
 
 
 def check_block(dtype, launch) -> int:

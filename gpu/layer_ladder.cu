@@ -141,54 +141,84 @@ __device__ __forceinline__ void zero_acc(T (&acc)[TM][TN]) {
 // log2 of a power of two
 __device__ __forceinline__ int ilog2(int v) { return 31 - __clz(v); }
 
+// Table entries in shared memory (16 bytes: one vector load): a pointer or a 64-bit offset, and two 32-bit
+// values (meaning per kernel). A pointer into the row makes an element's address one IMAD.WIDE.
+template <class T>
+struct __align__(16) Entry {
+  const T* p;
+  int pos, aux;
+};
+struct __align__(16) Offset {
+  long long off;
+  int pos, aux;
+};
+
+// Row positions are 32-bit (the launcher checks that L + 2*padding + (BN + 1)*stride + K*dilation <
+// 2^30): an entry that must stage a zero carries FAR, so that any position built from it is negative.
+constexpr int FAR = -(1 << 30);
+
+// Staging. The M operand As[BK][BM] has A_PER = BK*TM/TX elements per thread whatever the block (BM =
+// blockDim.x / TX * TM): the loops over them are unrolled. The N operand Bs[BK][BN] has BK*BN/blockDim.x:
+// up to BN threads each take whole columns (all BK steps, unrolled), more take every blockDim.x/BN-th step.
+
 // Forward. Tile (n, group gr, column tile lt, row tile mt): rows co = mt*BM + row (within the group),
 // columns l = lt*BN + col; reduction r = c*K + t < R = C_in_g*K in chunks of BK:
 //   As[kk][row] = w[gr*C_out_g + co, r0 + kk]                        (w as C_out x R, row-major)
 //   Bs[kk][col] = xpad[n, gr*C_in_g + c, l*stride + t*dilation]      (c, t) = divmod(r0 + kk, K)
-// the table (c, t*dilation - padding) of each chunk's BK steps is filled one chunk ahead (two buffers),
-// so a chunk takes two barriers. A padded position stages a zero that is multiplied, as in the reference.
+// tab[kk] = (row c of x, t*dilation - padding) of each chunk's steps is filled one chunk ahead (two buffers), so a
+// chunk takes two barriers. A padded position stages a zero that is multiplied, as in the reference.
 template <class T, int TM, int TN, int MAXB>
 __global__ void __launch_bounds__(MAXB)
     layer_gemm_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
                        long long N, long long C_in, long long L, long long C_out, long long K, long long L_out,
                        long long stride, long long padding, long long dilation, long long groups, int has_bias) {
-  constexpr int BN = TX * TN, ldb = BN + PAD;
+  constexpr int BN = TX * TN, ldb = BN + PAD, A_PER = BK * TM / TX;
   const int tid = threadIdx.x, ty = tid / TX, tx = tid % TX, BM = (blockDim.x / TX) * TM, lda = BM + PAD;
   T* As = layer_shared<T>();
   T* Bs = As + BK * lda;
-  int* tab = reinterpret_cast<int*>(Bs + BK * ldb);  // [2][BK][2]: c (or -1 past R), t*dilation - padding
-  const long long C_in_g = C_in / groups, C_out_g = C_out / groups, R = C_in_g * K;
+  Entry<T>* tab = reinterpret_cast<Entry<T>*>(Bs + BK * ldb);  // [2][BK]
+  const long long C_in_g = C_in / groups, C_out_g = C_out / groups;
+  const int R = int(C_in_g * K), s = int(stride), Li = int(L);
   const long long m_tiles = (C_out_g + BM - 1) / BM, n_tiles = (L_out + BN - 1) / BN;
-  const long long tiles = N * groups * n_tiles * m_tiles, chunks = (R + BK - 1) / BK;
+  const long long tiles = N * groups * n_tiles * m_tiles;
+  const int chunks = (R + BK - 1) / BK, akk = tid % BK, arow = tid / BK, astep = blockDim.x / BK;
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const long long mt = tile % m_tiles, rest = tile / m_tiles, lt = rest % n_tiles, ng = rest / n_tiles;
     const long long gr = ng % groups, n = ng / groups, co0 = mt * BM, l0 = lt * BN;
-    const T* wg = w + (gr * C_out_g) * R;
+    const int rows = int(min((long long)BM, C_out_g - co0)), p0 = int(l0 * stride);
+    const T* wa = w + (gr * C_out_g + co0 + arow) * R + akk;  // this thread's w column, row arow
     const T* xn = x + (n * C_in + gr * C_in_g) * L;
-    auto fill_table = [&](long long ch, int buf) {
+    auto fill_table = [&](int ch, int buf) {
       if (tid < BK) {
-        const long long r = ch * BK + tid;
-        const int c = r < R ? int(r / K) : -1;
-        tab[(buf * BK + tid) * 2] = c;
-        tab[(buf * BK + tid) * 2 + 1] = c < 0 ? 0 : int((r - c * K) * dilation - padding);
+        const int r = ch * BK + tid, c = r / int(K);
+        tab[buf * BK + tid] = r < R ? Entry<T>{xn + c * L, int((r - c * K) * dilation - padding), 0}
+                                    : Entry<T>{xn, FAR, 0};
       }
+    };
+    auto stage_b = [&](int col, int kk, int buf, int pc) {
+      const Entry<T> e = tab[buf * BK + kk];
+      const int pos = pc + e.pos;
+      Bs[kk * ldb + col] = (unsigned)pos < (unsigned)Li ? __ldg(e.p + pos) : T(0);
     };
     T acc[TM][TN];
     zero_acc(acc);
     fill_table(0, 0);
     __syncthreads();
-    for (long long ch = 0; ch < chunks; ++ch) {
-      const int buf = int(ch & 1);
-      const long long r0 = ch * BK;
-      for (int e = tid; e < BK * BM; e += blockDim.x) {  // kk fastest: w rows are contiguous in r
-        const int kk = e % BK, row = e / BK;
-        const long long co = co0 + row, r = r0 + kk;
-        As[kk * lda + row] = (co < C_out_g && r < R) ? wg[co * R + r] : T(0);
+    for (int ch = 0; ch < chunks; ++ch) {
+      const int buf = ch & 1, r0 = ch * BK;
+      const bool a_in = r0 + akk < R;
+#pragma unroll
+      for (int i = 0; i < A_PER; ++i) {  // As: kk fastest (w rows are contiguous in r)
+        const int row = arow + i * astep;
+        As[akk * lda + row] = (a_in && row < rows) ? wa[(long long)i * astep * R + r0] : T(0);
       }
-      for (int e = tid; e < BK * BN; e += blockDim.x) {  // l fastest: coalesced along x rows
-        const int kk = e / BN, col = e % BN, c = tab[(buf * BK + kk) * 2];
-        const long long pos = (l0 + col) * stride + tab[(buf * BK + kk) * 2 + 1];
-        Bs[kk * ldb + col] = (c >= 0 && pos >= 0 && pos < L) ? xn[c * L + pos] : T(0);
+      if (blockDim.x <= BN) {  // Bs: columns fastest (coalesced along x)
+        for (int col = tid; col < BN; col += blockDim.x) {
+#pragma unroll
+          for (int kk = 0; kk < BK; ++kk) stage_b(col, kk, buf, p0 + col * s);
+        }
+      } else {
+        for (int kk = tid / BN; kk < BK; kk += blockDim.x / BN) stage_b(tid % BN, kk, buf, p0 + (tid % BN) * s);
       }
       if (ch + 1 < chunks) fill_table(ch + 1, buf ^ 1);
       __syncthreads();
@@ -214,8 +244,8 @@ __global__ void __launch_bounds__(MAXB)
 // Input gradient. Tile (n, group gr, class rho < stride, row tile ct, column tile mt): rows c = ct*BM +
 // row, columns m = m_lo + mt*BN + col, the outputs j = rho - padding + stride*m for m in [m_lo, m_hi]
 // (j in [0, L)). The class's taps t_u = t0 + u*t_step (u < T) meet l = m - e_u, e_u = (t_u*dilation -
-// rho)/stride; reduction q = co*T + u < C_out_g*T in chunks of BK, with the table (w offset, g row,
-// e_u) filled one chunk ahead:
+// rho)/stride; reduction q = co*T + u < C_out_g*T in chunks of BK, with the tables wtab[kk] = (w at
+// (co, 0, t_u), valid) and gtab[kk] = (row co of g, e_u) filled one chunk ahead:
 //   As[kk][row] = w[gr*C_out_g + co, c, t_u]       Bs[kk][col] = g[n, gr*C_out_g + co, m - e_u] (0 outside)
 // A class without taps (T = 0) writes zeros. Terms with l outside [0, L_out) are absent: a tile whose
 // columns all see l inside runs mma_chunk unpredicated, an edge tile skips them (EDGE).
@@ -225,16 +255,17 @@ __global__ void __launch_bounds__(MAXB)
                           long long C_in, long long L, long long C_out, long long K, long long L_out,
                           long long stride, long long padding, long long dilation, long long groups,
                           long long t_step, long long col_tiles) {
-  constexpr int BN = TX * TN, ldb = BN + PAD;
+  constexpr int BN = TX * TN, ldb = BN + PAD, A_PER = BK * TM / TX, A_STEP = TX / TM;
   const int tid = threadIdx.x, ty = tid / TX, tx = tid % TX, BM = (blockDim.x / TX) * TM, lda = BM + PAD;
-  const int bm_shift = ilog2(BM);
   T* As = layer_shared<T>();
   T* Bs = As + BK * lda;
-  long long* tab = reinterpret_cast<long long*>(Bs + BK * ldb);  // [2][BK][2]: w offset (-1: none), g row
-  int* etab = reinterpret_cast<int*>(tab + 2 * BK * 2);           // [2][BK]: e_u
+  Entry<T>* wtab = reinterpret_cast<Entry<T>*>(Bs + BK * ldb);  // [2][BK]
+  Entry<T>* gtab = wtab + 2 * BK;                                 // [2][BK]
+  int* etab = reinterpret_cast<int*>(gtab + 2 * BK);       // [2][BK]: e_u, for the EDGE predicate
   const long long C_in_g = C_in / groups, C_out_g = C_out / groups;
   const long long row_tiles = (C_in_g + BM - 1) / BM;
   const long long tiles = N * groups * stride * row_tiles * col_tiles;
+  const int Lo = int(L_out), c = tid % BM, akk = tid / BM;  // As: BM = blockDim.x / A_STEP
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     long long rest = tile;
     const long long ct = rest % row_tiles;
@@ -250,44 +281,57 @@ __global__ void __launch_bounds__(MAXB)
     if (mb > m_hi) continue;  // the class has fewer columns than the widest one (block-uniform)
     long long t0 = 0;
     while (t0 < t_step && ((t0 * dilation - rho) % stride + stride) % stride != 0) ++t0;
-    const long long taps = t0 < t_step && t0 < K ? (K - 1 - t0) / t_step + 1 : 0;
-    const long long Q = C_out_g * taps, chunks = (Q + BK - 1) / BK;
+    const int taps = t0 < t_step && t0 < K ? int((K - 1 - t0) / t_step + 1) : 0;
+    const int Q = int(C_out_g) * taps, chunks = (Q + BK - 1) / BK;
     const long long e_min = taps ? (t0 * dilation - rho) / stride : 0;
     const long long e_max = taps ? ((t0 + (taps - 1) * t_step) * dilation - rho) / stride : 0;
     const bool interior = mb - e_max >= 0 && min(mb + BN - 1, m_hi) - e_min <= L_out - 1;
     const T* gn = g + (n * C_out + gr * C_out_g) * L_out;
     const T* wg = w + (gr * C_out_g) * C_in_g * K;
-    auto fill_table = [&](long long ch, int buf) {
+    const int cK = int((c0 + c) * K);  // this thread's input channel
+    const bool c_in = c0 + c < C_in_g;
+    const int mbi = int(mb);
+    auto fill_table = [&](int ch, int buf) {
       if (tid < BK) {
-        const long long q = ch * BK + tid;
-        const int i = buf * BK + tid;
+        const int q = ch * BK + tid, i = buf * BK + tid;
         if (q < Q) {
-          const long long co = q / taps, t = t0 + (q - co * taps) * t_step;
-          tab[i * 2] = co * C_in_g * K + t;
-          tab[i * 2 + 1] = co * L_out;
-          etab[i] = int((t * dilation - rho) / stride);
+          const int co = q / taps;
+          const long long t = t0 + (q - co * taps) * t_step;
+          const int e = int((t * dilation - rho) / stride);
+          wtab[i] = Entry<T>{wg + co * C_in_g * K + t, 0, 1};
+          gtab[i] = Entry<T>{gn + co * L_out, e, 0};
+          etab[i] = e;
         } else {
-          tab[i * 2] = -1;
-          tab[i * 2 + 1] = 0;
-          etab[i] = 0;
+          wtab[i] = Entry<T>{wg, 0, 0};
+          gtab[i] = Entry<T>{gn, -FAR, 0};
+          etab[i] = -FAR;
         }
       }
+    };
+    auto stage_b = [&](int col, int kk, int buf) {
+      const Entry<T> e = gtab[buf * BK + kk];
+      const int l = mbi + col - e.pos;
+      Bs[kk * ldb + col] = (unsigned)l < (unsigned)Lo ? __ldg(e.p + l) : T(0);
     };
     T acc[TM][TN];
     zero_acc(acc);
     fill_table(0, 0);
     __syncthreads();
-    for (long long ch = 0; ch < chunks; ++ch) {
-      const int buf = int(ch & 1);
-      for (int e = tid; e < BK * BM; e += blockDim.x) {  // rows fastest: conflict-free shared stores
-        const int row = e & (BM - 1), kk = e >> bm_shift;
-        const long long wo = tab[(buf * BK + kk) * 2], c = c0 + row;
-        As[kk * lda + row] = (wo >= 0 && c < C_in_g) ? wg[wo + c * K] : T(0);
+    for (int ch = 0; ch < chunks; ++ch) {
+      const int buf = ch & 1;
+#pragma unroll
+      for (int i = 0; i < A_PER; ++i) {  // As: rows (c) fastest, conflict-free shared stores
+        const int kk = akk + i * A_STEP;
+        const Entry<T> e = wtab[buf * BK + kk];
+        As[kk * lda + c] = (c_in && e.aux) ? __ldg(e.p + cK) : T(0);
       }
-      for (int e = tid; e < BK * BN; e += blockDim.x) {  // columns fastest: coalesced along g rows
-        const int kk = e / BN, col = e % BN;
-        const long long wo = tab[(buf * BK + kk) * 2], l = mb + col - etab[buf * BK + kk];
-        Bs[kk * ldb + col] = (wo >= 0 && l >= 0 && l < L_out) ? gn[tab[(buf * BK + kk) * 2 + 1] + l] : T(0);
+      if (blockDim.x <= BN) {  // Bs: columns fastest (coalesced along g)
+        for (int col = tid; col < BN; col += blockDim.x) {
+#pragma unroll
+          for (int kk = 0; kk < BK; ++kk) stage_b(col, kk, buf);
+        }
+      } else {
+        for (int kk = tid / BN; kk < BK; kk += blockDim.x / BN) stage_b(tid % BN, kk, buf);
       }
       if (ch + 1 < chunks) fill_table(ch + 1, buf ^ 1);
       __syncthreads();
@@ -299,9 +343,9 @@ __global__ void __launch_bounds__(MAXB)
     }
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-      const long long c = c0 + half_offset(ty, i, TM / 2, BM);
-      if (c >= C_in_g) continue;
-      const long long row = (n * C_in + gr * C_in_g + c) * L + rho - padding;  // + stride*m: j in [0, L)
+      const long long ci = c0 + half_offset(ty, i, TM / 2, BM);
+      if (ci >= C_in_g) continue;
+      const long long row = (n * C_in + gr * C_in_g + ci) * L + rho - padding;  // + stride*m: j in [0, L)
 #pragma unroll
       for (int j = 0; j < TN; ++j) {
         const long long m = mb + half_offset(tx, j, TN / 2, BN);
@@ -318,23 +362,26 @@ __global__ void __launch_bounds__(MAXB)
 //   partial[s*cols + r*C_out + gr*C_out_g + co] = sum_p As * Bs      (co fastest: coalesced stores)
 //   partial[s*cols + R*C_out + gr*C_out_g + co] = sum_p Bs           (with has_db, by row tile 0)
 // A padded position stages a zero that is multiplied (g * 0), as in the reference; positions past the
-// chunk stage zeros in both operands. Row tables (c, t*dilation - padding) per tile, position tables
-// (x row of n, g offset of (n, l), l*stride) per step, filled one chunk ahead.
+// chunk stage zeros in both operands. Row table rtab[row] = (c*L, t*dilation - padding) per tile; position
+// tables xtab[kk] = (x at (n, gr*C_in_g, 0), l*stride) and gtab[kk] = (g at (n, gr*C_out_g + co0, l),
+// valid) per step, filled one chunk ahead.
 template <class T, int TM, int TN, int MAXB>
 __global__ void __launch_bounds__(MAXB)
     layer_gemm_param_partials(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ partial,
                               long long N, long long C_in, long long L, long long C_out, long long K,
                               long long L_out, long long stride, long long padding, long long dilation,
                               long long groups, long long chunk, long long splits, long long cols, int has_db) {
-  constexpr int BN = TX * TN, ldb = BN + PAD, DBQ = (BN + 31) / 32;
+  constexpr int BN = TX * TN, ldb = BN + PAD, DBQ = (BN + 31) / 32, A_PER = BK * TM / TX;
   const int tid = threadIdx.x, ty = tid / TX, tx = tid % TX, BM = (blockDim.x / TX) * TM, lda = BM + PAD;
   T* As = layer_shared<T>();
   T* Bs = As + BK * lda;
-  long long* ptab = reinterpret_cast<long long*>(Bs + BK * ldb);  // [2][BK][3]: x row (-1: none), g offset, l*stride
-  int* rtab = reinterpret_cast<int*>(ptab + 2 * BK * 3);           // [BM][2]: c (or -1 past R), t*dilation - padding
+  Entry<T>* xtab = reinterpret_cast<Entry<T>*>(Bs + BK * ldb);  // [2][BK]
+  Entry<T>* gtab = xtab + 2 * BK;                                 // [2][BK]
+  Offset* rtab = reinterpret_cast<Offset*>(gtab + 2 * BK);       // [BM]
   const long long C_in_g = C_in / groups, C_out_g = C_out / groups, R = C_in_g * K, P = N * L_out;
   const long long row_tiles = (R + BM - 1) / BM, col_tiles = (C_out_g + BN - 1) / BN;
   const long long tiles = splits * groups * row_tiles * col_tiles;
+  const int Li = int(L), kk = tid % BK, row0 = tid / BK, step = blockDim.x / BK;  // this thread's position kk
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     long long rest = tile;
     const long long ct = rest % col_tiles;
@@ -343,27 +390,22 @@ __global__ void __launch_bounds__(MAXB)
     rest /= row_tiles;
     const long long gr = rest % groups, s = rest / groups;
     const long long r0 = rt * BM, co0 = ct * BN, p0 = s * chunk, p1 = min(p0 + chunk, P);
-    const long long steps = (p1 - p0 + BK - 1) / BK;
+    const int steps = int((p1 - p0 + BK - 1) / BK), cols_in = int(min((long long)BN, C_out_g - co0));
     const bool db_tile = has_db && rt == 0;
     for (int row = tid; row < BM; row += blockDim.x) {
-      const long long r = r0 + row;
-      const int c = r < R ? int(r / K) : -1;
-      rtab[row * 2] = c;
-      rtab[row * 2 + 1] = c < 0 ? 0 : int((r - c * K) * dilation - padding);
+      const long long r = r0 + row, c = r / K;
+      rtab[row] = r < R ? Offset{c * L, int((r - c * K) * dilation - padding), 0} : Offset{0, FAR, 0};
     }
-    auto fill_table = [&](long long st, int buf) {
+    auto fill_table = [&](int st, int buf) {
       if (tid < BK) {
-        const long long p = p0 + st * BK + tid;
-        long long* e = ptab + (buf * BK + tid) * 3;
+        const long long p = p0 + (long long)st * BK + tid;
         if (p < p1) {
           const long long n = p / L_out, l = p - n * L_out;
-          e[0] = (n * C_in + gr * C_in_g) * L;
-          e[1] = (n * C_out + gr * C_out_g) * L_out + l;
-          e[2] = l * stride;
+          xtab[buf * BK + tid] = Entry<T>{x + (n * C_in + gr * C_in_g) * L, int(l * stride), 0};
+          gtab[buf * BK + tid] = Entry<T>{g + (n * C_out + gr * C_out_g + co0) * L_out + l, 0, 1};
         } else {
-          e[0] = -1;
-          e[1] = 0;
-          e[2] = 0;
+          xtab[buf * BK + tid] = Entry<T>{x, FAR, 0};
+          gtab[buf * BK + tid] = Entry<T>{g, 0, 0};
         }
       }
     };
@@ -373,19 +415,23 @@ __global__ void __launch_bounds__(MAXB)
     for (int q = 0; q < DBQ; ++q) dbacc[q] = T(0);
     fill_table(0, 0);
     __syncthreads();
-    for (long long st = 0; st < steps; ++st) {
-      const int buf = int(st & 1);
-      for (int e = tid; e < BK * BM; e += blockDim.x) {  // positions fastest: coalesced along x rows
-        const int kk = e % BK, row = e / BK, c = rtab[row * 2];
-        const long long* pe = ptab + (buf * BK + kk) * 3;
-        const long long pos = pe[2] + rtab[row * 2 + 1];
-        As[kk * lda + row] = (pe[0] >= 0 && c >= 0 && pos >= 0 && pos < L) ? x[pe[0] + c * L + pos] : T(0);
+    for (int st = 0; st < steps; ++st) {
+      const int buf = st & 1;
+      const Entry<T> xe = xtab[buf * BK + kk];
+#pragma unroll
+      for (int i = 0; i < A_PER; ++i) {  // As: positions fastest (coalesced along x)
+        const int row = row0 + i * step;
+        const Offset re = rtab[row];
+        const int pos = xe.pos + re.pos;
+        As[kk * lda + row] = (unsigned)pos < (unsigned)Li ? __ldg(xe.p + re.off + pos) : T(0);
       }
-      for (int e = tid; e < BK * BN; e += blockDim.x) {  // positions fastest: coalesced along g rows
-        const int kk = e % BK, col = e / BK;
-        const long long* pe = ptab + (buf * BK + kk) * 3;
-        const long long co = co0 + col;
-        Bs[kk * ldb + col] = (pe[0] >= 0 && co < C_out_g) ? g[pe[1] + co * L_out] : T(0);
+      {  // Bs: positions fastest (coalesced along g), columns co0 + row0 + i*step
+        const Entry<T> ge = gtab[buf * BK + kk];
+        const T* src = ge.p + (long long)row0 * L_out;
+        const long long sstep = (long long)step * L_out;
+#pragma unroll 4
+        for (int col = row0; col < BN; col += step, src += sstep)
+          Bs[kk * ldb + col] = (ge.aux && col < cols_in) ? __ldg(src) : T(0);
       }
       if (st + 1 < steps) fill_table(st + 1, buf ^ 1);
       __syncthreads();
@@ -395,7 +441,7 @@ __global__ void __launch_bounds__(MAXB)
         for (int q = 0; q < DBQ; ++q) {
           const int col = tid + q * int(blockDim.x);
           if (col < BN)
-            for (int kk = 0; kk < BK; ++kk) dbacc[q] += Bs[kk * ldb + col];
+            for (int k = 0; k < BK; ++k) dbacc[q] += Bs[k * ldb + col];
         }
       }
       __syncthreads();

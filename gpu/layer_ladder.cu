@@ -138,8 +138,22 @@ __device__ __forceinline__ void zero_acc(T (&acc)[TM][TN]) {
     for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
 }
 
-// log2 of a power of two
-__device__ __forceinline__ int ilog2(int v) { return 31 - __clz(v); }
+// (q, r) = divmod(ch*BK + i, d) for d > 0, from its value at ch - 1 (no division past ch = 0): the table
+// fills of the chunk loops advance one chunk per call. dq, dr = divmod(BK, d).
+__device__ __forceinline__ void advance(int ch, int i, int d, int dq, int dr, int& q, int& r) {
+  if (ch == 0) {
+    q = i / d;
+    r = i - q * d;
+  } else {
+    q += dq;
+    r += dr;
+    if (r >= d) {
+      r -= d;
+      ++q;
+    }
+  }
+}
+
 
 // Table entries in shared memory (16 bytes: one vector load): a pointer or a 64-bit offset, and two 32-bit
 // values (meaning per kernel). A pointer into the row makes an element's address one IMAD.WIDE.
@@ -182,17 +196,19 @@ __global__ void __launch_bounds__(MAXB)
   const long long m_tiles = (C_out_g + BM - 1) / BM, n_tiles = (L_out + BN - 1) / BN;
   const long long tiles = N * groups * n_tiles * m_tiles;
   const int chunks = (R + BK - 1) / BK, akk = tid % BK, arow = tid / BK, astep = blockDim.x / BK;
+  const int Ki = int(K), kq = BK / Ki, kr = BK % Ki, arstep = astep * R;
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const long long mt = tile % m_tiles, rest = tile / m_tiles, lt = rest % n_tiles, ng = rest / n_tiles;
     const long long gr = ng % groups, n = ng / groups, co0 = mt * BM, l0 = lt * BN;
     const int rows = int(min((long long)BM, C_out_g - co0)), p0 = int(l0 * stride);
     const T* wa = w + (gr * C_out_g + co0 + arow) * R + akk;  // this thread's w column, row arow
     const T* xn = x + (n * C_in + gr * C_in_g) * L;
+    int c = 0, t = 0;  // (c, t) = divmod(r, K) of this thread's r = ch*BK + tid, one chunk further per call
     auto fill_table = [&](int ch, int buf) {
       if (tid < BK) {
-        const int r = ch * BK + tid, c = r / int(K);
-        tab[buf * BK + tid] = r < R ? Entry<T>{xn + c * L, int((r - c * K) * dilation - padding), 0}
-                                    : Entry<T>{xn, FAR, 0};
+        advance(ch, tid, Ki, kq, kr, c, t);
+        tab[buf * BK + tid] = ch * BK + tid < R ? Entry<T>{xn + c * L, int(t * dilation - padding), 0}
+                                                : Entry<T>{xn, FAR, 0};
       }
     };
     auto stage_b = [&](int col, int kk, int buf, int pc) {
@@ -210,7 +226,7 @@ __global__ void __launch_bounds__(MAXB)
 #pragma unroll
       for (int i = 0; i < A_PER; ++i) {  // As: kk fastest (w rows are contiguous in r)
         const int row = arow + i * astep;
-        As[akk * lda + row] = (a_in && row < rows) ? wa[(long long)i * astep * R + r0] : T(0);
+        As[akk * lda + row] = (a_in && row < rows) ? wa[r0 + i * arstep] : T(0);
       }
       if (blockDim.x <= BN) {  // Bs: columns fastest (coalesced along x)
         for (int col = tid; col < BN; col += blockDim.x) {
@@ -291,12 +307,14 @@ __global__ void __launch_bounds__(MAXB)
     const int cK = int((c0 + c) * K);  // this thread's input channel
     const bool c_in = c0 + c < C_in_g;
     const int mbi = int(mb);
+    const int tq = taps ? BK / taps : 0, tr = taps ? BK % taps : 0;
+    int co = 0, u = 0;  // (co, u) = divmod(q, taps) of this thread's q = ch*BK + tid, one chunk further per call
     auto fill_table = [&](int ch, int buf) {
       if (tid < BK) {
         const int q = ch * BK + tid, i = buf * BK + tid;
         if (q < Q) {
-          const int co = q / taps;
-          const long long t = t0 + (q - co * taps) * t_step;
+          advance(ch, tid, taps, tq, tr, co, u);
+          const long long t = t0 + u * t_step;
           const int e = int((t * dilation - rho) / stride);
           wtab[i] = Entry<T>{wg + co * C_in_g * K + t, 0, 1};
           gtab[i] = Entry<T>{gn + co * L_out, e, 0};
@@ -382,6 +400,7 @@ __global__ void __launch_bounds__(MAXB)
   const long long row_tiles = (R + BM - 1) / BM, col_tiles = (C_out_g + BN - 1) / BN;
   const long long tiles = splits * groups * row_tiles * col_tiles;
   const int Li = int(L), kk = tid % BK, row0 = tid / BK, step = blockDim.x / BK;  // this thread's position kk
+  const long long lq = BK / L_out, lr = BK % L_out;
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     long long rest = tile;
     const long long ct = rest % col_tiles;
@@ -396,11 +415,22 @@ __global__ void __launch_bounds__(MAXB)
       const long long r = r0 + row, c = r / K;
       rtab[row] = r < R ? Offset{c * L, int((r - c * K) * dilation - padding), 0} : Offset{0, FAR, 0};
     }
+    long long n = 0, l = 0;  // (n, l) = divmod(p, L_out) of this thread's p, one step further per call
     auto fill_table = [&](int st, int buf) {
       if (tid < BK) {
         const long long p = p0 + (long long)st * BK + tid;
+        if (st == 0) {
+          n = p / L_out;
+          l = p - n * L_out;
+        } else {
+          n += lq;
+          l += lr;
+          if (l >= L_out) {
+            l -= L_out;
+            ++n;
+          }
+        }
         if (p < p1) {
-          const long long n = p / L_out, l = p - n * L_out;
           xtab[buf * BK + tid] = Entry<T>{x + (n * C_in + gr * C_in_g) * L, int(l * stride), 0};
           gtab[buf * BK + tid] = Entry<T>{g + (n * C_out + gr * C_out_g + co0) * L_out + l, 0, 1};
         } else {

@@ -75,6 +75,25 @@ def shared_bytes(dtype, block: int) -> int:
     return np.dtype(dtype).itemsize * BK * (BM + BN + 2 * PAD) + 16 * (4 * BK + BM)
 
 
+#: Row positions and some in-tile offsets are 32-bit in the kernels (global indices are 64-bit): the sizes that
+#: reach them stay below this.
+INT_LIMIT = 1 << 30
+
+
+def check_sizes(p, block: int) -> None:
+    """ValueError naming the size when a row position or an in-tile offset of the kernels could pass 2^30:
+    L + 2*padding + (BN + 1)*stride + K*dilation (positions in a row of x), C_in/groups * K * BM (w offsets of
+    a forward tile), C_out/groups * K (the input gradient's reduction)."""
+    _, _, BM, BN = tile_shape(p.dtype, block)
+    span = p.L + 2 * p.padding + (BN + 1) * p.stride + p.K * p.dilation
+    for name, value, what in (("x", span, "L + 2*padding + (BN + 1)*stride + K*dilation"),
+                              ("w", p.C_in_g * p.K * BM, "C_in/groups * K * BM"),
+                              ("w", p.C_out_g * p.K, "C_out/groups * K")):
+        if value >= INT_LIMIT:
+            raise ValueError(f"{name}: the gemm layer kernels index with 32-bit offsets, {what} = {value} must stay "
+                             f"below 2**30 (use the direct variant)")
+
+
 def check_block(dtype, launch) -> int:
     """The block size, after checking it against the launch bound and the shared-memory limit."""
     block, bound = launch.block, BOUNDS[_ctype(dtype)]
@@ -108,6 +127,7 @@ def forward_tiles(p, block: int) -> int:
 def forward_gemm(p, x, w, b, y, launch):
     """y[n, co, l] = b[co] + sum_{c, t} w[co, c, t] xpad[n, ci, l*stride + t*dilation] (gemm step)."""
     block = check_block(p.dtype, launch)
+    check_sizes(p, block)
     if y.size == 0:
         return
     _kernel("layer_gemm_forward", p.dtype)(
@@ -158,6 +178,7 @@ def backward_gemm(p, x, w, g, dx, dw, db, launch):
     """(dx, dw, db) of the layer (gemm step): dx by the residue classes of (j + padding) mod stride, dw and
     db by partials over fixed chunks of the positions, added in a fixed order (the same bits every run)."""
     block = check_block(p.dtype, launch)
+    check_sizes(p, block)
     shared = shared_bytes(p.dtype, block)
     sizes = _sizes(p)
     if dx.size:

@@ -26,19 +26,31 @@
 //                      (db: column sums of the staged g), then layer_gemm_sum_splits adds the chunks of
 //                      each column in a fixed order: the same bits on every run
 //
-// MODEL, NOT MEASURED (gpu/inspect_layer.py, sm_90 SASS of the chunk loop, H100 SXM, float32, N = 8,
-// C 64 -> 128, L = 4096, K = 3, padding 1, block 128): direct forward ~12% of the FP32 FMA peak (two
-// L1 loads per FMA); gemm forward ~60-70% (chunk loop ~85% FFMA, 512 blocks); gemm backward (dx + dw +
-// db + the split sum) ~50-60%: predicted gain ~5x forward and ~10-20x backward over direct.
-// `python -m gpu.inspect_layer` prints the table with the numbers of the current SASS.
+// MODEL, NOT MEASURED (gpu/inspect_layer.py: sm_90 SASS of the chunk loops, H100 SXM, N = 8, C 64 -> 128,
+// L = 4096, K = 3, padding 1, block 128; share of the FP32 / FP64 FMA peak, upper bounds):
+//
+//   step    forward            backward (dx + dw + db)   what limits it
+//   direct  12.5% / 12.5%      2.9% / 5.0%               two L1 loads per FMA (forward, dw); dx ~61
+//                                                        instructions per FMA (64-bit division per term)
+//   gemm    68% / 96%          56% / 85%                 instruction issue: a chunk is 1024 FFMA in ~1460
+//                                                        (forward) to ~1660 (dx, dw) instructions, the
+//                                                        rest staging (~11 per element) and 64 LDS.128;
+//                                                        dw adds its split sum (~5 us of workspace traffic)
+//   predicted gain of gemm over direct: ~5.5x forward, ~20x backward (float32).
+// The same holds for C 256 -> 256 and K = 7; stride 2 backward ~47% (dx per residue class). Depthwise and
+// other small groups (C/groups < 8) leave most of a 64 x 128 tile empty: there gemm is far slower than
+// direct (a grouped tile over (group, channel) pairs would be the next step). float64 has half the FMA
+// lanes, so the same instruction mix reaches a larger share of its peak.
 //
 // Block tile: TX = 16 threads along N, TY = blockDim.x / 16 along M; BM = TY * TM rows, BN = 16 * TN
 // columns. Thread (ty, tx) owns rows {ty*TM/2 + i, BM/2 + ty*TM/2 + i} and columns {tx*TN/2 + j, BN/2 +
 // tx*TN/2 + j} (i < TM/2, j < TN/2): the two halves make the lanes' 16-byte shared reads contiguous (no
 // bank conflicts). Shared memory (dynamic, gpu/cupy_layer_ladder.py shared_bytes):
 //   As[BK][BM + PAD] (M operand, transposed), Bs[BK][BN + PAD] (N operand), then the index tables.
-// Every global index is a long long; MAXB, the last template argument, is the __launch_bounds__ and the
-// largest block accepted (gpu/cupy_layer_ladder.py BOUNDS); the block is a power of two in [32, MAXB].
+// Every global index is a long long (row positions and in-tile offsets are int, below 2^30 as the launcher
+// checks); MAXB, the last template argument, is the __launch_bounds__ and the largest block accepted
+// (gpu/cupy_layer_ladder.py BOUNDS); the block is a power of two in [32, MAXB]. At block 128 ptxas gives
+// 170-210 registers (float): 2 blocks, 8 warps per SM, each warp with 64 independent FMA chains.
 //
 // name_expressions: layer_gemm_forward<float, 8, 8, 256>, layer_gemm_forward<double, 8, 4, 256>
 // name_expressions: layer_gemm_input_grad<float, 8, 8, 256>, layer_gemm_input_grad<double, 8, 4, 256>

@@ -22,6 +22,7 @@ import kernels
 from gpu import cupy_layer_ladder as ladder
 from gpu import nvrtc_check
 from gpu.cuda_module import declared_names
+from gpu.launch import Launch
 from kernels import compare, layer
 from kernels.spec import OPS
 
@@ -179,6 +180,15 @@ def test_blocks_beyond_the_launch_bound_are_refused(rng):
         run(BACKWARD, args, kwargs, block=1024)
 
 
+def test_sizes_past_32_bit_positions_are_refused_before_any_work():
+    p = problem(L=(1 << 30) - 10, N=1, C_in=1, C_out=1)
+    with pytest.raises(ValueError, match=r"x: .*32-bit.*2\*\*30"):
+        ladder.forward_gemm(p, None, None, None, np.empty(p.y_shape, np.float32), Launch(block=32))
+    p = problem(C_in=1 << 22, K=64)
+    with pytest.raises(ValueError, match=r"w: .*C_in/groups \* K \* BM"):
+        ladder.backward_gemm(p, None, None, None, None, None, None, Launch(block=32))
+
+
 def test_name_expressions_and_defines_match_the_launcher():
     code = ladder.SOURCE.read_text()
     assert declared_names(code) == list(ladder.NAMES)
@@ -202,3 +212,39 @@ def test_nvrtc_no_spills_within_launch_bounds(arch):
         bound = int(re.search(r"(\d+)>$", name)[1]) if name.count(",") == 3 else 1024
         assert r.registers * bound <= 65536, r
         assert r.shared == 0, r
+
+
+# --- the static model (gpu/inspect_layer.py) ------------------------------------------------------------
+
+def _sass_problem():
+    from gpu import compile_check
+
+    if NVRTC:
+        return f"NVRTC: {NVRTC}"
+    if not (compile_check.find_tool("nvdisasm") or compile_check.find_tool("cuobjdump")):
+        return "neither nvdisasm nor cuobjdump found (pip install nvidia-cuda-nvdisasm)"
+    return None
+
+
+@pytest.mark.skipif(_sass_problem() is not None, reason=str(_sass_problem()))
+def test_model_of_the_target_layer():
+    """By the static model (H100 SXM, float32, N=8, C 64 -> 128, L=4096, K=3, block 128): gemm reaches >= 50%
+    of the FP32 FMA peak forward and >= 35% backward, several times direct; the chunk loop found in each gemm
+    kernel's SASS holds the BK*TM*TN FMAs of one chunk."""
+    from gpu import inspect_layer
+    from gpu.devices import H100_SXM
+
+    sizes = inspect_layer.SHAPES["N8 C64->128 L4096 K3"]
+    got = {(v, op): inspect_layer.predict("cupy", v, op, sizes, "float32", H100_SXM, 128)
+           for v in ("direct", "gemm") for op in (FORWARD, BACKWARD)}
+    for (v, op), r in got.items():
+        print(v, op, f"{r['peak_fraction']:.1%}", [(lp["kernel"], lp["bound"]) for lp in r["launches"]])
+    assert got["gemm", FORWARD]["peak_fraction"] >= 0.5
+    assert got["gemm", BACKWARD]["peak_fraction"] >= 0.35
+    for op in (FORWARD, BACKWARD):
+        assert got["gemm", op]["peak_fraction"] > 3 * got["direct", op]["peak_fraction"]
+    TM, TN = ladder.TILE["float"]
+    for r in (got["gemm", FORWARD], got["gemm", BACKWARD]):
+        for lp in r["launches"]:
+            if "chunk_fma" in lp:
+                assert lp["chunk_fma"] == ladder.BK * TM * TN, lp

@@ -150,6 +150,13 @@ __device__ __forceinline__ void zero_acc(T (&acc)[TM][TN]) {
     for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
 }
 
+// ok ? *p : 0 without a branch: the load reads `safe` (an element known to exist) where !ok.
+template <class T>
+__device__ __forceinline__ T load_or_zero(bool ok, const T* p, const T* safe) {
+  const T v = __ldg(ok ? p : safe);
+  return ok ? v : T(0);
+}
+
 // (q, r) = divmod(ch*BK + i, d) for d > 0, from its value at ch - 1 (no division past ch = 0): the table
 // fills of the chunk loops advance one chunk per call. dq, dr = divmod(BK, d).
 __device__ __forceinline__ void advance(int ch, int i, int d, int dq, int dr, int& q, int& r) {
@@ -226,7 +233,7 @@ __global__ void __launch_bounds__(MAXB)
     auto stage_b = [&](int col, int kk, int buf, int pc) {
       const Entry<T> e = tab[buf * BK + kk];
       const int pos = pc + e.pos;
-      Bs[kk * ldb + col] = (unsigned)pos < (unsigned)Li ? __ldg(e.p + pos) : T(0);
+      Bs[kk * ldb + col] = load_or_zero((unsigned)pos < (unsigned)Li, e.p + pos, w);
     };
     T acc[TM][TN];
     zero_acc(acc);
@@ -238,7 +245,7 @@ __global__ void __launch_bounds__(MAXB)
 #pragma unroll
       for (int i = 0; i < A_PER; ++i) {  // As: kk fastest (w rows are contiguous in r)
         const int row = arow + i * astep;
-        As[akk * lda + row] = (a_in && row < rows) ? wa[r0 + i * arstep] : T(0);
+        As[akk * lda + row] = load_or_zero(a_in && row < rows, wa + r0 + i * arstep, w);
       }
       if (blockDim.x <= BN) {  // Bs: columns fastest (coalesced along x)
         for (int col = tid; col < BN; col += blockDim.x) {
@@ -341,7 +348,7 @@ __global__ void __launch_bounds__(MAXB)
     auto stage_b = [&](int col, int kk, int buf) {
       const Entry<T> e = gtab[buf * BK + kk];
       const int l = mbi + col - e.pos;
-      Bs[kk * ldb + col] = (unsigned)l < (unsigned)Lo ? __ldg(e.p + l) : T(0);
+      Bs[kk * ldb + col] = load_or_zero((unsigned)l < (unsigned)Lo, e.p + l, w);
     };
     T acc[TM][TN];
     zero_acc(acc);
@@ -353,7 +360,7 @@ __global__ void __launch_bounds__(MAXB)
       for (int i = 0; i < A_PER; ++i) {  // As: rows (c) fastest, conflict-free shared stores
         const int kk = akk + i * A_STEP;
         const Entry<T> e = wtab[buf * BK + kk];
-        As[kk * lda + c] = (c_in && e.aux) ? __ldg(e.p + cK) : T(0);
+        As[kk * lda + c] = load_or_zero(c_in && e.aux, e.p + cK, w);
       }
       if (blockDim.x <= BN) {  // Bs: columns fastest (coalesced along g)
         for (int col = tid; col < BN; col += blockDim.x) {
@@ -465,7 +472,7 @@ __global__ void __launch_bounds__(MAXB)
         const int row = row0 + i * step;
         const Offset re = rtab[row];
         const int pos = xe.pos + re.pos;
-        As[kk * lda + row] = (unsigned)pos < (unsigned)Li ? __ldg(xe.p + re.off + pos) : T(0);
+        As[kk * lda + row] = load_or_zero((unsigned)pos < (unsigned)Li, xe.p + re.off + pos, g);
       }
       {  // Bs: positions fastest (coalesced along g), columns co0 + row0 + i*step
         const Entry<T> ge = gtab[buf * BK + kk];

@@ -16,6 +16,8 @@ largest block accepted (BOUNDS). Block tile: BM = block / TX * TM rows, BN = TX 
 
 The weight gradient's split of the N*L_out positions (`param_splits`) depends on the sizes and the block
 only (not on max_blocks: a capped grid strides over the tiles), so repeated calls add in the same order.
+Bad launches (a block past the bound, sizes past the kernels' 32-bit row positions: `check_sizes`) raise
+ValueError naming the argument before any work.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ CPU emulator, against the float64 reference.
 A matrix of layer shapes (stride 1-3, padding 0 and beyond the filter, dilation 1-2, groups 1, 2 and
 depthwise, no bias, channel counts and lengths that are not multiples of the block tile, N = 1, L_out = 1)
 runs in both dtypes, in the forward and the reverse thread order, in strict mode (the emulator's default),
-on 32-thread blocks and on larger ones so that inputs span several tiles and reduction chunks. Further
-tests: grid-stride loops (max_blocks = 1), non-finite values in interior and edge tiles (padded positions
+on 32-thread blocks and on larger ones so that inputs span several tiles and reduction chunks, plus 150
+random layers in a random thread order. Further tests: grid-stride loops (max_blocks = 1), non-finite values in interior and edge tiles (padded positions
 are multiplied zeros in y and dw, absent terms of dx are skipped), the bit-for-bit repeat of the
 backward in every thread order and grid cap, the launch limits, and the NVRTC compile: no spills on sm_80
 and sm_90, registers and shared memory within the limits at every accepted block.
@@ -88,6 +88,27 @@ def test_several_tiles_chunks_and_a_strided_grid(op_name, block, rng):
         args, kwargs = make(op_name, rng, dtype, sizes)
         for options in ({"block": block}, {"block": block, "max_blocks": 1}):
             print(*compare.assert_close(op_name, run(op_name, args, kwargs, **options), args, kwargs))
+
+
+@emulated
+def test_random_layers_in_a_random_thread_order(monkeypatch, rng):
+    """150 random layers (stride 1-4, dilation 1-3, padding 0-4, K 1-5, groups 1-3, L 1-39, N 1-3, with and
+    without bias) in both dtypes at every accepted block, threads of a block run in a random order."""
+    monkeypatch.setenv("KERNELS_EMU_ORDER", "random")
+    done = 0
+    while done < 150:
+        s, d, K, p = (int(v) for v in (rng.integers(1, 5), rng.integers(1, 4), rng.integers(1, 6), rng.integers(0, 5)))
+        G, L = int(rng.integers(1, 4)), int(rng.integers(1, 40))
+        if d * (K - 1) + 1 > L + 2 * p:
+            continue
+        sizes = dict(N=int(rng.integers(1, 4)), C_in=G * int(rng.integers(1, 4)), C_out=G * int(rng.integers(1, 4)),
+                     L=L, K=K, stride=s, padding=p, dilation=d, groups=G, bias=bool(rng.integers(0, 2)))
+        dtype, block = (np.float32, np.float64)[done % 2], (32, 64, 128, 256)[done % 4]
+        for op_name in (FORWARD, BACKWARD):
+            args, kwargs = make(op_name, rng, dtype, sizes)
+            report = compare.compare(op_name, run(op_name, args, kwargs, block=block), args, kwargs)
+            assert all(m.ok for m in report), (op_name, sizes, block, dtype, [str(m) for m in report])
+        done += 1
 
 
 @emulated

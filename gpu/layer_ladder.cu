@@ -32,11 +32,11 @@
 //   step    forward            backward (dx + dw + db)   what limits it
 //   direct  12.5% / 12.5%      2.9% / 5.0%               two L1 loads per FMA (forward, dw); dx ~61
 //                                                        instructions per FMA (64-bit division per term)
-//   gemm    68% / 96%          56% / 85%                 instruction issue: a chunk is 1024 FFMA in ~1460
-//                                                        (forward) to ~1660 (dx, dw) instructions, the
-//                                                        rest staging (~11 per element) and 64 LDS.128;
+//   gemm    70% / 97%          56% / 81%                 instruction issue: a chunk is 1024 FFMA in ~1430
+//                                                        (forward) to ~1670 (dx, dw) instructions, the
+//                                                        rest staging (~10 per element) and 64 LDS.128;
 //                                                        dw adds its split sum (~5 us of workspace traffic)
-//   predicted gain of gemm over direct: ~5.5x forward, ~20x backward (float32).
+//   predicted gain of gemm over direct: ~5.5x forward, ~19x backward (float32).
 // The same holds for C 256 -> 256 and K = 7; stride 2 backward ~47% (dx per residue class). Depthwise and
 // other small groups (C/groups < 8) leave most of a 64 x 128 tile empty: there gemm is far slower than
 // direct (a grouped tile over (group, channel) pairs would be the next step). float64 has half the FMA

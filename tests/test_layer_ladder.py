@@ -5,10 +5,11 @@ A matrix of layer shapes (stride 1-3, padding 0 and beyond the filter, dilation 
 depthwise, no bias, channel counts and lengths that are not multiples of the block tile, N = 1, L_out = 1)
 runs in both dtypes, in the forward and the reverse thread order, in strict mode (the emulator's default),
 on 32-thread blocks and on larger ones so that inputs span several tiles and reduction chunks, plus 150
-random layers in a random thread order. Further tests: grid-stride loops (max_blocks = 1), non-finite values in interior and edge tiles (padded positions
-are multiplied zeros in y and dw, absent terms of dx are skipped), the bit-for-bit repeat of the
-backward in every thread order and grid cap, the launch limits, and the NVRTC compile: no spills on sm_80
-and sm_90, registers and shared memory within the limits at every accepted block.
+random layers in a random thread order. Further tests: grid-stride loops (max_blocks = 1), non-finite
+values in interior and edge tiles (padded positions are multiplied zeros in y and dw, absent terms of dx
+are skipped), the bit-for-bit repeat of the backward in every thread order and grid cap, the launch limits,
+the NVRTC compile (no spills on sm_80 and sm_90, registers and shared memory within the limits at every
+accepted block) and the static model's targets (gpu/inspect_layer.py).
 """
 
 from __future__ import annotations

@@ -40,9 +40,13 @@ BOUND = 256
 BOUNDS = {t: BOUND for t in TILE}
 #: Blocks the weight gradient's splits aim at: about four resident blocks of 128 threads on each of 132 SMs.
 TARGET_BLOCKS = 512
-KERNELS = ("layer_gemm_forward", "layer_gemm_input_grad", "layer_gemm_param_partials")
+KERNELS = ("layer_gemm_forward", "layer_gemm_input_grad")
+#: The weight gradient's orientations (template argument CO_ROWS): rows r and columns co (0), or the reverse (1).
+ORIENTATIONS = (0, 1)
 
 NAMES = (*(f"{k}<{t}, {tm}, {tn}, {BOUNDS[t]}>" for k in KERNELS for t, (tm, tn) in TILE.items()),
+         *(f"layer_gemm_param_partials<{t}, {tm}, {tn}, {o}, {BOUNDS[t]}>" for t, (tm, tn) in TILE.items()
+           for o in ORIENTATIONS),
          "layer_gemm_sum_splits<float>", "layer_gemm_sum_splits<double>")
 
 
@@ -71,10 +75,10 @@ def tile_shape(dtype, block: int) -> tuple[int, int, int, int]:
 
 def shared_bytes(dtype, block: int) -> int:
     """Dynamic shared memory of every gemm kernel at `block`: As[BK][BM + PAD] and Bs[BK][BN + PAD] of T, then
-    the index tables of 16-byte entries (at most 4*BK + BM of them: dw's two position tables of two chunks
-    and its row table)."""
+    the index tables of 16-byte entries (at most 4*BK + max(BM, BN) of them: dw's two position tables of
+    two chunks and its table of r)."""
     _, _, BM, BN = tile_shape(dtype, block)
-    return np.dtype(dtype).itemsize * BK * (BM + BN + 2 * PAD) + 16 * (4 * BK + BM)
+    return np.dtype(dtype).itemsize * BK * (BM + BN + 2 * PAD) + 16 * (4 * BK + max(BM, BN))
 
 
 #: Row positions and some in-tile offsets are 32-bit in the kernels (global indices are 64-bit): the sizes that
@@ -107,12 +111,18 @@ def check_block(dtype, launch) -> int:
     return block
 
 
-def _kernel(name, dtype):
+def kernel_name(name, dtype, orientation=None) -> str:
+    """The name expression of kernel `name` for `dtype` (the weight gradient's partials: of `orientation`)."""
     t = _ctype(dtype)
     if name == "layer_gemm_sum_splits":
-        return module().get_function(f"{name}<{t}>")
+        return f"{name}<{t}>"
     TM, TN = TILE[t]
-    return module().get_function(f"{name}<{t}, {TM}, {TN}, {BOUNDS[t]}>")
+    more = "" if orientation is None else f"{orientation}, "
+    return f"{name}<{t}, {TM}, {TN}, {more}{BOUNDS[t]}>"
+
+
+def _kernel(name, dtype, orientation=None):
+    return module().get_function(kernel_name(name, dtype, orientation))
 
 
 def _sizes(p):
@@ -154,12 +164,23 @@ def input_grad_tiles(p, block: int) -> tuple[int, int]:
     return col_tiles, p.N * p.groups * p.stride * -(-p.C_in_g // BM) * col_tiles
 
 
-def param_splits(p, block: int) -> tuple[int, int, int]:
-    """(chunk, splits, tiles) of the weight gradient: the N*L_out positions in `splits` chunks of `chunk`
-    (a multiple of BK), enough for about TARGET_BLOCKS blocks over the (rows x columns x groups) tiles of
-    each split; tiles = splits x those tiles."""
+def param_orientation(p, block: int) -> int:
+    """CO_ROWS of the weight gradient: 1 (rows co, columns r) where its tiles compute fewer products than
+    those of 0 (rows r = c*K + t, columns co), else 0."""
     _, _, BM, BN = tile_shape(p.dtype, block)
-    per_split = p.groups * -(-p.C_in_g * p.K // BM) * -(-p.C_out_g // BN)
+    R, C = p.C_in_g * p.K, p.C_out_g
+    return int(-(-C // BM) * BM * -(-R // BN) * BN < -(-R // BM) * BM * -(-C // BN) * BN)
+
+
+def param_splits(p, block: int, orientation=None) -> tuple[int, int, int]:
+    """(chunk, splits, tiles) of the weight gradient: the N*L_out positions in `splits` chunks of `chunk`
+    (a multiple of BK), enough for about TARGET_BLOCKS blocks over the (r x co x groups) tiles of each
+    split; tiles = splits x those tiles (orientation: default param_orientation)."""
+    _, _, BM, BN = tile_shape(p.dtype, block)
+    if orientation is None:
+        orientation = param_orientation(p, block)
+    RW, CW = (BN, BM) if orientation else (BM, BN)
+    per_split = p.groups * -(-p.C_in_g * p.K // RW) * -(-p.C_out_g // CW)
     positions = p.N * p.L_out
     steps = -(-positions // BK)
     splits = max(1, min(steps, -(-TARGET_BLOCKS // per_split)))
@@ -176,9 +197,12 @@ def _empty_like(a, size):
     return cupy.empty(size, a.dtype)
 
 
-def backward_gemm(p, x, w, g, dx, dw, db, launch):
+def backward_gemm(p, x, w, g, dx, dw, db, launch, orientation=None):
     """(dx, dw, db) of the layer (gemm step): dx by the residue classes of (j + padding) mod stride, dw and
-    db by partials over fixed chunks of the positions, added in a fixed order (the same bits every run)."""
+    db by partials over fixed chunks of the positions, added in a fixed order (the same bits every run).
+    `orientation` (0 or 1) overrides param_orientation (tests reach both)."""
+    if orientation not in (None, *ORIENTATIONS):
+        raise ValueError(f"orientation: expected one of {ORIENTATIONS} or None, got {orientation!r}")
     block = check_block(p.dtype, launch)
     check_sizes(p, block)
     shared = shared_bytes(p.dtype, block)
@@ -193,14 +217,17 @@ def backward_gemm(p, x, w, g, dx, dw, db, launch):
     cols = (R + (1 if db.shape[0] else 0)) * p.C_out
     if cols == 0:
         return
-    chunk, splits, tiles = param_splits(p, block)
+    if orientation is None:
+        orientation = param_orientation(p, block)
+    chunk, splits, tiles = param_splits(p, block, orientation)
     partial = _empty_like(dw, max(1, splits * cols))
     if splits:
-        _kernel("layer_gemm_param_partials", p.dtype)(
+        _kernel("layer_gemm_param_partials", p.dtype, orientation)(
             (launch.blocks(tiles, 1),), (block,),
             (x, g, partial, *sizes, np.int64(chunk), np.int64(splits), np.int64(cols), np.int32(db.shape[0] > 0)),
             shared_mem=shared)
     _kernel("layer_gemm_sum_splits", p.dtype)(
         (launch.blocks(cols, block),), (block,),
-        (partial, np.int64(splits), np.int64(R), np.int64(p.C_out), np.int64(cols), dw.reshape(dw.size),
+        (partial, np.int64(splits), np.int64(R), np.int64(p.C_out), np.int64(cols), np.int32(orientation),
+         dw.reshape(dw.size),
          db if db.shape[0] else dw.reshape(dw.size)))

@@ -65,16 +65,19 @@ LAYER_KERNELS = {
                                    ("conv1d.cu", "sum_columns<{T}>", "direct_param_sum")],
     ("cupy", "gemm", FORWARD): [("layer_ladder.cu", "layer_gemm_forward<{G}>", "gemm_forward")],
     ("cupy", "gemm", BACKWARD): [("layer_ladder.cu", "layer_gemm_input_grad<{G}>", "gemm_input_grad"),
-                                 ("layer_ladder.cu", "layer_gemm_param_partials<{G}>", "gemm_param_partials"),
+                                 ("layer_ladder.cu", "layer_gemm_param_partials<{GO}>", "gemm_param_partials"),
                                  ("layer_ladder.cu", "layer_gemm_sum_splits<{T}>", "gemm_param_sum")],
 }
 
 
-def kernel_name(template: str, dtype: str) -> str:
-    """The name expression of a LAYER_KERNELS entry for `dtype` ({G}: the gemm template arguments)."""
+def kernel_name(template: str, dtype: str, p=None, block=128) -> str:
+    """The name expression of a LAYER_KERNELS entry for `dtype` ({G}: the gemm template arguments; {GO}: those
+    of the weight gradient's partials, with the orientation gpu/cupy_layer_ladder.py picks for p at block)."""
     t = CTYPE[dtype]
     TM, TN = ladder.TILE[t]
-    return template.format(T=t, G=f"{t}, {TM}, {TN}, {ladder.BOUNDS[t]}")
+    orientation = ladder.param_orientation(p, block) if p is not None and "{GO}" in template else 0
+    return template.format(T=t, G=f"{t}, {TM}, {TN}, {ladder.BOUNDS[t]}",
+                           GO=f"{t}, {TM}, {TN}, {orientation}, {ladder.BOUNDS[t]}")
 
 
 # --- SASS ---------------------------------------------------------------------------------------------------
@@ -223,8 +226,11 @@ def gemm_input_grad(p, block):
 def gemm_param_partials(p, block):
     chunk, splits, tiles = ladder.param_splits(p, block)
     cols = (p.C_in_g * p.K + 1) * p.C_out
-    return _gemm(p, block, tiles, chunk // ladder.BK, p.C_in_g * p.K, p.C_out_g,
-                 p.dtype.itemsize * (math.prod(p.x_shape) + math.prod(p.y_shape) + splits * cols))
+    rows_cols = (p.C_out_g, p.C_in_g * p.K) if ladder.param_orientation(p, block) else (p.C_in_g * p.K, p.C_out_g)
+    shape = _gemm(p, block, tiles, chunk // ladder.BK, *rows_cols,
+                  p.dtype.itemsize * (math.prod(p.x_shape) + math.prod(p.y_shape) + splits * cols))
+    shape["orientation"] = ladder.param_orientation(p, block)
+    return shape
 
 
 def gemm_param_sum(p, block):
@@ -300,7 +306,7 @@ def launch_time(device, source, name, shape_name, p, block) -> dict:
 
 def predict(backend, variant, op, sizes, dtype, device, block) -> dict:
     p = _problem(sizes, dtype)
-    launches = [launch_time(device, src, kernel_name(name, dtype), shape, p, block)
+    launches = [launch_time(device, src, kernel_name(name, dtype, p, block), shape, p, block)
                 for src, name, shape in LAYER_KERNELS[(backend, variant, op)]]
     flops = 2 * _fmas(p) * (2 if op == BACKWARD else 1)
     time = sum(launch["time_s"] for launch in launches)

@@ -21,8 +21,9 @@
 //                      W^T @ shifted g, no division or modulo in the inner loop (one per table entry of
 //                      BK steps); terms on l outside [0, L_out) are absent (not multiplied zeros): the
 //                      edge tiles skip them by a predicate, interior tiles run unpredicated
-//             dw, db   M = (c, t), N = co, reduction over the flat positions (n, l) split in fixed chunks
-//                      of the sizes only: im2col(x)^T @ g^T per chunk into a workspace of partials
+//             dw, db   M = (c, t), N = co (or the reverse, whichever tiles waste less), reduction over the
+//                      flat positions (n, l) split in fixed chunks of the sizes only: im2col(x)^T @ g^T
+//                      per chunk into a workspace of partials
 //                      (db: column sums of the staged g), then layer_gemm_sum_splits adds the chunks of
 //                      each column in a fixed order: the same bits on every run
 //
@@ -39,7 +40,7 @@
 //   predicted gain of gemm over direct: ~5.5x forward, ~19x backward (float32).
 // The same holds for C 256 -> 256 and K = 7; stride 2 backward ~47% (dx per residue class). Depthwise and
 // other small groups (C/groups < 8) leave most of a 64 x 128 tile empty: there gemm is far slower than
-// direct (a grouped tile over (group, channel) pairs would be the next step). float64 has half the FMA
+// direct (those shapes are per-channel correlations, not GEMMs: direct serves them). float64 has half the FMA
 // lanes, so the same instruction mix reaches a larger share of its peak.
 //
 // Block tile: TX = 16 threads along N, TY = blockDim.x / 16 along M; BM = TY * TM rows, BN = 16 * TN
@@ -54,7 +55,8 @@
 //
 // name_expressions: layer_gemm_forward<float, 8, 8, 256>, layer_gemm_forward<double, 8, 4, 256>
 // name_expressions: layer_gemm_input_grad<float, 8, 8, 256>, layer_gemm_input_grad<double, 8, 4, 256>
-// name_expressions: layer_gemm_param_partials<float, 8, 8, 256>, layer_gemm_param_partials<double, 8, 4, 256>
+// name_expressions: layer_gemm_param_partials<float, 8, 8, 0, 256>, layer_gemm_param_partials<float, 8, 8, 1, 256>
+// name_expressions: layer_gemm_param_partials<double, 8, 4, 0, 256>, layer_gemm_param_partials<double, 8, 4, 1, 256>
 // name_expressions: layer_gemm_sum_splits<float>, layer_gemm_sum_splits<double>
 
 // Reduction steps per staged chunk, threads along N, and the padding of a shared row (gpu/cupy_layer_ladder.py
@@ -392,17 +394,20 @@ __global__ void __launch_bounds__(MAXB)
   }
 }
 
-// Weight and bias gradient partials. Tile (split s, group gr, row tile rt, column tile ct): rows r =
-// rt*BM + row < R = C_in_g*K (r = c*K + t), columns co = ct*BN + col < C_out_g; reduction over the flat
-// positions p = n*L_out + l in [s*chunk, min((s+1)*chunk, N*L_out)) in steps of BK, in order:
-//   As[kk][row] = xpad[n, gr*C_in_g + c, l*stride + t*dilation]     Bs[kk][col] = g[n, gr*C_out_g + co, l]
-//   partial[s*cols + r*C_out + gr*C_out_g + co] = sum_p As * Bs      (co fastest: coalesced stores)
-//   partial[s*cols + R*C_out + gr*C_out_g + co] = sum_p Bs           (with has_db, by row tile 0)
+// Weight and bias gradient partials, in one of two orientations (CO_ROWS picks the one whose tiles waste
+// less: gpu/cupy_layer_ladder.py param_orientation). Tile (split s, group gr, tile rt of r, tile ct of co):
+// r = c*K + t < R = C_in_g*K, co < C_out_g; reduction over the flat positions p = n*L_out + l in
+// [s*chunk, min((s+1)*chunk, N*L_out)) in steps of BK, in order, of
+//   X[kk][r] = xpad[n, gr*C_in_g + c, l*stride + t*dilation]        G[kk][co] = g[n, gr*C_out_g + co, l]
+// CO_ROWS = 0: As = X (rows r), Bs = G (columns co), partial[s*cols + r*C_out + gr*C_out_g + co]
+// CO_ROWS = 1: As = G (rows co), Bs = X (columns r), partial[s*cols + (gr*C_out_g + co)*R + r]
+// (the column index fastest: coalesced stores), and with has_db, by the tiles of r = 0:
+//   partial[s*cols + R*C_out + gr*C_out_g + co] = sum_p G[kk][co]
 // A padded position stages a zero that is multiplied (g * 0), as in the reference; positions past the
-// chunk stage zeros in both operands. Row table rtab[row] = (c*L, t*dilation - padding) per tile; position
+// chunk stage zeros in both operands. Table rtab[r] = (c*L, t*dilation - padding) per tile; position
 // tables xtab[kk] = (x at (n, gr*C_in_g, 0), l*stride) and gtab[kk] = (g at (n, gr*C_out_g + co0, l),
 // valid) per step, filled one chunk ahead.
-template <class T, int TM, int TN, int MAXB>
+template <class T, int TM, int TN, int CO_ROWS, int MAXB>
 __global__ void __launch_bounds__(MAXB)
     layer_gemm_param_partials(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ partial,
                               long long N, long long C_in, long long L, long long C_out, long long K,
@@ -414,23 +419,27 @@ __global__ void __launch_bounds__(MAXB)
   T* Bs = As + BK * lda;
   Entry<T>* xtab = reinterpret_cast<Entry<T>*>(Bs + BK * ldb);  // [2][BK]
   Entry<T>* gtab = xtab + 2 * BK;                                 // [2][BK]
-  Offset* rtab = reinterpret_cast<Offset*>(gtab + 2 * BK);       // [BM]
+  Offset* rtab = reinterpret_cast<Offset*>(gtab + 2 * BK);       // [RW]
+  T* Xs = CO_ROWS ? Bs : As;
+  T* Gs = CO_ROWS ? As : Bs;
+  const int ldx = CO_ROWS ? ldb : lda, ldg = CO_ROWS ? lda : ldb;
+  const int RW = CO_ROWS ? BN : BM, CW = CO_ROWS ? BM : BN;  // tile widths along r and co
   const long long C_in_g = C_in / groups, C_out_g = C_out / groups, R = C_in_g * K, P = N * L_out;
-  const long long row_tiles = (R + BM - 1) / BM, col_tiles = (C_out_g + BN - 1) / BN;
-  const long long tiles = splits * groups * row_tiles * col_tiles;
+  const long long r_tiles = (R + RW - 1) / RW, co_tiles = (C_out_g + CW - 1) / CW;
+  const long long tiles = splits * groups * r_tiles * co_tiles;
   const int Li = int(L), kk = tid % BK, row0 = tid / BK, step = blockDim.x / BK;  // this thread's position kk
   const long long lq = BK / L_out, lr = BK % L_out;
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     long long rest = tile;
-    const long long ct = rest % col_tiles;
-    rest /= col_tiles;
-    const long long rt = rest % row_tiles;
-    rest /= row_tiles;
+    const long long ct = rest % co_tiles;
+    rest /= co_tiles;
+    const long long rt = rest % r_tiles;
+    rest /= r_tiles;
     const long long gr = rest % groups, s = rest / groups;
-    const long long r0 = rt * BM, co0 = ct * BN, p0 = s * chunk, p1 = min(p0 + chunk, P);
-    const int steps = int((p1 - p0 + BK - 1) / BK), cols_in = int(min((long long)BN, C_out_g - co0));
+    const long long r0 = rt * RW, co0 = ct * CW, p0 = s * chunk, p1 = min(p0 + chunk, P);
+    const int steps = int((p1 - p0 + BK - 1) / BK), co_in = int(min((long long)CW, C_out_g - co0));
     const bool db_tile = has_db && rt == 0;
-    for (int row = tid; row < BM; row += blockDim.x) {
+    for (int row = tid; row < RW; row += blockDim.x) {
       const long long r = r0 + row, c = r / K;
       rtab[row] = r < R ? Offset{c * L, int((r - c * K) * dilation - padding), 0} : Offset{0, FAR, 0};
     }
@@ -466,21 +475,28 @@ __global__ void __launch_bounds__(MAXB)
     __syncthreads();
     for (int st = 0; st < steps; ++st) {
       const int buf = st & 1;
-      const Entry<T> xe = xtab[buf * BK + kk];
-#pragma unroll
-      for (int i = 0; i < A_PER; ++i) {  // As: positions fastest (coalesced along x)
-        const int row = row0 + i * step;
+      const Entry<T> xe = xtab[buf * BK + kk], ge = gtab[buf * BK + kk];
+      auto stage_x = [&](int row) {  // positions fastest (coalesced along x)
         const Offset re = rtab[row];
         const int pos = xe.pos + re.pos;
-        As[kk * lda + row] = load_or_zero((unsigned)pos < (unsigned)Li, xe.p + re.off + pos, g);
-      }
-      {  // Bs: positions fastest (coalesced along g), columns co0 + row0 + i*step
-        const Entry<T> ge = gtab[buf * BK + kk];
-        const T* src = ge.p + (long long)row0 * L_out;
-        const long long sstep = (long long)step * L_out;
+        Xs[kk * ldx + row] = load_or_zero((unsigned)pos < (unsigned)Li, xe.p + re.off + pos, g);
+      };
+      const T* src = ge.p + (long long)row0 * L_out;  // positions fastest (coalesced along g)
+      const long long sstep = (long long)step * L_out;
+      if constexpr (CO_ROWS) {
+#pragma unroll
+        for (int i = 0; i < A_PER; ++i) {
+          const int col = row0 + i * step;
+          Gs[kk * ldg + col] = (ge.aux && col < co_in) ? __ldg(src + i * sstep) : T(0);
+        }
 #pragma unroll 4
-        for (int col = row0; col < BN; col += step, src += sstep)
-          Bs[kk * ldb + col] = (ge.aux && col < cols_in) ? __ldg(src) : T(0);
+        for (int row = row0; row < RW; row += step) stage_x(row);
+      } else {
+#pragma unroll
+        for (int i = 0; i < A_PER; ++i) stage_x(row0 + i * step);
+#pragma unroll 4
+        for (int col = row0; col < CW; col += step, src += sstep)
+          Gs[kk * ldg + col] = (ge.aux && col < co_in) ? __ldg(src) : T(0);
       }
       if (st + 1 < steps) fill_table(st + 1, buf ^ 1);
       __syncthreads();
@@ -489,48 +505,56 @@ __global__ void __launch_bounds__(MAXB)
 #pragma unroll
         for (int q = 0; q < DBQ; ++q) {
           const int col = tid + q * int(blockDim.x);
-          if (col < BN)
-            for (int k = 0; k < BK; ++k) dbacc[q] += Bs[k * ldb + col];
+          if (col < CW)
+            for (int k = 0; k < BK; ++k) dbacc[q] += Gs[k * ldg + col];
         }
       }
       __syncthreads();
     }
-    T* out = partial + s * cols + gr * C_out_g;
+    T* out = partial + s * cols;
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-      const long long r = r0 + half_offset(ty, i, TM / 2, BM);
-      if (r >= R) continue;
+      const long long a = half_offset(ty, i, TM / 2, BM);
+      if (a >= (CO_ROWS ? co_in : R - r0)) continue;
 #pragma unroll
       for (int j = 0; j < TN; ++j) {
-        const long long co = co0 + half_offset(tx, j, TN / 2, BN);
-        if (co < C_out_g) out[r * C_out + co] = acc[i][j];
+        const long long b = half_offset(tx, j, TN / 2, BN);
+        if (CO_ROWS) {
+          if (r0 + b < R) out[(gr * C_out_g + co0 + a) * R + r0 + b] = acc[i][j];
+        } else {
+          if (b < co_in) out[(r0 + a) * C_out + gr * C_out_g + co0 + b] = acc[i][j];
+        }
       }
     }
     if (db_tile) {
 #pragma unroll
       for (int q = 0; q < DBQ; ++q) {
-        const long long co = co0 + tid + q * int(blockDim.x);
-        if (tid + q * int(blockDim.x) < BN && co < C_out_g) out[R * C_out + co] = dbacc[q];
+        const int col = tid + q * int(blockDim.x);
+        if (col < CW && col < co_in) out[R * C_out + gr * C_out_g + co0 + col] = dbacc[q];
       }
     }
   }
 }
 
-// dw[co, r] = sum_{s < splits} partial[s*cols + r*C_out + co] (r < R) and db[co] = sum_s partial[s*cols +
-// R*C_out + co] (with has_db), one thread per column, splits added in order s = 0, 1, ... (no splits:
-// zeros). The loads run ahead of the adds (unrolled), the order of the adds stays fixed.
+// dw and db from the partials, one thread per column col < cols, the splits added in order s = 0, 1, ...
+// (no splits: zeros): acc = sum_s partial[s*cols + col], then for col < R*C_out dw[co, r] = acc with
+// col = r*C_out + co (co_major = 0) or col = co*R + r (co_major = 1, dw's own order), else db[col - R*C_out].
+// The loads run ahead of the adds (unrolled); the order of the adds stays fixed.
 template <class T>
 __global__ void layer_gemm_sum_splits(const T* __restrict__ partial, long long splits, long long R, long long C_out,
-                                      long long cols, T* __restrict__ dw, T* __restrict__ db) {
+                                      long long cols, int co_major, T* __restrict__ dw, T* __restrict__ db) {
   const long long step = (long long)gridDim.x * blockDim.x;
   for (long long col = (long long)blockIdx.x * blockDim.x + threadIdx.x; col < cols; col += step) {
     T acc = T(0);
 #pragma unroll 8
     for (long long s = 0; s < splits; ++s) acc += partial[s * cols + col];
-    const long long r = col / C_out, co = col - r * C_out;
-    if (r < R)
-      dw[co * R + r] = acc;
-    else
-      db[co] = acc;
+    if (col >= R * C_out) {
+      db[col - R * C_out] = acc;
+    } else if (co_major) {
+      dw[col] = acc;
+    } else {
+      const long long r = col / C_out;
+      dw[(col - r * C_out) * R + r] = acc;
+    }
   }
 }

@@ -92,6 +92,29 @@ def test_several_tiles_chunks_and_a_strided_grid(op_name, block, rng):
 
 
 @emulated
+@pytest.mark.parametrize("orientation", ladder.ORIENTATIONS)
+@pytest.mark.parametrize("block", [32, 128])
+@pytest.mark.parametrize("sizes", [dict(N=2, C_in=3, C_out=20, L=50, K=3, padding=1),
+                                   dict(N=3, C_in=8, C_out=6, L=37, K=5, stride=2, padding=3, dilation=2, groups=2),
+                                   dict(N=1, C_in=40, C_out=70, L=30, K=2, bias=False)],
+                         ids=["C3-20", "strided-grouped", "C40-70-no-bias"])
+def test_weight_grad_orientations(sizes, block, orientation, rng):
+    """Both orientations of the weight gradient's tiles (rows r and columns co, or the reverse; the launcher
+    picks the one that wastes less) against the reference, in both dtypes; several tiles along r and co."""
+    for dtype in (np.float32, np.float64):
+        args, kwargs = make(BACKWARD, rng, dtype, sizes)
+        p, (x, w, g) = layer.parse_backward(*args, **kwargs)
+        outs = [np.full(shape, np.nan, dtype) for shape in (p.x_shape, p.w_shape, p.b_shape)]
+        ladder.backward_gemm(p, x, w, g, *outs, Launch(block=block), orientation=orientation)
+        print(*compare.assert_close(BACKWARD, tuple(outs), args, kwargs))
+
+
+def test_the_orientation_follows_the_waste():
+    assert ladder.param_orientation(problem(C_in=64, C_out=128, K=3), 128) == 0  # R = 192 = 3 x 64, co = 128
+    assert ladder.param_orientation(problem(C_in=128, C_out=64, K=3), 128) == 1  # co = 64 rows, R = 384 = 3 x 128
+
+
+@emulated
 def test_random_layers_in_a_random_thread_order(monkeypatch, rng):
     """150 random layers (stride 1-4, dilation 1-3, padding 0-4, K 1-5, groups 1-3, L 1-39, N 1-3, with and
     without bias) in both dtypes at every accepted block, threads of a block run in a random order."""
@@ -231,7 +254,7 @@ def test_nvrtc_no_spills_within_launch_bounds(arch):
     for name, r in rows.items():
         print(r)
         assert r.spill_stores == 0 and r.spill_loads == 0, r
-        bound = int(re.search(r"(\d+)>$", name)[1]) if name.count(",") == 3 else 1024
+        bound = int(re.search(r"(\d+)>$", name)[1]) if name.count(",") >= 3 else 1024
         assert r.registers * bound <= 65536, r
         assert r.shared == 0, r
 

@@ -175,7 +175,6 @@ __device__ __forceinline__ void advance(int ch, int i, int d, int dq, int dr, in
   }
 }
 
-
 // Table entries in shared memory (16 bytes: one vector load): a pointer or a 64-bit offset, and two 32-bit
 // values (meaning per kernel). A pointer into the row makes an element's address one IMAD.WIDE.
 template <class T>
@@ -200,8 +199,9 @@ constexpr int FAR = -(1 << 30);
 // columns l = lt*BN + col; reduction r = c*K + t < R = C_in_g*K in chunks of BK:
 //   As[kk][row] = w[gr*C_out_g + co, r0 + kk]                        (w as C_out x R, row-major)
 //   Bs[kk][col] = xpad[n, gr*C_in_g + c, l*stride + t*dilation]      (c, t) = divmod(r0 + kk, K)
-// tab[kk] = (row c of x, t*dilation - padding) of each chunk's steps is filled one chunk ahead (two buffers), so a
-// chunk takes two barriers. A padded position stages a zero that is multiplied, as in the reference.
+// tab[kk] = (row c of x, t*dilation - padding) of each chunk's steps is filled one chunk ahead (two
+// buffers), so a chunk takes two barriers. A padded position stages a zero that is multiplied, as in the
+// reference.
 template <class T, int TM, int TN, int MAXB>
 __global__ void __launch_bounds__(MAXB)
     layer_gemm_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,

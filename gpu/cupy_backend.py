@@ -10,7 +10,8 @@ gpu/numba_cuda.py, and gpu/launch.py the launch options and the planning of the 
 tunables are defined in gpu/cuda_tunables.py and compiled in with -D.
 
 The layer ops conv1d_layer and conv1d_layer_backward use the direct kernels of gpu/conv1d_layer.cu
-(variant `direct`; parameter gradients by chunk partials summed in a fixed order).
+(variant `direct`; parameter gradients by chunk partials summed in a fixed order) and the implicit-GEMM
+kernels of gpu/layer_ladder.cu (variant `gemm`, launched by gpu/cupy_layer_ladder.py).
 
 Arrays: on a real GPU cupy.ndarray (NumPy inputs are copied in, results out); in emulation NumPy
 arrays in host memory (the emulator's device memory). Scalars are passed with explicit NumPy dtypes:
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu import auto, cupy_ladder
+from gpu import auto, cupy_ladder, cupy_layer_ladder
 from gpu import cuda_tunables as tun
 from gpu.correlation_ops import NONE, Engines, register
 from gpu.launch import CupyLaunch as Launch
@@ -291,3 +292,15 @@ def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
     sum_columns(partial, splits, E_w, dw.reshape(E_w), launch, ld=columns)
     if db.shape[0]:
         sum_columns(partial[E_w:], splits, db.shape[0], db, launch, ld=columns)
+
+
+@backend.impl("conv1d_layer", "gemm", method="direct")
+def layer_gemm(p, x, w, b, y, **options):
+    """implicit GEMM per (n, group): register micro-tiles (8x8 float, 8x4 double), w and im2col(x) staged in shared"""
+    cupy_layer_ladder.forward_gemm(p, x, w, b, y, Launch.of(options))
+
+
+@backend.impl("conv1d_layer_backward", "gemm", method="direct")
+def layer_backward_gemm(p, x, w, g, dx, dw, db, **options):
+    """dx as a GEMM per stride residue class (no division in the loop); dw, db split-K partials added in order"""
+    cupy_layer_ladder.backward_gemm(p, x, w, g, dx, dw, db, Launch.of(options))

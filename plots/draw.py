@@ -53,7 +53,7 @@ FIXED = {
     "numba_cuda:direct": "#74c476",
     "cupy:naive": "#fdae6b", "cupy:tiled": "#e6550d", "cupy:atomic": "#a63603", "cupy:direct": "#fd8d3c",
     "cupy:regwin": "#7f2704", "cupy:vec": "#d94801", "cupy:wg_regwin": "#f16913", "cupy:auto": "#cb181d",
-    "numba_cuda:auto": "#00441b",
+    "cupy:gemm": "#8c2d04", "numba_cuda:auto": "#00441b",
     "numpy.correlate": "#7f7f7f", "scipy.correlate[direct]": "#8c564b", "scipy.correlate[fft]": "#bcbd22",
     "scipy.oaconvolve": "#17becf", "torch.conv1d": "#e377c2", "torch.conv1d[cuda]": "#e377c2",
     "torch.conv1d[cuda,tf32]": "#f7b6d2",

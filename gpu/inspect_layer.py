@@ -1,0 +1,367 @@
+"""A static model of the conv1d layer kernels (kernels/layer.py) on the GPU, from their sm_90 SASS: no GPU.
+
+    python -m gpu.inspect_layer [--json] [--device h100-sxm h200] [--dtype float32 float64] [--block 128]
+
+Work: a forward pass is 2*N*C_out*(C_in/groups)*K*L_out FLOPs (kernels.layer_counts, padded taps
+counted), the backward twice that (dx and dw; db's additions are not counted). The share of the FP32
+(FP64) FMA peak is that count over the predicted time.
+
+The table `LAYER_KERNELS` maps (backend, variant, op) to the kernels one call launches, each with its
+source (how its SASS is obtained: `SASS_SOURCES`) and the function that gives its launch shape (`SHAPES_OF`),
+so another backend's layer kernels are one row (and, for a new kind of source, one compile function).
+
+Per launch, on a device of gpu.devices with S SMs at clock f, the time bound is the largest of
+
+    T_issue   warp instructions on the busiest SM / (4 schedulers x f)
+    T_fma     FMA lanes' work on the busiest SM / (FMA lanes per SM x f)
+    T_shared  shared-memory wavefronts on the busiest SM / f            (one 128-byte wavefront per clock)
+    T_l1      global load and store wavefronts on the busiest SM / f     (128 bytes of L1 per clock)
+    T_dram    bytes that must move (inputs once, outputs once, workspaces) / HBM bandwidth
+
+`direct` (gpu/conv1d_layer.cu): one thread per output; its innermost loop's mix (FMA per instruction,
+global loads per FMA) from the SASS scales with the FMAs. `gemm` (gpu/layer_ladder.cu): per reduction
+chunk of BK steps a warp issues the chunk loop of the SASS once, its staging loops as often as the block
+size makes them trip (gpu/cupy_layer_ladder.py tile_shape); dx runs its unpredicated interior path (edge
+tiles, which skip absent terms with predicates, cost ~1.6x more in their chunk loop and are a few per row:
+not counted). The busiest SM takes ceil(tiles / S) block tiles (wave quantisation included). The model
+assumes enough resident warps to hide latency, ignores launch overhead and per-tile prologues and
+epilogues, and counts the split-K workspace (written by the partials, read by the split sum) as HBM
+traffic, though it may stay in L2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gpu import cupy_layer_ladder as ladder
+from gpu.devices import ARCH, DEVICES, occupancy
+from gpu.inspect import hot_loop, nvrtc_cubin, sass_functions
+
+GPU_DIR = Path(__file__).parent
+CTYPE = {"float32": "float", "float64": "double"}
+FORWARD, BACKWARD = "conv1d_layer", "conv1d_layer_backward"
+
+#: Layer shapes of the table: the target (N=8, C 64 -> 128, L=4096, K=3) and a few others.
+SHAPES = {
+    "N8 C64->128 L4096 K3": dict(N=8, C_in=64, C_out=128, L=4096, K=3, padding=1),
+    "N8 C256->256 L4096 K3": dict(N=8, C_in=256, C_out=256, L=4096, K=3, padding=1),
+    "N8 C64->128 L4096 K3 s2": dict(N=8, C_in=64, C_out=128, L=4096, K=3, padding=1, stride=2),
+    "N32 C128->128 L1024 K7": dict(N=32, C_in=128, C_out=128, L=1024, K=7, padding=3),
+    "N8 C256 L4096 K3 depthwise": dict(N=8, C_in=256, C_out=256, L=4096, K=3, padding=1, groups=256),
+}
+
+#: (backend, variant, op) -> the launches of one call: (source, kernel name with {T} for the C type, shape).
+LAYER_KERNELS = {
+    ("cupy", "direct", FORWARD): [("conv1d_layer.cu", "layer_forward<{T}>", "direct_forward")],
+    ("cupy", "direct", BACKWARD): [("conv1d_layer.cu", "layer_input_grad<{T}>", "direct_input_grad"),
+                                   ("conv1d_layer.cu", "layer_param_partials<{T}>", "direct_param_partials"),
+                                   ("conv1d.cu", "sum_columns<{T}>", "direct_param_sum")],
+    ("cupy", "gemm", FORWARD): [("layer_ladder.cu", "layer_gemm_forward<{G}>", "gemm_forward")],
+    ("cupy", "gemm", BACKWARD): [("layer_ladder.cu", "layer_gemm_input_grad<{G}>", "gemm_input_grad"),
+                                 ("layer_ladder.cu", "layer_gemm_param_partials<{GO}>", "gemm_param_partials"),
+                                 ("layer_ladder.cu", "layer_gemm_sum_splits<{T}>", "gemm_param_sum")],
+}
+
+
+def kernel_name(template: str, dtype: str, p=None, block=128) -> str:
+    """The name expression of a LAYER_KERNELS entry for `dtype` ({G}: the gemm template arguments; {GO}: those
+    of the weight gradient's partials, with the orientation gpu/cupy_layer_ladder.py picks for p at block)."""
+    t = CTYPE[dtype]
+    TM, TN = ladder.TILE[t]
+    orientation = ladder.param_orientation(p, block) if p is not None and "{GO}" in template else 0
+    return template.format(T=t, G=f"{t}, {TM}, {TN}, {ladder.BOUNDS[t]}",
+                           GO=f"{t}, {TM}, {TN}, {orientation}, {ladder.BOUNDS[t]}")
+
+
+# --- SASS ---------------------------------------------------------------------------------------------------
+
+def _cuda_c_source(file: str):
+    from gpu import cuda_tunables
+    from gpu.cuda_module import declared_names
+
+    path = GPU_DIR / file
+    code = path.read_text()
+    if file == "layer_ladder.cu":
+        return code, list(ladder.NAMES), list(ladder.OPTIONS)
+    return code, declared_names(code), [f"-I{GPU_DIR}", *cuda_tunables.options(cuda_tunables.defines_for(path))]
+
+
+@functools.cache
+def cuda_c_sass(file: str, arch: int) -> dict:
+    """{name expression: {"instrs": SASS instructions, "registers": ..., "shared": ...}} of a .cu of gpu/."""
+    from gpu import compile_check, nvrtc_check
+
+    code, names, options = _cuda_c_source(file)
+    log, cubin, lowered = nvrtc_cubin(code, names, arch, options, file)
+    usage = {u.kernel: u for u in nvrtc_check.parse_ptxas(log, lowered, file)}
+    funcs = sass_functions(compile_check.sass(cubin))
+    return {name: {"instrs": funcs.get(mangled, []), "registers": usage[name].registers,
+                   "shared": usage[name].shared, "spills": usage[name].spill_stores + usage[name].spill_loads}
+            for mangled, name in lowered.items()}
+
+
+#: How a LAYER_KERNELS source becomes SASS: a .cu file of gpu/ through NVRTC (a numba.cuda row would add
+#: its compile here, e.g. through gpu.compile_check).
+SASS_SOURCES = {".cu": cuda_c_sass}
+
+
+def kernel_sass(source: str, name: str, arch: int) -> dict:
+    return SASS_SOURCES[Path(source).suffix](source, arch)[name]
+
+
+def _loops(instrs):
+    where = {label: i for i, (_, _, _, labels) in enumerate(instrs) for label in labels}
+    from gpu.inspect import _TARGET
+
+    return [(where[m[1]], i) for i, (_, op, operands, _) in enumerate(instrs)
+            if op.startswith(("BRA", "JMP")) and (m := _TARGET.search(operands)) and where.get(m[1], i + 1) <= i]
+
+
+def _mix(rows) -> dict:
+    out = {"instructions": 0, "fma": 0, "lds": 0, "sts": 0, "ldg": 0}
+    for _, op, _, _ in rows:
+        base = op.split(".")[0]
+        if base.startswith("NOP"):
+            continue
+        out["instructions"] += 1
+        out["fma"] += base in ("FFMA", "DFMA")
+        out["lds"] += base == "LDS"
+        out["sts"] += base == "STS"
+        out["ldg"] += base in ("LDG", "LD")
+    return out
+
+
+def chunk_profile(instrs, fma_per_chunk: int) -> dict:
+    """The chunk loop of a gemm kernel (the innermost loop holding FMAs, gpu.inspect.hot_loop): the mix of
+    its straight-line code and of each staging loop nested in it (in order). Where the straight-line code
+    holds two compute paths of fma_per_chunk FMAs each (dx: interior and edge), the costlier one is left out
+    and returned as `edge`."""
+    loop = hot_loop(instrs)["loop"]
+    if loop is None:
+        raise ValueError("no loop with FMAs in this kernel")
+    index = {off: i for i, (off, _, _, _) in enumerate(instrs)}
+    lo, hi = index[loop[0]], index[loop[1]]
+    nested = [s for s in _loops(instrs) if lo <= s[0] and s[1] <= hi and s != (lo, hi)]
+    nested = [s for s in nested if not any(t != s and t[0] <= s[0] and s[1] <= t[1] for t in nested)]
+    inside = set().union(*(range(a, b + 1) for a, b in nested)) if nested else set()
+    straight = [instrs[i] for i in range(lo, hi + 1) if i not in inside]
+    fmas = [i for i, r in enumerate(straight) if r[1].startswith(("FFMA", "DFMA"))]
+    edge = None
+    if len(fmas) >= 2 * fma_per_chunk:
+        first = (fmas[0], fmas[fma_per_chunk - 1])
+        second = (fmas[fma_per_chunk], fmas[2 * fma_per_chunk - 1])
+        a, b = max((first, second), key=lambda s: s[1] - s[0])
+        edge = _mix(straight[a:b + 1])
+        straight = straight[:a] + straight[b + 1:]
+    return {"straight": _mix(straight), "loops": [_mix(instrs[a:b + 1]) for a, b in sorted(nested)], "edge": edge}
+
+
+# --- launch shapes ------------------------------------------------------------------------------------------
+
+def _problem(sizes: dict, dtype: str):
+    from kernels.layer import LayerProblem
+
+    return LayerProblem(dtype=np.dtype(dtype), **{"has_bias": True, **sizes})
+
+
+def _fmas(p) -> int:
+    """Multiply-adds of one forward pass (padded taps included): N*C_out*C_in_g*K*L_out."""
+    return p.N * p.C_out * p.C_in_g * p.K * p.L_out
+
+
+def direct_forward(p, block):
+    return {"kind": "direct", "fmas": _fmas(p), "bytes": p.dtype.itemsize * (math.prod(p.x_shape) + math.prod(
+        p.w_shape) + math.prod(p.y_shape)), "threads": math.prod(p.y_shape)}
+
+
+def direct_input_grad(p, block):
+    return {"kind": "direct", "fmas": _fmas(p), "bytes": p.dtype.itemsize * (2 * math.prod(p.x_shape) + math.prod(
+        p.w_shape)), "threads": math.prod(p.x_shape)}
+
+
+def direct_param_partials(p, block):
+    from gpu.launch import Launch, param_chunks
+
+    columns = math.prod(p.w_shape) + p.C_out
+    _, splits = param_chunks(p.N * p.L_out, columns, Launch(block=block))
+    return {"kind": "direct", "fmas": _fmas(p), "threads": splits * columns,
+            "bytes": p.dtype.itemsize * (math.prod(p.x_shape) + math.prod(p.y_shape) + splits * columns)}
+
+
+def direct_param_sum(p, block):
+    from gpu.launch import Launch, param_chunks
+
+    columns = math.prod(p.w_shape) + p.C_out
+    _, splits = param_chunks(p.N * p.L_out, columns, Launch(block=block))
+    return {"kind": "stream", "bytes": p.dtype.itemsize * (splits + 1) * columns}
+
+
+def _gemm(p, block, tiles, chunks, m_rows, n_cols, bytes_):
+    TM, TN, BM, BN = ladder.tile_shape(p.dtype, block)
+    return {"kind": "gemm", "tiles": tiles, "chunks": chunks, "BM": BM, "BN": BN, "TM": TM, "TN": TN,
+            "executed_fmas": tiles * chunks * ladder.BK * BM * BN, "bytes": bytes_,
+            "fill": m_rows * n_cols / (-(-m_rows // BM) * BM * -(-n_cols // BN) * BN)}
+
+
+def gemm_forward(p, block):
+    R = p.C_in_g * p.K
+    tiles = ladder.forward_tiles(p, block)
+    return _gemm(p, block, tiles, -(-R // ladder.BK), p.C_out_g, p.L_out, direct_forward(p, block)["bytes"])
+
+
+def gemm_input_grad(p, block):
+    col_tiles, tiles = ladder.input_grad_tiles(p, block)
+    taps = -(-p.K // (p.stride // math.gcd(p.stride, p.dilation)))  # taps of the fullest class
+    return _gemm(p, block, tiles, -(-p.C_out_g * taps // ladder.BK), p.C_in_g, col_tiles * ladder.tile_shape(
+        p.dtype, block)[3], direct_input_grad(p, block)["bytes"])
+
+
+def gemm_param_partials(p, block):
+    chunk, splits, tiles = ladder.param_splits(p, block)
+    cols = (p.C_in_g * p.K + 1) * p.C_out
+    rows_cols = (p.C_out_g, p.C_in_g * p.K) if ladder.param_orientation(p, block) else (p.C_in_g * p.K, p.C_out_g)
+    shape = _gemm(p, block, tiles, chunk // ladder.BK, *rows_cols,
+                  p.dtype.itemsize * (math.prod(p.x_shape) + math.prod(p.y_shape) + splits * cols))
+    shape["orientation"] = ladder.param_orientation(p, block)
+    return shape
+
+
+def gemm_param_sum(p, block):
+    _, splits, _ = ladder.param_splits(p, block)
+    return {"kind": "stream", "bytes": p.dtype.itemsize * (splits + 1) * (p.C_in_g * p.K + 1) * p.C_out}
+
+
+SHAPES_OF = {f.__name__: f for f in (direct_forward, direct_input_grad, direct_param_partials, direct_param_sum,
+                                     gemm_forward, gemm_input_grad, gemm_param_partials, gemm_param_sum)}
+
+
+# --- the model ----------------------------------------------------------------------------------------------
+
+def staging_trips(loops, shape, block) -> list[float]:
+    """Trips per chunk of each staging loop of a gpu/layer_ladder.cu chunk loop at `block`: the loops store
+    the N operand, BK*BN/block elements per thread. A loop of BK stores per trip is the whole-column path
+    (block <= BN: BN/block trips), a loop of one store the every-other-step path (block > BN); a loop of
+    several (dw's, unrolled) takes them all, its remainder loop none."""
+    BN, elements = shape["BN"], ladder.BK * shape["BN"] / block
+    trips, taken = [], False
+    for lp in loops:
+        if lp["sts"] == ladder.BK:
+            trips.append(BN / block if block <= BN else 0.0)
+        elif lp["sts"] == 1 and len(loops) > 1 and any(other["sts"] == ladder.BK for other in loops):
+            trips.append(elements if block > BN else 0.0)
+        elif lp["sts"] and not taken:
+            trips.append(elements / lp["sts"])
+            taken = True
+        else:
+            trips.append(0.0)
+    return trips
+
+
+def launch_time(device, source, name, shape_name, p, block) -> dict:
+    """The time bound of one launch of the layer kernel `name` on `device`."""
+    shape = SHAPES_OF[shape_name](p, block)
+    itemsize = p.dtype.itemsize
+    hz, sms = device.clock_ghz * 1e9, device.sms
+    lanes = device.fp32_fma_per_clk_sm if itemsize == 4 else device.fp64_fma_per_clk_sm
+    t = {"dram": shape["bytes"] / (device.hbm_gbs * 1e9)}
+    row = {"kernel": name, "shape": shape_name}
+    if shape["kind"] == "direct":
+        k = kernel_sass(source, name, ARCH[device.slug])
+        loop = hot_loop(k["instrs"])
+        warp_fmas = shape["fmas"] / 32
+        active = min(sms, -(-shape["threads"] // block))
+        t["issue"] = warp_fmas / loop["fma_per_instruction"] / (device.issue_per_clk_sm * active * hz)
+        t["fma"] = shape["fmas"] / (lanes * active * hz)
+        t["l1"] = warp_fmas * loop["ldg_per_fma"] * itemsize / 4 / (active * hz)
+        row.update(registers=k["registers"], fma_per_instruction=loop["fma_per_instruction"])
+    elif shape["kind"] == "gemm":
+        k = kernel_sass(source, name, ARCH[device.slug])
+        prof = chunk_profile(k["instrs"], ladder.BK * shape["TM"] * shape["TN"])
+        trips = staging_trips(prof["loops"], shape, block)
+        per_chunk = {key: prof["straight"][key] + sum(lp[key] * n for lp, n in zip(prof["loops"], trips))
+                     for key in prof["straight"]}
+        busiest = -(-shape["tiles"] // sms)
+        warp_chunks = busiest * (block // 32) * shape["chunks"]
+        t["issue"] = warp_chunks * per_chunk["instructions"] / (device.issue_per_clk_sm * hz)
+        t["fma"] = busiest * shape["chunks"] * ladder.BK * shape["BM"] * shape["BN"] / (lanes * hz)
+        # 16-byte shared reads: ~1.5 wavefronts (As broadcast: 1, Bs: 2); staging stores ~1.5 (2-way on As)
+        t["shared"] = warp_chunks * 1.5 * (per_chunk["lds"] + per_chunk["sts"]) / hz
+        t["l1"] = warp_chunks * per_chunk["ldg"] * itemsize / 4 / hz
+        occ = occupancy(device, k["registers"], block, ladder.shared_bytes(p.dtype, block))
+        row.update(registers=k["registers"], chunk_instructions=per_chunk["instructions"],
+                   chunk_fma=per_chunk["fma"], fma_per_instruction=per_chunk["fma"] / per_chunk["instructions"],
+                   tiles=shape["tiles"], fill=shape["fill"], blocks_per_sm=occ["blocks_per_sm"],
+                   edge_chunk_instructions=(prof["edge"]["instructions"] - prof["straight"]["instructions"]
+                                            + per_chunk["instructions"]) if prof["edge"] else None)
+    bound = max(t, key=t.get)
+    return {**row, "time_s": t[bound], "bound": bound, "times": t}
+
+
+def predict(backend, variant, op, sizes, dtype, device, block) -> dict:
+    p = _problem(sizes, dtype)
+    launches = [launch_time(device, src, kernel_name(name, dtype, p, block), shape, p, block)
+                for src, name, shape in LAYER_KERNELS[(backend, variant, op)]]
+    flops = 2 * _fmas(p) * (2 if op == BACKWARD else 1)
+    time = sum(launch["time_s"] for launch in launches)
+    return {"backend": backend, "variant": variant, "op": op, "dtype": dtype, "device": device.slug,
+            "block": block, "time_s": time, "gflops": flops / time / 1e9,
+            "peak_fraction": flops / time / 1e9 / device.peak_gflops(np.dtype(dtype).itemsize),
+            "launches": launches}
+
+
+def model(shapes=SHAPES, dtypes=("float32",), devices=("h100-sxm",), block=128) -> list[dict]:
+    out = []
+    for slug in devices:
+        for (backend, variant, op) in LAYER_KERNELS:
+            for label, sizes in shapes.items():
+                for dtype in dtypes:
+                    out.append({"shape": label, **predict(backend, variant, op, sizes, dtype, DEVICES[slug], block)})
+    return out
+
+
+def table(preds) -> str:
+    header = ("device", "shape", "variant", "op", "dtype", "time", "GFLOP/s", "FP %", "bounds per launch")
+    lines = [header]
+    for r in preds:
+        bounds = ", ".join(f"{lp['kernel'].split('<')[0]}: {lp['bound']} {lp['time_s'] * 1e6:.0f} us" +
+                           (f" ({lp['fma_per_instruction']:.0%} FMA)" if "fma_per_instruction" in lp else "")
+                           for lp in r["launches"])
+        lines.append((r["device"], r["shape"], f"{r['backend']}:{r['variant']}", r["op"].removeprefix("conv1d_"),
+                      r["dtype"], f"{r['time_s'] * 1e6:.0f} us", f"{r['gflops']:.0f}",
+                      f"{100 * r['peak_fraction']:.1f}", bounds))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gpu.inspect_layer", description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    ap.add_argument("--device", nargs="+", default=["h100-sxm"], choices=sorted(DEVICES))
+    ap.add_argument("--dtype", nargs="+", default=["float32", "float64"], choices=sorted(CTYPE))
+    ap.add_argument("--block", type=int, default=128, choices=[32, 64, 128, 256])
+    args = ap.parse_args(argv)
+    from gpu import compile_check, nvrtc_check
+
+    for problem in (nvrtc_check.nvrtc_problem(), compile_check.find_tool("nvdisasm") is None
+                    and compile_check.find_tool("cuobjdump") is None and "nvdisasm not found"):
+        if problem:
+            print(f"gpu.inspect_layer: {problem}", file=sys.stderr)
+            return 2
+    preds = model(dtypes=tuple(args.dtype), devices=tuple(args.device), block=args.block)
+    if args.json:
+        json.dump(preds, sys.stdout, indent=1, default=str)
+        print()
+    else:
+        print(table(preds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,6 @@
 """The `auto` variant of both GPU backends: their best direct step, or an FFT where it is faster and
-accurate enough. `engines(E)` wraps a backend's direct engine bundle (gpu/correlation_ops.py).
+accurate enough. `engines(E)` wraps a backend's direct engine bundle (gpu/correlation_ops.py); for the
+layer, `layer_uses_gemm` chooses between the implicit GEMM and one thread per output.
 
     auto    the direct step (cupy: vec + wg_regwin, numba_cuda: its best step), or an FFT for a valid
             correlation whose (n, k) lies past the crossover of gpu/crossover_<backend>.json AND whose error the
@@ -169,6 +170,20 @@ def fft_within_rule(xp, s, f, lower_bound):
     if not fft_choice.within(n, k, block_rms(xp, y, k), slack):
         return None
     return y * y.dtype.type(2.0 ** es) * y.dtype.type(2.0 ** ef)
+
+
+# --- the layer ---------------------------------------------------------------------------------------
+
+#: The layer's implicit GEMM (variant gemm) pays where each group's GEMM is wide enough: its reduction
+#: (C_in/groups) * K and its rows C_out/groups. MODEL (gpu.inspect_layer, H100 SXM, N = 8, L = 4096, K = 3):
+#: gemm ahead at 64 -> 128 with groups 1, 2, 4 and 8 (8 -> 16 per group: 23 vs 24 us forward, 148 vs 208 us
+#: backward), direct ahead from groups 16 (4 -> 8 per group) on and for 8 -> 8 channels.
+GEMM_MIN_REDUCTION, GEMM_MIN_ROWS = 24, 16
+
+
+def layer_uses_gemm(p) -> bool:
+    """True when the layer problem p goes to the implicit GEMM rather than one thread per output."""
+    return p.C_in // p.groups * p.K >= GEMM_MIN_REDUCTION and p.C_out // p.groups >= GEMM_MIN_ROWS
 
 
 # --- the engines ------------------------------------------------------------------------------------

@@ -253,7 +253,7 @@ def _layer_sizes(p):
                             p.groups)))
 
 
-@backend.impl("conv1d_layer", "direct", default=True, method="direct")
+@backend.impl("conv1d_layer", "direct", method="direct")
 def layer_direct(p, x, w, b, y, **options):
     """one thread per output element (64-bit flat index, grid-stride), padded taps multiply zeros"""
     launch = Launch.of(options)
@@ -263,7 +263,7 @@ def layer_direct(p, x, w, b, y, **options):
                                            (x, w, b if b.size else y, y, *_layer_sizes(p), _i32(p.has_bias)))
 
 
-@backend.impl("conv1d_layer_backward", "direct", default=True, method="direct")
+@backend.impl("conv1d_layer_backward", "direct", method="direct")
 def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
     """dx by gather (one thread per element, no atomics); dw, db by chunk partials added in order"""
     import math
@@ -304,3 +304,17 @@ def layer_gemm(p, x, w, b, y, **options):
 def layer_backward_gemm(p, x, w, g, dx, dw, db, **options):
     """dx as a GEMM per stride residue class (no division in the loop); dw, db split-K partials added in order"""
     cupy_layer_ladder.backward_gemm(p, x, w, g, dx, dw, db, Launch.of(options))
+
+
+@backend.impl("conv1d_layer", "auto", default=True, method="direct")
+def layer_auto(p, x, w, b, y, **options):
+    """gemm where each group's GEMM is wide enough and the gemm kernels take the launch, else direct"""
+    use = auto.layer_uses_gemm(p) and cupy_layer_ladder.accepts(p, Launch.of(options))
+    (layer_gemm if use else layer_direct)(p, x, w, b, y, **options)
+
+
+@backend.impl("conv1d_layer_backward", "auto", default=True, method="direct")
+def layer_backward_auto(p, x, w, g, dx, dw, db, **options):
+    """gemm where each group's GEMM is wide enough and the gemm kernels take the launch, else direct"""
+    use = auto.layer_uses_gemm(p) and cupy_layer_ladder.accepts(p, Launch.of(options))
+    (layer_backward_gemm if use else layer_backward_direct)(p, x, w, g, dx, dw, db, **options)

@@ -100,6 +100,15 @@ def check_sizes(p, block: int) -> None:
                              f"below 2**30 (use the direct variant)")
 
 
+def accepts(p, launch) -> bool:
+    """True when the gemm kernels take this layer at this launch (check_sizes and check_block pass)."""
+    try:
+        check_sizes(p, check_block(p.dtype, launch))
+    except ValueError:
+        return False
+    return True
+
+
 def check_block(dtype, launch) -> int:
     """The block size, after checking it against the launch bound and the shared-memory limit."""
     block, bound = launch.block, BOUNDS[_ctype(dtype)]

@@ -55,7 +55,12 @@ def draw_model(out_dir=PLOTS_DIR, measured_run=None, devices=("h100-sxm", "h200"
         from plots.bench import results
 
         measured_run = results.load(measured_run)
+    layer_predictions = []
     if predictions is None:
+        from gpu import inspect_layer
+
+        layer_predictions = inspect_layer.model(shapes={LAYER_SHAPE: inspect_layer.SHAPES[LAYER_SHAPE]},
+                                                dtypes=("float32", "float64"), devices=devices)
         grid_n = inspect.model(NS, KS_AT, devices=devices)
         grid_k = inspect.model((N_AT,), KS, devices=devices)
         goals = inspect.model((N_AT,), TARGET_KS, dtypes=("float32", "float64"), devices=devices)
@@ -69,7 +74,7 @@ def draw_model(out_dir=PLOTS_DIR, measured_run=None, devices=("h100-sxm", "h200"
         folder.mkdir(parents=True, exist_ok=True)
         measured = _measured(measured_run, slug)
         preds = [p for p in predictions if p["device"] == slug and p["dtype"] == "float32"]
-        written.append(write_targets(predictions, slug, folder))
+        written.append(write_targets(predictions, slug, folder, layer_predictions))
         for op in inspect.OPS:
             rows = [p for p in preds if p["op"] == op]
             variants = sorted({(p["backend"], p["variant"]) for p in rows})
@@ -173,25 +178,31 @@ BACKEND_RATIO = 1.5
 
 
 def targets(predictions, slug: str) -> list[dict]:
-    """Per backend, op, dtype and k of TARGET_KS: the best direct variant by the model at N_AT (what `auto`
-    runs there), its share of HBM
-    bandwidth (k <= 7) or of the dtype's FMA peak (k >= 127), the target and whether it is met; numba.cuda
-    also against CUDA C (within BACKEND_RATIO)."""
-    best = {}
+    """Per backend, op, dtype and k of TARGET_KS at N_AT: the default's direct step (what `auto` runs there,
+    gpu.crossover.DIRECT), its share of HBM bandwidth (k <= 7) or of the dtype's FMA peak (k >= 127), the
+    target and whether it is met, the fastest variant by the model when another, and numba.cuda's default
+    against CUDA C's (within BACKEND_RATIO)."""
+    from gpu.crossover import DIRECT
+
+    at, best = {}, {}
     for p in predictions:
         if p["device"] != slug or p["n"] != N_AT or p["k"] not in TARGET_KS or p["variant"] == "auto":
             continue
         key = (p["backend"], p["op"], p["dtype"], p["k"])
+        if p["variant"] == DIRECT.get(p["backend"], {}).get(p["op"]):
+            at[key] = p
         if key not in best or p["time_s"] < best[key]["time_s"]:
             best[key] = p
     rows = []
-    for (backend, op, dtype, k), p in sorted(best.items()):
+    for (backend, op, dtype, k), p in sorted(at.items()):
         what, least = TARGETS[(op, k <= 7)]
+        fastest = best[(backend, op, dtype, k)]
         row = {"backend": backend, "op": op + (" (and conv1d_input_grad)" if op == "conv1d" else ""),
-               "dtype": dtype, "k": k, "best": p["variant"], "bound": p["bound"],
+               "dtype": dtype, "k": k, "default": f"auto: {p['variant']}", "bound": p["bound"],
                "share": f"{p[what]:.1%} of {'HBM' if what == 'hbm_fraction' else 'FMA peak'}",
-               "target": f">= {least:.0%}", "met": "yes" if p[what] >= least else f"no ({p[what] / least:.2f}x)"}
-        cuda_c = best.get(("cupy", op, dtype, k))
+               "target": f">= {least:.0%}", "met": "yes" if p[what] >= least else f"no ({p[what] / least:.2f}x)",
+               "fastest": "" if fastest is p else f"{fastest['variant']} ({fastest[what]:.1%})"}
+        cuda_c = at.get(("cupy", op, dtype, k))
         if backend == "numba_cuda" and cuda_c:
             ratio = p["time_s"] / cuda_c["time_s"]
             row["vs CUDA C"] = f"{ratio:.2f}x the time ({'within' if ratio <= BACKEND_RATIO else 'beyond'} 1.5x)"
@@ -199,15 +210,58 @@ def targets(predictions, slug: str) -> list[dict]:
     return rows
 
 
-def write_targets(predictions, slug: str, folder: Path) -> Path:
-    """targets.md: the table of `targets`, labelled as the model."""
+#: The layer's targets by the model (gpu.inspect_layer) at its target shape: op -> least share of the FMA peak.
+LAYER_SHAPE = "N8 C64->128 L4096 K3"
+LAYER_TARGETS = {"conv1d_layer": 0.50, "conv1d_layer_backward": 0.35}
+
+
+def layer_targets(layer_predictions, slug: str) -> list[dict]:
+    """Per backend, layer op and dtype at LAYER_SHAPE: the variant the default `auto` picks there
+    (gpu.auto.layer_uses_gemm), its share of the FMA peak, the target, the fastest variant when another,
+    and numba.cuda against CUDA C."""
+    from gpu import auto, inspect_layer
+
+    p0 = inspect_layer._problem(inspect_layer.SHAPES[LAYER_SHAPE], "float32")
+    chosen = "gemm" if auto.layer_uses_gemm(p0) else "direct"
+    at, best = {}, {}
+    for p in layer_predictions:
+        if p["device"] == slug and p["shape"] == LAYER_SHAPE:
+            key = (p["backend"], p["op"], p["dtype"])
+            if p["variant"] == chosen:
+                at[key] = p
+            if key not in best or p["time_s"] < best[key]["time_s"]:
+                best[key] = p
+    rows = []
+    for (backend, op, dtype), p in sorted(at.items()):
+        least = LAYER_TARGETS[op]
+        fastest = best[(backend, op, dtype)]
+        row = {"backend": backend, "op": op, "dtype": dtype, "k": 3, "default": f"auto: {p['variant']}",
+               "share": f"{p['peak_fraction']:.1%} of FMA peak", "target": f">= {least:.0%}",
+               "met": "yes" if p["peak_fraction"] >= least else f"no ({p['peak_fraction'] / least:.2f}x)",
+               "fastest": "" if fastest is p else f"{fastest['variant']} ({fastest['peak_fraction']:.1%})"}
+        cuda_c = at.get(("cupy", op, dtype))
+        if backend == "numba_cuda" and cuda_c:
+            ratio = p["time_s"] / cuda_c["time_s"]
+            row["vs CUDA C"] = f"{ratio:.2f}x the time ({'within' if ratio <= BACKEND_RATIO else 'beyond'} 1.5x)"
+        rows.append(row)
+    return rows
+
+
+def write_targets(predictions, slug: str, folder: Path, layer_predictions=()) -> Path:
+    """targets.md: the tables of `targets` and `layer_targets`, labelled as the model."""
     from gpu.devices import DEVICES
 
-    rows = targets(predictions, slug)
-    cols = ["backend", "op", "dtype", "k", "best", "bound", "share", "target", "met", "vs CUDA C"]
-    lines = [f"# Ladder targets on {DEVICES[slug].name}, n = {N_AT:.0e}: MODEL, not measured (gpu.inspect)", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    cols = ["backend", "op", "dtype", "k", "default", "bound", "share", "target", "met", "fastest", "vs CUDA C"]
+
+    def table(rows):
+        return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
+                *("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows)]
+
+    lines = [f"# Ladder targets on {DEVICES[slug].name}: MODEL, not measured", "",
+             f"1-D ops at n = {N_AT:.0e} (gpu.inspect):", "", *table(targets(predictions, slug))]
+    layer = layer_targets(layer_predictions, slug)
+    if layer:
+        lines += ["", f"The layer at {LAYER_SHAPE}, padding 1 (gpu.inspect_layer):", "", *table(layer)]
     path = folder / "targets.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -221,16 +221,20 @@ def _pred(backend, variant, op, dtype, k, time_s, hbm, peak, n=10**8, device="h1
             "gflops": 1.0}
 
 
-def test_targets_take_the_best_step_and_compare_numba_with_cuda_c():
+def test_targets_judge_the_default_step_and_compare_numba_with_cuda_c():
+    from gpu.crossover import DIRECT
     from plots import model
 
+    numba_step = DIRECT["numba_cuda"]["conv1d"]
     preds = [_pred("cupy", "tiled", "conv1d", "float32", 511, 4.0, 0.1, 0.2),
              _pred("cupy", "vec", "conv1d", "float32", 511, 1.0, 0.3, 0.75),
-             _pred("numba_cuda", "tiled", "conv1d", "float32", 511, 2.0, 0.2, 0.375),
+             _pred("cupy", "naive", "conv1d", "float32", 511, 0.5, 0.3, 0.8),  # faster, not the default
+             _pred("numba_cuda", numba_step, "conv1d", "float32", 511, 2.0, 0.2, 0.375),
              _pred("cupy", "wg_regwin", "conv1d_weight_grad", "float64", 3, 1.0, 0.5, 0.01)]
     rows = {(r["backend"], r["op"].split()[0], r["k"]): r for r in model.targets(preds, "h100-sxm")}
     vec = rows["cupy", "conv1d", 511]
-    assert vec["best"] == "vec" and vec["met"] == "yes" and vec["share"].startswith("75.0%")
+    assert vec["default"] == "auto: vec" and vec["met"] == "yes" and vec["share"].startswith("75.0%")
+    assert vec["fastest"] == "naive (80.0%)"
     numba = rows["numba_cuda", "conv1d", 511]
     assert numba["met"] == "no (0.62x)" and "2.00x the time (beyond 1.5x)" == numba["vs CUDA C"]
     assert rows["cupy", "conv1d_weight_grad", 3]["met"] == "no (0.83x)"  # HBM target 60% at small k

@@ -19,7 +19,7 @@ from pathlib import Path
 
 PLOTS_DIR = Path(__file__).parent
 NS = tuple(int(10**e) for e in (3, 4, 5, 6, 7, 8, 9))
-KS = (1, 3, 7, 15, 31, 63, 127, 255, 511, 1023)
+KS = (1, 3, 7, 15, 31, 63, 127, 255, 511, 1023, 2047, 4095)
 KS_AT = (3, 31, 511)
 N_AT = 10**8
 LABEL = "model, no GPU measured"
@@ -106,8 +106,9 @@ def _figure(plt, folder, slug, op, axis, rows, variants, measured) -> list[Path]
                 continue
             xs = [p[axis] for p in pts]
             name = f"{backend}:{variant}" + (f" k={value}" if axis == "n" else "")
+            wide = {"lw": 4, "alpha": 0.35, "zorder": 1} if variant == "auto" else {}  # under the step it runs
             for ax, key in zip(axes[:2], ("gbs", "gflops")):
-                ax.plot(xs, [p[key] for p in pts], styles[fi % 3], color=color, label=name)
+                ax.plot(xs, [p[key] for p in pts], styles[fi % 3], color=color, label=name, **wide)
             got = [(p, measured.get((backend, variant, op, p["n"], p["k"]))) for p in pts]
             got = [(p, m) for p, m in got if m]
             if got:

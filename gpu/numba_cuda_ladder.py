@@ -14,10 +14,11 @@ Steps (registered by gpu/numba_cuda.py under these names, never renumbered):
                (filter chunks of TAPS = 256 taps; tiled stages chunks of a whole tile of taps and the
                matching halo whatever k); one padding word per run of R in shared memory, so that the
                lanes' reads at a stride of R words hit distinct banks. Against numba tiled, also:
-               32-bit unsigned shared-memory indices (numba wraps signed indices, `i < 0 ? i + n : i`, on
-               every access, and widens every int32 expression to 64 bits; `uint32(...)` around each
-               index expression lets LLVM narrow the arithmetic back to 32 bits), and launch bounds equal
-               to the block the kernel is built for (numba-cuda's `launch_bounds`)
+               unsigned shared-memory indices (numba wraps a signed index, `i < 0 ? i + n : i`, on every
+               access, and widens every int32 expression to 64 bits): running offsets are uint32
+               (`uint32(...)` around each expression lets LLVM narrow the arithmetic back to 32 bits), and
+               an unrolled access at a constant distance u is `sm[uint64(p + u)]`, which folds into the
+               load's immediate offset; and launch bounds (numba-cuda's `launch_bounds`)
     wg_regwin  (weight gradient) tap tiles sized to k (G groups of TP contiguous taps, G*TP >= k, TP = 4
                for k <= 16 else 16; tiled: tiles of 32*per_thread taps, mostly wasted at k = 3), each
                thread a contiguous slice of JS values of j with a register window over x; per-thread
@@ -32,13 +33,26 @@ would show a stack frame otherwise); the kernels are built per (dtype, block, R 
 factories, numba's way of making sizes compile-time constants; shared memory is dynamic (sized per
 call to k, as the CUDA C), one array with the regions at offsets.
 
-MODEL, NOT MEASURED: H100 SXM, n = 1e8, block 128, from the sm_90 SASS of the numba hot loops and the
-counts of gpu/inspect.py (`python -m gpu.inspect --k 3 511 --dtype float32 float64`), against the
-CUDA C steps by the same model:
+MODEL, NOT MEASURED: H100 SXM, n = 1e8, block 128 (`python -m gpu.inspect --k 3 511 --dtype float32
+float64`), from the sm_90 SASS of the hot loops (numba-cuda 0.30.4, NVVM, ptxas 13.0), against the CUDA C
+steps by the same model. k = 3 is bound by HBM in both (each x and out moved once): the model does not
+count the staging instructions, but by the SASS they stay below the issue slots the bytes take, as in the
+CUDA C (interior staging 12 instructions per staged element here, 11-16 there; the first version, with
+`range` loops, took 17-27). k = 511 is bound by instruction issue (FP32) or the FMA pipe (FP64):
 
-    step       k = 3: share of HBM   k = 511: share of FP32 / FP64 FMA peak   ratio to CUDA C
-    regwin     see the inspect table: the same bound as cupy regwin where the hot loop matches it
-    wg_regwin  see the inspect table
+    step       regs f32/f64   k = 3: HBM   k = 511: FP peak f32 / f64   hot loop (sm_90)            time / CUDA C
+    regwin     64 / 84 (R=8)  99.7%        74.4% / 100%                 86 instructions for 64      0.95 (regwin),
+                                                                        FFMA, 10 LDS (fs LDS.128)   1.01 (vec)
+    wg_regwin  60 (TP=4),     99.7%        83.2% / 99.8%                307 instructions for 256    1.02
+               95 / 140 (16)                                            FFMA (TP = 16), 32 LDS
+
+so numba.cuda is within 1.5x of CUDA C on every entry (the FP64 entries are at the FMA pipe in both).
+A first version indexing with `uint32(p + u)` took 122 instructions per 64 FFMA: each shared access had
+its own add and address computation, as a zero-extended 32-bit sum cannot be folded into an address
+offset. The launch bounds are (block, MAXB // block), the register budget of the CUDA C's
+__launch_bounds__(MAXB, 1) (MAXB: FORWARD_BOUNDS, WG_BOUNDS); with (block,) alone ptxas took up to 144
+registers at block 128 and spilled a few bytes at some blocks (wg_regwin's tile and chunk counts are
+shifts, not 64-bit divisions, since KT and JC are powers of two).
 
 Every global index is an int64 (n may exceed 2**31); shared-memory indices are uint32. Kernels stride
 over tiles beyond their grid.
@@ -94,6 +108,21 @@ def _name(dtype) -> str:
 
 def _log2(v: int) -> int:
     return v.bit_length() - 1
+
+
+@cuda.jit(device=True)
+def stage_run(dst, first, step, src, start, count, t, B):
+    """dst[first + j*step] = src[start + t + j*B] for t + j*B < count (t < B: this thread's share of a run
+    copied by B threads, every src index in bounds). A while loop over a uint32 counter and an int64 source
+    index: numba's `range` would add a 64-bit trip count and selects to every element."""
+    q = uint32(t)
+    slot = uint32(first)
+    gi = int64(start) + t
+    while q < count:
+        dst[uint64(slot)] = src[uint64(gi)]
+        q = uint32(q + B)
+        slot = uint32(slot + step)
+        gi += B
 
 
 @functools.cache
@@ -193,10 +222,7 @@ def regwin_kernel(dtype: np.dtype, block: int, per_thread: int):
                 g0 = o0 + c0 + offset
                 start = g0 % N if periodic else g0  # Python's %: in [0, N)
                 if start >= 0 and start + span <= N:  # inside sig, not wrapping: no bounds checks
-                    s = slot(t)
-                    for q in range(t, span, B):
-                        sm[s] = sig[uint64(start + q)]
-                        s = uint32(s + STEP)
+                    stage_run(sm, slot(t), STEP, sig, start, span, t, B)
                 else:
                     for q in range(t, span, B):
                         pos = start + q
@@ -335,18 +361,14 @@ def wg_regwin_kernel(dtype: np.dtype, block: int, taps_per_thread: int):
                 cuda.syncthreads()  # everyone is done reading the previous chunk
                 s = uint32(t + (t >> lj))
                 if j0 + JC <= m:  # no bounds checks
-                    for q in range(t, JC, B):
-                        sm[s] = g[uint64(j0 + q)]
-                        s = uint32(s + STEP)
+                    stage_run(sm, s, STEP, g, j0, JC, t, B)
                 else:
                     for q in range(t, JC, B):
                         sm[s] = g[j0 + q] if j0 + q < m else zero
                         s = uint32(s + STEP)
                 s = uint32(XS + t + (t >> lj))
                 if j0 + i0 + XW < n:
-                    for q in range(t, XW + 1, B):
-                        sm[s] = x[uint64(j0 + i0 + q)]
-                        s = uint32(s + STEP)
+                    stage_run(sm, s, STEP, x, j0 + i0, XW + 1, t, B)
                 else:
                     for q in range(t, XW + 1, B):
                         sm[s] = x[j0 + i0 + q] if j0 + i0 + q < n else zero

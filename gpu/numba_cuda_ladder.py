@@ -41,10 +41,10 @@ CUDA C (interior staging 12 instructions per staged element here, 11-16 there; t
 `range` loops, took 17-27). k = 511 is bound by instruction issue (FP32) or the FMA pipe (FP64):
 
     step       regs f32/f64   k = 3: HBM   k = 511: FP peak f32 / f64   hot loop (sm_90)            time / CUDA C
-    regwin     64 / 84 (R=8)  99.7%        74.4% / 100%                 86 instructions for 64      0.95 (regwin),
+    regwin     64 / 82 (R=8)  99.7%        74.4% / 100%                 86 instructions for 64      0.95 (regwin),
                                                                         FFMA, 10 LDS (fs LDS.128)   1.01 (vec)
-    wg_regwin  60 (TP=4),     99.7%        83.2% / 99.8%                307 instructions for 256    1.02
-               95 / 140 (16)                                            FFMA (TP = 16), 32 LDS
+    wg_regwin  57 / 126 (TP=4) 99.7%        83.2% / 99.8%                307 instructions for 256    1.02
+               95 / 139 (16)                                            FFMA (TP = 16), 32 LDS
 
 so numba.cuda is within 1.5x of CUDA C on every entry (the FP64 entries are at the FMA pipe in both).
 A first version indexing with `uint32(p + u)` took 122 instructions per 64 FFMA: each shared access had

@@ -151,19 +151,53 @@ def test_padding_terms_are_skipped(variant, rng):
     print(*compare.assert_close("conv1d_weight_grad", got, (x, g, k)))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("k", [3, 40])
-def test_weight_grad_repeats_bit_for_bit(k, dtype, rng):
-    """Fixed-order reductions (warp tree, warps in order, splits in order): repeated runs give the same
-    bits, with several splits, two warps per tap group (block 64, G = 1 at k = 3) and two tap groups at
-    k = 40."""
+@pytest.mark.parametrize("k, dtype, repeats", [(3, np.float32, 3), (3, np.float64, 3), (20, np.float64, 2)],
+                         ids=["3-f32", "3-f64", "20-f64"])
+def test_weight_grad_repeats_bit_for_bit(k, dtype, repeats, rng):
+    """Fixed-order reductions (warp tree, warps in order, splits in order by the second pass): repeated runs
+    give the same bits, with several splits (slice_len = TP), two warps per tap group (block 64, G = 1 at
+    k = 3) and two tap groups at k = 20 (the simulator runs the second pass, a block per tap, slowly)."""
+    from gpu import cupy_ladder
+
     x = rng.standard_normal(600).astype(dtype)
     g = rng.standard_normal(600 - k + 1).astype(dtype)
-    fn = get("conv1d_weight_grad", "wg_regwin", block=64)
-    runs = [fn(x, g, k) for _ in range(3)]
+    xd, gd = device(x), device(g)
+    TP = cupy_ladder.wg_layout(k, 64, np.dtype(dtype).itemsize)[0]
+    runs = []
+    for _ in range(repeats):  # the simulator's threads interleave differently on every run
+        dw = device(np.full(k, np.nan, dtype))
+        ladder().weight_grad_regwin(xd, gd, dw, launch(block=64), slice_len=TP)
+        runs.append(dw.copy_to_host())
     print(*compare.assert_close("conv1d_weight_grad", runs[0], (x, g, k)))
     for r in runs[1:]:
         assert np.array_equal(runs[0], r), "wg_regwin: bits differ between runs"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("block", [32, 64])
+def test_second_pass_adds_in_its_fixed_order(block, dtype, rng):
+    """sum_partials_kernel: out[c] = sum_b partial[b*cols + c] with more rows than threads, to the bit of a
+    NumPy model of its order (thread t adds rows t, t+B, ... in turn; the shuffle tree; the warps in turn),
+    and within rounding of the float64 sum; grid-strided over columns (2 blocks for 5 columns)."""
+    rows, cols = 150, 5
+    partial = (rng.standard_normal((rows, cols)) * 10.0 ** rng.integers(-4, 5, (rows, cols))).astype(dtype)
+    out = device(np.full(cols, np.nan, dtype))
+    ladder().sum_partials_kernel(np.dtype(dtype), block)[2, block](device(partial.ravel()), rows, out, dtype(0))
+    want = np.empty(cols, dtype)
+    for c in range(cols):
+        per_thread = np.zeros(block, dtype)
+        for t in range(block):
+            for b in range(t, rows, block):
+                per_thread[t] = per_thread[t] + partial[b, c]
+        warps = shfl_down_tree(per_thread)
+        total = warps[0]
+        for w in warps[1:]:
+            total = dtype(total + w)
+        want[c] = total
+    got = out.copy_to_host()
+    assert np.array_equal(got, want), (got, want)
+    err = np.abs(got - partial.astype(np.float64).sum(axis=0))
+    assert np.all(err <= 4 * rows * np.finfo(dtype).eps * np.abs(partial).astype(np.float64).sum(axis=0))
 
 
 def shfl_down_tree(values: np.ndarray) -> np.ndarray:
@@ -233,6 +267,33 @@ def test_block_1024_takes_four_outputs_per_thread_in_float64(rng):
     assert ladder().forward_per_thread(np.float64, 1024) == 4 and ladder().forward_per_thread(np.float64, 512) == 8
     args, kwargs = call_args("conv1d", rng, np.float64, (300, 5))
     print(*compare.assert_close("conv1d", get("conv1d", "regwin", block=1024)(*args, **kwargs), args, kwargs))
+
+
+def test_every_accepted_launch_is_compiled_and_fits():
+    """gpu.compile_check compiles regwin at every (block, R) its launcher accepts and wg_regwin at every
+    (block, TP), both dtypes, sm_80 and sm_90: no spills, registers x block within the register file,
+    static + dynamic shared memory within 48 KB (rows shared with tests/test_gpu_compile.py's cache)."""
+    from gpu import compile_check, cupy_ladder
+
+    if problem := compile_check.toolchain_problem():
+        pytest.skip(f"real compile: {problem}")
+    rows = [r for r in compile_check.run() if r["kernel"].startswith("ladder.")]
+    have = {(r["kernel"], r["dtype"], r["arch"]) for r in rows}
+    L = ladder()
+    for dtype in ("float32", "float64"):
+        itemsize = np.dtype(dtype).itemsize
+        for block in compile_check.BLOCKS:
+            want = [f"ladder.sum_partials_kernel[B={block}]"]
+            want += [f"ladder.regwin_kernel[B={block},R={R}]" for R in L.PER_THREAD
+                     if block <= L.FORWARD_BOUNDS[(dtype, R)]
+                     and cupy_ladder.forward_shared_bytes(block, R, L.TAPS, itemsize, False) <= L.SHARED_LIMIT]
+            want += [f"ladder.wg_regwin_kernel[B={block},TP={TP}]" for TP in L.TAPS_PER_THREAD
+                     if block <= L.WG_BOUNDS[(dtype, TP)]]
+            for name in want:
+                assert all((name, dtype, arch) in have for arch in compile_check.ARCHS), (name, dtype)
+        assert L.forward_per_thread(dtype, 1024) in L.PER_THREAD  # block 1024 always has an R that launches
+    bad = compile_check.failures(rows)
+    assert not bad, "\n".join(bad)
 
 
 @gpu_only

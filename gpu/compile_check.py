@@ -44,7 +44,7 @@ GPU_DIR = Path(__file__).parent
 #: Processes the child compiles with (KERNELS_COMPILE_WORKERS, default: the cores, at most 2).
 WORKERS = int(os.environ.get("KERNELS_COMPILE_WORKERS", min(2, os.cpu_count() or 1)))
 SOURCES = ("numba_cuda_common.py", "numba_cuda_correlate.py", "numba_cuda_reduce.py", "numba_cuda_layer.py",
-           "compile_check.py", "launch.py")
+           "numba_cuda_ladder.py", "cupy_ladder.py", "compile_check.py", "launch.py")
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,7 @@ class Config:
     blocks: tuple  # block sizes at which this compiled kernel may be launched
     signature: str  # for messages: the argument types
     default: bool = False  # compiled at the default launch of its variant (what gpu.inspect models)
+    dynamic_shared: dict = dataclasses.field(default_factory=dict)  # {block: most bytes a launch asks for}
 
 
 def configurations(dtypes=("float32", "float64")):
@@ -187,9 +188,9 @@ def configurations(dtypes=("float32", "float64")):
     default = common.Launch()
     out = []
 
-    def add(name, dispatcher, argtypes, dtype, blocks=BLOCKS, is_default=False):
+    def add(name, dispatcher, argtypes, dtype, blocks=BLOCKS, is_default=False, dynamic=None):
         sig = ", ".join(map(str, argtypes))
-        out.append((Config(name, dtype, tuple(blocks), sig, is_default), dispatcher, tuple(argtypes)))
+        out.append((Config(name, dtype, tuple(blocks), sig, is_default, dynamic or {}), dispatcher, tuple(argtypes)))
 
     for dtype in dtypes:
         T = getattr(types, dtype)
@@ -243,7 +244,46 @@ def configurations(dtypes=("float32", "float64")):
                     k = layer.tiled_kernel(np.dtype(dtype), block, R, window)
                     add(f"layer.tiled_kernel[B={block},R={R},window={window}]", k,
                         (a3, a3, a1, a3, *[int64] * 6, T), dtype, (block,), is_default)
+        ladder_configurations(add, dtype, corr_args)
     return out
+
+
+#: k values that reach every (taps per thread, tap groups) layout of the ladder's weight gradient.
+LADDER_KS = (1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 64, 65, 128, 129, 256, 257, 512, 513, 1024, 1025, 10**6)
+
+
+def ladder_configurations(add, dtype: str, corr_args):
+    """The ladder steps of gpu/numba_cuda_ladder.py at every launch their launchers accept: regwin for
+    R in PER_THREAD at each block up to its bound (and within the shared memory), wg_regwin for each
+    taps-per-thread TP up to its bound, and the second pass; with the most dynamic shared memory a
+    launch asks for (regwin: a full filter chunk; wg_regwin: the largest layout over k). The default
+    rows are the instantiations launched at block 128 (what gpu.inspect models)."""
+    import numpy as np
+    from numba import boolean, int64, types
+
+    from gpu import cupy_ladder as layout
+    from gpu import numba_cuda_ladder as ladder
+
+    T = getattr(types, dtype)
+    a1 = types.Array(T, 1, "C")
+    itemsize = np.dtype(dtype).itemsize
+    default = ladder.Launch().block
+    for block in BLOCKS:
+        for R in ladder.PER_THREAD:
+            shared = layout.forward_shared_bytes(block, R, ladder.TAPS, itemsize, False)
+            if block <= ladder.FORWARD_BOUNDS[(dtype, R)] and shared <= ladder.SHARED_LIMIT:  # else refused
+                add(f"ladder.regwin_kernel[B={block},R={R}]", ladder.regwin_kernel(np.dtype(dtype), block, R),
+                    corr_args, dtype, (block,), block == default and R == ladder.forward_per_thread(dtype, block),
+                    {block: shared})
+        for TP in ladder.TAPS_PER_THREAD:
+            if block > ladder.WG_BOUNDS[(dtype, TP)]:
+                continue
+            layouts = {layout.wg_layout(k, block, itemsize) for k in LADDER_KS}
+            shared = max(layout.wg_shared_bytes(block, G, tp, JS, itemsize) for tp, G, JS in layouts if tp == TP)
+            add(f"ladder.wg_regwin_kernel[B={block},TP={TP}]", ladder.wg_regwin_kernel(np.dtype(dtype), block, TP),
+                (a1, a1, a1, int64, T, boolean, int64, int64), dtype, (block,), block == default, {block: shared})
+        add(f"ladder.sum_partials_kernel[B={block}]", ladder.sum_partials_kernel(np.dtype(dtype), block),
+            (a1, int64, a1, T), dtype, (block,), block == default)
 
 
 # --- compiling (child process, simulator off) ---------------------------------------------------------------
@@ -372,7 +412,8 @@ def failures(rows: list[dict]) -> list[str]:
             if r["registers"] * block > REGISTER_FILE:
                 bad.append(f"{where}: {r['registers']} registers x {block} threads = {r['registers'] * block} "
                            f"> {REGISTER_FILE}: cannot launch at block={block}")
-            dynamic = r.get("dynamic_shared", {}).get(block, 0) if isinstance(r.get("dynamic_shared"), dict) else 0
+            sizes = r.get("dynamic_shared") if isinstance(r.get("dynamic_shared"), dict) else {}
+            dynamic = sizes.get(block, sizes.get(str(block), 0))  # str keys: rows read back from JSON
             if r["shared"] + dynamic > SHARED_DEFAULT:
                 bad.append(f"{where}: {r['shared']} B static + {dynamic} B dynamic shared memory at block={block} "
                            f"> {SHARED_DEFAULT} B (the launch does not opt in to more)")

@@ -31,7 +31,7 @@ N = (10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 K = tuple(2 ** e for e in range(5, 17))
 #: The direct step each backend's `auto` wraps, per op (gpu/cupy_backend.py, gpu/numba_cuda.py).
 DIRECT = {"cupy": {"conv1d": "vec", "conv1d_weight_grad": "wg_regwin"},
-          "numba_cuda": {"conv1d": "tiled", "conv1d_weight_grad": "tiled"}}
+          "numba_cuda": {"conv1d": "regwin", "conv1d_weight_grad": "wg_regwin"}}
 PASS_POINTS = 4096
 LAUNCH_S = 5e-6
 FFT_OVERHEAD_S = 100e-6

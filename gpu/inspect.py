@@ -13,7 +13,8 @@
    fitted as a + b*k per output. The CUDA C kernels have the same index formulas (gpu/conv1d.cu and
    gpu/numba_cuda_correlate.py), so their traffic is taken from their numba twin: the emulator runs
    raw pointers and cannot record accesses. The ladder steps of gpu/ladder.cu (regwin, vec, wg_regwin)
-   have no numba twin: they take the fit of cupy tiled for the same op (the same unique bytes).
+   take the fit of cupy tiled for the same op (the same unique bytes); their numba twins
+   (gpu/numba_cuda_ladder.py: regwin, wg_regwin) are traced themselves.
 4. The model, for conv1d and conv1d_weight_grad of every GPU variant at (n, k), on a device of
    gpu.devices:
 
@@ -77,10 +78,14 @@ VARIANTS = {
     ("cupy", "regwin"): {"conv1d": "correlate_regwin"},
     ("cupy", "vec"): {"conv1d": "correlate_vec"},
     ("cupy", "wg_regwin"): {"conv1d_weight_grad": "weight_grad_regwin"},
+    # gpu/numba_cuda_ladder.py: the same steps in numba (instantiation per dtype and k: ladder_kernel)
+    ("numba_cuda", "regwin"): {"conv1d": "ladder.regwin_kernel"},
+    ("numba_cuda", "wg_regwin"): {"conv1d_weight_grad": "ladder.wg_regwin_kernel"},
 }
 #: Variants without a numba twin to trace, and the variant whose traffic fit they take (same unique bytes).
 TRAFFIC_OF = {"regwin": "tiled", "vec": "tiled", "wg_regwin": "tiled"}
-LADDER = {("cupy", "regwin"), ("cupy", "vec"), ("cupy", "wg_regwin")}  # gpu/ladder.cu, gpu/cupy_ladder.py
+LADDER = {("cupy", "regwin"), ("cupy", "vec"), ("cupy", "wg_regwin"),  # gpu/ladder.cu, gpu/cupy_ladder.py
+          ("numba_cuda", "regwin"), ("numba_cuda", "wg_regwin")}  # gpu/numba_cuda_ladder.py
 
 
 # --- SASS ---------------------------------------------------------------------------------------------------
@@ -292,9 +297,21 @@ def traffic_fit(counts: dict, backend: str, variant: str, op: str, dtype: str) -
 
 # --- the model ----------------------------------------------------------------------------------------------
 
-def ladder_kernel(name: str, dtype: str, k: int) -> str:
+def _numba_forward_per_thread(dtype: str) -> int:
+    from gpu import numba_cuda_ladder
+
+    return numba_cuda_ladder.forward_per_thread(dtype, BLOCK)
+
+
+def ladder_kernel(name: str, dtype: str, k: int, backend: str = "cupy") -> str:
     """The resource row of the gpu/ladder.cu instantiation gpu/cupy_ladder.py launches at BLOCK for (dtype,
-    k): correlate_<step>[R,MAXB] (R = forward_per_thread) or weight_grad_regwin[TP,MAXB] (TP of wg_layout)."""
+    k): correlate_<step>[R,MAXB] (R = forward_per_thread) or weight_grad_regwin[TP,MAXB] (TP of wg_layout);
+    numba_cuda (gpu/numba_cuda_ladder.py): ladder.regwin_kernel[B=BLOCK,R=R] or
+    ladder.wg_regwin_kernel[B=BLOCK,TP=TP] (the same layout choices)."""
+    if backend == "numba_cuda":
+        if name == "ladder.regwin_kernel":
+            return f"{name}[B={BLOCK},R={_numba_forward_per_thread(dtype)}]"
+        return f"{name}[B={BLOCK},TP={ladder.wg_layout(k, BLOCK, 4 if dtype == 'float32' else 8)[0]}]"
     t = CTYPE[dtype]
     if name.startswith("correlate_"):
         step = name.removeprefix("correlate_")
@@ -304,17 +321,20 @@ def ladder_kernel(name: str, dtype: str, k: int) -> str:
     return f"{name}[{TP},{ladder.WG_BOUNDS[(t, TP)]}]"
 
 
-def _ladder_shape(variant: str, op: str, n: int, k: int, itemsize: int) -> dict:
-    """launch_shape of the gpu/ladder.cu steps at BLOCK (gpu/cupy_ladder.py): regwin/vec, R contiguous
-    outputs per thread (tile BLOCK*R, every output k FMAs, R independent chains of k per tile); wg_regwin,
-    (tiles x splits) blocks of KT = G*TP taps (taps past k computed: tiles*KT*m FMAs), each thread's TP
-    chains JS long per chunk over ceil(chunks / splits) chunks."""
+def _ladder_shape(variant: str, op: str, n: int, k: int, itemsize: int, backend: str = "cupy") -> dict:
+    """launch_shape of the gpu/ladder.cu steps at BLOCK (gpu/cupy_ladder.py; numba_cuda: their twins in
+    gpu/numba_cuda_ladder.py, the same layouts): regwin/vec, R contiguous outputs per thread (tile BLOCK*R,
+    every output k FMAs, R independent chains of k per tile); wg_regwin, (tiles x splits) blocks of KT = G*TP
+    taps (taps past k computed: tiles*KT*m FMAs), each thread's TP chains JS long per chunk over
+    ceil(chunks / splits) chunks."""
     from gpu import launch as plan
 
     m, launch = n - k + 1, plan.Launch(block=BLOCK)
     dtype = "float32" if itemsize == 4 else "float64"
     if op == "conv1d":
-        tile = BLOCK * ladder.forward_per_thread(variant, dtype, BLOCK)
+        R = (_numba_forward_per_thread(dtype) if backend == "numba_cuda"
+             else ladder.forward_per_thread(variant, dtype, BLOCK))
+        tile = BLOCK * R
         tiles = -(-m // tile)
         blocks = launch.blocks(m, tile)
         return {"blocks": blocks, "fmas": tiles * tile * k, "chain": k * -(-tiles // blocks)}
@@ -329,7 +349,7 @@ def _ladder_shape(variant: str, op: str, n: int, k: int, itemsize: int) -> dict:
 def launch_shape(backend: str, variant: str, op: str, n: int, k: int, itemsize: int) -> dict:
     """Blocks, executed FMAs and the longest dependent-FMA chain per thread, from the kernels' tiling."""
     if (backend, variant) in LADDER:
-        return _ladder_shape(variant, op, n, k, itemsize)
+        return _ladder_shape(variant, op, n, k, itemsize, backend)
     m = n - k + 1
     tiled = variant != "naive"
     if op == "conv1d":
@@ -430,7 +450,7 @@ def model(ns, ks, dtypes=("float32",), devices=("h100-sxm", "h200"), ops=OPS, ca
                                 continue
                             name = kernels_of[op]
                             if (backend, variant) in LADDER:  # the instantiation depends on dtype and k
-                                name = ladder_kernel(name, dtype, k)
+                                name = ladder_kernel(name, dtype, k, backend)
                             kr = find_kernel(rows, backend, name, dtype, ARCH[slug])
                             out.append(predict(kr, fit, device, backend, variant, op, n, k, dtype))
     return out

@@ -1,6 +1,6 @@
 """The `numba_cuda` backend: @cuda.jit kernels on a GPU, or under numba's CUDA simulator.
 
-Layers: kernels (`numba_cuda_correlate`, `numba_cuda_reduce`, `numba_cuda_layer`) -> their launch
+Layers: kernels (`numba_cuda_correlate`, `numba_cuda_reduce`, `numba_cuda_ladder`, `numba_cuda_layer`) -> their launch
 functions (grid, block, workspaces) -> the op implementations: for the 1-D ops those of
 gpu/correlation_ops.py (shared with the cupy backend), which map each op onto launches of a variant's
 engines; for the layer those of `numba_cuda_layer`. This module imports them and registers every one.
@@ -34,6 +34,7 @@ try:  # numba is imported after kernels._env has chosen between a GPU and the si
     from numba.cuda.cudadrv import devicearray
 
     from gpu import numba_cuda_correlate as corr
+    from gpu import numba_cuda_ladder as ladder
     from gpu import numba_cuda_layer as layer
     from gpu import numba_cuda_reduce as red
     from gpu.launch import NumbaCudaLaunch as Launch
@@ -134,7 +135,12 @@ if not MISSING:
     register(backend, "tiled", engines(corr.tiled, red.weight_grad_tiled, red.total_tiled))
     register(backend, "atomic", engines(corr.tiled, partial(red.weight_grad_tiled, atomic=True),
                                         partial(red.total_tiled, atomic=True)))
-    register(backend, "auto", auto.engines(engines(corr.tiled, red.weight_grad_tiled, red.total_tiled), "numba_cuda"))
+    # The ladder steps (gpu/numba_cuda_ladder.py, the twins of gpu/ladder.cu), with the tiled total for bias sums;
+    # wg_regwin registers only the weight gradient (its NOTES).
+    ladder_steps = engines(ladder.correlate_regwin, ladder.weight_grad_regwin, red.total_tiled)
+    register(backend, "regwin", ladder_steps)
+    register(backend, "wg_regwin", ladder_steps)
+    register(backend, "auto", auto.engines(ladder_steps, "numba_cuda"))  # the default: regwin + wg_regwin, or FFT
     backend.impl("conv1d_layer", "direct", default=True, method="direct")(layer.layer_direct)
     backend.impl("conv1d_layer_backward", "direct", default=True, method="direct")(layer.layer_backward_direct)
     backend.impl("conv1d_layer", "tiled", method="direct")(layer.layer_tiled)

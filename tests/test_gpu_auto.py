@@ -20,7 +20,7 @@ from kernels import compare, fft_choice
 
 BACKENDS = ("numba_cuda", "cupy")
 SMALL = {"numba_cuda": {"block": 32, "per_thread": 1}, "cupy": {"block": 32}}
-DIRECT = {"numba_cuda": "tiled", "cupy": "vec"}
+DIRECT = {"numba_cuda": "regwin", "cupy": "vec"}
 FFT_OPS = ["conv1d", "conv1d_relu", "conv1d_input_grad", "conv1d_weight_grad"]
 
 

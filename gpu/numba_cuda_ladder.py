@@ -1,0 +1,492 @@
+"""The kernel ladder of the 1-D correlation engine and weight gradient in numba.cuda: the steps of
+gpu/ladder.cu (CUDA C) beyond gpu/numba_cuda_correlate.py's `naive` and `tiled`, with the same designs,
+names and shared-memory layouts (gpu/cupy_ladder.py's layout functions are the one source of them).
+
+    out[o] = epilogue(sum_{i<L} f'[i] s[o+i] + bias)        for o < M,  f'[i] = f[L-1-i] if flip else f[i]
+    s[t]   = sig[t + offset] (0 outside sig, such terms skipped)  or  sig[(t + offset) mod N] (periodic)
+    dw[i]  = sum_{j<m} g[j] x[j+i]  for i < k (stored at k-1-i when flip), n = m + k - 1
+
+Steps (registered by gpu/numba_cuda.py under these names, never renumbered):
+
+    regwin     (forward, every op of gpu/correlation_ops.py) tiled, but R contiguous outputs per thread
+               (8; 4 where registers or shared memory demand it) with a register sliding window over the
+               staged x: each x loaded from shared memory serves R outputs (tiled: 1); the halo is k-1
+               (filter chunks of TAPS = 256 taps; tiled stages chunks of a whole tile of taps and the
+               matching halo whatever k); one padding word per run of R in shared memory, so that the
+               lanes' reads at a stride of R words hit distinct banks. Against numba tiled, also:
+               unsigned shared-memory indices (numba wraps a signed index, `i < 0 ? i + n : i`, on every
+               access, and widens every int32 expression to 64 bits): running offsets are uint32
+               (`uint32(...)` around each expression lets LLVM narrow the arithmetic back to 32 bits), and
+               an unrolled access at a constant distance u is `sm[uint64(p + u)]`, which folds into the
+               load's immediate offset; and launch bounds (numba-cuda's `launch_bounds`)
+    wg_regwin  (weight gradient) tap tiles sized to k (G groups of TP contiguous taps, G*TP >= k, TP = 4
+               for k <= 16 else 16; tiled: tiles of 32*per_thread taps, mostly wasted at k = 3), each
+               thread a contiguous slice of JS values of j with a register window over x; per-thread
+               partials, a `cuda.shfl_down_sync` tree, the warps added in order into per-block partials,
+               then `sum_partials_kernel` adds each column in a fixed order: the same bits on every run
+    vec        not here: numba has no float4 / double2 loads (a numba array access is one scalar access),
+               so the CUDA C `vec` step has no numba twin
+
+Where they differ from the CUDA C: numba does not unroll loops itself, so the R x R and TP x TP blocks of
+FMAs are `range` loops over local arrays that LLVM unrolls and keeps in registers (the compile check
+would show a stack frame otherwise); the kernels are built per (dtype, block, R or TP) by cached
+factories, numba's way of making sizes compile-time constants; shared memory is dynamic (sized per
+call to k, as the CUDA C), one array with the regions at offsets.
+
+MODEL, NOT MEASURED: H100 SXM, n = 1e8, block 128 (`python -m gpu.inspect --k 3 511 --dtype float32
+float64`), from the sm_90 SASS of the hot loops (numba-cuda 0.30.4, NVVM, ptxas 13.0), against the CUDA C
+steps by the same model. k = 3 is bound by HBM in both (each x and out moved once): the model does not
+count the staging instructions, but by the SASS they stay below the issue slots the bytes take, as in the
+CUDA C (interior staging 12 instructions per staged element here, 11-16 there; the first version, with
+`range` loops, took 17-27). k = 511 is bound by instruction issue (FP32) or the FMA pipe (FP64):
+
+    step       regs f32/f64   k = 3: HBM   k = 511: FP peak f32 / f64   hot loop (sm_90)            time / CUDA C
+    regwin     64 / 82 (R=8)  99.7%        74.4% / 100%                 86 instructions for 64      0.95 (regwin),
+                                                                        FFMA, 10 LDS (fs LDS.128)   1.01 (vec)
+    wg_regwin  57 / 126 (TP=4) 99.7%        83.2% / 99.8%                307 instructions for 256    1.02
+               95 / 139 (16)                                            FFMA (TP = 16), 32 LDS
+
+so numba.cuda is within 1.5x of CUDA C on every entry (the FP64 entries are at the FMA pipe in both).
+A first version indexing with `uint32(p + u)` took 122 instructions per 64 FFMA: each shared access had
+its own add and address computation, as a zero-extended 32-bit sum cannot be folded into an address
+offset. The launch bounds are (block, MAXB // block), the register budget of the CUDA C's
+__launch_bounds__(MAXB, 1) (MAXB: FORWARD_BOUNDS, WG_BOUNDS); with (block,) alone ptxas took up to 144
+registers at block 128 and spilled a few bytes at some blocks (wg_regwin's tile and chunk counts are
+shifts, not 64-bit divisions, since KT and JC are powers of two).
+
+Every global index is an int64 (n may exceed 2**31); shared-memory indices are uint32. Kernels stride
+over tiles beyond their grid.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import config, cuda, int64, uint32, uint64
+
+from gpu import cupy_ladder as layout
+from gpu.launch import NumbaCudaLaunch as Launch
+from gpu.launch import weight_grad_splits
+from gpu.numba_cuda_common import scalar_type
+from gpu.numba_cuda_correlate import finish
+
+#: Filter taps per chunk of the forward step (the CUDA C's LADDER_TAPS).
+TAPS = layout.TAPS
+#: Dynamic shared memory a launch may ask for without opting in.
+SHARED_LIMIT = layout.SHARED_LIMIT
+#: (dtype, outputs per thread R) -> largest block regwin accepts (registers without spills: gpu/compile_check.py).
+FORWARD_BOUNDS = {("float32", 4): 1024, ("float32", 8): 1024, ("float64", 4): 1024, ("float64", 8): 512}
+#: (dtype, taps per thread TP) -> largest block wg_regwin accepts.
+WG_BOUNDS = {("float32", 4): 1024, ("float32", 16): 512, ("float64", 4): 512, ("float64", 16): 256}
+#: Largest block of sum_partials_kernel.
+SUM_BOUND = 1024
+#: Outputs per thread of the forward step, and taps per thread of the weight gradient.
+PER_THREAD = (4, 8)
+TAPS_PER_THREAD = (layout.TP_SMALL, layout.TP_LARGE)
+#: Under numba's simulator nothing is compiled: `launch_bounds` is not an option there, and warp
+#: shuffles are done through shared memory in the same order (see `warp_sum_factory`).
+SIMULATED = bool(config.ENABLE_CUDASIM)
+FULL_MASK = 0xFFFFFFFF
+
+
+def _kernel_options(block: int, bound: int) -> dict:
+    """launch_bounds = (block, bound // block): the block the kernel is built for, and as many blocks per SM as
+    give the register budget of `bound` threads (65536 / bound registers a thread), as the CUDA C's
+    __launch_bounds__(MAXB, 1) does."""
+    if block > bound:
+        raise ValueError(f"block: at most {bound} threads, got {block}")
+    return {} if SIMULATED else {"launch_bounds": (block, bound // block)}
+
+
+def _name(dtype) -> str:
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+    return dtype.name
+
+
+def _log2(v: int) -> int:
+    return v.bit_length() - 1
+
+
+@cuda.jit(device=True)
+def stage_run(dst, first, step, src, start, count, t, B):
+    """dst[first + j*step] = src[start + t + j*B] for t + j*B < count (t < B: this thread's share of a run
+    copied by B threads, every src index in bounds). A while loop over a uint32 counter and an int64 source
+    index: numba's `range` would add a 64-bit trip count and selects to every element."""
+    q = uint32(t)
+    slot = uint32(first)
+    gi = int64(start) + t
+    while q < count:
+        dst[uint64(slot)] = src[uint64(gi)]
+        q = uint32(q + B)
+        slot = uint32(slot + step)
+        gi += B
+
+
+@functools.cache
+def warp_sum_factory(dtype: np.dtype, block: int, count: int):
+    """warp_sum(v): v[u] (u < count, a local array) becomes, in lane 0, the sum of v[u] over its warp, by
+    the tree v[u] += shfl_down(v[u], d), d = 16 .. 1 (lanes past the warp's end read their own value, as
+    with __shfl_down_sync). Every thread of the block calls it. Under the simulator, which has no
+    shuffles, the same tree runs through a shared array, two barriers a step."""
+    if not SIMULATED:
+        @cuda.jit(device=True)
+        def warp_sum(v):
+            for u in range(count):
+                a = v[u]
+                a += cuda.shfl_down_sync(FULL_MASK, a, 16)
+                a += cuda.shfl_down_sync(FULL_MASK, a, 8)
+                a += cuda.shfl_down_sync(FULL_MASK, a, 4)
+                a += cuda.shfl_down_sync(FULL_MASK, a, 2)
+                a += cuda.shfl_down_sync(FULL_MASK, a, 1)
+                v[u] = a
+
+        return warp_sum
+    T = scalar_type(dtype)
+
+    @cuda.jit(device=True)
+    def warp_sum_simulated(v):
+        lanes = cuda.shared.array((count, block), T)
+        t = cuda.threadIdx.x
+        for d in (16, 8, 4, 2, 1):
+            cuda.syncthreads()
+            for u in range(count):
+                lanes[u, t] = v[u]
+            cuda.syncthreads()
+            for u in range(count):
+                v[u] += lanes[u, t + d] if t % 32 + d < 32 else v[u]
+
+    return warp_sum_simulated
+
+
+# --- regwin: the forward step ---------------------------------------------------------------------------
+
+def forward_per_thread(dtype, block: int) -> int:
+    """Outputs per thread R that regwin uses at `block`: 8 where its bound and the shared memory allow, else 4."""
+    fits = layout.forward_shared_bytes(block, 8, TAPS, np.dtype(dtype).itemsize, False) <= SHARED_LIMIT
+    return 8 if block <= FORWARD_BOUNDS[(_name(dtype), 8)] and fits else 4
+
+
+@functools.cache
+def regwin_kernel(dtype: np.dtype, block: int, per_thread: int):
+    """The regwin engine for one dtype, block and R (compile-time constants)."""
+    B, R = block, per_thread
+    TILE, SHIFT, R2 = B * R, _log2(R), 2 * R
+    STEP = B + B // R  # slot(q + B) - slot(q): B is a multiple of the padding run R
+    W = 16 // np.dtype(dtype).itemsize  # elements per 16 bytes: fs starts 16-byte aligned, as in the CUDA C
+    T = scalar_type(dtype)
+    options = _kernel_options(B, FORWARD_BOUNDS[(_name(dtype), R)])
+
+    @cuda.jit(device=True)
+    def slot(q):
+        """Shared slot of window element q: one padding word after every run of R (gpu/ladder.cu skew)."""
+        return uint32(q + (q >> SHIFT))
+
+    @cuda.jit(**options)
+    def kernel(sig, offset, periodic, f, flip, out, zero, bias, epilogue, gate):
+        """Block tile of TILE = B*R outputs, thread t owns o0 + tR + r (r < R). Per filter chunk c0
+        (count = min(L - c0, TAPS) taps), in one dynamic shared array:
+
+            fs[c] = f'[c0 + c]                  (c < count, at FS: 16-byte aligned past the window)
+            ss[slot(q)] = s[o0 + c0 + q]        (q < TILE + count - 1: the tile and a halo of count-1)
+            acc[r] += fs[c] * ss[slot(tR + r + c)]
+
+        taken R taps at a time with the window xa[0 .. 2R-1] = ss[slot(tR + c ..)] in registers: R*R
+        FMAs per R x values and R filter values loaded, then xa slides by R. A chunk whose terms touch
+        the zero padding (non-periodic ends) adds the real terms only, one output at a time.
+        """
+        sm = cuda.shared.array(0, T)
+        acc = cuda.local.array(R, T)
+        xa = cuda.local.array(R2, T)
+        fr = cuda.local.array(R, T)
+        t = uint32(cuda.threadIdx.x)
+        N, L, M = sig.shape[0], f.shape[0], out.shape[0]
+        taps = min(L, TAPS)
+        FS = uint32((slot(TILE + taps - 1) + W) // W * W)
+        xb = uint32(t * (R + 1))  # slot(tR)
+        lo, hi = -offset, N - offset  # non-periodic: s[q] is sig data for lo <= q < hi
+        for tile in range(cuda.blockIdx.x, (M + TILE - 1) // TILE, cuda.gridDim.x):
+            o0 = int64(tile) * TILE
+            for r in range(R):
+                acc[r] = zero
+            for c0 in range(0, L, TAPS):
+                count = min(TAPS, L - c0)
+                cuda.syncthreads()  # everyone is done reading the previous chunk
+                for c in range(t, count, B):
+                    i = c0 + c
+                    sm[uint32(FS + c)] = f[L - 1 - i] if flip else f[i]
+                # stage ss[slot(q)] = s[o0 + c0 + q], q < span, and a zero in the spare slot(span)
+                span = TILE + count - 1
+                g0 = o0 + c0 + offset
+                start = g0 % N if periodic else g0  # Python's %: in [0, N)
+                if start >= 0 and start + span <= N:  # inside sig, not wrapping: no bounds checks
+                    stage_run(sm, slot(t), STEP, sig, start, span, t, B)
+                else:
+                    for q in range(t, span, B):
+                        pos = start + q
+                        if periodic:
+                            pos = pos if pos < N else (pos - N if pos - N < N else pos % N)
+                            sm[slot(q)] = sig[pos]
+                        else:
+                            sm[slot(q)] = sig[pos] if 0 <= pos < N else zero
+                if t == 0:
+                    sm[slot(span)] = zero
+                cuda.syncthreads()
+                last = min(o0 + TILE, M) - 1 + c0 + count - 1  # furthest signal position used
+                if periodic or (o0 + c0 >= lo and last < hi):  # interior chunk: every term is a real one
+                    n_taps = uint32(count)
+                    for r in range(R):
+                        xa[r] = sm[uint64(xb + r)]
+                    p = uint32(xb + R + 1)  # slot(tR + c + R): a run of R slots
+                    fc = FS  # fs index of tap c
+                    c = uint32(0)
+                    while c + R <= n_taps:
+                        for u in range(R):
+                            xa[R + u] = sm[uint64(p + u)]  # xa[2R-1] is never multiplied
+                        for u in range(R):
+                            fr[u] = sm[uint64(fc + u)]
+                        for u in range(R):
+                            for r in range(R):
+                                acc[r] += fr[u] * xa[r + u]
+                        for r in range(R):
+                            xa[r] = xa[r + R]
+                        c = uint32(c + R)
+                        p = uint32(p + R + 1)
+                        fc = uint32(fc + R)
+                    rem = n_taps - c  # < R taps left: xa[R .. R + rem - 2] completes their window
+                    for u in range(R - 1):
+                        if u + 1 < rem:
+                            xa[R + u] = sm[uint64(p + u)]
+                    for u in range(R - 1):
+                        if u < rem:
+                            w = sm[uint64(fc + u)]
+                            for r in range(R):
+                                acc[r] += w * xa[r + u]
+                else:
+                    for r in range(R):  # chunk touching the padding: real taps only
+                        o = o0 + t * R + r
+                        cend = max(0, min(count, hi - o - c0))
+                        for c in range(max(0, min(count, lo - o - c0)), cend):
+                            acc[r] += sm[uint32(FS + c)] * sm[slot(t * R + r + c)]
+            for r in range(R):
+                o = o0 + t * R + r
+                if o < M:
+                    out[o] = finish(acc[r] + bias, o, zero, epilogue, gate)
+
+    return kernel
+
+
+def correlate_regwin(sig, f, out, launch: Launch, *, flip=False, offset=0, periodic=False, bias=None,
+                     epilogue=0, gate=None, per_thread=None):
+    """Step regwin: out[o] = epilogue(sum_i f'[i] s[o+i] + bias) (gpu/correlation_ops.py's engine), with
+    R = per_thread (4 or 8; default `forward_per_thread`) contiguous outputs per thread. The launch's own
+    per_thread is the tiled kernels' option: regwin picks R as the CUDA C step does."""
+    name, block = _name(out.dtype), launch.block
+    R = forward_per_thread(out.dtype, block) if per_thread is None else per_thread
+    if R not in PER_THREAD:
+        raise ValueError(f"per_thread: regwin takes one of {PER_THREAD} outputs per thread, got {R!r}")
+    bound = FORWARD_BOUNDS[(name, R)]
+    if block > bound:
+        raise ValueError(f"block: regwin with {R} {name} outputs per thread runs with at most {bound} threads "
+                         f"per block (its registers), got {block}")
+    M, L = out.shape[0], f.shape[0]
+    shared = layout.forward_shared_bytes(block, R, min(L, TAPS), out.dtype.itemsize, False)
+    if shared > SHARED_LIMIT:
+        raise ValueError(f"block: regwin at block={block} with {R} outputs per thread needs {shared} bytes of "
+                         f"shared memory, more than {SHARED_LIMIT}")
+    if M == 0:
+        return
+    T = np.dtype(out.dtype).type
+    kernel = regwin_kernel(np.dtype(out.dtype), block, R)
+    kernel[launch.blocks(M, block * R), block, 0, shared](
+        sig, int(offset), bool(periodic), f, bool(flip), out, T(0), T(0 if bias is None else bias), epilogue,
+        out if gate is None else gate)
+
+
+# --- wg_regwin: the weight-gradient step -----------------------------------------------------------------
+
+@functools.cache
+def wg_regwin_kernel(dtype: np.dtype, block: int, taps_per_thread: int):
+    """The wg_regwin weight gradient for one dtype, block and TP (compile-time constants); the tap groups
+    G and the slice length JS are arguments (powers of two, as `layout.wg_layout` picks them)."""
+    B, TP = block, taps_per_thread
+    TP2, LOG_B, LOG_TP = 2 * TP, _log2(block), _log2(taps_per_thread)
+    T = scalar_type(dtype)
+    warp_sum = warp_sum_factory(np.dtype(dtype), B, TP)
+    options = _kernel_options(B, WG_BOUNDS[(_name(dtype), TP)])
+
+    @cuda.jit(**options)
+    def kernel(x, g, partial, k, zero, flip, log_s, log_js):
+        """Block (tile, split) of a grid (tiles, splits); its B threads are G tap groups of S = B/G =
+        2**log_s threads (S >= 32: a warp holds one group). Tap tile i0 = tile*KT, KT = G*TP; thread t
+        is group tg = t/S, slice js = t%S and owns taps i0 + tg*TP + u (u < TP). Over the chunks split,
+        split + splits, ... of JC = S*JS values of j (JS = 2**log_js, a multiple of TP):
+
+            gs[slot(q)] = g[j0 + q] (q < JC),   xs[slot(q)] = x[j0 + i0 + q] (q <= JC + KT - 1)
+            slot(q) = q + q/JS: lanes read at a stride of JS + 1 slots, distinct banks
+            acc[u] += gs[jb + jj] * xs[jb + jj + tg*TP + u]   for jj < JS, jb = js*JS, j0 + jb + jj < m
+
+        taken TP values of j at a time with a window xa[0 .. 2TP-1] in registers. Then each tap's S
+        partial sums are added in a fixed order: warp_sum within the warp, the S/32 warps in order
+        through red[warp][TP], stored at partial[split*k + i] (i reversed when flip).
+        """
+        sm = cuda.shared.array(0, T)
+        acc = cuda.local.array(TP, T)
+        xa = cuda.local.array(TP2, T)
+        t = uint32(cuda.threadIdx.x)
+        ls, lj = uint32(log_s), uint32(log_js)
+        S, JS = uint32(1 << ls), uint32(1 << lj)
+        G = uint32(B >> ls)
+        tg, js, lane, w = uint32(t >> ls), uint32(t & (S - 1)), uint32(t & 31), uint32(t >> 5)
+        KT, JC = uint32(G * TP), uint32(S << lj)
+        XW = uint32(JC + KT - 1)
+        XS = uint32(JC - 1 + ((JC - 1) >> lj) + 1)  # xs after gs
+        RED = uint32(XS + XW + (XW >> lj) + 1)  # red after xs
+        STEP = uint32(B + (B >> lj))  # slot(q + B) - slot(q): B is a multiple of JS
+        n, m = x.shape[0], g.shape[0]
+        split, splits = cuda.blockIdx.y, cuda.gridDim.y
+        jb = uint32(js << lj)
+        ib = uint32(jb + tg * TP)
+        xb = uint32(ib + (ib >> lj))  # slot(ib): a run of TP slots
+        gb = uint32(jb + (jb >> lj))  # slot(jb)
+        log_kt = uint32(LOG_B - ls + LOG_TP)  # KT and JC are powers of two: shifts, no 64-bit divisions
+        for tile in range(cuda.blockIdx.x, (k + KT - 1) >> log_kt, cuda.gridDim.x):
+            i0 = int64(tile) * KT
+            for u in range(TP):
+                acc[u] = zero
+            for chunk in range(split, (m + JC - 1) >> uint32(ls + lj), splits):
+                j0 = int64(chunk) * JC
+                cuda.syncthreads()  # everyone is done reading the previous chunk
+                s = uint32(t + (t >> lj))
+                if j0 + JC <= m:  # no bounds checks
+                    stage_run(sm, s, STEP, g, j0, JC, t, B)
+                else:
+                    for q in range(t, JC, B):
+                        sm[s] = g[j0 + q] if j0 + q < m else zero
+                        s = uint32(s + STEP)
+                s = uint32(XS + t + (t >> lj))
+                if j0 + i0 + XW < n:
+                    stage_run(sm, s, STEP, x, j0 + i0, XW + 1, t, B)
+                else:
+                    for q in range(t, XW + 1, B):
+                        sm[s] = x[j0 + i0 + q] if j0 + i0 + q < n else zero
+                        s = uint32(s + STEP)
+                cuda.syncthreads()
+                jn = uint32(max(0, min(int64(JS), m - j0 - jb)))  # this slice's j (none past m)
+                if jn > 0:
+                    for u in range(TP):
+                        xa[u] = sm[uint64(XS + xb + u)]
+                    q = uint32(ib + TP)
+                    px = uint32(XS + q + (q >> lj))  # slot(ib + jj + TP): a run of TP slots (TP divides JS)
+                    pg = gb  # slot(jb + jj)
+                    jj = uint32(0)
+                    while jj + TP <= jn:
+                        for u in range(TP):
+                            xa[TP + u] = sm[uint64(px + u)]  # xa[2TP-1] only slides down
+                        for v in range(TP):
+                            gj = sm[uint64(pg + v)]
+                            for u in range(TP):
+                                acc[u] += gj * xa[u + v]
+                        for u in range(TP):
+                            xa[u] = xa[u + TP]
+                        jj = uint32(jj + TP)
+                        q = uint32(ib + jj + TP)
+                        px = uint32(XS + q + (q >> lj))
+                        q = uint32(jb + jj)
+                        pg = uint32(q + (q >> lj))
+                    rem = jn - jj  # < TP values of j left
+                    for v in range(TP - 1):
+                        if v + 1 < rem:
+                            xa[TP + v] = sm[uint64(px + v)]
+                    for v in range(TP - 1):
+                        if v < rem:
+                            gj = sm[uint64(pg + v)]
+                            for u in range(TP):
+                                acc[u] += gj * xa[u + v]
+            warp_sum(acc)
+            cuda.syncthreads()  # red may be read by the previous tile's sums
+            if lane == 0:
+                for u in range(TP):
+                    sm[uint32(RED + w * TP + u)] = acc[u]
+            cuda.syncthreads()
+            per_group = uint32(S >> 5)  # warps per tap group
+            for q in range(t, KT, B):
+                i = i0 + q
+                if i < k:
+                    first = uint32(RED + (uint32(q) >> LOG_TP) * per_group * TP + (uint32(q) & (TP - 1)))
+                    v = sm[first]
+                    for ww in range(1, per_group):
+                        v += sm[uint32(first + ww * TP)]
+                    partial[split * k + (k - 1 - i if flip else i)] = v
+
+    return kernel
+
+
+@functools.cache
+def sum_partials_kernel(dtype: np.dtype, block: int):
+    """The fixed-order second pass of wg_regwin (gpu/ladder.cu wg_sum_partials) for one dtype and block."""
+    B = block
+    T = scalar_type(dtype)
+    warp_sum = warp_sum_factory(np.dtype(dtype), B, 1)
+    options = _kernel_options(B, SUM_BOUND)
+
+    @cuda.jit(**options)
+    def kernel(partial, rows, out, zero):
+        """out[c] = sum_{b < rows} partial[b*cols + c], one block per column (grid-stride over columns):
+        thread t adds rows t, t+B, ... in order, then warp_sum and the warps in order. The order depends
+        only on B: the same bits on every run with the same block."""
+        sums = cuda.shared.array(32, T)
+        v = cuda.local.array(1, T)
+        t = cuda.threadIdx.x
+        cols = out.shape[0]
+        for c in range(cuda.blockIdx.x, cols, cuda.gridDim.x):
+            v[0] = zero
+            for b in range(t, rows, B):
+                v[0] += partial[b * cols + c]
+            warp_sum(v)
+            cuda.syncthreads()  # the previous column's sum has been read
+            if t % 32 == 0:
+                sums[t // 32] = v[0]
+            cuda.syncthreads()
+            if t == 0:
+                s = sums[0]
+                for ww in range(1, B // 32):
+                    s += sums[ww]
+                out[c] = s
+
+    return kernel
+
+
+def weight_grad_regwin(x, g, dw, launch: Launch, *, flip=False, slice_len=None, splits=None):
+    """Step wg_regwin: dw[i] = sum_{j<m} g[j] x[j+i] (stored at k-1-i when flip), deterministic.
+
+    Per-block partials partial[split*k + i] over the j chunks of each split (splits: gpu.launch's
+    weight_grad_splits), then `sum_partials_kernel` adds the splits in a fixed order (skipped with one
+    split: the block writes dw). `slice_len` (JS) and `splits` override the layout (tests use them to
+    reach several chunks per split)."""
+    name, block = _name(dw.dtype), launch.block
+    m, k = g.shape[0], dw.shape[0]
+    itemsize = np.dtype(dw.dtype).itemsize
+    TP, G, JS = layout.wg_layout(k, block, itemsize, slice_len)
+    bound = WG_BOUNDS[(name, TP)]
+    if block > bound:
+        raise ValueError(f"block: wg_regwin with {TP} {name} taps per thread (k = {k}) runs with at most {bound} "
+                         f"threads per block (its registers), got {block}")
+    shared = layout.wg_shared_bytes(block, G, TP, JS, itemsize)
+    if shared > SHARED_LIMIT:
+        raise ValueError(f"slice_len: {JS} needs {shared} bytes of shared memory, more than {SHARED_LIMIT}")
+    JC, KT = block // G * JS, G * TP
+    tiles = launch.blocks(k, KT)
+    if splits is None:
+        splits = weight_grad_splits(m, JC, tiles, launch)
+    elif isinstance(splits, bool) or not isinstance(splits, int) or splits < 1:
+        raise ValueError(f"splits: expected a positive integer, got {splits!r}")
+    T = np.dtype(dw.dtype).type
+    partial = dw if splits == 1 else cuda.device_array(splits * k, dw.dtype)
+    kernel = wg_regwin_kernel(np.dtype(dw.dtype), block, TP)
+    kernel[(tiles, splits), block, 0, shared](x, g, partial, k, T(0), bool(flip), _log2(block // G), _log2(JS))
+    if splits > 1:
+        sum_partials_kernel(np.dtype(dw.dtype), block)[launch.blocks(k, 1), block](partial, splits, dw, T(0))
+

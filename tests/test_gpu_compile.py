@@ -8,7 +8,7 @@ $KERNELS_COMPILE_CACHE between runs.
 
 from __future__ import annotations
 
-import re
+import ast
 
 import numpy as np
 import pytest
@@ -35,6 +35,46 @@ def test_every_numba_kernel_compiles_without_spills_and_fits_the_register_file(n
 
 
 @needs_toolchain
+def jit_kernels(text: str) -> set:
+    """Names of the @cuda.jit kernels (not device functions) of a module's source: top-level ones by their
+    name, those inside a kernel factory by the factory's name when called `kernel`, else by their own."""
+    def is_kernel(fn):
+        return any(ast.unparse(d).startswith("cuda.jit") and "device=True" not in ast.unparse(d)
+                   for d in fn.decorator_list)
+
+    names = set()
+    for top in ast.parse(text).body:
+        if isinstance(top, ast.FunctionDef):
+            names |= {top.name} if is_kernel(top) else set()
+            names |= {top.name if fn.name == "kernel" else fn.name for fn in ast.walk(top)
+                      if fn is not top and isinstance(fn, ast.FunctionDef) and is_kernel(fn)}
+    return names
+
+
+def test_jit_kernels_finds_every_kernel_of_every_factory():
+    text = """
+@cuda.jit
+def plain(a): pass
+
+@cuda.jit(device=True)
+def helper(a): pass
+
+def first(b):
+    @cuda.jit
+    def kernel(a): pass
+    return kernel
+
+def second(b):
+    @cuda.jit
+    def kernel(a): pass
+
+    @cuda.jit
+    def finish_kernel(a): pass
+    return kernel, finish_kernel
+"""
+    assert jit_kernels(text) == {"plain", "first", "second", "finish_kernel"}
+
+
 def test_every_jit_kernel_of_the_backend_is_compiled(numba_rows):
     """Each @cuda.jit kernel (not device function) defined in gpu/numba_cuda_*.py is in the compile set,
     for both dtypes and, for the kernel factories, every block size they accept."""
@@ -45,11 +85,7 @@ def test_every_jit_kernel_of_the_backend_is_compiled(numba_rows):
                   "numba_cuda_ladder": "ladder"}.get(path.stem)
         if module is None:
             continue
-        text = path.read_text()
-        for decorator, name in re.findall(r"@cuda\.jit(\([^)]*\))?\s*\n\s*def (\w+)", text):
-            if "device=True" not in decorator:
-                factory = re.search(rf"def (\w+)\([^)]*\):\n(?:(?!\ndef ).)*?def {name}\(", text, re.S)
-                defined.add(f"{module}.{factory[1] if name == 'kernel' and factory else name}")
+        defined |= {f"{module}.{name}" for name in jit_kernels(path.read_text())}
     compiled = {}
     for r in numba_rows:
         compiled.setdefault(r["kernel"].split("[")[0], set()).update((r["dtype"], b) for b in r["blocks"])

@@ -34,6 +34,7 @@ try:  # numba is imported after kernels._env has chosen between a GPU and the si
 
     from gpu import numba_cuda_correlate as corr
     from gpu import numba_cuda_layer as layer
+    from gpu import numba_cuda_layer_gemm as layer_gemm
     from gpu import numba_cuda_reduce as red
     from gpu.launch import NumbaCudaLaunch as Launch
     from gpu.numba_cuda_common import copy, fill
@@ -137,3 +138,5 @@ if not MISSING:
     backend.impl("conv1d_layer_backward", "direct", default=True, method="direct")(layer.layer_backward_direct)
     backend.impl("conv1d_layer", "tiled", method="direct")(layer.layer_tiled)
     backend.impl("conv1d_layer_backward", "tiled", method="direct")(layer.layer_backward_tiled)
+    backend.impl("conv1d_layer", "gemm", method="direct")(layer_gemm.layer_gemm)
+    backend.impl("conv1d_layer_backward", "gemm", method="direct")(layer_gemm.layer_backward_gemm)

@@ -50,7 +50,7 @@ FIXED = {
     "numba_cpu:im2col": "#17becf", "numba_cpu:gemm": "#6a3d9a", "numba_cpu:gemm_folded": "#cab2d6",
     "numba_cpu:gemm_numpy": "#b15928",
     "numba_cuda:naive": "#a1d99b", "numba_cuda:tiled": "#2ca02c", "numba_cuda:atomic": "#006d2c",
-    "numba_cuda:direct": "#74c476",
+    "numba_cuda:direct": "#74c476", "numba_cuda:gemm": "#00441b",
     "cupy:naive": "#fdae6b", "cupy:tiled": "#e6550d", "cupy:atomic": "#a63603", "cupy:direct": "#fd8d3c",
     "cupy:regwin": "#7f2704", "cupy:vec": "#d94801", "cupy:wg_regwin": "#f16913",
     "numpy.correlate": "#7f7f7f", "scipy.correlate[direct]": "#8c564b", "scipy.correlate[fft]": "#bcbd22",

@@ -1,0 +1,407 @@
+"""The conv1d layer (`kernels.layer`) as implicit GEMMs on the `numba_cuda` backend: the ladder step
+after gpu/numba_cuda_layer.py's `direct` and `tiled`. Registered by gpu/numba_cuda.py as
+
+    gemm     forward: per sample n and group, y[n] (C_out/groups x L_out) = W (C_out/groups x C_in/groups*K)
+             times the implicit im2col of x, with register micro-tiles of RM channels x RN positions per
+             thread and the x window and filter taps of each reduction chunk in shared memory. Each x
+             value read from shared memory serves RM multiply-adds and each w value RN (tiled: 4 and 1),
+             so a step of the inner loop is RM*RN FMAs for RM+RN shared loads, all at compile-time offsets
+             from a 32-bit base: no index arithmetic, no wrap-around code, no division.
+             MODEL (gpu.compile_check SASS, H100 SXM, f32, N=8, C 64->128, L=4096, K=3): the hot loop issues
+             ~0.8 FFMA per instruction at 0.25 LDS per FFMA, against 0.05-0.2 for `tiled`; predicted
+             ~10-20x over tiled (issue-bound, ~60-70% of the FP32 peak after the staging overhead).
+             input grad: the same kernel on the transposed layer, once per residue class r of j mod stride:
+             dx[n, ci, r + stride*m] is a stride-1 correlation of g with the taps t whose l is an integer
+             (t*dilation = r + padding mod stride), so no tap is tested and nothing is divided in the inner
+             loop, and no inserted zero is multiplied (1/stride of tiled's products were zeros). Terms on
+             g's zero padding are skipped by a select on the edge tiles only.
+             MODEL: as the forward (same hot loop), ~stride x fewer FMAs than tiled's dx.
+             weight and bias grads: per group, dW (C_out/groups x C_in/groups*K) = G x im2col(x)^T, a
+             GEMM whose reduction runs over the N*L_out positions, split into fixed chunks (split-K): each
+             block sums its chunk of (n, l) tiles into micro-tiles of RM channels x RN (c, t) columns, the
+             per-chunk partials go to a workspace and `sum_columns` adds them in a fixed order (the same
+             bits on every run and any grid). db comes from the same g tiles.
+             MODEL: hot loop ~0.8 FFMA per instruction, 0.25 LDS per FFMA; the im2col staging (~0.15
+             instructions per FMA) and the second pass bring it to ~50-60% of the FP32 peak, against
+             <= 2% for direct's one-thread-per-column partials.
+
+Index formulas (math in `kernels.layer`), with ci = G(co)*C_in/groups + c, j = l*stride + t*dilation - padding:
+
+    y[n, co, l]  = b[co] + sum_{c, t} w[co, c, t] xpad[n, ci, j]
+    dw[co, c, t] = sum_{n, l} g[n, co, l] xpad[n, ci, j]           db[co] = sum_{n, l} g[n, co, l]
+    dx[n, ci, j] = sum_{co in G(ci), t, l : l*stride + t*dilation - padding = j} g[n, co, l] w[co, c, t]
+
+Zero padding multiplies like real zeros in y and dw (staged zeros, as in the reference), while dx has no
+padded terms (they are skipped), so an Inf or NaN gives the reference's NaN and Inf everywhere.
+
+Launch (`per_thread` p, `block` B <= GEMM_MAX_BLOCK): threads form a TY x TX grid (TX = 16 for the
+forward and dx, 8 for dw); a thread owns RM = min(2p, 8) channels (fewer when C_out/groups needs fewer)
+by RN = 8 positions (forward, dx: l = l0 + tx + r*TX, so a warp reads consecutive shared words) or (c, t)
+columns (dw). Shared-memory indices are 32-bit (a base in a register plus a compile-time offset), global
+indices 64-bit.
+"""
+# ruff: noqa: E741  (l is the output position, as in the formulas)
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import cuda, int32, int64, uint32
+
+from gpu import numba_cuda_reduce as red
+from gpu.launch import MAX_GRID_Y
+from gpu.launch import NumbaCudaLaunch as Launch
+from gpu.numba_cuda_common import SHARED_BYTES, check_block, check_shared, scalar_type
+from gpu.numba_cuda_layer import transposed_filter_kernel
+
+#: Largest block of every gemm kernel (up to ~130 registers in float64 at RM=8: 256 threads fit the register
+#: file without spilling; gpu/compile_check.py checks every accepted launch).
+GEMM_MAX_BLOCK = 256
+#: Channels per thread micro-tile: RM in RMS (RM = min(2*per_thread, 8), cut to what C_out/groups needs).
+RMS = (2, 4, 8)
+#: Positions (forward, dx) or (c, t) columns (dw) per thread micro-tile.
+RN = 8
+#: Threads along the positions (forward, dx) and along the (c, t) columns (dw).
+TX, TXW = 16, 8
+#: Input channels and taps per reduction chunk of the forward and dx (x window and w taps in shared memory).
+CC, KT = 4, 4
+#: Positions per reduction chunk of dw (staged g and im2col(x) tiles).
+BL = 16
+#: Blocks the dw split aims at (about two per SM of a 132-SM H100/H200); with the sizes and the launch it
+#: alone fixes the chunks, so repeated calls add in the same order, to the bit.
+WG_TARGET_BLOCKS = 256
+
+
+def micro_rows(launch: Launch, rows_needed: int, tx: int) -> int:
+    """RM: channels per thread, min(2*per_thread, 8), cut down to the smallest of RMS whose block tile
+    (block/tx threads x RM) covers `rows_needed` channels."""
+    most = min(2 * launch.per_thread, RMS[-1])
+    ty = launch.block // tx
+    return min(most, next((r for r in RMS if r * ty >= rows_needed), RMS[-1]))
+
+
+# --- kernels: forward and dx --------------------------------------------------------------------------------
+
+@functools.cache
+def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool, stride1: bool):
+    """The implicit-GEMM correlation for one dtype, block, micro-tile height RM, x window (compile-time
+    sizes), whether terms on the input's padding are skipped (dx) or multiplied (forward), and whether the
+    stride is 1 (then the x offsets of a thread's positions are compile-time constants)."""
+    B, RM, XW, MASKED, S1 = block, rm, window, masked, stride1
+    TY = B // TX
+    BM, BN = TY * RM, TX * RN  # block tile: BM channels x BN positions
+    WS, XS, ACC = CC * KT * BM, CC * XW, RM * RN  # shared and local array sizes (compile-time constants)
+    T, U = scalar_type(dtype), uint32  # U: shared-memory indices are unsigned (no wrap-around code), 32-bit
+
+    @cuda.jit
+    def kernel(x, w, b, y, stride, padding, dilation, groups, tap0, tap_step, Kc, ostart, ostride, Lc, kt_max,
+               zero):
+        """Block ((n, group, channel tile), position tile) computes, for o < cos <= BM and l < BN,
+
+            y[n, co0+o, ostart + (l0+l)*ostride] = b[co0+o] + sum_{c, k < Kc} wk[o, c, k] xpad[n, ci, p]
+            wk[o, c, k] = w[co0+o, c, tap0 + k*tap_step],   p = (l0+l)*stride + k*dilation - padding
+
+        (forward: ostart = tap0 = 0, ostride = tap_step = 1, Kc = K). Per chunk of CC channels and
+        kt <= kt_max taps k0 + kc, staged in shared memory,
+
+            ws[(cc*KT + kc)*BM + o] = wk[o, c0+cc, k0+kc]
+            xs[cc*XW + q]           = xpad[n, ci0+c0+cc, l0*stride + k0*dilation - padding + q]
+            acc[i, r] += ws[(cc*KT + kc)*BM + ty*RM + i] * xs[cc*XW + (tx + r*TX)*stride + kc*dilation]
+
+        for thread (ty, tx), i < RM, r < RN, with q < (BN-1)*stride + (kt-1)*dilation + 1 <= XW. Padded
+        channels (c >= C_in/groups) stage zeros in both; when masked, a term with p outside [0, L) is skipped
+        (a select, on the tiles that touch the edges only), else the staged zero is multiplied.
+        """
+        xs = cuda.shared.array(XS, T)
+        ws = cuda.shared.array(WS, T)
+        acc = cuda.local.array(ACC, T)
+        av = cuda.local.array(RM, T)
+        xv = cuda.local.array(RN, T)
+        xo = cuda.local.array(RN, uint32)  # 32-bit shared offsets of the thread's positions
+        u = cuda.threadIdx.x
+        tx, ty = u % TX, u // TX
+        N, C_x, L = x.shape
+        C_y, C_xg = w.shape[0], w.shape[1]
+        C_yg = C_y // groups
+        tiles = (C_yg + BM - 1) // BM  # channel tiles per group
+        d32 = U(dilation)
+        for r in range(RN):
+            xo[r] = U(tx + r * TX) * U(stride)
+        wbase, xb = U(ty * RM), U(tx)
+        has_bias = b.shape[0] > 0
+        for rt in range(cuda.blockIdx.y, N * groups * tiles, cuda.gridDim.y):
+            n, gt = rt // (groups * tiles), rt % (groups * tiles)
+            co0 = (gt // tiles) * C_yg + (gt % tiles) * BM
+            cos = min(BM, C_yg - (gt % tiles) * BM)  # channels in this tile
+            ci0 = (gt // tiles) * C_xg
+            for lt in range(cuda.blockIdx.x, (Lc + BN - 1) // BN, cuda.gridDim.x):
+                l0 = int64(lt) * BN
+                for e in range(RM * RN):
+                    acc[e] = zero
+                for c0 in range(0, C_xg, CC):
+                    for k0 in range(0, Kc, kt_max):
+                        kt = min(kt_max, Kc - k0)
+                        start = l0 * stride + k0 * dilation - padding
+                        width = (BN - 1) * stride + (kt - 1) * dilation + 1
+                        cuda.syncthreads()  # everyone is done reading the previous chunk
+                        for q in range(u, WS, B):
+                            o, kc, cc = q % BM, (q // BM) % KT, q // (BM * KT)
+                            inside = o < cos and kc < kt and c0 + cc < C_xg
+                            ws[q] = w[co0 + o, c0 + cc, tap0 + (k0 + kc) * tap_step] if inside else zero
+                        for cc in range(CC):
+                            real = c0 + cc < C_xg
+                            for q in range(u, width, B):
+                                p = start + q
+                                xs[cc * XW + q] = x[n, ci0 + c0 + cc, p] if real and 0 <= p < L else zero
+                        cuda.syncthreads()
+                        lo, hi = int64(0), int64(XW)  # the staged q whose p is real: lo <= q < hi
+                        if MASKED and not (start >= 0 and start + width <= L):
+                            lo, hi = max(-start, int64(0)), min(L - start, int64(XW))
+                        for kc in range(kt):  # the hot loop: CC * RM*RN FMAs per CC * (RM+RN) shared loads
+                            wk = wbase + U(kc * BM)
+                            tk = U(kc) * d32
+                            for cc in range(CC):
+                                wq = wk + U(cc * KT * BM)
+                                for i in range(RM):
+                                    av[i] = ws[wq + U(i)]
+                                xq = tk + U(cc * XW)
+                                if S1:  # stride 1: one base register, compile-time offsets
+                                    for r in range(RN):
+                                        xv[r] = xs[xq + xb + U(r * TX)]
+                                else:
+                                    for r in range(RN):
+                                        xv[r] = xs[xq + xo[r]]
+                                if MASKED and (lo > 0 or hi < XW):  # an edge tile of dx: skip g's padding
+                                    for i in range(RM):
+                                        for r in range(RN):
+                                            if lo <= tk + xo[r] < hi:
+                                                acc[i * RN + r] += av[i] * xv[r]
+                                else:
+                                    for i in range(RM):
+                                        for r in range(RN):
+                                            acc[i * RN + r] += av[i] * xv[r]
+                for i in range(RM):
+                    o = ty * RM + i
+                    if o < cos:
+                        bias = b[co0 + o] if has_bias else zero
+                        for r in range(RN):
+                            l = l0 + tx + r * TX
+                            if l < Lc:
+                                v = acc[i * RN + r]
+                                y[n, co0 + o, ostart + l * ostride] = v + bias if has_bias else v
+
+    return kernel
+
+
+# --- kernels: dw and db -------------------------------------------------------------------------------------
+
+@functools.cache
+def weight_grad_kernel(dtype: np.dtype, block: int, rm: int):
+    """The split-K weight gradient for one dtype, block and micro-tile height RM (compile-time sizes)."""
+    B, RM = block, rm
+    TY = B // TXW
+    BM, BC = TY * RM, TXW * RN  # block tile: BM channels x BC (c, t) columns
+    # row pitches of the staged tiles: GP keeps a thread's RM g values 16-byte aligned (vector loads) and
+    # shifts the banks of consecutive rows, XP = BC + 1 makes the stores of consecutive rows conflict-free
+    GP, XP = BM + 16 // np.dtype(dtype).itemsize, BC + 1
+    GS, XS, ACC = BL * GP, BL * XP, RM * RN  # shared and local array sizes (compile-time constants)
+    T, U = scalar_type(dtype), uint32  # U: shared-memory indices are unsigned (no wrap-around code), 32-bit
+
+    @cuda.jit
+    def kernel(x, g, partial, K, stride, padding, dilation, groups, per_split, zero):
+        """Block (output tile, split s) sums over the (n, l) tiles it0 = s*per_split, ..., in order (BL
+        positions l0 + l each, l0 = (it % L_tiles)*BL, n = it // L_tiles):
+
+            gs[l*GP + o]   = g[n, co0+o, l0+l]                       (0 past L_out)
+            xs[l*XP + e]   = xpad[n, ci(e), (l0+l)*stride + t(e)*dilation - padding]
+            acc[i, r]     += gs[l*GP + ty*RM + i] * xs[l*XP + tx + r*TXW]
+
+        for column e = col0 + tx + r*TXW = c*K + t of dw's group (ci(e) = G*C_in/groups + c), and stores
+
+            partial[s, co*C_in/groups*K + e] = acc        partial[s, dw.size + co] = sum_l gs[l*GP + o]
+
+        (the db columns from the blocks of column tile 0, when partial has them). The splits are
+        partial.shape[0], independent of the grid: every block strides over (tile, split) pairs.
+        """
+        gs = cuda.shared.array(GS, T)
+        xs = cuda.shared.array(XS, T)
+        col_ci = cuda.shared.array(BC, int32)
+        col_p = cuda.shared.array(BC, int32)
+        acc = cuda.local.array(ACC, T)
+        av = cuda.local.array(RM, T)
+        xv = cuda.local.array(RN, T)
+        u = cuda.threadIdx.x
+        tx, ty = u % TXW, u // TXW
+        N, C_in, L = x.shape
+        C_out, L_out = g.shape[1], g.shape[2]
+        C_in_g, C_out_g = C_in // groups, C_out // groups
+        CK = C_in_g * K
+        E_w = C_out * CK
+        has_db = partial.shape[1] > E_w
+        splits = partial.shape[0]
+        row_tiles, col_tiles = (C_out_g + BM - 1) // BM, (CK + BC - 1) // BC
+        L_tiles = (L_out + BL - 1) // BL
+        total = N * L_tiles
+        gb, xb = U(ty * RM), U(tx)
+        for s in range(cuda.blockIdx.y, splits, cuda.gridDim.y):
+            for tile in range(cuda.blockIdx.x, groups * row_tiles * col_tiles, cuda.gridDim.x):
+                grp, rest = tile // (row_tiles * col_tiles), tile % (row_tiles * col_tiles)
+                rt, ct = rest // col_tiles, rest % col_tiles
+                co0 = grp * C_out_g + rt * BM
+                cos = min(BM, C_out_g - rt * BM)
+                col0 = ct * BC
+                db_here = has_db and ct == 0
+                cuda.syncthreads()  # everyone is done with the previous tile's column table
+                for q in range(u, BC, B):
+                    e = col0 + q
+                    col_ci[q] = int32(grp * C_in_g + e // K) if e < CK else -1
+                    col_p[q] = int32((e % K) * dilation - padding) if e < CK else 0
+                for e in range(RM * RN):
+                    acc[e] = zero
+                dbacc = zero
+                for it in range(s * per_split, min(total, (s + 1) * per_split)):
+                    n, l0 = it // L_tiles, (it % L_tiles) * BL
+                    cuda.syncthreads()  # everyone is done reading the previous chunk
+                    for q in range(u, BL * BM, B):  # consecutive threads, consecutive l
+                        l, o = q % BL, q // BL
+                        inside = o < cos and l0 + l < L_out
+                        gs[l * GP + o] = g[n, co0 + o, l0 + l] if inside else zero
+                    for q in range(u, BL * BC, B):
+                        l, e = q % BL, q // BL
+                        ci = col_ci[e]
+                        p = (l0 + l) * stride + col_p[e]
+                        inside = ci >= 0 and l0 + l < L_out and 0 <= p < L
+                        xs[l * XP + e] = x[n, ci, p] if inside else zero
+                    cuda.syncthreads()
+                    for l in range(BL):  # the hot loop: RM*RN FMAs per RM+RN shared loads
+                        gq, xq = gb + U(l * GP), xb + U(l * XP)
+                        for i in range(RM):
+                            av[i] = gs[gq + U(i)]
+                        for r in range(RN):
+                            xv[r] = xs[xq + U(r * TXW)]
+                        for i in range(RM):
+                            for r in range(RN):
+                                acc[i * RN + r] += av[i] * xv[r]
+                    if db_here and u < cos:
+                        for l in range(BL):
+                            dbacc += gs[l * GP + u]
+                for i in range(RM):
+                    o = ty * RM + i
+                    if o < cos:
+                        for r in range(RN):
+                            e = col0 + tx + r * TXW
+                            if e < CK:
+                                partial[s, (co0 + o) * CK + e] = acc[i * RN + r]
+                if db_here and u < cos:
+                    partial[s, E_w + co0 + u] = dbacc
+
+    return kernel
+
+
+# --- launches -----------------------------------------------------------------------------------------------
+
+def correlate(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, tap0=0, tap_step=1, Kc=None,
+              ostart=0, ostride=1, Lc=None, masked=False):
+    """`conv_kernel`: y[n, co, ostart + l*ostride] = b[co] + sum_{c, k<Kc} w[co, c, tap0 + k*tap_step]
+    xpad[n, ci, l*stride + k*dilation - padding] for l < Lc (defaults: the layer forward).
+
+    The shared x window is a power of two (few kernels compile) holding KT taps per chunk if that fits,
+    else one; ValueError (naming the block) when even one tap's window does not fit.
+    """
+    dtype = np.dtype(y.dtype)
+    Kc = w.shape[2] if Kc is None else Kc
+    Lc = y.shape[2] if Lc is None else Lc
+    check_block(launch, GEMM_MAX_BLOCK, "the gemm layer")
+    rm = micro_rows(launch, w.shape[0] // groups, TX)
+    BM, BN = launch.block // TX * rm, TX * RN
+    for kt in (max(1, min(Kc, KT)), 1):
+        window = 1 << ((BN - 1) * stride + (kt - 1) * dilation).bit_length()
+        if CC * (window + KT * BM) * dtype.itemsize <= SHARED_BYTES:
+            break
+    check_shared(CC * (window + KT * BM), dtype, launch, f"gemm layer (stride={stride})")
+    kt_max = min(KT, (window - 1 - (BN - 1) * stride) // dilation + 1)
+    rows = x.shape[0] * groups * -(-(w.shape[0] // groups) // BM)
+    grid = (launch.blocks(Lc, BN), min(rows, launch.max_blocks, MAX_GRID_Y))
+    kernel = conv_kernel(dtype, launch.block, rm, window, masked, stride == 1)
+    kernel[grid, launch.block](x, w, b, y, stride, padding, dilation, groups, tap0, tap_step, Kc, ostart, ostride,
+                               Lc, kt_max, dtype.type(0))
+
+
+def residue_classes(p):
+    """[(r, Kc, tap0, padding', Lc)] of dx: for j = r + stride*m (m < Lc), the taps t with l = (j + padding -
+    t*dilation)/stride an integer are t_last, t_last - t_step, ... (Kc of them, t_step = stride /
+    gcd(stride, dilation)), and l = m + k*dilation/gcd - padding' for tap k of the reversed filter
+    (tap0 + k*t_step = K-1-t), padding' = -(r + padding - t_last*dilation)/stride."""
+    s, d, K = p.stride, p.dilation, p.K
+    out = []
+    for r in range(min(s, p.L)):
+        taps = [t for t in range(K) if (r + p.padding - t * d) % s == 0]
+        Lc = -(-(p.L - r) // s)
+        if not taps:
+            out.append((r, 0, 0, 0, Lc))
+            continue
+        t_last = taps[-1]
+        out.append((r, len(taps), K - 1 - t_last, -((r + p.padding - t_last * d) // s), Lc))
+    return out
+
+
+def input_grad(p, w, g, dx, launch: Launch):
+    """dx: `conv_kernel` on the transposed layer (filter transposed and flipped), once per residue class of
+    j mod stride (`residue_classes`), each a stride-1 correlation of g, with g's padding skipped."""
+    wt = cuda.device_array((p.C_in, p.C_out_g, p.K), p.dtype)
+    transposed_filter_kernel[launch.blocks(wt.size, launch.block), launch.block](w, wt, p.groups)
+    no_bias = cuda.device_array(0, p.dtype)
+    step = p.stride // math.gcd(p.stride, p.dilation)
+    for r, Kc, tap0, padding, Lc in residue_classes(p):
+        correlate(g, wt, no_bias, dx, launch, stride=1, padding=padding, dilation=p.dilation // math.gcd(
+            p.stride, p.dilation), groups=p.groups, tap0=tap0, tap_step=step, Kc=Kc, ostart=r, ostride=p.stride,
+            Lc=Lc, masked=True)
+
+
+def weight_grad_plan(p, launch: Launch) -> tuple[int, int, int]:
+    """(RM, per_split, splits) of `weight_grad_kernel`: the N * ceil(L_out/BL) position tiles in `splits`
+    chunks of `per_split`, so that (output tiles) x splits is about WG_TARGET_BLOCKS. Depends only on the
+    sizes, the block and per_thread (never max_blocks): repeated calls add in the same order."""
+    rm = micro_rows(launch, p.C_out_g, TXW)
+    BM, BC = launch.block // TXW * rm, TXW * RN
+    tiles = p.groups * -(-p.C_out_g // BM) * -(-(p.C_in_g * p.K) // BC)
+    total = p.N * -(-p.L_out // BL)
+    splits = max(1, min(total, -(-WG_TARGET_BLOCKS // tiles)))
+    per_split = -(-total // splits)
+    return rm, per_split, -(-total // per_split)
+
+
+def param_grads(p, x, g, dw, db, launch: Launch):
+    """dw and db (when db has C_out elements): split-K partials in a workspace (`weight_grad_plan`), then
+    `red.sum_columns` adds each column's partials in order of the split."""
+    check_block(launch, GEMM_MAX_BLOCK, "the gemm layer's parameter gradients")
+    rm, per_split, splits = weight_grad_plan(p, launch)
+    E_w = dw.size
+    partial = cuda.device_array((splits, E_w + db.shape[0]), dw.dtype)
+    BM = launch.block // TXW * rm
+    tiles = p.groups * -(-p.C_out_g // BM) * -(-(p.C_in_g * p.K) // (TXW * RN))
+    grid = (min(tiles, launch.max_blocks), min(splits, launch.max_blocks, MAX_GRID_Y))
+    kernel = weight_grad_kernel(np.dtype(dw.dtype), launch.block, rm)
+    kernel[grid, launch.block](x, g, partial, p.K, p.stride, p.padding, p.dilation, p.groups, per_split,
+                               p.dtype.type(0))
+    red.sum_columns(partial[:, :E_w], dw.reshape(E_w), launch)
+    if db.shape[0]:
+        red.sum_columns(partial[:, E_w:], db, launch)
+
+
+# --- implementations ----------------------------------------------------------------------------------------
+
+def layer_gemm(p, x, w, b, y, **options):
+    """implicit GEMM: micro-tiles of up to 8 channels x 8 positions per thread, x window and taps in shared memory"""
+    correlate(x, w, b, y, Launch.of(options), stride=p.stride, padding=p.padding, dilation=p.dilation,
+              groups=p.groups)
+
+
+def layer_backward_gemm(p, x, w, g, dx, dw, db, **options):
+    """dx by the implicit GEMM per residue class of stride (no division, no inserted zeros); dw, db split-K"""
+    launch = Launch.of(options)
+    check_block(launch, GEMM_MAX_BLOCK, "the gemm layer backward")
+    input_grad(p, w, g, dx, launch)
+    param_grads(p, x, g, dw, db, launch)

@@ -48,7 +48,7 @@ import functools
 import math
 
 import numpy as np
-from numba import cuda, int32, int64, uint32
+from numba import cuda, int32, int64, uint32, uint64
 
 from gpu import numba_cuda_reduce as red
 from gpu.launch import MAX_GRID_Y
@@ -65,7 +65,8 @@ RMS = (2, 4, 8)
 RN = 8
 #: Threads along the positions (forward, dx) and along the (c, t) columns (dw).
 TX, TXW = 16, 8
-#: Input channels and taps per reduction chunk of the forward and dx (x window and w taps in shared memory).
+#: Input channels and taps per reduction chunk of the forward and dx (x window and w taps in shared memory);
+#: the hot loop of `conv_kernel` calls its step once per channel, CC = 4 times.
 CC, KT = 4, 4
 #: Positions per reduction chunk of dw (staged g and im2col(x) tiles).
 BL = 16
@@ -93,26 +94,64 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
     TY = B // TX
     BM, BN = TY * RM, TX * RN  # block tile: BM channels x BN positions
     WS, XS, ACC = CC * KT * BM, CC * XW, RM * RN  # shared and local array sizes (compile-time constants)
-    T, U = scalar_type(dtype), uint32  # U: shared-memory indices are unsigned (no wrap-around code), 32-bit
+    WK, XK = WS // B, -(-XW // B)  # filter and x window values each thread stages per chunk
+    T, U, U64 = scalar_type(dtype), uint32, uint64  # unsigned indices (no wrap-around code): shared 32-bit, global 64
+
+    @cuda.jit(device=True, inline="always")
+    def step(acc, av, xv, ws, xs, wq, xq, xo, tk, lo, hi, edge):  # edge: a compile-time constant
+        """One channel of a reduction step: acc[i, r] += ws[wq + i] * xs[xq + x offset of r] (i < RM, r < RN),
+        the offsets compile-time constants for stride 1; on an edge tile only where lo <= tk + xo[r] < hi."""
+        for i in range(RM):
+            av[i] = ws[wq + U(i)]
+        if S1:  # stride 1: one base register, compile-time offsets
+            for r in range(RN):
+                xv[r] = xs[xq + U(r * TX)]
+        else:
+            for r in range(RN):
+                xv[r] = xs[xq + xo[r]]
+        if MASKED and edge:
+            for i in range(RM):
+                for r in range(RN):
+                    if lo <= tk + xo[r] < hi:
+                        acc[i * RN + r] += av[i] * xv[r]
+        else:
+            for i in range(RM):
+                for r in range(RN):
+                    acc[i * RN + r] += av[i] * xv[r]
+
+    @cuda.jit(device=True, inline="always")
+    def chunk(acc, av, xv, ws, xs, wbase, xb, xo, d32, kt, lo, hi, edge):
+        """The hot loop over the kt taps of a staged chunk: CC steps of RM*RN FMAs per RM+RN shared loads."""
+        wk, tk = wbase, U(0)
+        for kc in range(kt):
+            xq = tk + xb if S1 else tk
+            step(acc, av, xv, ws, xs, wk, xq, xo, tk, lo, hi, edge)  # cc = 0 .. CC-1
+            step(acc, av, xv, ws, xs, wk + U(KT * BM), xq + U(XW), xo, tk, lo, hi, edge)
+            step(acc, av, xv, ws, xs, wk + U(2 * KT * BM), xq + U(2 * XW), xo, tk, lo, hi, edge)
+            step(acc, av, xv, ws, xs, wk + U(3 * KT * BM), xq + U(3 * XW), xo, tk, lo, hi, edge)
+            wk += U(BM)
+            tk += d32
 
     @cuda.jit
-    def kernel(x, w, b, y, stride, padding, dilation, groups, tap0, tap_step, Kc, ostart, ostride, Lc, kt_max,
-               zero):
+    def kernel(x, w, b, y, C_x, L, C_xg, Kw, stride, padding, dilation, groups, tap0, tap_step, Kc, ostart, ostride,
+               Lc, kt_max, zero):
         """Block ((n, group, channel tile), position tile) computes, for o < cos <= BM and l < BN,
 
             y[n, co0+o, ostart + (l0+l)*ostride] = b[co0+o] + sum_{c, k < Kc} wk[o, c, k] xpad[n, ci, p]
             wk[o, c, k] = w[co0+o, c, tap0 + k*tap_step],   p = (l0+l)*stride + k*dilation - padding
 
-        (forward: ostart = tap0 = 0, ostride = tap_step = 1, Kc = K). Per chunk of CC channels and
-        kt <= kt_max taps k0 + kc, staged in shared memory,
+        (forward: ostart = tap0 = 0, ostride = tap_step = 1, Kc = K), with x and w flat (shapes
+        (N, C_x, L) and (C_y, C_xg, Kw)). Per chunk of CC channels and kt <= kt_max taps k0 + kc, staged in
+        shared memory,
 
             ws[(cc*KT + kc)*BM + o] = wk[o, c0+cc, k0+kc]
             xs[cc*XW + q]           = xpad[n, ci0+c0+cc, l0*stride + k0*dilation - padding + q]
             acc[i, r] += ws[(cc*KT + kc)*BM + ty*RM + i] * xs[cc*XW + (tx + r*TX)*stride + kc*dilation]
 
         for thread (ty, tx), i < RM, r < RN, with q < (BN-1)*stride + (kt-1)*dilation + 1 <= XW. Padded
-        channels (c >= C_in/groups) stage zeros in both; when masked, a term with p outside [0, L) is skipped
+        channels (c >= C_xg) stage zeros in both; when masked, a term with p outside [0, L) is skipped
         (a select, on the tiles that touch the edges only), else the staged zero is multiplied.
+        Each thread stages the RM filter values ws[u + k*B] (k < RM) of one row o = u % BM.
         """
         xs = cuda.shared.array(XS, T)
         ws = cuda.shared.array(WS, T)
@@ -122,20 +161,28 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
         xo = cuda.local.array(RN, uint32)  # 32-bit shared offsets of the thread's positions
         u = cuda.threadIdx.x
         tx, ty = u % TX, u // TX
-        N, C_x, L = x.shape
-        C_y, C_xg = w.shape[0], w.shape[1]
+        ow, rw = u % BM, u // BM  # the filter row this thread stages, and its first (cc, kc) slot
+        wcc = cuda.local.array(WK, int32)  # its slots: ws[u + k*B] = wk[ow, c0 + wcc[k], k0 + wkc[k]]
+        wkc = cuda.local.array(WK, int32)
+        woff = cuda.local.array(WK, int64)  # their flat w offsets wcc[k]*Kw + wkc[k]*tap_step
+        N, C_y = y.shape[0], y.shape[1]
         C_yg = C_y // groups
         tiles = (C_yg + BM - 1) // BM  # channel tiles per group
         d32 = U(dilation)
         for r in range(RN):
             xo[r] = U(tx + r * TX) * U(stride)
         wbase, xb = U(ty * RM), U(tx)
+        for k in range(WK):
+            r = rw + k * (B // BM)
+            wcc[k], wkc[k] = r // KT, r % KT
+            woff[k] = (r // KT) * Kw + (r % KT) * tap_step
         has_bias = b.shape[0] > 0
         for rt in range(cuda.blockIdx.y, N * groups * tiles, cuda.gridDim.y):
             n, gt = rt // (groups * tiles), rt % (groups * tiles)
             co0 = (gt // tiles) * C_yg + (gt % tiles) * BM
             cos = min(BM, C_yg - (gt % tiles) * BM)  # channels in this tile
             ci0 = (gt // tiles) * C_xg
+            wrow = (co0 + ow) * (C_xg * Kw) + tap0  # flat w index of the staged row's tap 0
             for lt in range(cuda.blockIdx.x, (Lc + BN - 1) // BN, cuda.gridDim.x):
                 l0 = int64(lt) * BN
                 for e in range(RM * RN):
@@ -146,42 +193,27 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
                         start = l0 * stride + k0 * dilation - padding
                         width = (BN - 1) * stride + (kt - 1) * dilation + 1
                         cuda.syncthreads()  # everyone is done reading the previous chunk
-                        for q in range(u, WS, B):
-                            o, kc, cc = q % BM, (q // BM) % KT, q // (BM * KT)
-                            inside = o < cos and kc < kt and c0 + cc < C_xg
-                            ws[q] = w[co0 + o, c0 + cc, tap0 + (k0 + kc) * tap_step] if inside else zero
+                        wc = wrow + c0 * Kw + k0 * tap_step
+                        for k in range(WK):  # slot k: (cc, kc) = (wcc[k], wkc[k]) of row ow
+                            inside = ow < cos and wkc[k] < kt and c0 + wcc[k] < C_xg
+                            ws[U(u + k * B)] = w[U64(wc + woff[k])] if inside else zero
                         for cc in range(CC):
                             real = c0 + cc < C_xg
-                            for q in range(u, width, B):
-                                p = start + q
-                                xs[cc * XW + q] = x[n, ci0 + c0 + cc, p] if real and 0 <= p < L else zero
+                            row = ((n * C_x + ci0 + c0 + cc) * L + start) if real else int64(0)
+                            for k in range(XK):  # q = u + k*B < width
+                                q = u + k * B
+                                if q < width:
+                                    inside = real and U64(start + q) < U64(L)  # 0 <= p < L
+                                    xs[U(cc * XW + q)] = x[U64(row + q)] if inside else zero
                         cuda.syncthreads()
-                        lo, hi = int64(0), int64(XW)  # the staged q whose p is real: lo <= q < hi
-                        if MASKED and not (start >= 0 and start + width <= L):
-                            lo, hi = max(-start, int64(0)), min(L - start, int64(XW))
-                        for kc in range(kt):  # the hot loop: CC * RM*RN FMAs per CC * (RM+RN) shared loads
-                            wk = wbase + U(kc * BM)
-                            tk = U(kc) * d32
-                            for cc in range(CC):
-                                wq = wk + U(cc * KT * BM)
-                                for i in range(RM):
-                                    av[i] = ws[wq + U(i)]
-                                xq = tk + U(cc * XW)
-                                if S1:  # stride 1: one base register, compile-time offsets
-                                    for r in range(RN):
-                                        xv[r] = xs[xq + xb + U(r * TX)]
-                                else:
-                                    for r in range(RN):
-                                        xv[r] = xs[xq + xo[r]]
-                                if MASKED and (lo > 0 or hi < XW):  # an edge tile of dx: skip g's padding
-                                    for i in range(RM):
-                                        for r in range(RN):
-                                            if lo <= tk + xo[r] < hi:
-                                                acc[i * RN + r] += av[i] * xv[r]
-                                else:
-                                    for i in range(RM):
-                                        for r in range(RN):
-                                            acc[i * RN + r] += av[i] * xv[r]
+                        lo, hi = U(0), U(XW)  # the staged q whose p is real: lo <= q < hi
+                        edge = MASKED and not (start >= 0 and start + width <= L)
+                        if edge:
+                            lo, hi = U(max(-start, int64(0))), U(max(int64(0), min(L - start, int64(XW))))
+                        if MASKED and edge:  # a tile touching the padding of dx's g: the masked steps
+                            chunk(acc, av, xv, ws, xs, wbase, xb, xo, d32, kt, lo, hi, True)
+                        else:
+                            chunk(acc, av, xv, ws, xs, wbase, xb, xo, d32, kt, lo, hi, False)
                 for i in range(RM):
                     o = ty * RM + i
                     if o < cos:
@@ -207,7 +239,7 @@ def weight_grad_kernel(dtype: np.dtype, block: int, rm: int):
     # shifts the banks of consecutive rows, XP = BC + 1 makes the stores of consecutive rows conflict-free
     GP, XP = BM + 16 // np.dtype(dtype).itemsize, BC + 1
     GS, XS, ACC = BL * GP, BL * XP, RM * RN  # shared and local array sizes (compile-time constants)
-    T, U = scalar_type(dtype), uint32  # U: shared-memory indices are unsigned (no wrap-around code), 32-bit
+    T, U, U64 = scalar_type(dtype), uint32, uint64  # unsigned indices (no wrap-around code): shared 32-bit, global 64
 
     @cuda.jit
     def kernel(x, g, partial, K, stride, padding, dilation, groups, per_split, zero):
@@ -325,8 +357,9 @@ def correlate(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, 
     rows = x.shape[0] * groups * -(-(w.shape[0] // groups) // BM)
     grid = (launch.blocks(Lc, BN), min(rows, launch.max_blocks, MAX_GRID_Y))
     kernel = conv_kernel(dtype, launch.block, rm, window, masked, stride == 1)
-    kernel[grid, launch.block](x, w, b, y, stride, padding, dilation, groups, tap0, tap_step, Kc, ostart, ostride,
-                               Lc, kt_max, dtype.type(0))
+    kernel[grid, launch.block](x.reshape(x.size), w.reshape(w.size), b, y, x.shape[1], x.shape[2], w.shape[1],
+                               w.shape[2], stride, padding, dilation, groups, tap0, tap_step, Kc, ostart, ostride, Lc,
+                               kt_max, dtype.type(0))
 
 
 def residue_classes(p):

@@ -59,8 +59,10 @@ from gpu.numba_cuda_layer import transposed_filter_kernel
 #: Largest block of every gemm kernel (up to ~130 registers in float64 at RM=8: 256 threads fit the register
 #: file without spilling; gpu/compile_check.py checks every accepted launch).
 GEMM_MAX_BLOCK = 256
-#: Channels per thread micro-tile: RM in RMS (RM = min(2*per_thread, 8), cut to what C_out/groups needs).
+#: Channels per thread micro-tile: RM in RMS, RM = min(2*per_thread, RM_MAX), cut to what C_out/groups needs;
+#: RM_MAX by itemsize (float64 at RM = 8 needs more than the 255 registers of a thread: it would spill).
 RMS = (2, 4, 8)
+RM_MAX = {4: 8, 8: 4}
 #: Positions (forward, dx) or (c, t) columns (dw) per thread micro-tile.
 RN = 8
 #: Threads along the positions (forward, dx) and along the (c, t) columns (dw).
@@ -75,10 +77,10 @@ BL = 16
 WG_TARGET_BLOCKS = 256
 
 
-def micro_rows(launch: Launch, rows_needed: int, tx: int) -> int:
-    """RM: channels per thread, min(2*per_thread, 8), cut down to the smallest of RMS whose block tile
+def micro_rows(launch: Launch, rows_needed: int, tx: int, dtype) -> int:
+    """RM: channels per thread, min(2*per_thread, RM_MAX), cut down to the smallest of RMS whose block tile
     (block/tx threads x RM) covers `rows_needed` channels."""
-    most = min(2 * launch.per_thread, RMS[-1])
+    most = min(2 * launch.per_thread, RM_MAX[np.dtype(dtype).itemsize])
     ty = launch.block // tx
     return min(most, next((r for r in RMS if r * ty >= rows_needed), RMS[-1]))
 
@@ -123,7 +125,7 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
     def chunk(acc, av, xv, ws, xs, wbase, xb, xo, d32, kt, lo, hi, edge):
         """The hot loop over the kt taps of a staged chunk: CC steps of RM*RN FMAs per RM+RN shared loads."""
         wk, tk = wbase, U(0)
-        for kc in range(kt):
+        for _kc in range(kt):
             xq = tk + xb if S1 else tk
             step(acc, av, xv, ws, xs, wk, xq, xo, tk, lo, hi, edge)  # cc = 0 .. CC-1
             step(acc, av, xv, ws, xs, wk + U(KT * BM), xq + U(XW), xo, tk, lo, hi, edge)
@@ -162,9 +164,6 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
         u = cuda.threadIdx.x
         tx, ty = u % TX, u // TX
         ow, rw = u % BM, u // BM  # the filter row this thread stages, and its first (cc, kc) slot
-        wcc = cuda.local.array(WK, int32)  # its slots: ws[u + k*B] = wk[ow, c0 + wcc[k], k0 + wkc[k]]
-        wkc = cuda.local.array(WK, int32)
-        woff = cuda.local.array(WK, int64)  # their flat w offsets wcc[k]*Kw + wkc[k]*tap_step
         N, C_y = y.shape[0], y.shape[1]
         C_yg = C_y // groups
         tiles = (C_yg + BM - 1) // BM  # channel tiles per group
@@ -172,10 +171,6 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
         for r in range(RN):
             xo[r] = U(tx + r * TX) * U(stride)
         wbase, xb = U(ty * RM), U(tx)
-        for k in range(WK):
-            r = rw + k * (B // BM)
-            wcc[k], wkc[k] = r // KT, r % KT
-            woff[k] = (r // KT) * Kw + (r % KT) * tap_step
         has_bias = b.shape[0] > 0
         for rt in range(cuda.blockIdx.y, N * groups * tiles, cuda.gridDim.y):
             n, gt = rt // (groups * tiles), rt % (groups * tiles)
@@ -194,9 +189,10 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
                         width = (BN - 1) * stride + (kt - 1) * dilation + 1
                         cuda.syncthreads()  # everyone is done reading the previous chunk
                         wc = wrow + c0 * Kw + k0 * tap_step
-                        for k in range(WK):  # slot k: (cc, kc) = (wcc[k], wkc[k]) of row ow
-                            inside = ow < cos and wkc[k] < kt and c0 + wcc[k] < C_xg
-                            ws[U(u + k * B)] = w[U64(wc + woff[k])] if inside else zero
+                        for k in range(WK):  # slot k: ws[u + k*B] = wk[ow, c0 + cc, k0 + kc]
+                            cc, kc = (rw + k * (B // BM)) // KT, (rw + k * (B // BM)) % KT
+                            inside = ow < cos and kc < kt and c0 + cc < C_xg
+                            ws[U(u + k * B)] = w[U64(wc + cc * Kw + kc * tap_step)] if inside else zero
                         for cc in range(CC):
                             real = c0 + cc < C_xg
                             row = ((n * C_x + ci0 + c0 + cc) * L + start) if real else int64(0)
@@ -239,10 +235,22 @@ def weight_grad_kernel(dtype: np.dtype, block: int, rm: int):
     # shifts the banks of consecutive rows, XP = BC + 1 makes the stores of consecutive rows conflict-free
     GP, XP = BM + 16 // np.dtype(dtype).itemsize, BC + 1
     GS, XS, ACC = BL * GP, BL * XP, RM * RN  # shared and local array sizes (compile-time constants)
+    GK, XK = BL * BM // B, BL * BC // B  # g and x values each thread stages per chunk
     T, U, U64 = scalar_type(dtype), uint32, uint64  # unsigned indices (no wrap-around code): shared 32-bit, global 64
 
+    @cuda.jit(device=True, inline="always")
+    def step(acc, av, xv, gs, xs, gq, xq):
+        """One position of the reduction: acc[i, r] += gs[gq + i] * xs[xq + r*TXW] (i < RM, r < RN)."""
+        for i in range(RM):
+            av[i] = gs[gq + U(i)]
+        for r in range(RN):
+            xv[r] = xs[xq + U(r * TXW)]
+        for i in range(RM):
+            for r in range(RN):
+                acc[i * RN + r] += av[i] * xv[r]
+
     @cuda.jit
-    def kernel(x, g, partial, K, stride, padding, dilation, groups, per_split, zero):
+    def kernel(x, g, partial, N, C_in, L, C_out, L_out, K, stride, padding, dilation, groups, per_split, zero):
         """Block (output tile, split s) sums over the (n, l) tiles it0 = s*per_split, ..., in order (BL
         positions l0 + l each, l0 = (it % L_tiles)*BL, n = it // L_tiles):
 
@@ -266,8 +274,7 @@ def weight_grad_kernel(dtype: np.dtype, block: int, rm: int):
         xv = cuda.local.array(RN, T)
         u = cuda.threadIdx.x
         tx, ty = u % TXW, u // TXW
-        N, C_in, L = x.shape
-        C_out, L_out = g.shape[1], g.shape[2]
+        ls, rs = u % BL, u // BL  # staging: this thread's position l and first row (g) or column (x)
         C_in_g, C_out_g = C_in // groups, C_out // groups
         CK = C_in_g * K
         E_w = C_out * CK
@@ -295,30 +302,33 @@ def weight_grad_kernel(dtype: np.dtype, block: int, rm: int):
                 dbacc = zero
                 for it in range(s * per_split, min(total, (s + 1) * per_split)):
                     n, l0 = it // L_tiles, (it % L_tiles) * BL
+                    lsv = l0 + ls < L_out
+                    gi = (n * C_out + co0 + rs) * L_out + l0 + ls  # flat g index of slot 0
+                    xn = n * C_in * L
+                    ps = (l0 + ls) * stride
                     cuda.syncthreads()  # everyone is done reading the previous chunk
-                    for q in range(u, BL * BM, B):  # consecutive threads, consecutive l
-                        l, o = q % BL, q // BL
-                        inside = o < cos and l0 + l < L_out
-                        gs[l * GP + o] = g[n, co0 + o, l0 + l] if inside else zero
-                    for q in range(u, BL * BC, B):
-                        l, e = q % BL, q // BL
+                    for k in range(GK):  # slot k: gs[ls*GP + rs + k*(B//BL)] (consecutive threads, consecutive l)
+                        o = rs + k * (B // BL)
+                        inside = lsv and o < cos
+                        gs[U(ls * GP + o)] = g[U64(gi + k * (B // BL) * L_out)] if inside else zero
+                    for k in range(XK):  # slot k: xs[ls*XP + e], e = rs + k*(B//BL)
+                        e = rs + k * (B // BL)
                         ci = col_ci[e]
-                        p = (l0 + l) * stride + col_p[e]
-                        inside = ci >= 0 and l0 + l < L_out and 0 <= p < L
-                        xs[l * XP + e] = x[n, ci, p] if inside else zero
+                        p = ps + col_p[e]
+                        inside = lsv and ci >= 0 and U64(p) < U64(L)  # 0 <= p < L
+                        xs[U(ls * XP + e)] = x[U64(xn + ci * L + p)] if inside else zero
                     cuda.syncthreads()
-                    for l in range(BL):  # the hot loop: RM*RN FMAs per RM+RN shared loads
-                        gq, xq = gb + U(l * GP), xb + U(l * XP)
-                        for i in range(RM):
-                            av[i] = gs[gq + U(i)]
-                        for r in range(RN):
-                            xv[r] = xs[xq + U(r * TXW)]
-                        for i in range(RM):
-                            for r in range(RN):
-                                acc[i * RN + r] += av[i] * xv[r]
+                    gq, xq = gb, xb
+                    for _lq in range(BL // 4):  # the hot loop: RM*RN FMAs per RM+RN shared loads, 4 l per trip
+                        step(acc, av, xv, gs, xs, gq, xq)
+                        step(acc, av, xv, gs, xs, gq + U(GP), xq + U(XP))
+                        step(acc, av, xv, gs, xs, gq + U(2 * GP), xq + U(2 * XP))
+                        step(acc, av, xv, gs, xs, gq + U(3 * GP), xq + U(3 * XP))
+                        gq += U(4 * GP)
+                        xq += U(4 * XP)
                     if db_here and u < cos:
                         for l in range(BL):
-                            dbacc += gs[l * GP + u]
+                            dbacc += gs[U(l * GP + u)]
                 for i in range(RM):
                     o = ty * RM + i
                     if o < cos:
@@ -346,7 +356,7 @@ def correlate(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, 
     Kc = w.shape[2] if Kc is None else Kc
     Lc = y.shape[2] if Lc is None else Lc
     check_block(launch, GEMM_MAX_BLOCK, "the gemm layer")
-    rm = micro_rows(launch, w.shape[0] // groups, TX)
+    rm = micro_rows(launch, w.shape[0] // groups, TX, dtype)
     BM, BN = launch.block // TX * rm, TX * RN
     for kt in (max(1, min(Kc, KT)), 1):
         window = 1 << ((BN - 1) * stride + (kt - 1) * dilation).bit_length()
@@ -397,7 +407,7 @@ def weight_grad_plan(p, launch: Launch) -> tuple[int, int, int]:
     """(RM, per_split, splits) of `weight_grad_kernel`: the N * ceil(L_out/BL) position tiles in `splits`
     chunks of `per_split`, so that (output tiles) x splits is about WG_TARGET_BLOCKS. Depends only on the
     sizes, the block and per_thread (never max_blocks): repeated calls add in the same order."""
-    rm = micro_rows(launch, p.C_out_g, TXW)
+    rm = micro_rows(launch, p.C_out_g, TXW, p.dtype)
     BM, BC = launch.block // TXW * rm, TXW * RN
     tiles = p.groups * -(-p.C_out_g // BM) * -(-(p.C_in_g * p.K) // BC)
     total = p.N * -(-p.L_out // BL)
@@ -417,8 +427,8 @@ def param_grads(p, x, g, dw, db, launch: Launch):
     tiles = p.groups * -(-p.C_out_g // BM) * -(-(p.C_in_g * p.K) // (TXW * RN))
     grid = (min(tiles, launch.max_blocks), min(splits, launch.max_blocks, MAX_GRID_Y))
     kernel = weight_grad_kernel(np.dtype(dw.dtype), launch.block, rm)
-    kernel[grid, launch.block](x, g, partial, p.K, p.stride, p.padding, p.dilation, p.groups, per_split,
-                               p.dtype.type(0))
+    kernel[grid, launch.block](x.reshape(x.size), g.reshape(g.size), partial, p.N, p.C_in, p.L, p.C_out, p.L_out,
+                               p.K, p.stride, p.padding, p.dilation, p.groups, per_split, p.dtype.type(0))
     red.sum_columns(partial[:, :E_w], dw.reshape(E_w), launch)
     if db.shape[0]:
         red.sum_columns(partial[:, E_w:], db, launch)

@@ -14,7 +14,8 @@ after gpu/numba_cuda_layer.py's `direct` and `tiled`. Registered by gpu/numba_cu
              dx[n, ci, r + stride*m] is a stride-1 correlation of g with the taps t whose l is an integer
              (t*dilation = r + padding mod stride), so no tap is tested and nothing is divided in the inner
              loop, and no inserted zero is multiplied (1/stride of tiled's products were zeros). Terms on
-             g's zero padding are skipped by a select on the edge tiles only.
+             g's zero padding multiply staged zeros (exact for a finite w); a w with an Inf or NaN takes
+             a masked kernel that skips them by a select on the edge tiles only.
              MODEL: as the forward (same hot loop), ~stride x fewer FMAs than tiled's dx.
              weight and bias grads: per group, dW (C_out/groups x C_in/groups*K) = G x im2col(x)^T, a
              GEMM whose reduction runs over the N*L_out positions, split into fixed chunks (split-K): each
@@ -59,9 +60,9 @@ from gpu.numba_cuda_layer import transposed_filter_kernel
 #: Largest block of every gemm kernel (up to ~130 registers in float64 at RM=8: 256 threads fit the register
 #: file without spilling; gpu/compile_check.py checks every accepted launch).
 GEMM_MAX_BLOCK = 256
-#: Channels per thread micro-tile: RM in RMS, RM = min(2*per_thread, RM_MAX), cut to what C_out/groups needs;
-#: RM_MAX by itemsize (float64 at RM = 8 needs more than the 255 registers of a thread: it would spill).
-RMS = (2, 4, 8)
+#: Channels per thread micro-tile by itemsize: RM_MAX (per_thread >= 4) or RM_MAX/2 (per_thread < 4, or when
+#: RM_MAX/2 covers C_out/groups, or for the masked dx). float64 at RM = 8 would need more than the 255
+#: registers of a thread, and the masked dx at RM_MAX spills on sm_80.
 RM_MAX = {4: 8, 8: 4}
 #: Positions (forward, dx) or (c, t) columns (dw) per thread micro-tile.
 RN = 8
@@ -77,12 +78,13 @@ BL = 16
 WG_TARGET_BLOCKS = 256
 
 
-def micro_rows(launch: Launch, rows_needed: int, tx: int, dtype) -> int:
-    """RM: channels per thread, min(2*per_thread, RM_MAX), cut down to the smallest of RMS whose block tile
-    (block/tx threads x RM) covers `rows_needed` channels."""
-    most = min(2 * launch.per_thread, RM_MAX[np.dtype(dtype).itemsize])
-    ty = launch.block // tx
-    return min(most, next((r for r in RMS if r * ty >= rows_needed), RMS[-1]))
+def micro_rows(launch: Launch, rows_needed: int, tx: int, dtype, half=False) -> int:
+    """RM: channels per thread, RM_MAX of the dtype for per_thread >= 4, else RM_MAX/2; RM_MAX/2 too when its
+    block tile (block/tx threads x RM) covers `rows_needed` channels, or when `half` is asked for."""
+    most = RM_MAX[np.dtype(dtype).itemsize]
+    if half or launch.per_thread < 4 or (most // 2) * (launch.block // tx) >= rows_needed:
+        return most // 2
+    return most
 
 
 # --- kernels: forward and dx --------------------------------------------------------------------------------
@@ -356,7 +358,7 @@ def correlate(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, 
     Kc = w.shape[2] if Kc is None else Kc
     Lc = y.shape[2] if Lc is None else Lc
     check_block(launch, GEMM_MAX_BLOCK, "the gemm layer")
-    rm = micro_rows(launch, w.shape[0] // groups, TX, dtype)
+    rm = micro_rows(launch, w.shape[0] // groups, TX, dtype, half=masked)
     BM, BN = launch.block // TX * rm, TX * RN
     for kt in (max(1, min(Kc, KT)), 1):
         window = 1 << ((BN - 1) * stride + (kt - 1) * dilation).bit_length()
@@ -392,7 +394,10 @@ def residue_classes(p):
 
 def input_grad(p, w, g, dx, launch: Launch):
     """dx: `conv_kernel` on the transposed layer (filter transposed and flipped), once per residue class of
-    j mod stride (`residue_classes`), each a stride-1 correlation of g, with g's padding skipped."""
+    j mod stride (`residue_classes`), each a stride-1 correlation of g. A term on g's zero padding is then
+    w * 0, exactly 0 for a finite w: the forward's kernel. A filter with an Inf or NaN takes the masked
+    kernel, which skips those terms (Inf * 0 would be NaN where the reference has only real products)."""
+    masked = not np.isfinite(w.copy_to_host()).all()  # w is small next to g and dx
     wt = cuda.device_array((p.C_in, p.C_out_g, p.K), p.dtype)
     transposed_filter_kernel[launch.blocks(wt.size, launch.block), launch.block](w, wt, p.groups)
     no_bias = cuda.device_array(0, p.dtype)
@@ -400,7 +405,7 @@ def input_grad(p, w, g, dx, launch: Launch):
     for r, Kc, tap0, padding, Lc in residue_classes(p):
         correlate(g, wt, no_bias, dx, launch, stride=1, padding=padding, dilation=p.dilation // math.gcd(
             p.stride, p.dilation), groups=p.groups, tap0=tap0, tap_step=step, Kc=Kc, ostart=r, ostride=p.stride,
-            Lc=Lc, masked=True)
+            Lc=Lc, masked=masked)
 
 
 def weight_grad_plan(p, launch: Launch) -> tuple[int, int, int]:

@@ -41,7 +41,8 @@ def test_every_jit_kernel_of_the_backend_is_compiled(numba_rows):
     defined = set()
     for path in sorted(compile_check.GPU_DIR.glob("numba_cuda_*.py")):
         module = {"numba_cuda_common": "common", "numba_cuda_correlate": "correlate",
-                  "numba_cuda_reduce": "reduce", "numba_cuda_layer": "layer"}.get(path.stem)
+                  "numba_cuda_reduce": "reduce", "numba_cuda_layer": "layer",
+                  "numba_cuda_layer_gemm": "layer_gemm"}.get(path.stem)
         if module is None:
             continue
         text = path.read_text()

@@ -253,10 +253,10 @@ def configurations(dtypes=("float32", "float64")):
                     window = 1 << ((gemm.TX * gemm.RN - 1) * stride + gemm.KT - 1).bit_length()
                     k = gemm.conv_kernel(np.dtype(dtype), block, rm, window, masked, stride == 1)
                     add(f"layer_gemm.conv_kernel[B={block},RM={rm},window={window},masked={int(masked)},"
-                        f"stride1={int(stride == 1)}]", k, (a1, a1, a1, a3, *[int64] * 15, T), dtype, (block,),
+                        f"stride1={int(stride == 1)}]", k, (a1, a1, a1, a1, *[int64] * 18, T), dtype, (block,),
                         is_default and stride == 1)
                 k = gemm.weight_grad_kernel(np.dtype(dtype), block, rm)
-                add(f"layer_gemm.weight_grad_kernel[B={block},RM={rm}]", k, (a1, a1, a2, *[int64] * 11, T), dtype,
+                add(f"layer_gemm.weight_grad_kernel[B={block},RM={rm}]", k, (a1, a1, a1, *[int64] * 13, T), dtype,
                     (block,), is_default)
     return out
 

@@ -137,16 +137,16 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
             tk += d32
 
     @cuda.jit
-    def kernel(x, w, b, y, C_x, L, C_xg, Kw, stride, padding, dilation, groups, tap0, tap_step, Kc, ostart, ostride,
-               Lc, kt_max, zero):
+    def kernel(x, w, b, y, N, C_x, L, C_y, C_xg, Kw, Ly, stride, padding, dilation, groups, tap0, tap_step, Kc, ostart,
+               ostride, Lc, kt_max, zero):
         """Block ((n, group, channel tile), position tile) computes, for o < cos <= BM and l < BN,
 
             y[n, co0+o, ostart + (l0+l)*ostride] = b[co0+o] + sum_{c, k < Kc} wk[o, c, k] xpad[n, ci, p]
             wk[o, c, k] = w[co0+o, c, tap0 + k*tap_step],   p = (l0+l)*stride + k*dilation - padding
 
-        (forward: ostart = tap0 = 0, ostride = tap_step = 1, Kc = K), with x and w flat (shapes
-        (N, C_x, L) and (C_y, C_xg, Kw)). Per chunk of CC channels and kt <= kt_max taps k0 + kc, staged in
-        shared memory,
+        (forward: ostart = tap0 = 0, ostride = tap_step = 1, Kc = K), with x, w and y flat (shapes
+        (N, C_x, L), (C_y, C_xg, Kw) and (N, C_y, Ly)). Per chunk of CC channels and kt <= kt_max taps
+        k0 + kc, staged in shared memory,
 
             ws[(cc*KT + kc)*BM + o] = wk[o, c0+cc, k0+kc]
             xs[cc*XW + q]           = xpad[n, ci0+c0+cc, l0*stride + k0*dilation - padding + q]
@@ -166,7 +166,9 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
         u = cuda.threadIdx.x
         tx, ty = u % TX, u // TX
         ow, rw = u % BM, u // BM  # the filter row this thread stages, and its first (cc, kc) slot
-        N, C_y = y.shape[0], y.shape[1]
+        woff = cuda.local.array(WK, int64)  # slot k: ws[u + k*B] = wk[ow, c0 + cc, k0 + kc] at w[wc + woff[k]]
+        for k in range(WK):
+            woff[k] = ((rw + k * (B // BM)) // KT) * Kw + ((rw + k * (B // BM)) % KT) * tap_step
         C_yg = C_y // groups
         tiles = (C_yg + BM - 1) // BM  # channel tiles per group
         d32 = U(dilation)
@@ -191,18 +193,20 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
                         width = (BN - 1) * stride + (kt - 1) * dilation + 1
                         cuda.syncthreads()  # everyone is done reading the previous chunk
                         wc = wrow + c0 * Kw + k0 * tap_step
-                        for k in range(WK):  # slot k: ws[u + k*B] = wk[ow, c0 + cc, k0 + kc]
+                        for k in range(WK):
                             cc, kc = (rw + k * (B // BM)) // KT, (rw + k * (B // BM)) % KT
                             inside = ow < cos and kc < kt and c0 + cc < C_xg
-                            ws[U(u + k * B)] = w[U64(wc + cc * Kw + kc * tap_step)] if inside else zero
+                            v = w[U64(wc + woff[k]) if inside else U64(0)]  # no branch
+                            ws[U(u + k * B)] = v if inside else zero
                         for cc in range(CC):
                             real = c0 + cc < C_xg
                             row = ((n * C_x + ci0 + c0 + cc) * L + start) if real else int64(0)
-                            for k in range(XK):  # q = u + k*B < width
+                            for k in range(XK):  # q = u + k*B < XW: the window and what follows it
                                 q = u + k * B
-                                if q < width:
+                                if q < XW:
                                     inside = real and U64(start + q) < U64(L)  # 0 <= p < L
-                                    xs[U(cc * XW + q)] = x[U64(row + q)] if inside else zero
+                                    v = x[U64(row + q) if inside else U64(0)]  # no branch
+                                    xs[U(cc * XW + q)] = v if inside else zero
                         cuda.syncthreads()
                         lo, hi = U(0), U(XW)  # the staged q whose p is real: lo <= q < hi
                         edge = MASKED and not (start >= 0 and start + width <= L)
@@ -212,15 +216,17 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
                             chunk(acc, av, xv, ws, xs, wbase, xb, xo, d32, kt, lo, hi, True)
                         else:
                             chunk(acc, av, xv, ws, xs, wbase, xb, xo, d32, kt, lo, hi, False)
+                # epilogue: y flat, yi = flat index of (n, co0 + ty*RM, ostart + (l0 + tx)*ostride)
+                yi = (n * C_y + co0 + ty * RM) * Ly + ostart + (l0 + tx) * ostride
+                left = Lc - l0 - tx  # position r is stored when r*TX < left
                 for i in range(RM):
-                    o = ty * RM + i
-                    if o < cos:
-                        bias = b[co0 + o] if has_bias else zero
+                    if ty * RM + i < cos:
+                        bias = b[co0 + ty * RM + i] if has_bias else zero
                         for r in range(RN):
-                            l = l0 + tx + r * TX
-                            if l < Lc:
+                            if r * TX < left:
                                 v = acc[i * RN + r]
-                                y[n, co0 + o, ostart + l * ostride] = v + bias if has_bias else v
+                                y[U64(yi + r * TX * ostride)] = v + bias if has_bias else v
+                    yi += Ly
 
     return kernel
 
@@ -252,7 +258,8 @@ def weight_grad_kernel(dtype: np.dtype, block: int, rm: int):
                 acc[i * RN + r] += av[i] * xv[r]
 
     @cuda.jit
-    def kernel(x, g, partial, N, C_in, L, C_out, L_out, K, stride, padding, dilation, groups, per_split, zero):
+    def kernel(x, g, partial, N, C_in, L, C_out, L_out, K, stride, padding, dilation, groups, splits, E, per_split,
+               zero):
         """Block (output tile, split s) sums over the (n, l) tiles it0 = s*per_split, ..., in order (BL
         positions l0 + l each, l0 = (it % L_tiles)*BL, n = it // L_tiles):
 
@@ -264,8 +271,8 @@ def weight_grad_kernel(dtype: np.dtype, block: int, rm: int):
 
             partial[s, co*C_in/groups*K + e] = acc        partial[s, dw.size + co] = sum_l gs[l*GP + o]
 
-        (the db columns from the blocks of column tile 0, when partial has them). The splits are
-        partial.shape[0], independent of the grid: every block strides over (tile, split) pairs.
+        (the db columns from the blocks of column tile 0, when E > dw.size), with x, g and partial
+        (splits, E) flat. The splits are independent of the grid: every block strides over (tile, split) pairs.
         """
         gs = cuda.shared.array(GS, T)
         xs = cuda.shared.array(XS, T)
@@ -280,8 +287,7 @@ def weight_grad_kernel(dtype: np.dtype, block: int, rm: int):
         C_in_g, C_out_g = C_in // groups, C_out // groups
         CK = C_in_g * K
         E_w = C_out * CK
-        has_db = partial.shape[1] > E_w
-        splits = partial.shape[0]
+        has_db = E > E_w
         row_tiles, col_tiles = (C_out_g + BM - 1) // BM, (CK + BC - 1) // BC
         L_tiles = (L_out + BL - 1) // BL
         total = N * L_tiles
@@ -312,13 +318,15 @@ def weight_grad_kernel(dtype: np.dtype, block: int, rm: int):
                     for k in range(GK):  # slot k: gs[ls*GP + rs + k*(B//BL)] (consecutive threads, consecutive l)
                         o = rs + k * (B // BL)
                         inside = lsv and o < cos
-                        gs[U(ls * GP + o)] = g[U64(gi + k * (B // BL) * L_out)] if inside else zero
+                        v = g[U64(gi + k * (B // BL) * L_out) if inside else U64(0)]  # no branch
+                        gs[U(ls * GP + o)] = v if inside else zero
                     for k in range(XK):  # slot k: xs[ls*XP + e], e = rs + k*(B//BL)
                         e = rs + k * (B // BL)
                         ci = col_ci[e]
                         p = ps + col_p[e]
                         inside = lsv and ci >= 0 and U64(p) < U64(L)  # 0 <= p < L
-                        xs[U(ls * XP + e)] = x[U64(xn + ci * L + p)] if inside else zero
+                        v = x[U64(xn + ci * L + p) if inside else U64(0)]  # no branch
+                        xs[U(ls * XP + e)] = v if inside else zero
                     cuda.syncthreads()
                     gq, xq = gb, xb
                     for _lq in range(BL // 4):  # the hot loop: RM*RN FMAs per RM+RN shared loads, 4 l per trip
@@ -331,15 +339,16 @@ def weight_grad_kernel(dtype: np.dtype, block: int, rm: int):
                     if db_here and u < cos:
                         for l in range(BL):
                             dbacc += gs[U(l * GP + u)]
+                pi = s * E + (co0 + ty * RM) * CK + col0 + tx  # flat partial index of acc[0, 0]
+                left = CK - col0 - tx  # column r is stored when r*TXW < left
                 for i in range(RM):
-                    o = ty * RM + i
-                    if o < cos:
+                    if ty * RM + i < cos:
                         for r in range(RN):
-                            e = col0 + tx + r * TXW
-                            if e < CK:
-                                partial[s, (co0 + o) * CK + e] = acc[i * RN + r]
+                            if r * TXW < left:
+                                partial[U64(pi + r * TXW)] = acc[i * RN + r]
+                    pi += CK
                 if db_here and u < cos:
-                    partial[s, E_w + co0 + u] = dbacc
+                    partial[U64(s * E + E_w + co0 + u)] = dbacc
 
     return kernel
 
@@ -369,9 +378,9 @@ def correlate(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, 
     rows = x.shape[0] * groups * -(-(w.shape[0] // groups) // BM)
     grid = (launch.blocks(Lc, BN), min(rows, launch.max_blocks, MAX_GRID_Y))
     kernel = conv_kernel(dtype, launch.block, rm, window, masked, stride == 1)
-    kernel[grid, launch.block](x.reshape(x.size), w.reshape(w.size), b, y, x.shape[1], x.shape[2], w.shape[1],
-                               w.shape[2], stride, padding, dilation, groups, tap0, tap_step, Kc, ostart, ostride, Lc,
-                               kt_max, dtype.type(0))
+    kernel[grid, launch.block](x.reshape(x.size), w.reshape(w.size), b, y.reshape(y.size), x.shape[0], x.shape[1],
+                               x.shape[2], w.shape[0], w.shape[1], w.shape[2], y.shape[2], stride, padding, dilation,
+                               groups, tap0, tap_step, Kc, ostart, ostride, Lc, kt_max, dtype.type(0))
 
 
 def residue_classes(p):
@@ -432,8 +441,9 @@ def param_grads(p, x, g, dw, db, launch: Launch):
     tiles = p.groups * -(-p.C_out_g // BM) * -(-(p.C_in_g * p.K) // (TXW * RN))
     grid = (min(tiles, launch.max_blocks), min(splits, launch.max_blocks, MAX_GRID_Y))
     kernel = weight_grad_kernel(np.dtype(dw.dtype), launch.block, rm)
-    kernel[grid, launch.block](x.reshape(x.size), g.reshape(g.size), partial, p.N, p.C_in, p.L, p.C_out, p.L_out,
-                               p.K, p.stride, p.padding, p.dilation, p.groups, per_split, p.dtype.type(0))
+    kernel[grid, launch.block](x.reshape(x.size), g.reshape(g.size), partial.reshape(partial.size), p.N, p.C_in, p.L,
+                               p.C_out, p.L_out, p.K, p.stride, p.padding, p.dilation, p.groups, splits,
+                               partial.shape[1], per_split, p.dtype.type(0))
     red.sum_columns(partial[:, :E_w], dw.reshape(E_w), launch)
     if db.shape[0]:
         red.sum_columns(partial[:, E_w:], db, launch)

@@ -166,9 +166,6 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
         u = cuda.threadIdx.x
         tx, ty = u % TX, u // TX
         ow, rw = u % BM, u // BM  # the filter row this thread stages, and its first (cc, kc) slot
-        woff = cuda.local.array(WK, int64)  # slot k: ws[u + k*B] = wk[ow, c0 + cc, k0 + kc] at w[wc + woff[k]]
-        for k in range(WK):
-            woff[k] = ((rw + k * (B // BM)) // KT) * Kw + ((rw + k * (B // BM)) % KT) * tap_step
         C_yg = C_y // groups
         tiles = (C_yg + BM - 1) // BM  # channel tiles per group
         d32 = U(dilation)
@@ -193,10 +190,10 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
                         width = (BN - 1) * stride + (kt - 1) * dilation + 1
                         cuda.syncthreads()  # everyone is done reading the previous chunk
                         wc = wrow + c0 * Kw + k0 * tap_step
-                        for k in range(WK):
+                        for k in range(WK):  # slot k: ws[u + k*B] = wk[ow, c0 + cc, k0 + kc]
                             cc, kc = (rw + k * (B // BM)) // KT, (rw + k * (B // BM)) % KT
                             inside = ow < cos and kc < kt and c0 + cc < C_xg
-                            v = w[U64(wc + woff[k]) if inside else U64(0)]  # no branch
+                            v = w[U64(wc + cc * Kw + kc * tap_step) if inside else U64(0)]  # no branch
                             ws[U(u + k * B)] = v if inside else zero
                         for cc in range(CC):
                             real = c0 + cc < C_xg

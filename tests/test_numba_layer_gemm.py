@@ -1,7 +1,8 @@
 """The numba_cuda layer's `gemm` variant (gpu/numba_cuda_layer_gemm.py) beyond the registry-wide matrix of
 tests/test_layer.py, tests/test_gpu_backends.py and tests/test_torch_oracle.py: a shape matrix against the
 float64 reference (stride 1-3, padding, dilation 1-2, groups 1/2/depthwise, no bias, sizes that are not
-multiples of the tile, N = 1, L_out = 1, several tiles and a capped grid), the residue classes of dx, a
+multiples of the tile, N = 1, L_out = 1, several tiles and a capped grid), strided device inputs (the
+kernels read dense copies flat), the residue classes of dx, a
 backward that repeats to the bit, an Inf in w through the masked dx, launches refused with a clear
 error, and the real compile of every gemm kernel (no spills, registers and shared memory within limits).
 
@@ -67,6 +68,26 @@ def test_matches_the_float64_reference(case, op_name, dtype, rng):
     if case == "N1-Lout1":
         assert OPS[op_name].parse(*args, **kwargs)[0].L_out == 1
     print(*compare.assert_close(op_name, get(op_name, **options)(*args, **kwargs), args, kwargs), sep="\n")
+
+
+@pytest.mark.parametrize("op_name", [FORWARD, BACKWARD])
+def test_strided_device_inputs_give_device_outputs(op_name, rng):
+    """Inputs that are device views of every other element (not contiguous) are made dense before the
+    kernels read them flat; the results stay on the device."""
+    from numba import cuda
+    from numba.cuda.cudadrv import devicearray
+
+    args, kwargs = OPS[op_name].make_args(rng, np.float32, N=2, C_in=4, C_out=6, L=21, K=3, stride=2, padding=1,
+                                          groups=2)
+    views = []
+    for a in args:
+        big = np.full(tuple(2 * s for s in a.shape), np.nan, a.dtype)
+        big[tuple(slice(None, None, 2) for _ in a.shape)] = a
+        views.append(cuda.to_device(big)[tuple(slice(None, None, 2) for _ in a.shape)])
+    got = get(op_name, block=32)(*views, **kwargs)
+    outs = (got,) if OPS[op_name].single else tuple(got)
+    assert all(devicearray.is_cuda_ndarray(o) for o in outs)
+    compare.assert_close(op_name, got, args, kwargs)
 
 
 @pytest.mark.parametrize("sizes", [dict(L=29, K=3, stride=2, padding=2, dilation=2),

@@ -98,7 +98,7 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
     TY = B // TX
     BM, BN = TY * RM, TX * RN  # block tile: BM channels x BN positions
     WS, XS, ACC = CC * KT * BM, CC * XW, RM * RN  # shared and local array sizes (compile-time constants)
-    WK, XK = WS // B, -(-XW // B)  # filter and x window values each thread stages per chunk
+    WK, XK = WS // B, XW // B  # filter and x window values each thread stages per chunk (XW >= 256 >= B)
     T, U, U64 = scalar_type(dtype), uint32, uint64  # unsigned indices (no wrap-around code): shared 32-bit, global 64
 
     @cuda.jit(device=True, inline="always")
@@ -172,6 +172,7 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
         for r in range(RN):
             xo[r] = U(tx + r * TX) * U(stride)
         wbase, xb = U(ty * RM), U(tx)
+        ys = TX * ostride  # y index step between a thread's positions
         has_bias = b.shape[0] > 0
         for rt in range(cuda.blockIdx.y, N * groups * tiles, cuda.gridDim.y):
             n, gt = rt // (groups * tiles), rt % (groups * tiles)
@@ -195,12 +196,16 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
                             inside = ow < cos and kc < kt and c0 + cc < C_xg
                             v = w[U64(wc + cc * Kw + kc * tap_step) if inside else U64(0)]  # no branch
                             ws[U(u + k * B)] = v if inside else zero
-                        for cc in range(CC):
+                        interior = start >= 0 and start + XW <= L  # the whole staged window is real x
+                        for cc in range(CC):  # xs[cc*XW + q] for q = u + k*B < XW: the window and what follows
                             real = c0 + cc < C_xg
                             row = ((n * C_x + ci0 + c0 + cc) * L + start) if real else int64(0)
-                            for k in range(XK):  # q = u + k*B < XW: the window and what follows it
-                                q = u + k * B
-                                if q < XW:
+                            if real and interior:
+                                for k in range(XK):
+                                    xs[U(cc * XW + u + k * B)] = x[U64(row + u + k * B)]
+                            else:
+                                for k in range(XK):
+                                    q = u + k * B
                                     inside = real and U64(start + q) < U64(L)  # 0 <= p < L
                                     v = x[U64(row + q) if inside else U64(0)]  # no branch
                                     xs[U(cc * XW + q)] = v if inside else zero
@@ -219,10 +224,11 @@ def conv_kernel(dtype: np.dtype, block: int, rm: int, window: int, masked: bool,
                 for i in range(RM):
                     if ty * RM + i < cos:
                         bias = b[co0 + ty * RM + i] if has_bias else zero
+                        yr = yi
                         for r in range(RN):
                             if r * TX < left:
-                                v = acc[i * RN + r]
-                                y[U64(yi + r * TX * ostride)] = v + bias if has_bias else v
+                                y[U64(yr)] = acc[i * RN + r] + bias
+                            yr += ys
                     yi += Ly
 
     return kernel

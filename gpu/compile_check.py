@@ -245,11 +245,11 @@ def configurations(dtypes=("float32", "float64")):
                     add(f"layer.tiled_kernel[B={block},R={R},window={window}]", k,
                         (a3, a3, a1, a3, *[int64] * 6, T), dtype, (block,), is_default)
         # the gemm layer: both micro-tile heights RM; the forward's x window for stride 1 and 2 with K <= KT (sizes
-        # only, not registers); the masked dx (stride-1 correlations) at the lower RM only
+        # only, not registers); strides > 1 and the masked dx (stride-1 correlations) at the lower RM only
         for block in (b for b in BLOCKS if b <= gemm.GEMM_MAX_BLOCK):
             for rm in (gemm.RM_MAX[itemsize] // 2, gemm.RM_MAX[itemsize]):
                 is_default = block == default.block and rm == gemm.RM_MAX[itemsize]
-                for masked, stride in ((False, 1), (False, 2), (True, 1))[:3 if rm < gemm.RM_MAX[itemsize] else 2]:
+                for masked, stride in ((False, 1), (False, 2), (True, 1))[:3 if rm < gemm.RM_MAX[itemsize] else 1]:
                     window = 1 << ((gemm.TX * gemm.RN - 1) * stride + gemm.KT - 1).bit_length()
                     k = gemm.conv_kernel(np.dtype(dtype), block, rm, window, masked, stride == 1)
                     add(f"layer_gemm.conv_kernel[B={block},RM={rm},window={window},masked={int(masked)},"

@@ -39,10 +39,11 @@ so an Inf or NaN gives the reference's NaN and Inf everywhere.
 
 Launch (`per_thread` p, `block` B <= GEMM_MAX_BLOCK): threads form a TY x TX grid (TX = 16 for the
 forward and dx, 8 for dw); a thread owns RM channels (`micro_rows`: 8 in float32 and 4 in float64 for
-p >= 4, half that for smaller p or small C_out/groups) by RN = 8 positions (forward, dx: l = l0 + tx + r*TX,
-so a warp reads consecutive shared words) or (c, t) columns (dw). Shared-memory indices are 32-bit
-unsigned (a base in a register plus a compile-time offset), global indices 64-bit unsigned (the kernels
-read x, w, g and write y and the workspace flat: the backend hands them dense arrays).
+p >= 4, half that for smaller p, small C_out/groups, strides > 1 or the masked dx) by RN = 8 positions
+(forward, dx: l = l0 + tx + r*TX, so a warp reads consecutive shared words) or (c, t) columns (dw).
+Shared-memory indices are 32-bit unsigned (a base in a register plus a compile-time offset), global
+indices 64-bit unsigned (the kernels read x, w, g and write y and the workspace flat: the backend hands
+them dense arrays).
 The kernels take up to 255 registers (2 blocks of 128 threads per SM); bounding them to 3 blocks spills.
 """
 # ruff: noqa: E741  (l is the output position, as in the formulas)
@@ -65,8 +66,8 @@ from gpu.numba_cuda_layer import transposed_filter_kernel
 #: file without spilling; gpu/compile_check.py checks every accepted launch).
 GEMM_MAX_BLOCK = 256
 #: Channels per thread micro-tile by itemsize: RM_MAX (per_thread >= 4) or RM_MAX/2 (per_thread < 4, or when
-#: RM_MAX/2 covers C_out/groups, or for the masked dx). float64 at RM = 8 would need more than the 255
-#: registers of a thread, and the masked dx at RM_MAX spills on sm_80.
+#: RM_MAX/2 covers C_out/groups, or for the masked dx and strides > 1). float64 at RM = 8 would need more than
+#: the 255 registers of a thread; the masked dx and the stride > 1 forward at RM_MAX spill a few bytes.
 RM_MAX = {4: 8, 8: 4}
 #: Positions (forward, dx) or (c, t) columns (dw) per thread micro-tile.
 RN = 8
@@ -374,7 +375,7 @@ def correlate(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, 
     Kc = w.shape[2] if Kc is None else Kc
     Lc = y.shape[2] if Lc is None else Lc
     check_block(launch, GEMM_MAX_BLOCK, "the gemm layer")
-    rm = micro_rows(launch, w.shape[0] // groups, TX, dtype, half=masked)
+    rm = micro_rows(launch, w.shape[0] // groups, TX, dtype, half=masked or stride != 1)
     BM, BN = launch.block // TX * rm, TX * RN
     for kt in (max(1, min(Kc, KT)), 1):
         window = 1 << ((BN - 1) * stride + (kt - 1) * dilation).bit_length()

@@ -44,7 +44,8 @@ GPU_DIR = Path(__file__).parent
 #: Processes the child compiles with (KERNELS_COMPILE_WORKERS, default: the cores, at most 2).
 WORKERS = int(os.environ.get("KERNELS_COMPILE_WORKERS", min(2, os.cpu_count() or 1)))
 SOURCES = ("numba_cuda_common.py", "numba_cuda_correlate.py", "numba_cuda_reduce.py", "numba_cuda_layer.py",
-           "numba_cuda_ladder.py", "cupy_ladder.py", "compile_check.py", "launch.py")
+           "numba_cuda_ladder.py", "cupy_ladder.py", "compile_check.py", "launch.py",
+           "numba_cuda_layer_gemm.py")
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ def configurations(dtypes=("float32", "float64")):
     from gpu import numba_cuda_common as common
     from gpu import numba_cuda_correlate as corr
     from gpu import numba_cuda_layer as layer
+    from gpu import numba_cuda_layer_gemm as gemm
     from gpu import numba_cuda_reduce as red
 
     default = common.Launch()
@@ -245,6 +247,20 @@ def configurations(dtypes=("float32", "float64")):
                     add(f"layer.tiled_kernel[B={block},R={R},window={window}]", k,
                         (a3, a3, a1, a3, *[int64] * 6, T), dtype, (block,), is_default)
         ladder_configurations(add, dtype, corr_args)
+        # the gemm layer: both micro-tile heights RM; the forward's x window for stride 1 and 2 with K <= KT (sizes
+        # only, not registers); strides > 1 and the masked dx (stride-1 correlations) at the lower RM only
+        for block in (b for b in BLOCKS if b <= gemm.GEMM_MAX_BLOCK):
+            for rm in (gemm.RM_MAX[itemsize] // 2, gemm.RM_MAX[itemsize]):
+                is_default = block == default.block and rm == gemm.RM_MAX[itemsize]
+                for masked, stride in ((False, 1), (False, 2), (True, 1))[:3 if rm < gemm.RM_MAX[itemsize] else 1]:
+                    window = 1 << ((gemm.TX * gemm.RN - 1) * stride + gemm.KT - 1).bit_length()
+                    k = gemm.conv_kernel(np.dtype(dtype), block, rm, window, masked, stride == 1)
+                    add(f"layer_gemm.conv_kernel[B={block},RM={rm},window={window},masked={int(masked)},"
+                        f"stride1={int(stride == 1)}]", k, (a1, a1, a1, a1, *[int64] * 18, T), dtype, (block,),
+                        is_default and stride == 1)
+                k = gemm.weight_grad_kernel(np.dtype(dtype), block, rm)
+                add(f"layer_gemm.weight_grad_kernel[B={block},RM={rm}]", k, (a1, a1, a1, *[int64] * 13, T), dtype,
+                    (block,), is_default)
     return out
 
 

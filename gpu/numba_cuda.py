@@ -1,9 +1,11 @@
 """The `numba_cuda` backend: @cuda.jit kernels on a GPU, or under numba's CUDA simulator.
 
-Layers: kernels (`numba_cuda_correlate`, `numba_cuda_reduce`, `numba_cuda_ladder`, `numba_cuda_layer`) -> their launch
-functions (grid, block, workspaces) -> the op implementations: for the 1-D ops those of
-gpu/correlation_ops.py (shared with the cupy backend), which map each op onto launches of a variant's
-engines; for the layer those of `numba_cuda_layer`. This module imports them and registers every one.
+Layers: kernels (`numba_cuda_correlate`, `numba_cuda_reduce`, `numba_cuda_ladder`, `numba_cuda_layer`,
+`numba_cuda_layer_gemm`) -> their launch functions (grid, block, workspaces) -> the op implementations: for
+the 1-D ops those of gpu/correlation_ops.py (shared with the cupy backend), which map each op onto launches
+of a variant's engines (`auto`, the default, wraps regwin and wg_regwin: gpu/auto.py); for the layer those
+of `numba_cuda_layer` (direct, tiled) and `numba_cuda_layer_gemm` (gemm), and `auto` (the default) picking
+between gemm and direct. This module imports them and registers every one.
 
 Options (`kernels.get(op, "numba_cuda", variant, block=32)`): see `gpu.launch.NumbaCudaLaunch`.
 Inputs may be numba device arrays (results come back as device arrays) or NumPy arrays (copied in,
@@ -36,6 +38,7 @@ try:  # numba is imported after kernels._env has chosen between a GPU and the si
     from gpu import numba_cuda_correlate as corr
     from gpu import numba_cuda_ladder as ladder
     from gpu import numba_cuda_layer as layer
+    from gpu import numba_cuda_layer_gemm as layer_gemm
     from gpu import numba_cuda_reduce as red
     from gpu.launch import NumbaCudaLaunch as Launch
     from gpu.numba_cuda_common import copy, fill
@@ -141,7 +144,23 @@ if not MISSING:
     register(backend, "regwin", ladder_steps)
     register(backend, "wg_regwin", ladder_steps)
     register(backend, "auto", auto.engines(ladder_steps, "numba_cuda"))  # the default: regwin + wg_regwin, or FFT
-    backend.impl("conv1d_layer", "direct", default=True, method="direct")(layer.layer_direct)
-    backend.impl("conv1d_layer_backward", "direct", default=True, method="direct")(layer.layer_backward_direct)
+    backend.impl("conv1d_layer", "direct", method="direct")(layer.layer_direct)
+    backend.impl("conv1d_layer_backward", "direct", method="direct")(layer.layer_backward_direct)
     backend.impl("conv1d_layer", "tiled", method="direct")(layer.layer_tiled)
     backend.impl("conv1d_layer_backward", "tiled", method="direct")(layer.layer_backward_tiled)
+    backend.impl("conv1d_layer", "gemm", method="direct")(layer_gemm.layer_gemm)
+    backend.impl("conv1d_layer_backward", "gemm", method="direct")(layer_gemm.layer_backward_gemm)
+
+    def gemm_fits(p, options) -> bool:
+        return auto.layer_uses_gemm(p) and layer_gemm.accepts(p, Launch.of(options))
+
+    @backend.impl("conv1d_layer", "auto", default=True, method="direct")
+    def layer_auto(p, x, w, b, y, **options):
+        """gemm where each group's GEMM is wide enough and the gemm kernels take the launch, else direct"""
+        (layer_gemm.layer_gemm if gemm_fits(p, options) else layer.layer_direct)(p, x, w, b, y, **options)
+
+    @backend.impl("conv1d_layer_backward", "auto", default=True, method="direct")
+    def layer_backward_auto(p, x, w, g, dx, dw, db, **options):
+        """gemm where each group's GEMM is wide enough and the gemm kernels take the launch, else direct"""
+        gemm = gemm_fits(p, options)
+        (layer_gemm.layer_backward_gemm if gemm else layer.layer_backward_direct)(p, x, w, g, dx, dw, db, **options)

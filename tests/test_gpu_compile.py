@@ -82,7 +82,7 @@ def test_every_jit_kernel_of_the_backend_is_compiled(numba_rows):
     for path in sorted(compile_check.GPU_DIR.glob("numba_cuda_*.py")):
         module = {"numba_cuda_common": "common", "numba_cuda_correlate": "correlate",
                   "numba_cuda_reduce": "reduce", "numba_cuda_layer": "layer",
-                  "numba_cuda_ladder": "ladder"}.get(path.stem)
+                  "numba_cuda_ladder": "ladder", "numba_cuda_layer_gemm": "layer_gemm"}.get(path.stem)
         if module is None:
             continue
         defined |= {f"{module}.{name}" for name in jit_kernels(path.read_text())}

@@ -13,7 +13,7 @@ from kernels import compare, registry
 FORWARD, BACKWARD = "conv1d_layer", "conv1d_layer_backward"
 WIDE = dict(N=1, C_in=16, C_out=16, L=20, K=3, padding=1)  # reduction 48, 16 rows: gemm
 DEPTHWISE = dict(N=1, C_in=16, C_out=16, L=20, K=3, padding=1, groups=16)  # reduction 3, 1 row: direct
-BACKENDS = [pytest.param(b, marks=marks_for(b)) for b in ("cupy",)]
+BACKENDS = [pytest.param(b, marks=marks_for(b)) for b in ("cupy", "numba_cuda")]
 
 
 def _args(shape, op, rng, dtype=np.float64):

@@ -53,6 +53,7 @@ plots: setup
 # predicted bounds for an H100 SXM and an H200; then its plots (plots/<device>-model/).
 gpu-inspect: setup
 	$(PY) -m gpu.inspect
+	$(PY) -m gpu.inspect_layer
 	$(PY) -m plots.model
 
 # One GPU run in about 8 minutes, with the machine's Python as it is (no venv, no pip: a GPU machine may

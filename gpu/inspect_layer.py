@@ -8,7 +8,8 @@ counted), the backward twice that (dx and dw; db's additions are not counted). T
 
 The table `LAYER_KERNELS` maps (backend, variant, op) to the kernels one call launches, each with its
 source (how its SASS is obtained: `SASS_SOURCES`) and the function that gives its launch shape (`SHAPES_OF`),
-so another backend's layer kernels are one row (and, for a new kind of source, one compile function).
+so another backend's layer kernels are one row (and, for a new kind of source, one compile function):
+rows for cupy (direct, gemm) and numba_cuda (direct, gemm).
 
 Per launch, on a device of gpu.devices with S SMs at clock f, the time bound is the largest of
 
@@ -23,7 +24,16 @@ global loads per FMA) from the SASS scales with the FMAs. `gemm` (gpu/layer_ladd
 chunk of BK steps a warp issues the chunk loop of the SASS once, its staging loops as often as the block
 size makes them trip (gpu/cupy_layer_ladder.py tile_shape); dx runs its unpredicated interior path (edge
 tiles, which skip absent terms with predicates, cost ~1.6x more in their chunk loop and are a few per row:
-not counted). The busiest SM takes ceil(tiles / S) block tiles (wave quantisation included). The model
+not counted). The busiest SM takes ceil(tiles / S) block tiles (wave quantisation included).
+
+numba_cuda (gpu/numba_cuda_layer.py, gpu/numba_cuda_layer_gemm.py; SASS of gpu.compile_check.compile_one,
+cached; the kernel named as gpu.compile_check.configurations() names it): `direct` as above, its tap loop
+the one reading both operands (`direct_loop`; for K < 4 the unrolled loop's remainder runs instead, taken
+to cost the same per FMA). `gemm`: the launches and instantiations `correlate`, `input_grad` (one per
+residue class of stride) and `param_grads` make (`numba_gemm_*`); per block tile, chunks of the reduction
+loop (forward, dx: ceil(C/CC) channel chunks, each Kc hot-loop trips over its staged tap chunks; dw:
+per_split position chunks of BL/4 trips), each costing its straight-line code (of an if/else the shorter
+arm: the interior staging path) plus its hot loop's trips (`nested_profile`). The model
 assumes enough resident warps to hide latency, ignores launch overhead and per-tile prologues and
 epilogues, and counts the split-K workspace (written by the partials, read by the split sum) as HBM
 traffic, though it may stay in L2.
@@ -201,9 +211,14 @@ def numba_sass(key: str, arch: int) -> dict:
     as gpu.compile_check.configurations() names it), compiled for real by gpu.compile_check.compile_one."""
     numba_prefetch([key], arch)
     row = _numba_cache(arch)[key]
+    from gpu.inspect import _INSTR
+
     funcs = sass_functions(row["sass"])
+    conditional = {int(m[1], 16) for line in row["sass"].splitlines()
+                   if (m := _INSTR.search(line)) and m[2] and m[3].startswith("BRA")}
     return {"instrs": max(funcs.values(), key=len) if funcs else [], "registers": row["registers"],
-            "shared": row["shared"], "spills": row["spill_stores"] + row["spill_loads"]}
+            "shared": row["shared"], "spills": row["spill_stores"] + row["spill_loads"],
+            "conditional": frozenset(conditional)}
 
 
 #: How a LAYER_KERNELS source becomes SASS, by its suffix: a .cu file of gpu/ through NVRTC, a numba.cuda
@@ -473,11 +488,33 @@ def _enclosing(instrs, span):
                   key=lambda s: s[1] - s[0])
 
 
-def nested_profile(instrs, trips, hot_fma: int) -> dict:
+def if_else_arms(instrs, conditional, lo: int, hi: int) -> list[tuple]:
+    """The if/else diamonds within instrs[lo..hi]: a predicated forward branch (offset in `conditional`) at a
+    to label x, an unpredicated forward branch at x-1 to label y: [(then arm (a+1, x-1), else arm (x, y-1))]."""
+    where = {label: i for i, (_, _, _, labels) in enumerate(instrs) for label in labels}
+    from gpu.inspect import _TARGET
+
+    def target(i):
+        m = _TARGET.search(instrs[i][2]) if instrs[i][1].startswith("BRA") else None
+        return where.get(m[1]) if m else None
+
+    out = []
+    for a in range(lo, hi + 1):
+        x = target(a) if instrs[a][0] in conditional else None
+        if x is None or not a + 1 < x <= hi or instrs[x - 1][0] in conditional:
+            continue
+        y = target(x - 1)
+        if y is not None and x < y <= hi + 1:
+            out.append(((a + 1, x - 1), (x, y - 1)))
+    return out
+
+
+def nested_profile(instrs, trips, hot_fma: int, conditional=frozenset()) -> dict:
     """The mix of one trip of a numba.cuda gemm kernel's reduction chunk loop: its hot loop (the innermost
     loop with FMAs, hot_fma of them per trip) runs trips[0] times per trip of the loop around it, that one
-    trips[1] times per trip of the next, ...; each level adds its own straight-line code once per trip (all
-    of it: of a staging branch's two paths, interior and border, both are counted)."""
+    trips[1] times per trip of the next, ...; each level adds its own straight-line code once per trip, of
+    each if/else in it (`if_else_arms`, outermost first) the shorter arm only: the staging's interior path,
+    which all tiles but a few at the sequence ends take (the border path, with its selects, is left out)."""
     loop = hot_loop(instrs)["loop"]
     if loop is None:
         raise ValueError("no loop with FMAs in this kernel")
@@ -489,6 +526,17 @@ def nested_profile(instrs, trips, hot_fma: int) -> dict:
     mixes = [_mix(instrs[a:b + 1]) for a, b in spans]
     if mixes[0]["fma"] != hot_fma:
         raise ValueError(f"hot loop has {mixes[0]['fma']} FMAs per trip, expected {hot_fma}")
+    for level in range(1, len(spans)):  # leave out the longer arm of each if/else around the inner loop
+        (lo, hi), inner = spans[level], spans[level - 1]
+        dropped = []
+        for arms in if_else_arms(instrs, conditional, lo, hi):
+            if any(a <= arms[0][0] <= b for a, b in dropped) or any(
+                    a <= inner[0] and inner[1] <= b for a, b in arms):
+                continue
+            arm = max(arms, key=lambda s: s[1] - s[0])
+            dropped.append(arm)
+            left_out = _mix(instrs[arm[0]:arm[1] + 1])
+            mixes[level] = {k: mixes[level][k] - left_out[k] for k in mixes[level]}
     cost = mixes[0]
     for n, inner, outer in zip(trips, mixes, mixes[1:]):
         cost = {k: outer[k] - inner[k] + n * cost[k] for k in cost}
@@ -501,7 +549,7 @@ def _numba_gemm_time(device, k, launch, lanes, itemsize) -> dict:
     filter or g and 16 or 8 consecutive words of x), STS 1.5 x itemsize/4 (consecutive words, dw's tiles
     2-way conflicted), LDG itemsize/4 (coalesced)."""
     hz, sms = device.clock_ghz * 1e9, device.sms
-    prof = nested_profile(k["instrs"], launch["trips"], launch["hot_fma"])
+    prof = nested_profile(k["instrs"], launch["trips"], launch["hot_fma"], k["conditional"])
     chunk = prof["chunk"]
     busiest = -(-launch["tiles"] // sms)
     warp_chunks = busiest * launch["chunks"] * launch["warps"]

@@ -149,5 +149,5 @@ def test_numba_model_of_the_target_layer(dtype):
         for launch in shape(p, 128)["launches"]:
             k = il.numba_sass(launch["kernel"], ARCH[H100_SXM.slug])
             assert k["spills"] == 0, launch["kernel"]
-            chunk = il.nested_profile(k["instrs"], launch["trips"], launch["hot_fma"])["chunk"]
+            chunk = il.nested_profile(k["instrs"], launch["trips"], launch["hot_fma"], k["conditional"])["chunk"]
             assert chunk["fma"] * 128 == launch["chunk_fmas"], launch["kernel"]

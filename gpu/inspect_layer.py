@@ -8,7 +8,8 @@ counted), the backward twice that (dx and dw; db's additions are not counted). T
 
 The table `LAYER_KERNELS` maps (backend, variant, op) to the kernels one call launches, each with its
 source (how its SASS is obtained: `SASS_SOURCES`) and the function that gives its launch shape (`SHAPES_OF`),
-so another backend's layer kernels are one row (and, for a new kind of source, one compile function).
+so another backend's layer kernels are one row (and, for a new kind of source, one compile function):
+rows for cupy (direct, gemm) and numba_cuda (direct, gemm).
 
 Per launch, on a device of gpu.devices with S SMs at clock f, the time bound is the largest of
 
@@ -23,7 +24,16 @@ global loads per FMA) from the SASS scales with the FMAs. `gemm` (gpu/layer_ladd
 chunk of BK steps a warp issues the chunk loop of the SASS once, its staging loops as often as the block
 size makes them trip (gpu/cupy_layer_ladder.py tile_shape); dx runs its unpredicated interior path (edge
 tiles, which skip absent terms with predicates, cost ~1.6x more in their chunk loop and are a few per row:
-not counted). The busiest SM takes ceil(tiles / S) block tiles (wave quantisation included). The model
+not counted). The busiest SM takes ceil(tiles / S) block tiles (wave quantisation included).
+
+numba_cuda (gpu/numba_cuda_layer.py, gpu/numba_cuda_layer_gemm.py; SASS of gpu.compile_check.compile_one,
+cached; the kernel named as gpu.compile_check.configurations() names it): `direct` as above, its tap loop
+the one reading both operands (`direct_loop`; for K < 4 the unrolled loop's remainder runs instead, taken
+to cost the same per FMA). `gemm`: the launches and instantiations `correlate`, `input_grad` (one per
+residue class of stride) and `param_grads` make (`numba_gemm_*`); per block tile, chunks of the reduction
+loop (forward, dx: ceil(C/CC) channel chunks, each Kc hot-loop trips over its staged tap chunks; dw:
+per_split position chunks of BL/4 trips), each costing its straight-line code (of an if/else the shorter
+arm: the interior staging path) plus its hot loop's trips (`nested_profile`). The model
 assumes enough resident warps to hide latency, ignores launch overhead and per-tile prologues and
 epilogues, and counts the split-K workspace (written by the partials, read by the split sum) as HBM
 traffic, though it may stay in L2.
@@ -67,6 +77,19 @@ LAYER_KERNELS = {
     ("cupy", "gemm", BACKWARD): [("layer_ladder.cu", "layer_gemm_input_grad<{G}>", "gemm_input_grad"),
                                  ("layer_ladder.cu", "layer_gemm_param_partials<{GO}>", "gemm_param_partials"),
                                  ("layer_ladder.cu", "layer_gemm_sum_splits<{T}>", "gemm_param_sum")],
+    # numba.cuda kernels: named as gpu.compile_check.configurations() names them, ":dtype" added; the gemm
+    # shapes name the instantiation the launch code picks (micro-tile height, x window, stride 1 or not)
+    ("numba_cuda", "direct", FORWARD): [("numba_cuda_layer.py", "layer.forward_kernel:{D}", "direct_forward")],
+    ("numba_cuda", "direct", BACKWARD): [
+        ("numba_cuda_layer.py", "layer.input_grad_kernel:{D}", "direct_input_grad"),
+        ("numba_cuda_layer.py", "layer.param_grad_partial_kernel:{D}", "direct_param_partials"),
+        ("numba_cuda_reduce.py", "reduce.sum_columns_kernel[A]:{D}", "direct_param_sum")],
+    ("numba_cuda", "gemm", FORWARD): [("numba_cuda_layer_gemm.py", "layer_gemm.conv_kernel", "numba_gemm_forward")],
+    ("numba_cuda", "gemm", BACKWARD): [
+        ("numba_cuda_layer.py", "layer.transposed_filter_kernel:{D}", "numba_gemm_transpose"),
+        ("numba_cuda_layer_gemm.py", "layer_gemm.conv_kernel", "numba_gemm_input_grad"),
+        ("numba_cuda_layer_gemm.py", "layer_gemm.weight_grad_kernel", "numba_gemm_weight_grad"),
+        ("numba_cuda_reduce.py", "reduce.sum_columns_kernel[A]:{D}", "numba_gemm_param_sum")],
 }
 
 
@@ -76,7 +99,7 @@ def kernel_name(template: str, dtype: str, p=None, block=128) -> str:
     t = CTYPE[dtype]
     TM, TN = ladder.TILE[t]
     orientation = ladder.param_orientation(p, block) if p is not None and "{GO}" in template else 0
-    return template.format(T=t, G=f"{t}, {TM}, {TN}, {ladder.BOUNDS[t]}",
+    return template.format(T=t, D=dtype, G=f"{t}, {TM}, {TN}, {ladder.BOUNDS[t]}",
                            GO=f"{t}, {TM}, {TN}, {orientation}, {ladder.BOUNDS[t]}")
 
 
@@ -107,13 +130,105 @@ def cuda_c_sass(file: str, arch: int) -> dict:
             for mangled, name in lowered.items()}
 
 
-#: How a LAYER_KERNELS source becomes SASS: a .cu file of gpu/ through NVRTC (a numba.cuda row would add
-#: its compile here, e.g. through gpu.compile_check).
-SASS_SOURCES = {".cu": cuda_c_sass}
+_NUMBA_CHILD = r"""
+import json, sys
+from gpu import compile_check as c
+import re
+import numpy as np
+from numba import int64, types
+from gpu import numba_cuda_layer_gemm as gemm
+want, arch = json.loads(sys.argv[1]), int(sys.argv[2])
+configs = {(cfg.kernel, cfg.dtype): (d, a) for cfg, d, a in c.configurations(tuple({t for _, t in want}))}
+out = {}
+for name, dtype in want:
+    m = re.fullmatch(r"layer_gemm.conv_kernel\[B=(\d+),RM=(\d+),window=(\d+),masked=(\d),stride1=(\d)\]", name)
+    if (name, dtype) not in configs and m:  # an instantiation the launch code makes beyond configurations()
+        a1 = types.Array(getattr(types, dtype), 1, "C")
+        B, RM, W, masked, s1 = map(int, m.groups())
+        configs[(name, dtype)] = (gemm.conv_kernel(np.dtype(dtype), B, RM, W, bool(masked), bool(s1)),
+                                  (a1, a1, a1, a1, *[int64] * 18, getattr(types, dtype)))
+    if (name, dtype) not in configs:
+        raise SystemExit(f"{name} ({dtype}) is not among gpu.compile_check.configurations()")
+    d, a = configs[(name, dtype)]
+    out[f"{name}:{dtype}"] = c.compile_one(d, a, (arch,), want_sass=True)[arch]
+json.dump(out, sys.stdout)
+"""
+
+
+def _numba_cache_path(arch: int) -> Path:
+    import hashlib
+    import importlib.metadata
+
+    from gpu import compile_check
+
+    h = hashlib.sha256()
+    for name in compile_check.SOURCES:
+        h.update((GPU_DIR / name).read_bytes())
+    for package in ("numba", "numba-cuda", "nvidia-cuda-nvcc", "nvidia-nvvm"):
+        try:
+            h.update(importlib.metadata.version(package).encode())
+        except importlib.metadata.PackageNotFoundError:
+            h.update(b"-")
+    return compile_check.cache_dir() / f"layer-sass-{arch}-{h.hexdigest()[:24]}.json"
+
+
+@functools.cache
+def _numba_cache(arch: int) -> dict:
+    path = _numba_cache_path(arch)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def numba_prefetch(keys, arch: int) -> None:
+    """Compile the numba.cuda kernels `keys` ("module.kernel[sizes]:dtype", names of
+    gpu.compile_check.configurations()) for sm_`arch` that are not cached yet, in one child process with
+    the simulator off (gpu.compile_check.compile_one with SASS), and add them to the cache."""
+    import os
+    import subprocess
+
+    cache = _numba_cache(arch)
+    missing = sorted({k for k in keys if k not in cache})
+    if not missing:
+        return
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    root = str(GPU_DIR.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    want = json.dumps([k.rsplit(":", 1) for k in missing])
+    out = subprocess.run([sys.executable, "-c", _NUMBA_CHILD, want, str(arch)], env=env, cwd=root,
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"numba.cuda compile failed:\n{out.stderr[-6000:]}")
+    cache.update(json.loads(out.stdout))
+    path = _numba_cache_path(arch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(cache))
+    tmp.replace(path)
+
+
+@functools.cache
+def numba_sass(key: str, arch: int) -> dict:
+    """{"instrs", "registers", "shared", "spills"} of the numba.cuda kernel `key` ("module.kernel[sizes]:dtype",
+    as gpu.compile_check.configurations() names it), compiled for real by gpu.compile_check.compile_one."""
+    numba_prefetch([key], arch)
+    row = _numba_cache(arch)[key]
+    from gpu.inspect import _INSTR
+
+    funcs = sass_functions(row["sass"])
+    conditional = {int(m[1], 16) for line in row["sass"].splitlines()
+                   if (m := _INSTR.search(line)) and m[2] and m[3].startswith("BRA")}
+    return {"instrs": max(funcs.values(), key=len) if funcs else [], "registers": row["registers"],
+            "shared": row["shared"], "spills": row["spill_stores"] + row["spill_loads"],
+            "conditional": frozenset(conditional)}
+
+
+#: How a LAYER_KERNELS source becomes SASS, by its suffix: a .cu file of gpu/ through NVRTC, a numba.cuda
+#: module of gpu/ through gpu.compile_check (the kernel named as its configurations() name it, with ":dtype").
+SASS_SOURCES = {".cu": lambda source, name, arch: cuda_c_sass(source, arch)[name],
+                ".py": lambda source, name, arch: numba_sass(name, arch)}
 
 
 def kernel_sass(source: str, name: str, arch: int) -> dict:
-    return SASS_SOURCES[Path(source).suffix](source, arch)[name]
+    return SASS_SOURCES[Path(source).suffix](source, name, arch)
 
 
 def _loops(instrs):
@@ -136,6 +251,21 @@ def _mix(rows) -> dict:
         out["sts"] += base == "STS"
         out["ldg"] += base in ("LDG", "LD")
     return out
+
+
+def direct_loop(instrs) -> dict:
+    """The tap loop of a one-thread-per-output kernel: of the innermost loops with FMAs, the one that loads
+    the most per FMA (the real taps, reading both operands; a loop over taps on the padding multiplies a
+    constant zero and loads one), then the shortest. Its FMA per instruction and global loads per FMA."""
+    loops = _loops(instrs)
+    mixes = {s: _mix(instrs[s[0]:s[1] + 1]) for s in loops}
+    inner = [s for s in loops if mixes[s]["fma"] and not any(
+        t != s and s[0] <= t[0] and t[1] <= s[1] and mixes[t]["fma"] for t in loops)]
+    if not inner:
+        raise ValueError("no loop with FMAs in this kernel")
+    span = max(inner, key=lambda s: (mixes[s]["ldg"] / mixes[s]["fma"], -(s[1] - s[0])))
+    m = mixes[span]
+    return {"fma_per_instruction": m["fma"] / m["instructions"], "ldg_per_fma": m["ldg"] / m["fma"]}
 
 
 def chunk_profile(instrs, fma_per_chunk: int) -> dict:
@@ -238,8 +368,96 @@ def gemm_param_sum(p, block):
     return {"kind": "stream", "bytes": p.dtype.itemsize * (splits + 1) * (p.C_in_g * p.K + 1) * p.C_out}
 
 
+def _numba_launch(block):
+    from gpu.launch import NumbaCudaLaunch
+
+    return NumbaCudaLaunch(block=block)
+
+
+def _numba_conv(p, block, *, C_x, C_xg, C_yg, rows, Kc, Lc, stride, dilation, masked=False) -> dict:
+    """One `conv_kernel` launch as gpu/numba_cuda_layer_gemm.py `correlate` makes it: RM (micro_rows), the x
+    window and kt_max, the block tiles (position tiles x (n, group, channel tile)) and the reduction: per tile
+    ceil(C_xg/CC) channel chunks, each ceil(Kc/kt_max) staged tap chunks holding Kc hot-loop trips in all."""
+    from gpu import numba_cuda_layer_gemm as ng
+    from gpu.numba_cuda_common import SHARED_BYTES
+
+    rm = ng.micro_rows(_numba_launch(block), C_yg, ng.TX, p.dtype, half=masked or stride != 1)
+    BM, BN = block // ng.TX * rm, ng.TX * ng.RN
+    for kt in (max(1, min(Kc, ng.KT)), 1):
+        window = 1 << ((BN - 1) * stride + (kt - 1) * dilation).bit_length()
+        if ng.CC * (window + ng.KT * BM) * p.dtype.itemsize <= SHARED_BYTES:
+            break
+    kt_max = min(ng.KT, (window - 1 - (BN - 1) * stride) // dilation + 1)
+    tiles = -(-Lc // BN) * rows * -(-C_yg // BM)
+    c_chunks, k_chunks = -(-C_xg // ng.CC), -(-Kc // kt_max)
+    return {"kernel": f"layer_gemm.conv_kernel[B={block},RM={rm},window={window},masked={int(masked)},"
+                      f"stride1={int(stride == 1)}]:{p.dtype.name}",
+            "tiles": tiles, "chunks": c_chunks, "trips": [Kc / k_chunks, k_chunks], "BM": BM, "BN": BN,
+            "hot_fma": ng.CC * rm * ng.RN, "chunk_fmas": ng.CC * Kc * BM * BN,
+            "executed_fmas": tiles * c_chunks * ng.CC * Kc * BM * BN,
+            "fill": C_yg * Lc * C_x / (-(-C_yg // BM) * BM * -(-Lc // BN) * BN * c_chunks * ng.CC)}
+
+
+def numba_gemm_forward(p, block):
+    """`correlate` of the layer forward: one launch."""
+    conv = _numba_conv(p, block, C_x=p.C_in_g, C_xg=p.C_in_g, C_yg=p.C_out_g, rows=p.N * p.groups, Kc=p.K,
+                       Lc=p.L_out, stride=p.stride, dilation=p.dilation)
+    return {"kind": "numba_gemm", "launches": [conv], "bytes": direct_forward(p, block)["bytes"]}
+
+
+def numba_gemm_transpose(p, block):
+    """`transposed_filter_kernel`: w read, its transpose written."""
+    return {"kind": "stream", "bytes": 2 * p.dtype.itemsize * math.prod(p.w_shape)}
+
+
+def numba_gemm_input_grad(p, block):
+    """`input_grad`: one `correlate` of g with the transposed, flipped filter per residue class of j mod stride
+    (`residue_classes`; a class without taps launches nothing here), each a stride-1 correlation of Kc taps."""
+    from gpu import numba_cuda_layer_gemm as ng
+
+    d = p.dilation // math.gcd(p.stride, p.dilation)
+    launches = [_numba_conv(p, block, C_x=p.C_out_g, C_xg=p.C_out_g, C_yg=p.C_in_g, rows=p.N * p.groups, Kc=Kc,
+                            Lc=Lc, stride=1, dilation=d)
+                for _, Kc, _, _, Lc in ng.residue_classes(p) if Kc]
+    return {"kind": "numba_gemm", "launches": launches, "bytes": direct_input_grad(p, block)["bytes"]}
+
+
+def _numba_wg_plan(p, block):
+    from gpu import numba_cuda_layer_gemm as ng
+
+    rm, per_split, splits = ng.weight_grad_plan(p, _numba_launch(block))
+    BM, BC = block // ng.TXW * rm, ng.TXW * ng.RN
+    return rm, per_split, splits, BM, BC, p.groups * -(-p.C_out_g // BM) * -(-(p.C_in_g * p.K) // BC)
+
+
+def numba_gemm_weight_grad(p, block):
+    """`param_grads`' `weight_grad_kernel` (weight_grad_plan): tiles x splits blocks, each summing per_split
+    position chunks of BL (the last split fewer), BL/4 hot-loop trips of 4 positions per chunk; the workspace
+    of splits x (dw.size + C_out) partials written."""
+    from gpu import numba_cuda_layer_gemm as ng
+
+    rm, per_split, splits, BM, BC, tiles = _numba_wg_plan(p, block)
+    total = p.N * -(-p.L_out // ng.BL)
+    launch = {"kernel": f"layer_gemm.weight_grad_kernel[B={block},RM={rm}]:{p.dtype.name}",
+              "tiles": tiles * splits, "chunks": per_split, "trips": [ng.BL // 4], "BM": BM, "BN": BC,
+              "hot_fma": 4 * rm * ng.RN, "chunk_fmas": ng.BL * BM * BC,
+              "executed_fmas": tiles * total * ng.BL * BM * BC,
+              "fill": p.C_out * p.C_in_g * p.K * p.N * p.L_out / (tiles * BM * BC * total * ng.BL)}
+    cols = math.prod(p.w_shape) + p.C_out
+    return {"kind": "numba_gemm", "launches": [launch],
+            "bytes": p.dtype.itemsize * (math.prod(p.x_shape) + math.prod(p.y_shape) + splits * cols)}
+
+
+def numba_gemm_param_sum(p, block):
+    """`red.sum_columns` of dw's and db's columns of the workspace (two launches, the bytes of both)."""
+    _, _, splits, _, _, _ = _numba_wg_plan(p, block)
+    return {"kind": "stream", "bytes": p.dtype.itemsize * (splits + 1) * (math.prod(p.w_shape) + p.C_out)}
+
+
 SHAPES_OF = {f.__name__: f for f in (direct_forward, direct_input_grad, direct_param_partials, direct_param_sum,
-                                     gemm_forward, gemm_input_grad, gemm_param_partials, gemm_param_sum)}
+                                     gemm_forward, gemm_input_grad, gemm_param_partials, gemm_param_sum,
+                                     numba_gemm_forward, numba_gemm_transpose, numba_gemm_input_grad,
+                                     numba_gemm_weight_grad, numba_gemm_param_sum)}
 
 
 # --- the model ----------------------------------------------------------------------------------------------
@@ -264,6 +482,83 @@ def staging_trips(loops, shape, block) -> list[float]:
     return trips
 
 
+def _enclosing(instrs, span):
+    """The loops (index spans) strictly containing `span`, innermost first."""
+    return sorted((s for s in _loops(instrs) if s[0] <= span[0] and span[1] <= s[1] and s != span),
+                  key=lambda s: s[1] - s[0])
+
+
+def if_else_arms(instrs, conditional, lo: int, hi: int) -> list[tuple]:
+    """The if/else diamonds within instrs[lo..hi]: a predicated forward branch (offset in `conditional`) at a
+    to label x, an unpredicated forward branch at x-1 to label y: [(then arm (a+1, x-1), else arm (x, y-1))]."""
+    where = {label: i for i, (_, _, _, labels) in enumerate(instrs) for label in labels}
+    from gpu.inspect import _TARGET
+
+    def target(i):
+        m = _TARGET.search(instrs[i][2]) if instrs[i][1].startswith("BRA") else None
+        return where.get(m[1]) if m else None
+
+    out = []
+    for a in range(lo, hi + 1):
+        x = target(a) if instrs[a][0] in conditional else None
+        if x is None or not a + 1 < x <= hi or instrs[x - 1][0] in conditional:
+            continue
+        y = target(x - 1)
+        if y is not None and x < y <= hi + 1:
+            out.append(((a + 1, x - 1), (x, y - 1)))
+    return out
+
+
+def nested_profile(instrs, trips, hot_fma: int, conditional=frozenset()) -> dict:
+    """The mix of one trip of a numba.cuda gemm kernel's reduction chunk loop: its hot loop (the innermost
+    loop with FMAs, hot_fma of them per trip) runs trips[0] times per trip of the loop around it, that one
+    trips[1] times per trip of the next, ...; each level adds its own straight-line code once per trip, of
+    each if/else in it (`if_else_arms`, outermost first) the shorter arm only: the staging's interior path,
+    which all tiles but a few at the sequence ends take (the border path, with its selects, is left out)."""
+    loop = hot_loop(instrs)["loop"]
+    if loop is None:
+        raise ValueError("no loop with FMAs in this kernel")
+    index = {off: i for i, (off, _, _, _) in enumerate(instrs)}
+    spans = [(index[loop[0]], index[loop[1]])]
+    spans += _enclosing(instrs, spans[0])[:len(trips)]
+    if len(spans) <= len(trips):
+        raise ValueError(f"expected {len(trips)} loops around the hot loop, found {len(spans) - 1}")
+    mixes = [_mix(instrs[a:b + 1]) for a, b in spans]
+    if mixes[0]["fma"] != hot_fma:
+        raise ValueError(f"hot loop has {mixes[0]['fma']} FMAs per trip, expected {hot_fma}")
+    for level in range(1, len(spans)):  # leave out the longer arm of each if/else around the inner loop
+        (lo, hi), inner = spans[level], spans[level - 1]
+        dropped = []
+        for arms in if_else_arms(instrs, conditional, lo, hi):
+            if any(a <= arms[0][0] <= b for a, b in dropped) or any(
+                    a <= inner[0] and inner[1] <= b for a, b in arms):
+                continue
+            arm = max(arms, key=lambda s: s[1] - s[0])
+            dropped.append(arm)
+            left_out = _mix(instrs[arm[0]:arm[1] + 1])
+            mixes[level] = {k: mixes[level][k] - left_out[k] for k in mixes[level]}
+    cost = mixes[0]
+    for n, inner, outer in zip(trips, mixes, mixes[1:]):
+        cost = {k: outer[k] - inner[k] + n * cost[k] for k in cost}
+    return {"chunk": cost, "hot": mixes[0]}
+
+
+def _numba_gemm_time(device, k, launch, lanes, itemsize) -> dict:
+    """Time bounds of one numba gemm launch (per block tile `chunks` trips of the chunk loop of
+    nested_profile); LDS one wavefront each (a warp reads 2 (dx, forward) or 4 (dw) broadcast rows of the
+    filter or g and 16 or 8 consecutive words of x), STS 1.5 x itemsize/4 (consecutive words, dw's tiles
+    2-way conflicted), LDG itemsize/4 (coalesced)."""
+    hz, sms = device.clock_ghz * 1e9, device.sms
+    prof = nested_profile(k["instrs"], launch["trips"], launch["hot_fma"], k["conditional"])
+    chunk = prof["chunk"]
+    busiest = -(-launch["tiles"] // sms)
+    warp_chunks = busiest * launch["chunks"] * launch["warps"]
+    return {"issue": warp_chunks * chunk["instructions"] / (device.issue_per_clk_sm * hz),
+            "fma": busiest * launch["chunks"] * launch["chunk_fmas"] / (lanes * hz),
+            "shared": warp_chunks * (chunk["lds"] + 1.5 * chunk["sts"] * itemsize / 4) / hz,
+            "l1": warp_chunks * chunk["ldg"] * itemsize / 4 / hz}, chunk, prof["hot"]
+
+
 def launch_time(device, source, name, shape_name, p, block) -> dict:
     """The time bound of one launch of the layer kernel `name` on `device`."""
     shape = SHAPES_OF[shape_name](p, block)
@@ -274,7 +569,7 @@ def launch_time(device, source, name, shape_name, p, block) -> dict:
     row = {"kernel": name, "shape": shape_name}
     if shape["kind"] == "direct":
         k = kernel_sass(source, name, ARCH[device.slug])
-        loop = hot_loop(k["instrs"])
+        loop = direct_loop(k["instrs"])
         warp_fmas = shape["fmas"] / 32
         active = min(sms, -(-shape["threads"] // block))
         t["issue"] = warp_fmas / loop["fma_per_instruction"] / (device.issue_per_clk_sm * active * hz)
@@ -300,6 +595,32 @@ def launch_time(device, source, name, shape_name, p, block) -> dict:
                    tiles=shape["tiles"], fill=shape["fill"], blocks_per_sm=occ["blocks_per_sm"],
                    edge_chunk_instructions=(prof["edge"]["instructions"] - prof["straight"]["instructions"]
                                             + per_chunk["instructions"]) if prof["edge"] else None)
+    elif shape["kind"] == "numba_gemm":  # one or more launches of one kernel (dx: one per residue class)
+        parts, t_sum = [], {}
+        for launch in shape["launches"]:
+            k = kernel_sass(source, launch["kernel"], ARCH[device.slug])
+            times, chunk, hot = _numba_gemm_time(device, k, {**launch, "warps": block // 32}, lanes, itemsize)
+            part_bound = max(times, key=times.get)
+            parts.append({"kernel": launch["kernel"], "tiles": launch["tiles"], "bound": part_bound,
+                          "time_s": times[part_bound], "chunk_instructions": chunk["instructions"],
+                          "fma_per_instruction": chunk["fma"] / chunk["instructions"]})
+            for key, v in times.items():
+                t_sum[key] = t_sum.get(key, 0.0) + v
+            occ = occupancy(device, k["registers"], block, k["shared"])
+            row.update(registers=k["registers"], spills=k["spills"], blocks_per_sm=occ["blocks_per_sm"],
+                       hot_fma_per_instruction=hot["fma"] / hot["instructions"])
+        fmas = sum(part["fma_per_instruction"] * part["chunk_instructions"] for part in parts)
+        row.update(kernel=shape["launches"][0]["kernel"], parts=parts,
+                   fma_per_instruction=fmas / sum(part["chunk_instructions"] for part in parts),
+                   fill=shape["launches"][0]["fill"])
+        # the launches run one after the other: each its own bound
+        t = {"dram": t["dram"], **{key: 0.0 for key in t_sum}}
+        total = sum(part["time_s"] for part in parts)
+        bound = max(parts, key=lambda part: part["time_s"])["bound"]
+        if t["dram"] > total:
+            bound, total = "dram", t["dram"]
+        t.update(t_sum)
+        return {**row, "time_s": total, "bound": bound, "times": t}
     bound = max(t, key=t.get)
     return {**row, "time_s": t[bound], "bound": bound, "times": t}
 
@@ -330,7 +651,8 @@ def table(preds) -> str:
     header = ("device", "shape", "variant", "op", "dtype", "time", "GFLOP/s", "FP %", "bounds per launch")
     lines = [header]
     for r in preds:
-        bounds = ", ".join(f"{lp['kernel'].split('<')[0]}: {lp['bound']} {lp['time_s'] * 1e6:.0f} us" +
+        bounds = ", ".join(f"{lp['kernel'].split('<')[0].split('[')[0].split(':')[0]}: {lp['bound']} "
+                           f"{lp['time_s'] * 1e6:.0f} us" +
                            (f" ({lp['fma_per_instruction']:.0%} FMA)" if "fma_per_instruction" in lp else "")
                            for lp in r["launches"])
         lines.append((r["device"], r["shape"], f"{r['backend']}:{r['variant']}", r["op"].removeprefix("conv1d_"),

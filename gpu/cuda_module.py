@@ -23,6 +23,18 @@ from gpu.cuda_tunables import options as define_options
 _NAMES = re.compile(r"^\s*//\s*name_expressions:(.*)$", re.M)
 
 
+def ctype(dtype) -> str:
+    """The C type of a NumPy dtype the kernels take: "float" or "double"; TypeError otherwise."""
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        return "float"
+    if dtype == np.float64:
+        return "double"
+    raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+
+
 def declared_names(code: str) -> list[str]:
     """Name expressions listed on `// name_expressions: k<float>, k<double, 4>` lines of a source."""
     return [name.strip() for line in _NAMES.findall(code)

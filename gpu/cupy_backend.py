@@ -31,6 +31,7 @@ import numpy as np
 from gpu import auto, cupy_ladder, cupy_layer_ladder
 from gpu import cuda_tunables as tun
 from gpu.correlation_ops import NONE, Engines, register
+from gpu.cuda_module import ctype
 from gpu.launch import CupyLaunch as Launch
 from gpu.launch import param_chunks, sum_blocks, weight_grad_splits
 from kernels.backend import Backend, HostArrays, Status
@@ -61,7 +62,7 @@ def module():
 
 
 def kernel(name: str, dtype):
-    return module().get_function(f"{name}<{'float' if np.dtype(dtype) == np.float32 else 'double'}>")
+    return module().get_function(f"{name}<{ctype(dtype)}>")
 
 
 def on_gpu() -> bool:
@@ -245,7 +246,7 @@ def layer_module():
 
 
 def layer_kernel(name: str, dtype):
-    return layer_module().get_function(f"{name}<{'float' if np.dtype(dtype) == np.float32 else 'double'}>")
+    return layer_module().get_function(f"{name}<{ctype(dtype)}>")
 
 
 def _layer_sizes(p):

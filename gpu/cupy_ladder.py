@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu.cuda_module import ctype
 from gpu.launch import weight_grad_splits
 
 SOURCE = Path(__file__).with_name("ladder.cu")
@@ -58,15 +59,6 @@ def module():
     return cuda_module.load(SOURCE, name_expressions=NAMES, options=OPTIONS)
 
 
-def _ctype(dtype) -> str:
-    dtype = np.dtype(dtype)
-    if dtype == np.float32:
-        return "float"
-    if dtype == np.float64:
-        return "double"
-    raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-
-
 def skew(q: int, run: int, pad: int) -> int:
     """Shared-memory slot of element q (gpu/ladder.cu skew): `pad` elements of padding after every `run`."""
     return q + pad * (q // run)
@@ -97,13 +89,13 @@ def wg_shared_bytes(block: int, G: int, TP: int, JS: int, itemsize: int) -> int:
 def forward_per_thread(step: str, dtype, block: int) -> int:
     """Outputs per thread R that `step` uses at `block`: 8 where the launch bounds and the shared memory
     allow it, else 4."""
-    t, itemsize = _ctype(dtype), np.dtype(dtype).itemsize
+    t, itemsize = ctype(dtype), np.dtype(dtype).itemsize
     fits = forward_shared_bytes(block, 8, TAPS, itemsize, step == "vec") <= SHARED_LIMIT
     return 8 if block <= FORWARD_BOUNDS[(step, t, 8)] and fits else 4
 
 
 def _correlate(step, sig, f, out, launch, flip, offset, periodic, bias, epilogue, gate, per_thread):
-    t = _ctype(out.dtype)
+    t = ctype(out.dtype)
     block = launch.block
     R = forward_per_thread(step, out.dtype, block) if per_thread is None else per_thread
     if (step, t, R) not in FORWARD_BOUNDS:
@@ -168,27 +160,38 @@ def _empty_like(a, size):
     return cupy.empty(size, a.dtype)
 
 
+def wg_plan(m: int, k: int, dtype, launch, bound_of, slice_len=None, splits=None) -> tuple:
+    """(TP, G, JS, shared bytes, tap tiles, splits) of a weight_grad_regwin launch (both backends), after
+    the checks: ValueError naming `block` (over the instantiation's launch bound, bound_of(TP)),
+    `slice_len` (shared memory over SHARED_LIMIT) or `splits` (not a positive integer)."""
+    itemsize, block = np.dtype(dtype).itemsize, launch.block
+    TP, G, JS = wg_layout(k, block, itemsize, slice_len)
+    if block > bound_of(TP):
+        raise ValueError(f"block: wg_regwin with {TP} {np.dtype(dtype).name} taps per thread (k = {k}) takes at "
+                         f"most {bound_of(TP)} threads, got {block} (its registers)")
+    shared = wg_shared_bytes(block, G, TP, JS, itemsize)
+    if shared > SHARED_LIMIT:
+        raise ValueError(f"slice_len: {JS} needs {shared} bytes of shared memory, more than {SHARED_LIMIT}")
+    tiles = launch.blocks(k, G * TP)
+    if splits is None:
+        splits = weight_grad_splits(m, block // G * JS, tiles, launch)
+    elif isinstance(splits, bool) or not isinstance(splits, int) or splits < 1:
+        raise ValueError(f"splits: expected a positive integer, got {splits!r}")
+    return TP, G, JS, shared, tiles, splits
+
+
 def weight_grad_regwin(x, g, dw, launch, *, flip=False, slice_len=None, splits=None):
     """Step wg_regwin: dw[i] = sum_{j<m} g[j] x[j+i] (stored at k-1-i when flip), deterministic.
 
     Per-block partials partial[split * k + i] over the j chunks of each split, then wg_sum_partials adds
     the splits in a fixed order (skipped with one split: the block writes dw). `slice_len` (JS) and
     `splits` override the layout (tests use them to reach several chunks per split)."""
-    t = _ctype(dw.dtype)
+    t = ctype(dw.dtype)
     n, m, k = x.shape[0], g.shape[0], dw.shape[0]
     block = launch.block
-    TP, G, JS = wg_layout(k, block, dw.dtype.itemsize, slice_len)
+    TP, G, JS, shared, tiles, splits = wg_plan(m, k, dw.dtype, launch, lambda TP: WG_BOUNDS[(t, TP)], slice_len,
+                                               splits)
     bound = WG_BOUNDS[(t, TP)]
-    if block > bound:
-        raise ValueError(f"block: weight_grad_regwin with {TP} {t} taps per thread (k = {k}) takes at most "
-                         f"{bound} threads, got {block}")
-    shared = wg_shared_bytes(block, G, TP, JS, dw.dtype.itemsize)
-    if shared > SHARED_LIMIT:
-        raise ValueError(f"slice_len: {JS} needs {shared} bytes of shared memory, more than {SHARED_LIMIT}")
-    JC, KT = block // G * JS, G * TP
-    tiles = launch.blocks(k, KT)
-    if splits is None:
-        splits = weight_grad_splits(m, JC, tiles, launch)
     partial = dw if splits == 1 else _empty_like(dw, splits * k)
     args = (x, g, partial, np.int64(n), np.int64(m), np.int64(k), np.int32(flip), np.int32(G), np.int32(JS))
     module().get_function(f"weight_grad_regwin<{t}, {TP}, {bound}>")((tiles, splits), (block,), args,

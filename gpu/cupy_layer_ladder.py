@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu.cuda_module import ctype
+
 SOURCE = Path(__file__).with_name("layer_ladder.cu")
 #: Reduction steps per staged chunk, threads along N, padding elements per shared row.
 BK, TX, PAD = 16, 16, 4
@@ -58,18 +60,9 @@ def module():
     return cuda_module.load(SOURCE, name_expressions=NAMES, options=OPTIONS)
 
 
-def _ctype(dtype) -> str:
-    dtype = np.dtype(dtype)
-    if dtype == np.float32:
-        return "float"
-    if dtype == np.float64:
-        return "double"
-    raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-
-
 def tile_shape(dtype, block: int) -> tuple[int, int, int, int]:
     """(TM, TN, BM, BN): outputs per thread and the block tile at `block` threads."""
-    TM, TN = TILE[_ctype(dtype)]
+    TM, TN = TILE[ctype(dtype)]
     return TM, TN, block // TX * TM, TX * TN
 
 
@@ -111,7 +104,7 @@ def accepts(p, launch) -> bool:
 
 def check_block(dtype, launch) -> int:
     """The block size, after checking it against the launch bound and the shared-memory limit."""
-    block, bound = launch.block, BOUNDS[_ctype(dtype)]
+    block, bound = launch.block, BOUNDS[ctype(dtype)]
     if block > bound:
         raise ValueError(f"block: the gemm layer kernels take at most {bound} threads, got {block}")
     shared = shared_bytes(dtype, block)
@@ -122,7 +115,7 @@ def check_block(dtype, launch) -> int:
 
 def kernel_name(name, dtype, orientation=None) -> str:
     """The name expression of kernel `name` for `dtype` (the weight gradient's partials: of `orientation`)."""
-    t = _ctype(dtype)
+    t = ctype(dtype)
     if name == "layer_gemm_sum_splits":
         return f"{name}<{t}>"
     TM, TN = TILE[t]

@@ -67,7 +67,6 @@ from numba import config, cuda, int64, uint32, uint64
 
 from gpu import cupy_ladder as layout
 from gpu.launch import NumbaCudaLaunch as Launch
-from gpu.launch import weight_grad_splits
 from gpu.numba_cuda_common import scalar_type
 from gpu.numba_cuda_correlate import finish
 
@@ -468,21 +467,8 @@ def weight_grad_regwin(x, g, dw, launch: Launch, *, flip=False, slice_len=None, 
     reach several chunks per split)."""
     name, block = _name(dw.dtype), launch.block
     m, k = g.shape[0], dw.shape[0]
-    itemsize = np.dtype(dw.dtype).itemsize
-    TP, G, JS = layout.wg_layout(k, block, itemsize, slice_len)
-    bound = WG_BOUNDS[(name, TP)]
-    if block > bound:
-        raise ValueError(f"block: wg_regwin with {TP} {name} taps per thread (k = {k}) runs with at most {bound} "
-                         f"threads per block (its registers), got {block}")
-    shared = layout.wg_shared_bytes(block, G, TP, JS, itemsize)
-    if shared > SHARED_LIMIT:
-        raise ValueError(f"slice_len: {JS} needs {shared} bytes of shared memory, more than {SHARED_LIMIT}")
-    JC, KT = block // G * JS, G * TP
-    tiles = launch.blocks(k, KT)
-    if splits is None:
-        splits = weight_grad_splits(m, JC, tiles, launch)
-    elif isinstance(splits, bool) or not isinstance(splits, int) or splits < 1:
-        raise ValueError(f"splits: expected a positive integer, got {splits!r}")
+    TP, G, JS, shared, tiles, splits = layout.wg_plan(m, k, dw.dtype, launch, lambda TP: WG_BOUNDS[(name, TP)],
+                                                      slice_len, splits)
     T = np.dtype(dw.dtype).type
     partial = dw if splits == 1 else cuda.device_array(splits * k, dw.dtype)
     kernel = wg_regwin_kernel(np.dtype(dw.dtype), block, TP)

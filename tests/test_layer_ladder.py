@@ -22,7 +22,7 @@ import pytest
 import kernels
 from gpu import cupy_layer_ladder as ladder
 from gpu import nvrtc_check
-from gpu.cuda_module import declared_names
+from gpu.cuda_module import ctype, declared_names
 from gpu.launch import Launch
 from kernels import compare, layer
 from kernels.spec import OPS
@@ -209,7 +209,7 @@ def accepted_blocks(bound):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_every_accepted_block_fits_48_kb(dtype):
-    for block in accepted_blocks(ladder.BOUNDS[ladder._ctype(dtype)]):
+    for block in accepted_blocks(ladder.BOUNDS[ctype(dtype)]):
         TM, TN, BM, BN = ladder.tile_shape(dtype, block)
         assert BM % 16 == 0 and BN % 16 == 0 and (BM & (BM - 1)) == 0  # the kernels' vector and mask rules
         assert ladder.shared_bytes(dtype, block) <= 48 << 10

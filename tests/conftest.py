@@ -123,3 +123,27 @@ def call_args(op_name, rng, dtype, size, flip=False):
     if flip:
         kwargs = {**kwargs, "flip": True}
     return args, kwargs
+
+
+def assert_engine_result(got, sig, f, *, flip, offset, periodic, bias, epilogue, gate):
+    """A correlation engine's output (gpu/correlation_ops.py) against a float64 evaluation of
+    out[o] = epilogue(sum_i f'[i] s[o+i] + bias), per output within C eps sqrt(L) * magnitude; a gated
+    output whose pre-activation is within rounding of 0 may fall on either side."""
+    from gpu.correlation_ops import GATE, RELU
+    from kernels import compare
+
+    N, L, M, dtype = sig.shape[0], f.shape[0], got.shape[0], sig.dtype
+    fp, s64 = (f[::-1] if flip else f).astype(np.float64), sig.astype(np.float64)
+    t = np.arange(M)[:, None] + np.arange(L)[None, :] + offset
+    terms = np.where((t >= 0) & (t < N), s64[np.clip(t, 0, N - 1)], 0.0) if not periodic else s64[t % N]
+    ref, mag = terms @ fp + (bias or 0.0), np.abs(terms) @ np.abs(fp) + abs(bias or 0.0)
+    if epilogue == RELU:
+        ref = np.maximum(ref, 0.0)
+    elif epilogue == GATE:
+        ref = np.where(ref > 0, gate.astype(np.float64), 0.0)
+    rtol = compare.C * np.finfo(dtype).eps * np.sqrt(L)
+    err = np.abs(got.astype(np.float64) - ref)
+    if epilogue == GATE:
+        err = np.where(np.abs(terms @ fp + bias) <= rtol * mag, 0.0, err)
+    print(f"max err {err.max():.3g}, max ratio {np.max(err / (rtol * mag + np.finfo(dtype).tiny)):.3g}")
+    assert np.all(err <= rtol * mag + np.finfo(dtype).tiny)

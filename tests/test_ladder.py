@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import call_args
+from conftest import assert_engine_result, call_args
 
 from gpu import correlation_ops, cupy_ladder, nvrtc_check
 from gpu.correlation_ops import GATE, RELU, Engines
@@ -131,20 +131,8 @@ def test_engine_features(features, dtype, correlate, per_thread, rng):
     out, gate = np.full(M, np.nan, dtype), rng.standard_normal(M).astype(dtype)
     correlate(sig, f, out, Launch(block=32, max_blocks=2), flip=flip, offset=offset, periodic=periodic, bias=bias,
               epilogue=epilogue, gate=gate if epilogue == GATE else None, per_thread=per_thread)
-    fp, s64 = (f[::-1] if flip else f).astype(np.float64), sig.astype(np.float64)
-    t = np.arange(M)[:, None] + np.arange(L)[None, :] + offset
-    terms = np.where((t >= 0) & (t < N), s64[np.clip(t, 0, N - 1)], 0.0) if not periodic else s64[t % N]
-    ref, mag = terms @ fp + (bias or 0.0), np.abs(terms) @ np.abs(fp) + abs(bias or 0.0)
-    if epilogue == RELU:
-        ref = np.maximum(ref, 0.0)
-    elif epilogue == GATE:
-        ref = np.where(ref > 0, gate.astype(np.float64), 0.0)
-    rtol = compare.C * np.finfo(dtype).eps * np.sqrt(L)
-    err = np.abs(out.astype(np.float64) - ref)
-    if epilogue == GATE:  # a pre-activation within rounding of 0 may fall on either side
-        err = np.where(np.abs(terms @ fp + bias) <= rtol * mag, 0.0, err)
-    print(f"max err {err.max():.3g}, max ratio {np.max(err / (rtol * mag + np.finfo(dtype).tiny)):.3g}")
-    assert np.all(err <= rtol * mag + np.finfo(dtype).tiny)
+    assert_engine_result(out, sig, f, flip=flip, offset=offset, periodic=periodic, bias=bias, epilogue=epilogue,
+                         gate=gate)
 
 
 @emulated

@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 import pytest
-from conftest import STATE_MARKS, call_args
+from conftest import STATE_MARKS, assert_engine_result, call_args
 
 import kernels
 from gpu.correlation_ops import GATE, LADDER_FORWARD_OPS, RELU
@@ -97,21 +97,9 @@ def test_engine_features(features, dtype, per_thread, rng):
     ladder().correlate_regwin(device(sig), device(f), out, launch(block=32, max_blocks=2), flip=flip, offset=offset,
                               periodic=periodic, bias=bias, epilogue=epilogue,
                               gate=device(gate) if epilogue == GATE else None, per_thread=per_thread)
-    got = out.copy_to_host().astype(np.float64)
-    fp, s64 = (f[::-1] if flip else f).astype(np.float64), sig.astype(np.float64)
-    t = np.arange(M)[:, None] + np.arange(L)[None, :] + offset
-    terms = np.where((t >= 0) & (t < N), s64[np.clip(t, 0, N - 1)], 0.0) if not periodic else s64[t % N]
-    ref, mag = terms @ fp + (bias or 0.0), np.abs(terms) @ np.abs(fp) + abs(bias or 0.0)
-    if epilogue == RELU:
-        ref = np.maximum(ref, 0.0)
-    elif epilogue == GATE:
-        ref = np.where(ref > 0, gate.astype(np.float64), 0.0)
-    rtol = compare.C * np.finfo(dtype).eps * np.sqrt(L)
-    err = np.abs(got - ref)
-    if epilogue == GATE:  # a pre-activation within rounding of 0 may fall on either side
-        err = np.where(np.abs(terms @ fp + bias) <= rtol * mag, 0.0, err)
-    print(f"max err {err.max():.3g}, max ratio {np.max(err / (rtol * mag + np.finfo(dtype).tiny)):.3g}")
-    assert np.all(err <= rtol * mag + np.finfo(dtype).tiny)
+    got = out.copy_to_host()
+    assert_engine_result(got, sig, f, flip=flip, offset=offset, periodic=periodic, bias=bias, epilogue=epilogue,
+                         gate=gate)
 
 
 @pytest.mark.parametrize("block, slices, splits", [(32, 1, 3), (64, 2, 2), (32, 1, 1)])

@@ -254,10 +254,13 @@ def configurations(dtypes=("float32", "float64")):
                 is_default = block == default.block and rm == gemm.RM_MAX[itemsize]
                 for masked, stride in ((False, 1), (False, 2), (True, 1))[:3 if rm < gemm.RM_MAX[itemsize] else 1]:
                     window = 1 << ((gemm.TX * gemm.RN - 1) * stride + gemm.KT - 1).bit_length()
-                    k = gemm.conv_kernel(np.dtype(dtype), block, rm, window, masked, stride == 1)
-                    add(f"layer_gemm.conv_kernel[B={block},RM={rm},window={window},masked={int(masked)},"
-                        f"stride1={int(stride == 1)}]", k, (a1, a1, a1, a1, *[int64] * 18, T), dtype, (block,),
-                        is_default and stride == 1)
+                    # stride 1 with one tap per chunk (an input-gradient residue class of a single tap)
+                    one_tap = 1 << (gemm.TX * gemm.RN - 1).bit_length()
+                    for w_size in sorted({window, one_tap} if stride == 1 else {window}):
+                        k = gemm.conv_kernel(np.dtype(dtype), block, rm, w_size, masked, stride == 1)
+                        add(f"layer_gemm.conv_kernel[B={block},RM={rm},window={w_size},masked={int(masked)},"
+                            f"stride1={int(stride == 1)}]", k, (a1, a1, a1, a1, *[int64] * 18, T), dtype, (block,),
+                            is_default and stride == 1 and w_size == window)
                 k = gemm.weight_grad_kernel(np.dtype(dtype), block, rm)
                 add(f"layer_gemm.weight_grad_kernel[B={block},RM={rm}]", k, (a1, a1, a1, *[int64] * 13, T), dtype,
                     (block,), is_default)

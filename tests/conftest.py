@@ -147,3 +147,23 @@ def assert_engine_result(got, sig, f, *, flip, offset, periodic, bias, epilogue,
         err = np.where(np.abs(terms @ fp + bias) <= rtol * mag, 0.0, err)
     print(f"max err {err.max():.3g}, max ratio {np.max(err / (rtol * mag + np.finfo(dtype).tiny)):.3g}")
     assert np.all(err <= rtol * mag + np.finfo(dtype).tiny)
+
+
+def _cuda_c_mode():
+    from gpu import cuda_module
+
+    return cuda_module.mode()
+
+
+def _nvrtc_problem():
+    from gpu import nvrtc_check
+
+    return nvrtc_check.nvrtc_problem()
+
+
+#: Tests that pass NumPy arrays straight to the CUDA C launchers, which only the emulator takes.
+emulated_only = pytest.mark.skipif(_cuda_c_mode()[0] != "emulated",
+                                   reason=f"these tests pass NumPy arrays to the emulator; CUDA C runs "
+                                          f"{_cuda_c_mode()}")
+#: Tests that compile CUDA C with NVRTC.
+needs_nvrtc = pytest.mark.skipif(_nvrtc_problem() is not None, reason=f"NVRTC: {_nvrtc_problem()}")

@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import assert_engine_result, call_args
+from conftest import assert_engine_result, call_args, emulated_only, needs_nvrtc
 
 from gpu import correlation_ops, cupy_ladder, nvrtc_check
 from gpu.correlation_ops import GATE, RELU, Engines
@@ -25,17 +25,7 @@ from gpu.launch import Launch
 from kernels import cases, compare
 from kernels.backend import Backend
 
-
-def _mode():
-    from gpu import cuda_module
-
-    return cuda_module.mode()
-
-
-emulated = pytest.mark.skipif(_mode()[0] != "emulated",
-                              reason=f"these tests pass NumPy arrays to the emulator; CUDA C runs {_mode()}")
-NVRTC = nvrtc_check.nvrtc_problem()
-needs_nvrtc = pytest.mark.skipif(NVRTC is not None, reason=f"NVRTC: {NVRTC}")
+emulated = emulated_only
 
 
 def host_total(g, out, launch):

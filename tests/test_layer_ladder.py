@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import emulated_only, needs_nvrtc
 
 import kernels
 from gpu import cupy_layer_ladder as ladder
@@ -30,16 +31,7 @@ from kernels.spec import OPS
 FORWARD, BACKWARD = "conv1d_layer", "conv1d_layer_backward"
 
 
-def _mode():
-    from gpu import cuda_module
-
-    return cuda_module.mode()
-
-
-emulated = pytest.mark.skipif(_mode()[0] != "emulated",
-                              reason=f"these tests pass NumPy arrays to the emulator; CUDA C runs {_mode()}")
-NVRTC = nvrtc_check.nvrtc_problem()
-needs_nvrtc = pytest.mark.skipif(NVRTC is not None, reason=f"NVRTC: {NVRTC}")
+emulated = emulated_only
 
 #: id -> layer sizes and settings (kernels.layer.make_*_args keywords)
 SHAPES = {
@@ -264,8 +256,8 @@ def test_nvrtc_no_spills_within_launch_bounds(arch):
 def _sass_problem():
     from gpu import compile_check
 
-    if NVRTC:
-        return f"NVRTC: {NVRTC}"
+    if problem := nvrtc_check.nvrtc_problem():
+        return f"NVRTC: {problem}"
     if not (compile_check.find_tool("nvdisasm") or compile_check.find_tool("cuobjdump")):
         return "neither nvdisasm nor cuobjdump found (pip install nvidia-cuda-nvdisasm)"
     return None

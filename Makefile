@@ -52,8 +52,8 @@ plots: setup
 # The static performance model of every GPU kernel (no GPU needed): resources, SASS mix, counted traffic,
 # predicted bounds for an H100 SXM and an H200; then its plots (plots/<device>-model/).
 gpu-inspect: setup
-	$(PY) -m gpu.inspect
-	$(PY) -m gpu.inspect_layer
+	$(PY) -m plots.model.oned
+	$(PY) -m plots.model.layer
 	$(PY) -m plots.model
 
 # One GPU run in about 8 minutes, with the machine's Python as it is (no venv, no pip: a GPU machine may
@@ -64,7 +64,7 @@ gpu-report:
 	@$(PY) -c "import sys; sys.path.insert(0, '.'); from kernels._env import cuda_driver_present as p; \
 	  sys.exit(0 if p() else 'no CUDA device: make gpu-report needs an NVIDIA GPU and its driver')"
 	@mkdir -p plots/results
-	$(PY) -m gpu.inspect --versions | tee plots/results/gpu-report-versions.txt
+	$(PY) -m plots.model.oned --versions | tee plots/results/gpu-report-versions.txt
 	$(PY) -m pytest -q -m gpu -p no:cacheprovider | tee plots/results/gpu-report-tests.txt
 	$(PY) -m plots bench --preset gpu-short
 	$(PY) -m plots.bench.tune --backend cupy

@@ -1,5 +1,5 @@
 """The `auto` variant of both GPU backends: their best direct step, or an FFT where it is faster and
-accurate enough. `engines(E)` wraps a backend's direct engine bundle (gpu/correlation_ops.py); for the
+accurate enough. `engines(E)` wraps a backend's direct engine bundle (gpu/steps.py); for the
 layer, `layer_uses_gemm` chooses between the implicit GEMM and one thread per output.
 
     auto    the direct step (cupy: vec + wg_regwin, numba_cuda: its best step), or an FFT for a valid
@@ -26,7 +26,7 @@ The accuracy rule, as in cpu/auto.py: slack = TOLERANCE_C sqrt(k) lb - FFT_ERROR
 ||f||_2, with lb <= min_j (|s| * |f|)[j] the direct correlation of |s| with the LB_TAPS contiguous taps
 of largest |f| (rounded down), then R(y) checked after the transform; non-finite inputs go direct.
 
-The crossover tables gpu/crossover_<backend>.json are written by `python -m gpu.crossover` from the
+The crossover tables gpu/crossover_<backend>.json are written by `python -m plots.model.crossover` from the
 static model (labelled a MODEL in the file) until a GPU measures one.
 """
 
@@ -38,10 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu.correlation_ops import GATE, NONE, RELU, Engines
+from gpu.steps import GATE, NONE, RELU, Engines
 from kernels import fft_choice
 
-TOOL = "python -m gpu.crossover"
+TOOL = "python -m plots.model.crossover"
 #: Bytes of device memory an FFT of P points may take per point and byte of dtype: two spectra, their
 #: product, the inverse, the scaled inputs and the float64 squares of R(s) (8 bytes a point).
 FFT_BYTES_PER_POINT = 12
@@ -175,7 +175,7 @@ def fft_within_rule(xp, s, f, lower_bound):
 # --- the layer ---------------------------------------------------------------------------------------
 
 #: The layer's implicit GEMM (variant gemm) pays where each group's GEMM is wide enough: its reduction
-#: (C_in/groups) * K and its rows C_out/groups. MODEL (gpu.inspect_layer, H100 SXM, N = 8, L = 4096, K = 3):
+#: (C_in/groups) * K and its rows C_out/groups. MODEL (plots.model.layer, H100 SXM, N = 8, L = 4096, K = 3):
 #: gemm ahead at 64 -> 128 with groups 1, 2, 4 and 8 (8 -> 16 per group: 23 vs 24 us forward, 148 vs 208 us
 #: backward), direct ahead from groups 16 (4 -> 8 per group) on and for 8 -> 8 channels.
 GEMM_MIN_REDUCTION, GEMM_MIN_ROWS = 24, 16

@@ -65,7 +65,7 @@ class CupyLaunch(Launch):
 class NumbaCudaLaunch(Launch):
     backend: ClassVar[str] = "numba_cuda"
     per_thread: int = 4  # outputs per thread in the tiled kernels, accumulated in registers
-    #: per_thread values accepted: those gpu/compile_check.py compiles and resource-checks
+    #: per_thread values accepted: those plots/model/compile.py compiles and resource-checks
     PER_THREAD: ClassVar[tuple] = (1, 2, 4, 8)
 
     @classmethod

@@ -21,7 +21,7 @@ An implementation has the signature of every built-in one, `impl(p, *inputs, *ou
 validated problem (p.n, p.k, p.m, p.dtype, p.flip, ...; the layer: p.N, p.C_in, p.L_out, p.stride, ...),
 inputs are contiguous arrays of the backend's kind and outputs are preallocated (NaN-poisoned when
 checked). It validates and allocates nothing. A file may implement any subset of the ops; `check`
-covers the ops it declares and nothing else. CUDA C kernels are declared with `gpu.playground.cuda_c`.
+covers the ops it declares and nothing else. CUDA C kernels are declared with `gpu.cupy.playground.cuda_c`.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def load_file(path) -> list[Declared]:
     declared = sorted(_registered() - before, key=lambda d: (list(OPS).index(d.op), d.backend, d.variant))
     if not declared:
         raise ValueError(f"FILE: {path.name} declares no kernel; decorate an implementation with "
-                         "@kernels.kernel(op, backend=..., name=...) or use gpu.playground.cuda_c(...)")
+                         "@kernels.kernel(op, backend=..., name=...) or use gpu.cupy.playground.cuda_c(...)")
     return declared
 
 

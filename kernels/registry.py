@@ -15,8 +15,8 @@ from kernels.spec import OPS
 BACKEND_MODULES = {
     "numpy": "kernels.reference",
     "numba_cpu": "cpu.numba_cpu",
-    "numba_cuda": "gpu.numba_cuda",
-    "cupy": "gpu.cupy_backend",
+    "numba_cuda": "gpu.numba_cuda.backend",
+    "cupy": "gpu.cupy.backend",
 }
 
 

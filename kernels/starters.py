@@ -94,7 +94,7 @@ NUMBA_CUDA = '''"""My {op} kernel on the numba_cuda backend (a GPU, or numba's C
 
 Without a GPU the kernel runs under numba's CUDA simulator: correct but slow, so `check` uses small
 sizes and 32-thread blocks. Where to start optimising: {hints}. The playground's
-gpu/numba_cuda_correlate.py shows the tiled version.
+gpu/numba_cuda/correlate.py shows the tiled version.
 """
 
 from numba import cuda, int64
@@ -130,7 +130,7 @@ AddressSanitizer). `check` also prints the registers, shared memory and spills N
 
 import numpy as np
 
-from gpu.playground import cuda_c
+from gpu.cupy.playground import cuda_c
 
 cuda_c("{op}", name="{variant}", source="{cu}", entry="{variant}<{{T}}>",
        args=lambda p, {args}: ({c_call}, np.int32(p.flip)))

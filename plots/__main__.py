@@ -38,7 +38,7 @@ def cmd_draw(args) -> int:
 
 def draw_model(out: Path):
     """No GPU measured: the static model's predictions of the GPU variants, beside the CPU plots."""
-    from plots import model
+    from plots.model import draw as model
 
     try:
         written = model.draw_model(out)

@@ -126,10 +126,10 @@ def call_args(op_name, rng, dtype, size, flip=False):
 
 
 def assert_engine_result(got, sig, f, *, flip, offset, periodic, bias, epilogue, gate):
-    """A correlation engine's output (gpu/correlation_ops.py) against a float64 evaluation of
+    """A correlation engine's output (gpu/steps.py) against a float64 evaluation of
     out[o] = epilogue(sum_i f'[i] s[o+i] + bias), per output within C eps sqrt(L) * magnitude; a gated
     output whose pre-activation is within rounding of 0 may fall on either side."""
-    from gpu.correlation_ops import GATE, RELU
+    from gpu.steps import GATE, RELU
     from kernels import compare
 
     N, L, M, dtype = sig.shape[0], f.shape[0], got.shape[0], sig.dtype
@@ -150,13 +150,13 @@ def assert_engine_result(got, sig, f, *, flip, offset, periodic, bias, epilogue,
 
 
 def _cuda_c_mode():
-    from gpu import cuda_module
+    from gpu.cupy import module as cuda_module
 
     return cuda_module.mode()
 
 
 def _nvrtc_problem():
-    from gpu import nvrtc_check
+    from gpu.cupy import nvrtc as nvrtc_check
 
     return nvrtc_check.nvrtc_problem()
 

@@ -103,7 +103,7 @@ def test_the_contract_imports_nothing_heavier_than_numpy(name):
 def test_kernel_modules_never_import_their_backend():
     """A backend module imports its kernel modules and registers them, never the reverse (a kernel module
     is one a backend module imports from cpu/ or gpu/)."""
-    backends = {"cpu.numba_cpu", "gpu.numba_cuda", "gpu.cupy_backend"}
+    backends = {"cpu.numba_cpu", "gpu.numba_cuda.backend", "gpu.cupy.backend"}
     edges = graph()
     kernel_modules = {m for b in backends for m in edges[b] if m.split(".")[0] in ("cpu", "gpu")} - backends
     assert kernel_modules, "no kernel module found: the graph is not read"

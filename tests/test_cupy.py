@@ -1,6 +1,6 @@
 """cupy beyond the common matrix and tests/test_gpu_backends.py (the tests it shares with numba_cuda):
 nothing compiled at import, thread orders of the emulator, `out=` arrays, scalar dtypes, and the CUDA C
-tunables, defined once in gpu/cuda_tunables.py and compiled in with -D.
+tunables, defined once in gpu/cupy/tunables.py and compiled in with -D.
 
 In emulation (gpu.emu on the CPU) arrays are NumPy arrays and the sizes stay small, but every input spans
 several blocks.
@@ -34,15 +34,16 @@ def get(op, variant="tiled", **options):
 
 
 def test_import_compiles_nothing():
-    """Importing the backend and asking its status neither builds nor loads conv1d.cu."""
-    code = ("import gpu.cupy_backend as c; c.status(); "
+    """Importing the backend and asking its status neither builds nor loads correlate.cu."""
+    code = ("import gpu.cupy.backend as c; c.status(); "
             "assert c.module.cache_info().currsize == 0; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
 def test_unavailable_status_says_why(monkeypatch):
-    from gpu import cuda_module, cupy_backend
+    from gpu.cupy import backend as cupy_backend
+    from gpu.cupy import module as cuda_module
 
     reason = "cupy not installed; emulator: g++ not found"
     monkeypatch.setattr(cuda_module, "mode", lambda: ("unavailable", reason))
@@ -85,7 +86,7 @@ def test_out_arrays_are_written(rng):
 def test_a_python_float_for_a_float_parameter_is_refused():
     """The emulator checks scalar dtypes (CuPy would pass a Python float as a double): the backend
     passes explicit NumPy scalars, and a plain float into `fill<float>` is a TypeError."""
-    from gpu import cupy_backend
+    from gpu.cupy import backend as cupy_backend
 
     a = np.zeros(8, np.float32)
     kern = cupy_backend.kernel("fill", np.float32)
@@ -97,28 +98,30 @@ def test_a_python_float_for_a_float_parameter_is_refused():
 
 @emulated_only
 def test_the_kernels_need_their_tunables():
-    """conv1d.cu has no defaults for its tunables: without the -D options of gpu/cuda_tunables.py it
+    """correlate.cu has no defaults for its tunables: without the -D options of gpu/cupy/tunables.py it
     does not compile, and the error says where they come from."""
-    from gpu import cupy_backend, emu
-    from gpu.cuda_module import declared_names
+    from gpu import emu
+    from gpu.cupy import backend as cupy_backend
+    from gpu.cupy.module import declared_names
 
     code = cupy_backend.SOURCE.read_text()
-    with pytest.raises(emu.CompileError, match="cuda_tunables"):
+    with pytest.raises(emu.CompileError, match="gpu/cupy/tunables.py"):
         emu.Module(code, declared_names(code), filename=cupy_backend.SOURCE.name)
 
 
 @emulated_only
 def test_a_tunable_changed_in_python_reaches_the_kernel_and_its_shared_memory(monkeypatch, rng):
-    """CORR_TAPS = 32 instead of 256, set in gpu/cuda_tunables.py only: the module is built again with
+    """CORR_TAPS = 32 instead of 256, set in gpu/cupy/tunables.py only: the module is built again with
     -DCORR_TAPS=32 and the backend sizes the shared memory from it; k = 100 then takes 4 filter chunks,
     and the result is still the reference's."""
-    from gpu import cuda_tunables, cupy_backend
+    from gpu.cupy import backend as cupy_backend
+    from gpu.cupy import tunables as cuda_tunables
 
     default_build = cupy_backend.module().path
     args, kwargs = call_args("conv1d", rng, np.float32, (700, 100))
-    defines = {**cuda_tunables.DEFINES["conv1d.cu"], "CORR_TAPS": 32}
+    defines = {**cuda_tunables.DEFINES["correlate.cu"], "CORR_TAPS": 32}
     monkeypatch.setattr(cuda_tunables, "CORR_TAPS", 32)
-    monkeypatch.setitem(cuda_tunables.DEFINES, "conv1d.cu", defines)
+    monkeypatch.setitem(cuda_tunables.DEFINES, "correlate.cu", defines)
     monkeypatch.setattr(cupy_backend, "module", functools.cache(cupy_backend.module.__wrapped__))
     got = get("conv1d", **SMALL)(*args, **kwargs)
     compare.assert_close("conv1d", got, args, kwargs)

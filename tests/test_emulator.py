@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpu import cuda_module, emu
-from gpu.cuda_module import declared_names
+from gpu import emu
+from gpu.cupy import module as cuda_module
+from gpu.cupy.module import declared_names
 
 PROBLEM = emu.toolchain_problem()
 pytestmark = [pytest.mark.emulated, pytest.mark.skipif(PROBLEM is not None, reason=str(PROBLEM))]
@@ -215,8 +216,8 @@ ASAN_SCRIPT = """
 import sys
 import numpy as np
 from gpu import emu
-from gpu import cuda_module
-from gpu.cuda_module import declared_names
+from gpu.cupy import module as cuda_module
+from gpu.cupy.module import declared_names
 code = open("tests/fixtures/kernels_broken.cu").read()
 mod = emu.Module(code, declared_names(code), filename="kernels_broken.cu")
 n, k, block = 3100, 33, 256  # the last tile ends 4 elements past the end of x
@@ -500,7 +501,7 @@ def test_a_source_without_name_expressions_is_named():
 
 
 # ------------------------------------------------------------------------------------------------
-# gpu.cuda_module, the loader the CuPy backend uses
+# gpu.cupy.module, the loader the CuPy backend uses
 
 def test_declared_names_split_at_top_level_commas():
     code = "// name_expressions: a<float, 4>, b<c<d, e>, f>\n//name_expressions:g\nint x; // h\n"

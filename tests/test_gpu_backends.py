@@ -1,7 +1,7 @@
 """Behaviour both GPU backends (numba_cuda, cupy) share beyond the common matrix, written once and run
 for each: variants, block sizes, grid-stride loops, launch options, deterministic and atomic reductions,
 the zero padding of the 1-D input gradient and of the layer; large n on a real GPU (`pytest -m gpu`),
-where cupy's results are also compared with the emulator's for the same gpu/conv1d.cu.
+where cupy's results are also compared with the emulator's for the same gpu/cupy/correlate.cu.
 
 Under numba's simulator and the emulator the sizes are small, but with small blocks every input spans
 several blocks. Backend-specific tests stay in tests/test_numba_cuda*.py and tests/test_cupy.py.
@@ -59,7 +59,7 @@ def test_status_says_where_the_kernels_run(backend, states):
 
 @pytest.mark.parametrize("backend", backend_params())
 def test_every_1d_op_has_naive_tiled_and_auto_and_reductions_an_atomic_variant(backend):
-    from gpu.correlation_ops import LADDER_FORWARD_OPS
+    from gpu.steps import LADDER_FORWARD_OPS
 
     for op in ONE_D:
         want = {"naive", "tiled", "auto"} | ({"atomic"} if op in REDUCTIONS else set())
@@ -268,9 +268,11 @@ def large_cases():
 
 
 def on_emulator(monkeypatch, op_name, variant, args, kwargs):
-    """The same cupy op and variant run by gpu.emu on the same gpu/conv1d.cu, with NumPy arrays."""
-    from gpu import cuda_tunables, cupy_backend, emu
-    from gpu.cuda_module import declared_names
+    """The same cupy op and variant run by gpu.emu on the same gpu/cupy/correlate.cu, with NumPy arrays."""
+    from gpu import emu
+    from gpu.cupy import backend as cupy_backend
+    from gpu.cupy import tunables as cuda_tunables
+    from gpu.cupy.module import declared_names
 
     problem = emu.toolchain_problem()
     if problem:

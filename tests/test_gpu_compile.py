@@ -2,19 +2,23 @@
 CUDA C kernel through NVRTC, at every launch the backends accept; no spill, and registers x threads
 and shared memory within what a block may use on sm_80 and sm_90.
 
-The numba kernels compile in one child process with the simulator off (gpu.compile_check), cached in
+The numba kernels compile in one child process with the simulator off (plots.model.compile), cached in
 $KERNELS_COMPILE_CACHE between runs.
 """
 
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import kernels
-from gpu import compile_check, nvrtc_check
+from gpu.cupy import nvrtc as nvrtc_check
+from plots.model import compile as compile_check
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PROBLEM = compile_check.toolchain_problem()
 needs_toolchain = pytest.mark.skipif(PROBLEM is not None, reason=f"real compile: {PROBLEM}")
@@ -76,16 +80,11 @@ def second(b):
 
 
 def test_every_jit_kernel_of_the_backend_is_compiled(numba_rows):
-    """Each @cuda.jit kernel (not device function) defined in gpu/numba_cuda_*.py is in the compile set,
+    """Each @cuda.jit kernel (not device function) defined in gpu/numba_cuda/*.py is in the compile set,
     for both dtypes and, for the kernel factories, every block size they accept."""
     defined = set()
-    for path in sorted(compile_check.GPU_DIR.glob("numba_cuda_*.py")):
-        module = {"numba_cuda_common": "common", "numba_cuda_correlate": "correlate",
-                  "numba_cuda_reduce": "reduce", "numba_cuda_layer": "layer",
-                  "numba_cuda_ladder": "ladder", "numba_cuda_layer_gemm": "layer_gemm"}.get(path.stem)
-        if module is None:
-            continue
-        defined |= {f"{module}.{name}" for name in jit_kernels(path.read_text())}
+    for path in sorted((ROOT / "gpu" / "numba_cuda").glob("*.py")):
+        defined |= {f"{path.stem}.{name}" for name in jit_kernels(path.read_text())}
     compiled = {}
     for r in numba_rows:
         compiled.setdefault(r["kernel"].split("[")[0], set()).update((r["dtype"], b) for b in r["blocks"])

@@ -1,6 +1,6 @@
 """The static performance model's parts on fixtures with known answers: sectors per warp request of a
-coalesced and a strided copy (gpu.trace), the FMA count of a loop read from SASS, occupancy, the bounds;
-and `python -m gpu.inspect` covering every GPU kernel."""
+coalesced and a strided copy (plots.model.traffic), the FMA count of a loop read from SASS, occupancy, the bounds;
+and `python -m plots.model.oned` covering every GPU kernel."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from gpu import compile_check, devices, inspect, nvrtc_check
+from gpu.cupy import nvrtc as nvrtc_check
+from plots.model import compile as compile_check
+from plots.model import devices
+from plots.model import oned as inspect
 
 NVRTC = nvrtc_check.nvrtc_problem()
 DISASM = None if compile_check.find_tool("nvdisasm") or compile_check.find_tool("cuobjdump") else \
@@ -18,7 +21,7 @@ DISASM = None if compile_check.find_tool("nvdisasm") or compile_check.find_tool(
 def simulator_problem():
     from numba import config
 
-    return None if config.ENABLE_CUDASIM else "gpu.trace runs under numba's CUDA simulator only"
+    return None if config.ENABLE_CUDASIM else "plots.model.traffic runs under numba's CUDA simulator only"
 
 
 # --- counted accesses ---------------------------------------------------------------------------------------
@@ -42,7 +45,7 @@ def strided_copy(src, dst, s):  # dst[i] = src[i*s]: every lane in its own secto
 def test_sectors_per_request_of_a_coalesced_and_a_strided_copy(dtype, coalesced, strided):
     if problem := simulator_problem():
         pytest.skip(problem)
-    from gpu import trace
+    from plots.model import traffic as trace
 
     rng = np.random.default_rng()
     src, dst = rng.standard_normal(64 * 32).astype(dtype), np.full(64, np.nan, dtype)
@@ -63,7 +66,7 @@ def test_sectors_per_request_of_a_coalesced_and_a_strided_copy(dtype, coalesced,
 
 
 def test_count_groups_lanes_by_warp_and_program_point():
-    from gpu import trace
+    from plots.model import traffic as trace
 
     site = ("f.py", 10, 1, "load")
     # warp 0: 32 lanes at one site, 4-byte words 0..31 -> 4 sectors; warp 1: a broadcast -> 1 sector
@@ -200,7 +203,7 @@ def test_inspect_covers_every_gpu_kernel_and_variant():
 
 
 def test_ladder_launch_shape_follows_the_launcher():
-    from gpu import cupy_ladder as ladder
+    from gpu.cupy import ladder
     from gpu.launch import TARGET_BLOCKS
 
     n, k = 10**8, 3
@@ -222,8 +225,8 @@ def _pred(backend, variant, op, dtype, k, time_s, hbm, peak, n=10**8, device="h1
 
 
 def test_targets_judge_the_default_step_and_compare_numba_with_cuda_c():
-    from gpu.crossover import DIRECT
-    from plots import model
+    from plots.model import draw as model
+    from plots.model.crossover import DIRECT
 
     numba_step = DIRECT["numba_cuda"]["conv1d"]
     preds = [_pred("cupy", "tiled", "conv1d", "float32", 511, 4.0, 0.1, 0.2),
@@ -241,8 +244,9 @@ def test_targets_judge_the_default_step_and_compare_numba_with_cuda_c():
 
 
 def test_auto_takes_the_side_its_table_picks(monkeypatch):
-    from gpu import auto, crossover
-    from plots import model
+    from gpu import auto
+    from plots.model import draw as model
+    from plots.model import crossover
 
     row = {"n": [10**4, 10**8], "k_fft": [None, 1024], "k_max": [8192, 65536]}
     table = {"schema": 1, "ops": {op: {d: dict(row) for d in ("float32", "float64")}

@@ -1,9 +1,9 @@
-"""The static model of the conv1d layer kernels (gpu/inspect_layer.py): its numba_cuda rows.
+"""The static model of the conv1d layer kernels (plots/model/layer.py): its numba_cuda rows.
 
 The launch shapes the model gives the numba_cuda gemm kernels are checked against the launch code itself
-(gpu/numba_cuda_layer_gemm.py `correlate`, `input_grad`, `param_grads`, run under the CUDA simulator with the
+(gpu/numba_cuda/layer_gemm.py `correlate`, `input_grad`, `param_grads`, run under the CUDA simulator with the
 kernels replaced by recorders: no kernel runs), for every shape of the model's table and both dtypes; and, from
-the real sm_90 SASS (gpu.compile_check, cached), the predictions for the target layer (N=8, C 64 -> 128,
+the real sm_90 SASS (plots.model.compile, cached), the predictions for the target layer (N=8, C 64 -> 128,
 L=4096, K=3, H100 SXM) are finite and positive, gemm beats direct, and the chunk loop found in each gemm
 kernel holds the FMAs the launch shape gives one chunk.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import kernels
-from gpu import compile_check
+from plots.model import compile as compile_check
 
 FORWARD, BACKWARD = "conv1d_layer", "conv1d_layer_backward"
 TARGET = "N8 C64->128 L4096 K3"
@@ -35,7 +35,7 @@ needs_sass = pytest.mark.skipif(_sass_problem() is not None, reason=str(_sass_pr
 
 
 def test_numba_rows_exist():
-    from gpu import inspect_layer
+    from plots.model import layer as inspect_layer
 
     for variant in ("direct", "gemm"):
         for op in (FORWARD, BACKWARD):
@@ -56,11 +56,11 @@ class _Recorder:
 
 
 def _launches(monkeypatch, p, block):
-    """[(kernel name as gpu.compile_check names it, grid, block, args)] of the gemm forward and backward."""
+    """[(kernel name as plots.model.compile names it, grid, block, args)] of the gemm forward and backward."""
     from numba import cuda
 
-    from gpu import numba_cuda_layer_gemm as ng
     from gpu.launch import NumbaCudaLaunch
+    from gpu.numba_cuda import layer_gemm as ng
 
     log = []
     monkeypatch.setattr(ng, "conv_kernel", lambda dtype, B, rm, window, masked, s1: _Recorder(
@@ -94,8 +94,8 @@ def test_numba_gemm_shapes_follow_the_launch_code(dtype, monkeypatch):
     """Per shape of the table: the instantiation, the block tiles (= the grid), the channel chunks and tap
     trips of each `conv_kernel` launch (one per residue class for dx), and the splits and chunks of
     `weight_grad_kernel`, as the launch code makes them."""
-    from gpu import inspect_layer as il
-    from gpu import numba_cuda_layer_gemm as ng
+    from gpu.numba_cuda import layer_gemm as ng
+    from plots.model import layer as il
 
     for label, sizes in il.SHAPES.items():
         p = il._problem(sizes, dtype)
@@ -129,8 +129,8 @@ def test_numba_model_of_the_target_layer(dtype):
     """By the static model (H100 SXM, block 128): every numba_cuda launch time finite and positive, gemm several
     times direct, within 1.5x of the cupy (CUDA C) gemm; the chunk loop of each gemm kernel's SASS holds the
     FMAs the launch shape gives one chunk (C chunk: CC channels x Kc taps x RM x RN; dw: BL positions)."""
-    from gpu import inspect_layer as il
-    from gpu.devices import ARCH, H100_SXM
+    from plots.model import layer as il
+    from plots.model.devices import ARCH, H100_SXM
 
     sizes = il.SHAPES[TARGET]
     got = {(b, v, op): il.predict(b, v, op, sizes, dtype, H100_SXM, 128)

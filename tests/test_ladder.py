@@ -1,5 +1,5 @@
-"""The ladder steps of gpu/ladder.cu (forward regwin and vec, weight gradient wg_regwin) through the op
-map of gpu/correlation_ops.py, under the CPU emulator, against the float64 reference.
+"""The ladder steps of gpu/cupy/ladder.cu (forward regwin and vec, weight gradient wg_regwin) through the op
+map of gpu/steps.py, under the CPU emulator, against the float64 reference.
 
 Every op is checked over the shared edge-size matrix (kernels.cases.SIZES: k = 1, k = n, n = 1, primes,
 129, 1000, ...) in both dtypes, with flip, in the forward and the reverse thread order, on 32-thread
@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 from conftest import assert_engine_result, call_args, emulated_only, needs_nvrtc
 
-from gpu import correlation_ops, cupy_ladder, nvrtc_check
-from gpu.correlation_ops import GATE, RELU, Engines
-from gpu.cuda_module import declared_names
+from gpu import steps as correlation_ops
+from gpu.cupy import ladder as cupy_ladder
+from gpu.cupy import nvrtc as nvrtc_check
+from gpu.cupy.module import declared_names
 from gpu.launch import Launch
+from gpu.steps import GATE, RELU, Engines
 from kernels import cases, compare
 from kernels.backend import Backend
 
@@ -269,7 +271,7 @@ def wavefronts(byte_addresses, size: int) -> int:
 
 @pytest.mark.parametrize("itemsize", [4, 8])
 def test_padded_layouts_are_free_of_bank_conflicts(itemsize):
-    """The padding of gpu/ladder.cu makes the lane-strided reads of the inner loops conflict-free at every
+    """The padding of gpu/cupy/ladder.cu makes the lane-strided reads of the inner loops conflict-free at every
     offset: the forward's runs of R (scalar in regwin, 16-byte vectors in vec; lane t reads t*R + d) and
     the weight gradient's slices of JS (lane js reads js*JS + d). Without padding they would conflict."""
     W = 16 // itemsize

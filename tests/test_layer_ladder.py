@@ -1,4 +1,4 @@
-"""The layer step gemm of gpu/layer_ladder.cu (cupy backend, conv1d_layer and conv1d_layer_backward) under the
+"""The layer step gemm of gpu/cupy/layer_gemm.cu (cupy backend, conv1d_layer and conv1d_layer_backward) under the
 CPU emulator, against the float64 reference.
 
 A matrix of layer shapes (stride 1-3, padding 0 and beyond the filter, dilation 1-2, groups 1, 2 and
@@ -9,7 +9,7 @@ random layers in a random thread order. Further tests: grid-stride loops (max_bl
 values in interior and edge tiles (padded positions are multiplied zeros in y and dw, absent terms of dx
 are skipped), the bit-for-bit repeat of the backward in every thread order and grid cap, the launch limits,
 the NVRTC compile (no spills on sm_80 and sm_90, registers and shared memory within the limits at every
-accepted block) and the static model's targets (gpu/inspect_layer.py).
+accepted block) and the static model's targets (plots/model/layer.py).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import pytest
 from conftest import emulated_only, needs_nvrtc
 
 import kernels
-from gpu import cupy_layer_ladder as ladder
-from gpu import nvrtc_check
-from gpu.cuda_module import ctype, declared_names
+from gpu.cupy import layer_gemm as ladder
+from gpu.cupy import nvrtc as nvrtc_check
+from gpu.cupy.module import ctype, declared_names
 from gpu.launch import Launch
 from kernels import compare, layer
 from kernels.spec import OPS
@@ -240,8 +240,8 @@ def test_nvrtc_no_spills_within_launch_bounds(arch):
     bound (the largest accepted block) within the 64K-register file; static shared memory none, so the
     dynamic request (<= 48 KB, above) is all."""
     code = ladder.SOURCE.read_text()
-    log, lowered = nvrtc_check.compile_log(code, ladder.NAMES, arch, ladder.OPTIONS, "layer_ladder.cu")
-    rows = {r.kernel: r for r in nvrtc_check.parse_ptxas(log, lowered, "layer_ladder.cu")}
+    log, lowered = nvrtc_check.compile_log(code, ladder.NAMES, arch, ladder.OPTIONS, "layer_gemm.cu")
+    rows = {r.kernel: r for r in nvrtc_check.parse_ptxas(log, lowered, "layer_gemm.cu")}
     assert set(rows) == set(ladder.NAMES)
     for name, r in rows.items():
         print(r)
@@ -251,10 +251,10 @@ def test_nvrtc_no_spills_within_launch_bounds(arch):
         assert r.shared == 0, r
 
 
-# --- the static model (gpu/inspect_layer.py) ------------------------------------------------------------
+# --- the static model (plots/model/layer.py) ------------------------------------------------------------
 
 def _sass_problem():
-    from gpu import compile_check
+    from plots.model import compile as compile_check
 
     if problem := nvrtc_check.nvrtc_problem():
         return f"NVRTC: {problem}"
@@ -268,8 +268,8 @@ def test_model_of_the_target_layer():
     """By the static model (H100 SXM, float32, N=8, C 64 -> 128, L=4096, K=3, block 128): gemm reaches >= 50%
     of the FP32 FMA peak forward and >= 35% backward, several times direct; the chunk loop found in each gemm
     kernel's SASS holds the BK*TM*TN FMAs of one chunk."""
-    from gpu import inspect_layer
-    from gpu.devices import H100_SXM
+    from plots.model import layer as inspect_layer
+    from plots.model.devices import H100_SXM
 
     sizes = inspect_layer.SHAPES["N8 C64->128 L4096 K3"]
     got = {(v, op): inspect_layer.predict("cupy", v, op, sizes, "float32", H100_SXM, 128)

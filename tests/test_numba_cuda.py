@@ -42,7 +42,7 @@ def is_device_array(a):
 
 
 def test_status_reports_a_missing_package(monkeypatch):
-    from gpu import numba_cuda
+    from gpu.numba_cuda.backend import backend as numba_cuda
 
     reason = "the numba-cuda package is not installed"
     monkeypatch.setattr(numba_cuda, "MISSING", reason)

@@ -1,4 +1,4 @@
-"""The numba.cuda ladder steps (gpu/numba_cuda_ladder.py: forward regwin, weight gradient wg_regwin) beyond
+"""The numba.cuda ladder steps (gpu/numba_cuda/ladder.py: forward regwin, weight gradient wg_regwin) beyond
 the common matrix, under numba's CUDA simulator or on a GPU.
 
 The whole conformance matrix (tests/test_conformance.py: kernels.cases edge sizes, both dtypes, flip,
@@ -20,7 +20,7 @@ import pytest
 from conftest import STATE_MARKS, assert_engine_result, call_args
 
 import kernels
-from gpu.correlation_ops import GATE, LADDER_FORWARD_OPS, RELU
+from gpu.steps import GATE, LADDER_FORWARD_OPS, RELU
 from kernels import cases, compare
 
 STATUS = kernels.status("numba_cuda")
@@ -33,7 +33,7 @@ gpu_only = pytest.mark.skipif(STATUS.state != "real GPU",
 
 
 def ladder():
-    from gpu import numba_cuda_ladder
+    from gpu.numba_cuda import ladder as numba_cuda_ladder
 
     return numba_cuda_ladder
 
@@ -108,7 +108,7 @@ def test_engine_features(features, dtype, per_thread, rng):
 def test_weight_grad_chunks_per_split(k, dtype, block, slices, splits, rng):
     """Several j chunks per split (and one split writing dw directly), tap tiles grid-strided
     (max_blocks=1); slice lengths of one or two runs of TP."""
-    from gpu import cupy_ladder
+    from gpu.cupy import ladder as cupy_ladder
 
     n = 1200
     slice_len = slices * cupy_ladder.wg_layout(k, block, np.dtype(dtype).itemsize)[0]
@@ -146,7 +146,7 @@ def test_weight_grad_repeats_bit_for_bit(k, dtype, repeats, rng):
     """Fixed-order reductions (warp tree, warps in order, splits in order by the second pass): repeated runs
     give the same bits, with several splits (slice_len = TP), two warps per tap group (block 64, G = 1 at
     k = 3) and two tap groups at k = 20 (the simulator runs the second pass, a block per tap, slowly)."""
-    from gpu import cupy_ladder
+    from gpu.cupy import ladder as cupy_ladder
 
     x = rng.standard_normal(600).astype(dtype)
     g = rng.standard_normal(600 - k + 1).astype(dtype)
@@ -259,10 +259,11 @@ def test_block_1024_takes_four_outputs_per_thread_in_float64(rng):
 
 
 def test_every_accepted_launch_is_compiled_and_fits():
-    """gpu.compile_check compiles regwin at every (block, R) its launcher accepts and wg_regwin at every
+    """plots.model.compile compiles regwin at every (block, R) its launcher accepts and wg_regwin at every
     (block, TP), both dtypes, sm_80 and sm_90: no spills, registers x block within the register file,
     static + dynamic shared memory within 48 KB (rows shared with tests/test_gpu_compile.py's cache)."""
-    from gpu import compile_check, cupy_ladder
+    from gpu.cupy import ladder as cupy_ladder
+    from plots.model import compile as compile_check
 
     if problem := compile_check.toolchain_problem():
         pytest.skip(f"real compile: {problem}")

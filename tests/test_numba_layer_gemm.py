@@ -1,4 +1,4 @@
-"""The numba_cuda layer's `gemm` variant (gpu/numba_cuda_layer_gemm.py) beyond the registry-wide matrix of
+"""The numba_cuda layer's `gemm` variant (gpu/numba_cuda/layer_gemm.py) beyond the registry-wide matrix of
 tests/test_layer.py, tests/test_gpu_backends.py and tests/test_torch_oracle.py: a shape matrix against the
 float64 reference (stride 1-3, padding, dilation 1-2, groups 1/2/depthwise, no bias, sizes that are not
 multiples of the tile, N = 1, L_out = 1, several tiles and a capped grid), strided device inputs (the
@@ -17,10 +17,10 @@ import pytest
 from conftest import STATE_MARKS
 
 import kernels
-from gpu import compile_check
 from kernels import compare
 from kernels.layer import LayerProblem
 from kernels.spec import OPS
+from plots.model import compile as compile_check
 
 STATUS = kernels.status("numba_cuda")
 pytestmark = [pytest.mark.skipif(not STATUS.usable, reason=f"numba_cuda: {STATUS.reason}"),
@@ -97,7 +97,7 @@ def test_strided_device_inputs_give_device_outputs(op_name, rng):
 def test_residue_classes_cover_every_product_of_dx_once(sizes):
     """Each (j, t, l) with l*stride + t*dilation - padding = j, 0 <= j < L, 0 <= l < L_out, is exactly one
     term of one residue class: j = r + stride*m, tap t = K-1-(tap0 + k*t_step), l = m + k*d' - padding'."""
-    from gpu.numba_cuda_layer_gemm import residue_classes
+    from gpu.numba_cuda.layer_gemm import residue_classes
 
     p = LayerProblem(N=1, C_in=1, C_out=1, dtype=np.dtype(np.float64), **sizes)
     want = {(l * p.stride + t * p.dilation - p.padding, t, l) for l in range(p.L_out) for t in range(p.K)
@@ -143,7 +143,7 @@ def test_an_inf_in_w_reaches_dx_through_the_masked_kernel(rng):
 
 @pytest.mark.parametrize("op_name", [FORWARD, BACKWARD])
 def test_a_block_over_the_gemm_limit_is_refused(op_name, rng):
-    from gpu.numba_cuda_layer_gemm import GEMM_MAX_BLOCK
+    from gpu.numba_cuda.layer_gemm import GEMM_MAX_BLOCK
 
     args, kwargs = OPS[op_name].make_args(rng, np.float32, N=1, C_in=2, C_out=2, L=10, K=3)
     with pytest.raises(ValueError, match=f"block: .* at most {GEMM_MAX_BLOCK}"):
@@ -161,9 +161,9 @@ def test_a_stride_too_wide_for_shared_memory_is_refused():
                     reason=f"real compile: {compile_check.toolchain_problem()}")
 def test_every_gemm_kernel_compiles_for_real_without_spills_within_limits():
     """Every gemm kernel at every block and micro-tile it may be launched with, for sm_80 and sm_90 and both
-    dtypes (gpu.compile_check, cached): no spill, registers x threads within the register file, static
+    dtypes (plots.model.compile, cached): no spill, registers x threads within the register file, static
     shared memory within 48 KB; and the defaults (block 128) are among them."""
-    from gpu.numba_cuda_layer_gemm import GEMM_MAX_BLOCK, RM_MAX
+    from gpu.numba_cuda.layer_gemm import GEMM_MAX_BLOCK, RM_MAX
 
     rows = [r for r in compile_check.run() if r["kernel"].startswith("layer_gemm.")]
     bad = compile_check.failures(rows)

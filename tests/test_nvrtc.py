@@ -1,5 +1,5 @@
 """Every .cu file under gpu/ compiles with NVRTC for sm_80 and sm_90, with its -D tunables from
-gpu/cuda_tunables.py and no register spills; the command line of gpu.nvrtc_check."""
+gpu/cupy/tunables.py and no register spills; the command line of gpu.cupy.nvrtc."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu import nvrtc_check
+from gpu.cupy import nvrtc as nvrtc_check
 
 PROBLEM = nvrtc_check.nvrtc_problem()
 pytestmark = pytest.mark.skipif(PROBLEM is not None, reason=str(PROBLEM))
@@ -55,21 +55,21 @@ def test_compile_error_carries_the_log():
 
 
 def test_a_file_compiled_without_its_tunables_names_where_they_are():
-    with pytest.raises(nvrtc_check.CompileError, match="cuda_tunables"):
-        nvrtc_check.check(nvrtc_check.GPU_DIR / "conv1d.cu", archs=(80,), defines={})
+    with pytest.raises(nvrtc_check.CompileError, match="gpu/cupy/tunables.py"):
+        nvrtc_check.check(nvrtc_check.GPU_DIR / "correlate.cu", archs=(80,), defines={})
 
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "gpu.nvrtc_check", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gpu.cupy.nvrtc", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
 
 
 def test_cli_help():
     run = run_cli("--help")
-    assert run.returncode == 0 and "usage: python -m gpu.nvrtc_check" in run.stdout, run.stderr
+    assert run.returncode == 0 and "usage: python -m gpu.cupy.nvrtc" in run.stdout, run.stderr
     assert "FILE.cu" in run.stdout and not run.stderr
 
 

@@ -5,7 +5,7 @@ CPU; a layer op: the layer preset's shapes), with every implementation of those 
 Its results file and its plots go to a folder of their own, `<out>/<run>/`, so nothing of another run
 mixes in. Kernels that run on numba's CUDA simulator or the CUDA C emulator are checked, never timed:
 a time on the CPU says nothing about a GPU. For those, the static model of the GPU kernels
-(`python -m gpu.inspect`), where present, is what there is to look at until a GPU is at hand.
+(`python -m plots.model.oned`), where present, is what there is to look at until a GPU is at hand.
 """
 
 from __future__ import annotations
@@ -87,5 +87,5 @@ def bench_file(path, *, out=None, ns=NS, ks=KS, include=None, progress=True, see
 
 def _print_model(declared, log):
     """Nothing timed here: say where the static GPU model is."""
-    print("bench: nothing to time on this machine; `python -m gpu.inspect` prints the static model of the "
+    print("bench: nothing to time on this machine; `python -m plots.model.oned` prints the static model of the "
           "playground's GPU kernels (registers, occupancy, bytes and FMAs per output, roofline bound)", file=log)

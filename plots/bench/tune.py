@@ -14,9 +14,9 @@ machine, written atomically (`write_table`). It takes about half a minute.
     python -m plots.bench.tune --backend cupy   # on a GPU: gpu/crossover_cupy.json (also numba_cuda)
 
 With --backend, the GPU `auto` variant's crossover is measured instead: the direct step it wraps
-(gpu.crossover.DIRECT) against auto's own FFT path (the accuracy rule included: auto run with a table
+(plots.model.crossover.DIRECT) against auto's own FFT path (the accuracy rule included: auto run with a table
 that sends every k to the FFT), timed with device events after warm-up (`time_gpu`), for n in GPU_N.
-That table replaces the model's (gpu.crossover); without a GPU the backend's arrays live on the host
+That table replaces the model's (plots.model.crossover); without a GPU the backend's arrays live on the host
 (emulator, simulator) and the timer is the CPU's, which only tests the sweep.
 """
 
@@ -59,8 +59,9 @@ GPU_N = (100_000, 1_000_000, 10_000_000)
 def _gpu_kernels(op, backend):
     """(direct, fft, to_device, timer) of a GPU backend's auto: the wrapped direct step and the FFT path."""
     import kernels
-    from gpu import auto, crossover
+    from gpu import auto
     from kernels import fft_choice
+    from plots.model import crossover
 
     row = {"n": [1, 10**12], "k_fft": [1, 1], "k_max": [1, 10**12]}
     always = {"schema": 1, "ops": {o: {d: dict(row) for d in ("float32", "float64")} for o in fft_choice.OPS}}

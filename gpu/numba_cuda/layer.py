@@ -1,5 +1,5 @@
 """The conv1d layer (`kernels.layer`) on the `numba_cuda` backend: kernels, launches and the
-implementations that gpu/numba_cuda.py registers. Variants, never renumbered:
+implementations that gpu/numba_cuda/backend.py registers. Variants, never renumbered:
 
     direct   one thread per element of y and of dx (64-bit flat index, grid-stride); dx as a gather (no
              atomics); dw and db as partial sums over chunks of (n, l) into a workspace, then the chunks
@@ -35,17 +35,17 @@ import math
 import numpy as np
 from numba import cuda, int64
 
-from gpu import numba_cuda_reduce as red
 from gpu.launch import MAX_GRID_Y, param_chunks
 from gpu.launch import NumbaCudaLaunch as Launch
-from gpu.numba_cuda_common import SHARED_BYTES, check_block, check_shared, per_thread_for, scalar_type
+from gpu.numba_cuda import reduce as red
+from gpu.numba_cuda.common import SHARED_BYTES, check_block, check_shared, per_thread_for, scalar_type
 
 #: Output channels per block tile of the tiled forward (accumulators per thread: CO_TILE * per_thread).
 CO_TILE = 4
 #: Filter taps staged in shared memory per chunk by the tiled forward (fewer when dilation is large).
 K_TILE = 32
 #: Largest blocks the direct kernels (70-80 registers) and the tiled forward (160-220) fit in the
-#: register file without spilling (gpu/compile_check.py checks every accepted launch).
+#: register file without spilling (plots/model/compile.py checks every accepted launch).
 DIRECT_MAX_BLOCK, TILED_MAX_BLOCK = 512, 256
 
 

@@ -1,13 +1,13 @@
 """Load CUDA C kernels with CuPy on a real GPU, or on the CPU emulator (gpu.emu) otherwise.
 
-    mod = load(Path(__file__).with_name("conv1d.cu"), defines=cuda_tunables.defines_for("conv1d.cu"))
+    mod = load(Path(__file__).with_name("correlate.cu"), defines=cuda_tunables.defines_for("correlate.cu"))
     kern = mod.get_function("fill<float>")            # a name from its `// name_expressions:` lines
     kern((blocks,), (128,), (a, np.int64(a.size), np.float32(0)))  # a[i] = 0, as cupy.RawKernel
 
 Both paths return an object with cupy.RawModule's get_function(), whose kernels are called like
 cupy.RawKernel, so a backend's call sites are the same. CuPy raises on launch errors; the emulator
 raises gpu.emu.EmulatorError. `defines` become ``-D NAME=value`` options on both paths (the
-tunables of gpu/cuda_tunables.py). Nothing is imported or compiled until load() or mode() is called.
+tunables of gpu/cupy/tunables.py). Nothing is imported or compiled until load() or mode() is called.
 KERNELS_EMULATE=1 picks the emulator even where there is a GPU.
 """
 
@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from gpu.cuda_tunables import options as define_options
+from gpu.cupy.tunables import options as define_options
 
 _NAMES = re.compile(r"^\s*//\s*name_expressions:(.*)$", re.M)
 
@@ -47,7 +47,7 @@ def mode() -> tuple[str, str]:
     device, gpu_reason = _cuda_device()
     if device and os.environ.get("KERNELS_EMULATE") != "1":
         return "real GPU", device
-    from . import emu
+    from gpu import emu
 
     problem = emu.toolchain_problem()
     if problem:
@@ -84,7 +84,7 @@ def load(path_or_source, name_expressions=None, options=(), defines=None):
 
         return cupy.RawModule(code=code, options=options, name_expressions=names)
     if kind == "emulated":
-        from . import emu
+        from gpu import emu
 
         return emu.Module(code, names, options, filename=filename)
     raise RuntimeError(f"cannot run CUDA C kernels here: {reason}")

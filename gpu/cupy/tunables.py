@@ -1,16 +1,16 @@
 """Compile-time constants of the CUDA C kernels, defined once here and passed as ``-D NAME=value``.
 
-The same values reach NVRTC (CuPy on a GPU, and `gpu.nvrtc_check`) and g++ (the emulator `gpu.emu`),
+The same values reach NVRTC (CuPy on a GPU, and `gpu.cupy.nvrtc`) and g++ (the emulator `gpu.emu`),
 and the cupy backend sizes its dynamic shared memory from them, so nothing is mirrored by hand. A `.cu`
 file only checks that they are defined (``#error`` otherwise).
 
-    conv1d.cu   correlate_tiled: CORR_PER_THREAD outputs per thread (register accumulators) and
+    correlate.cu   correlate_tiled: CORR_PER_THREAD outputs per thread (register accumulators) and
                 CORR_TAPS filter taps staged per chunk; a block tile is blockDim.x * CORR_PER_THREAD
                 outputs, its shared memory CORR_TAPS + tile + CORR_TAPS - 1 elements.
                 weight_grad_tiled: WG_TJ values of g per chunk, WG_WI threads along the taps (one
                 warp), WG_PER_THREAD taps per thread, WG_TI = WG_WI * WG_PER_THREAD taps per tile;
                 shared memory WG_TJ + (WG_TJ + WG_TI - 1) + (blockDim.x / WG_WI) * WG_TI elements.
-                EPI_*: the epilogue numbers of gpu.correlation_ops.
+                EPI_*: the epilogue numbers of gpu.steps.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gpu.correlation_ops import GATE, NONE, RELU
+from gpu.steps import GATE, NONE, RELU
 
 CORR_PER_THREAD, CORR_TAPS = 4, 256
 WG_TJ, WG_WI, WG_PER_THREAD = 512, 32, 4
@@ -26,10 +26,10 @@ WG_TI = WG_WI * WG_PER_THREAD
 
 #: -D definitions per .cu file of gpu/ (by file name).
 DEFINES: dict[str, dict[str, int]] = {
-    "conv1d.cu": {"CORR_PER_THREAD": CORR_PER_THREAD, "CORR_TAPS": CORR_TAPS, "WG_TJ": WG_TJ, "WG_WI": WG_WI,
+    "correlate.cu": {"CORR_PER_THREAD": CORR_PER_THREAD, "CORR_TAPS": CORR_TAPS, "WG_TJ": WG_TJ, "WG_WI": WG_WI,
                   "WG_PER_THREAD": WG_PER_THREAD, "WG_TI": WG_TI,
                   "EPI_NONE": NONE, "EPI_RELU": RELU, "EPI_GATE": GATE},
-    "conv1d_layer.cu": {},
+    "layer.cu": {},
 }
 
 
@@ -44,7 +44,7 @@ def options(defines: dict[str, int]) -> tuple[str, ...]:
 
 
 def dynamic_shared(kernel_name: str, block: int, itemsize: int) -> int:
-    """Bytes of dynamic shared memory a launch of `kernel_name` (gpu/conv1d.cu) asks for at `block` threads."""
+    """Bytes of dynamic shared memory a launch of `kernel_name` (gpu/cupy/correlate.cu) asks for at `block` threads."""
     if kernel_name == "correlate_tiled":  # the filter chunk and the x tile with its halo
         return (2 * CORR_TAPS + block * CORR_PER_THREAD - 1) * itemsize
     if kernel_name == "weight_grad_tiled":  # g and x chunks, and the per-warp tap partials

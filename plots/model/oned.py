@@ -1,22 +1,22 @@
 """A static performance model of every GPU kernel, from its compiled code and its counted accesses: no GPU.
 
-    python -m gpu.inspect [--json] [--device h100-sxm] [--n 100000000] [--k 3 511] [--dtype float32 float64]
+    python -m plots.model.oned [--json] [--device h100-sxm] [--n 100000000] [--k 3 511] [--dtype float32 float64]
 
 1. Resources, for every kernel of the cupy backend (CUDA C of gpu/*.cu, compiled by NVRTC) and of the
-   numba_cuda backend (compiled by numba-cuda and ptxas, gpu.compile_check), each dtype, at the default
+   numba_cuda backend (compiled by numba-cuda and ptxas, plots.model.compile), each dtype, at the default
    launch (block 128, per_thread 4): registers, static and dynamic shared memory, and the theoretical
-   occupancy on sm_90 and sm_80 (gpu.devices.occupancy).
+   occupancy on sm_90 and sm_80 (plots.model.devices.occupancy).
 2. The hot loop, read from the cubin's SASS (nvdisasm): the innermost loop holding the most FMAs.
    FMA per issued instruction, shared loads (LDS) per FMA, global loads (LDG) per FMA.
-3. Global traffic, counted by gpu.trace on a small launch of the numba.cuda kernels under the simulator
+3. Global traffic, counted by plots.model.traffic on a small launch of the numba.cuda kernels under the simulator
    (n = 2048, k = 3 and 31): 32-byte sectors per warp request, sectors and unique bytes per output,
-   fitted as a + b*k per output. The CUDA C kernels have the same index formulas (gpu/conv1d.cu and
-   gpu/numba_cuda_correlate.py), so their traffic is taken from their numba twin: the emulator runs
-   raw pointers and cannot record accesses. The ladder steps of gpu/ladder.cu (regwin, vec, wg_regwin)
+   fitted as a + b*k per output. The CUDA C kernels have the same index formulas (gpu/cupy/correlate.cu and
+   gpu/numba_cuda/correlate.py), so their traffic is taken from their numba twin: the emulator runs
+   raw pointers and cannot record accesses. The ladder steps of gpu/cupy/ladder.cu (regwin, vec, wg_regwin)
    take the fit of cupy tiled for the same op (the same unique bytes); their numba twins
-   (gpu/numba_cuda_ladder.py: regwin, wg_regwin) are traced themselves.
+   (gpu/numba_cuda/ladder.py: regwin, wg_regwin) are traced themselves.
 4. The model, for conv1d and conv1d_weight_grad of every GPU variant at (n, k), on a device of
-   gpu.devices:
+   plots.model.devices:
 
        T >= max(T_dram, T_fma, T_issue, T_shared, T_l1, T_chain)
        T_dram   = max(min bytes, unique bytes) / HBM bandwidth
@@ -28,7 +28,7 @@
 
    with active SMs = min(SMs, blocks of the launch), and executed FMAs counting the taps a tile
    computes beyond k (the tiled weight gradients and wg_regwin compute whole tap tiles). The ladder steps
-   use the instantiation gpu/cupy_ladder.py launches at block 128 (R outputs, TP taps per thread, MAXB),
+   use the instantiation gpu/cupy/ladder.py launches at block 128 (R outputs, TP taps per thread, MAXB),
    named kernel[R,MAXB] / kernel[TP,MAXB] in the resource rows. The predicted GB/s
    (min bytes / T) and GFLOP/s (2 k m / T) are upper bounds: the model assumes perfect latency hiding,
    caches that catch every reuse beyond the unique bytes, no bank conflicts, no launch overhead, and
@@ -41,23 +41,19 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-from gpu import compile_check
-from gpu import cuda_tunables as tunables
-from gpu import cupy_ladder as ladder
-from gpu.devices import ARCH, DEVICES, occupancy
+from gpu.cupy import ladder, tunables
+from plots.model import child
+from plots.model import compile as compile_check
+from plots.model.devices import ARCH, DEVICES, occupancy
 
-GPU_DIR = Path(__file__).parent
 DTYPES = ("float32", "float64")
 CTYPE = {"float32": "float", "float64": "double"}
-BLOCK, PER_THREAD = 128, 4  # the default launch (gpu.launch.Launch, gpu.numba_cuda_common.Launch)
+BLOCK, PER_THREAD = 128, 4  # the default launch (gpu.launch.Launch, gpu.numba_cuda.common.Launch)
 OPS = ("conv1d", "conv1d_weight_grad")
 FMA_LATENCY = {4: 4, 8: 8}  # cycles of a dependent FFMA / DFMA (sm_80, sm_90)
 TRACE_N, TRACE_KS = 2048, (3, 31)
@@ -74,18 +70,18 @@ VARIANTS = {
     ("cupy", "naive"): {"conv1d": "correlate_naive", "conv1d_weight_grad": "weight_grad_naive"},
     ("cupy", "tiled"): {"conv1d": "correlate_tiled", "conv1d_weight_grad": "weight_grad_tiled"},
     ("cupy", "atomic"): {"conv1d_weight_grad": "weight_grad_tiled"},
-    # gpu/ladder.cu: the instantiation the launch takes is chosen per dtype and k (ladder_kernel)
+    # gpu/cupy/ladder.cu: the instantiation the launch takes is chosen per dtype and k (ladder_kernel)
     ("cupy", "regwin"): {"conv1d": "correlate_regwin"},
     ("cupy", "vec"): {"conv1d": "correlate_vec"},
     ("cupy", "wg_regwin"): {"conv1d_weight_grad": "weight_grad_regwin"},
-    # gpu/numba_cuda_ladder.py: the same steps in numba (instantiation per dtype and k: ladder_kernel)
+    # gpu/numba_cuda/ladder.py: the same steps in numba (instantiation per dtype and k: ladder_kernel)
     ("numba_cuda", "regwin"): {"conv1d": "ladder.regwin_kernel"},
     ("numba_cuda", "wg_regwin"): {"conv1d_weight_grad": "ladder.wg_regwin_kernel"},
 }
 #: Variants without a numba twin to trace, and the variant whose traffic fit they take (same unique bytes).
 TRAFFIC_OF = {"regwin": "tiled", "vec": "tiled", "wg_regwin": "tiled"}
-LADDER = {("cupy", "regwin"), ("cupy", "vec"), ("cupy", "wg_regwin"),  # gpu/ladder.cu, gpu/cupy_ladder.py
-          ("numba_cuda", "regwin"), ("numba_cuda", "wg_regwin")}  # gpu/numba_cuda_ladder.py
+LADDER = {("cupy", "regwin"), ("cupy", "vec"), ("cupy", "wg_regwin"),  # gpu/cupy/ladder.cu, gpu/cupy/ladder.py
+          ("numba_cuda", "regwin"), ("numba_cuda", "wg_regwin")}  # gpu/numba_cuda/ladder.py
 
 
 # --- SASS ---------------------------------------------------------------------------------------------------
@@ -172,7 +168,7 @@ def hot_loop(instrs: list[tuple]) -> dict:
 
 def nvrtc_cubin(code: str, names, arch: int, options=(), filename="kernel.cu") -> tuple[str, bytes, dict]:
     """(ptxas log, cubin, {mangled name: name expression}) of CUDA C compiled by NVRTC for sm_`arch`."""
-    from gpu import nvrtc_check
+    from gpu.cupy import nvrtc as nvrtc_check
 
     return nvrtc_check.compile_log(code, names, arch, options, filename, cubin=True)
 
@@ -180,8 +176,8 @@ def nvrtc_cubin(code: str, names, arch: int, options=(), filename="kernel.cu") -
 def cuda_c_kernels(archs=compile_check.ARCHS) -> list[dict]:
     """Every name expression of every .cu under gpu/ (but the deliberately broken fixtures), per arch:
     ptxas resources and the hot loop of its SASS."""
-    from gpu import nvrtc_check
-    from gpu.cuda_module import declared_names
+    from gpu.cupy import nvrtc as nvrtc_check
+    from gpu.cupy.module import declared_names
 
     rows = []
     for path in nvrtc_check.cu_files():
@@ -210,7 +206,7 @@ def cuda_c_kernels(archs=compile_check.ARCHS) -> list[dict]:
 
 
 def numba_kernels(archs=compile_check.ARCHS) -> list[dict]:
-    """The numba.cuda kernels at the default launch, compiled for real (gpu.compile_check, cached)."""
+    """The numba.cuda kernels at the default launch, compiled for real (plots.model.compile, cached)."""
     rows = []
     for r in compile_check.run(archs):
         if not r["default"]:
@@ -229,8 +225,8 @@ def _trace_child() -> dict:
     import numpy as np
 
     import kernels
-    from gpu import trace
     from kernels.spec import OPS as SPECS
+    from plots.model import traffic as trace
 
     out = {}
     rng = np.random.default_rng(0)
@@ -249,27 +245,10 @@ def _trace_child() -> dict:
 
 
 def traced(cache=True) -> dict:
-    """`_trace_child` in a child process with the simulator on, cached like gpu.compile_check."""
-    h = hashlib.sha256()
-    for name in (*compile_check.SOURCES, "trace.py", "correlation_ops.py", "numba_cuda.py"):
-        h.update((GPU_DIR / name).read_bytes())
-    h.update(repr((TRACE_N, TRACE_KS, sorted(v for v in VARIANTS if v[0] == "numba_cuda"))).encode())
-    path = compile_check.cache_dir() / f"trace-{h.hexdigest()[:24]}.json"
-    if cache and path.exists():
-        return json.loads(path.read_text())
-    root = str(GPU_DIR.parent)
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1",
-           "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    run = subprocess.run([sys.executable, "-m", "gpu.inspect", "--trace-child"], env=env, cwd=root,
-                         capture_output=True, text=True)
-    if run.returncode:
-        raise RuntimeError(f"tracing failed:\n{run.stderr[-6000:]}")
-    counts = json.loads(run.stdout)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(counts))
-    tmp.replace(path)
-    return counts
+    """`_trace_child` in a child process with the simulator on, cached by content (plots.model.child)."""
+    key = (TRACE_N, TRACE_KS, sorted(v for v in VARIANTS if v[0] == "numba_cuda"))
+    return child.run_json("plots.model.oned", ["--trace-child"], simulator=True, name="trace", key=key, cache=cache,
+                          what="tracing")
 
 
 def outputs(op: str, n: int, k: int) -> int:
@@ -298,15 +277,15 @@ def traffic_fit(counts: dict, backend: str, variant: str, op: str, dtype: str) -
 # --- the model ----------------------------------------------------------------------------------------------
 
 def _numba_forward_per_thread(dtype: str) -> int:
-    from gpu import numba_cuda_ladder
+    from gpu.numba_cuda import ladder as numba_cuda_ladder
 
     return numba_cuda_ladder.forward_per_thread(dtype, BLOCK)
 
 
 def ladder_kernel(name: str, dtype: str, k: int, backend: str = "cupy") -> str:
-    """The resource row of the gpu/ladder.cu instantiation gpu/cupy_ladder.py launches at BLOCK for (dtype,
+    """The resource row of the gpu/cupy/ladder.cu instantiation gpu/cupy/ladder.py launches at BLOCK for (dtype,
     k): correlate_<step>[R,MAXB] (R = forward_per_thread) or weight_grad_regwin[TP,MAXB] (TP of wg_layout);
-    numba_cuda (gpu/numba_cuda_ladder.py): ladder.regwin_kernel[B=BLOCK,R=R] or
+    numba_cuda (gpu/numba_cuda/ladder.py): ladder.regwin_kernel[B=BLOCK,R=R] or
     ladder.wg_regwin_kernel[B=BLOCK,TP=TP] (the same layout choices)."""
     if backend == "numba_cuda":
         if name == "ladder.regwin_kernel":
@@ -322,8 +301,8 @@ def ladder_kernel(name: str, dtype: str, k: int, backend: str = "cupy") -> str:
 
 
 def _ladder_shape(variant: str, op: str, n: int, k: int, itemsize: int, backend: str = "cupy") -> dict:
-    """launch_shape of the gpu/ladder.cu steps at BLOCK (gpu/cupy_ladder.py; numba_cuda: their twins in
-    gpu/numba_cuda_ladder.py, the same layouts): regwin/vec, R contiguous outputs per thread (tile BLOCK*R,
+    """launch_shape of the gpu/cupy/ladder.cu steps at BLOCK (gpu/cupy/ladder.py; numba_cuda: their twins in
+    gpu/numba_cuda/ladder.py, the same layouts): regwin/vec, R contiguous outputs per thread (tile BLOCK*R,
     every output k FMAs, R independent chains of k per tile); wg_regwin, (tiles x splits) blocks of KT = G*TP
     taps (taps past k computed: tiles*KT*m FMAs), each thread's TP chains JS long per chunk over
     ceil(chunks / splits) chunks."""
@@ -359,8 +338,8 @@ def launch_shape(backend: str, variant: str, op: str, n: int, k: int, itemsize: 
         return {"blocks": -(-k // BLOCK), "fmas": k * m, "chain": m}
     from gpu import launch as plan
 
-    if backend == "numba_cuda":  # per_thread cut to what k needs (gpu.numba_cuda_common.per_thread_for)
-        from gpu import numba_cuda_reduce as red
+    if backend == "numba_cuda":  # per_thread cut to what k needs (gpu.numba_cuda.common.per_thread_for)
+        from gpu.numba_cuda import reduce as red
 
         needed = -(-k // red.WI)
         per_thread = min(PER_THREAD, next((p for p in plan.NumbaCudaLaunch.PER_THREAD if p >= needed),
@@ -515,7 +494,7 @@ def versions() -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gpu.inspect", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m plots.model.oned", description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print everything as JSON")
     ap.add_argument("--device", nargs="+", default=["h100-sxm", "h200"], choices=sorted(DEVICES))
     ap.add_argument("--n", type=float, nargs="+", default=[1e8])
@@ -532,11 +511,11 @@ def main(argv=None) -> int:
     if args.trace_child:
         json.dump(_trace_child(), sys.stdout)
         return 0
-    from gpu import nvrtc_check
+    from gpu.cupy import nvrtc as nvrtc_check
 
     for problem in (compile_check.toolchain_problem(), nvrtc_check.nvrtc_problem()):
         if problem:
-            print(f"gpu.inspect: {problem}", file=sys.stderr)
+            print(f"plots.model.oned: {problem}", file=sys.stderr)
             return 2
     rows = kernel_table()
     preds = model([int(n) for n in args.n], args.k, tuple(args.dtype), devices=args.device, cache=not args.no_cache)

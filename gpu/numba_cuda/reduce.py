@@ -3,7 +3,7 @@
     dw[i] = sum_{j<m} g[j] x[j+i]      (i < k; reversed when flip)
     db    = sum_{j<m} g[j]
 
-Variants (registered by gpu/numba_cuda.py under these names, never renumbered):
+Variants (registered by gpu/numba_cuda/backend.py under these names, never renumbered):
 
     naive   one thread per tap sums its m products from global memory (`weight_grad_naive_kernel`);
             one thread sums g (`total_naive`): k threads or one, however large m is
@@ -31,14 +31,14 @@ from numba import cuda, int64
 
 from gpu.launch import NumbaCudaLaunch as Launch
 from gpu.launch import sum_blocks, weight_grad_splits
-from gpu.numba_cuda_common import check_block, check_shared, fill, per_thread_for, scalar_type
+from gpu.numba_cuda.common import check_block, check_shared, fill, per_thread_for, scalar_type
 
 #: g values staged per chunk by the tiled weight gradient.
 TJ = 512
 #: Threads along the taps in the tiled weight gradient (one warp).
 WI = 32
 #: Largest block the tiled weight gradient (up to 128 registers; half as many threads with per_thread
-#: 8: up to 167) fits in the register file without spilling (gpu/compile_check.py checks them all).
+#: 8: up to 167) fits in the register file without spilling (plots/model/compile.py checks them all).
 TILED_MAX_BLOCK = 512
 
 

@@ -1,10 +1,10 @@
-"""Draw the static performance model (gpu.inspect) of every GPU variant: predicted GB/s and GFLOP/s.
+"""Draw the static performance model (plots.model.oned) of every GPU variant: predicted GB/s and GFLOP/s.
 
     python -m plots.model [--device h100-sxm h200] [--measured RESULTS.jsonl] [--out plots/]
 
-For each device of gpu.devices and each op (conv1d, conv1d_weight_grad), float32: GB/s and GFLOP/s
+For each device of plots.model.devices and each op (conv1d, conv1d_weight_grad), float32: GB/s and GFLOP/s
 against n (at k = 3, 31, 511) and against k (at n = 1e8), one line per variant (and per backend's `auto`:
-the side its crossover table picks, the FFT's time by gpu.crossover's model), titled "model, no
+the side its crossover table picks, the FFT's time by plots.model.crossover's model), titled "model, no
 GPU measured", into plots/<device>-model/ (PNG + CSV), and targets.md: the best step per backend, op and
 dtype at n = 1e8 against the ladder's targets (`TARGETS`). With a measured GPU run (a results file of
 `python -m plots bench` on that GPU), the measured points are drawn beside the predicted ones, with
@@ -42,14 +42,14 @@ def draw_model(out_dir=PLOTS_DIR, measured_run=None, devices=("h100-sxm", "h200"
     """Draw the model plots into out_dir/<device>-model/; returns the files written.
 
     `measured_run`: a `plots.bench.results.Run` (or a path to one) measured on a GPU; its rows are drawn
-    beside the model for the device they were measured on. `predictions`: gpu.inspect.model rows (computed
+    beside the model for the device they were measured on. `predictions`: plots.model.oned.model rows (computed
     here when None)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gpu import inspect
+    from plots.model import oned as inspect
 
     if measured_run is not None and not hasattr(measured_run, "rows"):
         from plots.bench import results
@@ -57,7 +57,7 @@ def draw_model(out_dir=PLOTS_DIR, measured_run=None, devices=("h100-sxm", "h200"
         measured_run = results.load(measured_run)
     layer_predictions = []
     if predictions is None:
-        from gpu import inspect_layer
+        from plots.model import layer as inspect_layer
 
         layer_predictions = inspect_layer.model(shapes={LAYER_SHAPE: inspect_layer.SHAPES[LAYER_SHAPE]},
                                                 dtypes=("float32", "float64"), devices=devices)
@@ -84,7 +84,7 @@ def draw_model(out_dir=PLOTS_DIR, measured_run=None, devices=("h100-sxm", "h200"
 
 
 def _figure(plt, folder, slug, op, axis, rows, variants, measured) -> list[Path]:
-    from gpu.devices import DEVICES
+    from plots.model.devices import DEVICES
 
     device = DEVICES[slug]
     fixed = KS_AT if axis == "n" else (N_AT,)
@@ -151,9 +151,10 @@ def _figure(plt, folder, slug, op, axis, rows, variants, measured) -> list[Path]
 
 def auto_predictions(predictions) -> list[dict]:
     """Rows for each backend's `auto`: the model time of the side its crossover table picks at (n, k), the
-    direct step's (gpu.crossover.DIRECT) or the FFT's (gpu.crossover.fft_time), bound "fft" then."""
-    from gpu import auto, crossover
-    from gpu.devices import DEVICES
+    direct step's (plots.model.crossover.DIRECT) or the FFT's (plots.model.crossover.fft_time), bound "fft" then."""
+    from gpu import auto
+    from plots.model import crossover
+    from plots.model.devices import DEVICES
 
     rows = []
     for p in predictions:
@@ -170,7 +171,7 @@ def auto_predictions(predictions) -> list[dict]:
 
 
 #: The ladder's targets by the model at n = 1e8: (op, small k?) -> (what, least share); the input gradient
-#: runs the forward's engine (gpu/correlation_ops.py), so its row is the forward's.
+#: runs the forward's engine (gpu/steps.py), so its row is the forward's.
 TARGETS = {("conv1d", True): ("hbm_fraction", 0.80), ("conv1d", False): ("peak_fraction", 0.60),
            ("conv1d_weight_grad", True): ("hbm_fraction", 0.60), ("conv1d_weight_grad", False): ("peak_fraction", 0.60)}
 TARGET_KS = (3, 7, 127, 511)
@@ -180,10 +181,10 @@ BACKEND_RATIO = 1.5
 
 def targets(predictions, slug: str) -> list[dict]:
     """Per backend, op, dtype and k of TARGET_KS at N_AT: the default's direct step (what `auto` runs there,
-    gpu.crossover.DIRECT), its share of HBM bandwidth (k <= 7) or of the dtype's FMA peak (k >= 127), the
+    plots.model.crossover.DIRECT), its share of HBM bandwidth (k <= 7) or of the dtype's FMA peak (k >= 127), the
     target and whether it is met, the fastest variant by the model when another, and numba.cuda's default
     against CUDA C's (within BACKEND_RATIO)."""
-    from gpu.crossover import DIRECT
+    from plots.model.crossover import DIRECT
 
     at, best = {}, {}
     for p in predictions:
@@ -211,7 +212,7 @@ def targets(predictions, slug: str) -> list[dict]:
     return rows
 
 
-#: The layer's targets by the model (gpu.inspect_layer) at its target shape: op -> least share of the FMA peak.
+#: The layer's targets by the model (plots.model.layer) at its target shape: op -> least share of the FMA peak.
 LAYER_SHAPE = "N8 C64->128 L4096 K3"
 LAYER_TARGETS = {"conv1d_layer": 0.50, "conv1d_layer_backward": 0.35}
 
@@ -220,7 +221,8 @@ def layer_targets(layer_predictions, slug: str) -> list[dict]:
     """Per backend, layer op and dtype at LAYER_SHAPE: the variant the default `auto` picks there
     (gpu.auto.layer_uses_gemm), its share of the FMA peak, the target, the fastest variant when another,
     and numba.cuda against CUDA C."""
-    from gpu import auto, inspect_layer
+    from gpu import auto
+    from plots.model import layer as inspect_layer
 
     p0 = inspect_layer._problem(inspect_layer.SHAPES[LAYER_SHAPE], "float32")
     chosen = "gemm" if auto.layer_uses_gemm(p0) else "direct"
@@ -250,7 +252,7 @@ def layer_targets(layer_predictions, slug: str) -> list[dict]:
 
 def write_targets(predictions, slug: str, folder: Path, layer_predictions=()) -> Path:
     """targets.md: the tables of `targets` and `layer_targets`, labelled as the model."""
-    from gpu.devices import DEVICES
+    from plots.model.devices import DEVICES
 
     cols = ["backend", "op", "dtype", "k", "default", "bound", "share", "target", "met", "fastest", "vs CUDA C"]
 
@@ -259,17 +261,17 @@ def write_targets(predictions, slug: str, folder: Path, layer_predictions=()) ->
                 *("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows)]
 
     lines = [f"# Ladder targets on {DEVICES[slug].name}: MODEL, not measured", "",
-             f"1-D ops at n = {N_AT:.0e} (gpu.inspect):", "", *table(targets(predictions, slug))]
+             f"1-D ops at n = {N_AT:.0e} (plots.model.oned):", "", *table(targets(predictions, slug))]
     layer = layer_targets(layer_predictions, slug)
     if layer:
-        lines += ["", f"The layer at {LAYER_SHAPE}, padding 1 (gpu.inspect_layer):", "", *table(layer)]
+        lines += ["", f"The layer at {LAYER_SHAPE}, padding 1 (plots.model.layer):", "", *table(layer)]
     path = folder / "targets.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def main(argv=None) -> int:
-    from gpu.devices import DEVICES
+    from plots.model.devices import DEVICES
 
     ap = argparse.ArgumentParser(prog="python -m plots.model", description=__doc__.splitlines()[0])
     ap.add_argument("--device", nargs="+", default=["h100-sxm", "h200"], choices=sorted(DEVICES))

@@ -1,17 +1,17 @@
-"""The `cupy` backend: CUDA C kernels from gpu/conv1d.cu, run by CuPy on a GPU or by gpu.emu on the CPU.
+"""The `cupy` backend: CUDA C kernels from gpu/cupy/correlate.cu, run by CuPy on a GPU or by gpu.emu on the CPU.
 
-`gpu.cuda_module.load` returns a cupy.RawModule on a real GPU and the emulated module otherwise, so
+`gpu.cupy.module.load` returns a cupy.RawModule on a real GPU and the emulated module otherwise, so
 the launch sites below are the same on both paths. Every 1-D op maps onto three engines (formulas in
-gpu/conv1d.cu): the correlation `correlate` (naive or tiled), the weight gradient and the total (bias
-gradient), in the variants naive, tiled, atomic, the ladder steps of gpu/ladder.cu (regwin, vec,
-wg_regwin) and `auto` (the default: vec and wg_regwin, or an FFT, gpu/auto.py); gpu/correlation_ops.py holds
+gpu/cupy/correlate.cu): the correlation `correlate` (naive or tiled), the weight gradient and the total (bias
+gradient), in the variants naive, tiled, atomic, the ladder steps of gpu/cupy/ladder.cu (regwin, vec,
+wg_regwin) and `auto` (the default: vec and wg_regwin, or an FFT, gpu/auto.py); gpu/steps.py holds
 that mapping and the variants' notes, shared with
-gpu/numba_cuda.py, and gpu/launch.py the launch options and the planning of the split sums. The CUDA C
-tunables are defined in gpu/cuda_tunables.py and compiled in with -D.
+gpu/numba_cuda/backend.py, and gpu/launch.py the launch options and the planning of the split sums. The CUDA C
+tunables are defined in gpu/cupy/tunables.py and compiled in with -D.
 
-The layer ops conv1d_layer and conv1d_layer_backward use the direct kernels of gpu/conv1d_layer.cu
+The layer ops conv1d_layer and conv1d_layer_backward use the direct kernels of gpu/cupy/layer.cu
 (variant `direct`; parameter gradients by chunk partials summed in a fixed order) and the implicit-GEMM
-kernels of gpu/layer_ladder.cu (variant `gemm`, launched by gpu/cupy_layer_ladder.py).
+kernels of gpu/cupy/layer_gemm.cu (variant `gemm`, launched by gpu/cupy/layer_gemm.py).
 
 Arrays: on a real GPU cupy.ndarray (NumPy inputs are copied in, results out); in emulation NumPy
 arrays in host memory (the emulator's device memory). Scalars are passed with explicit NumPy dtypes:
@@ -28,20 +28,22 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu import auto, cupy_ladder, cupy_layer_ladder
-from gpu import cuda_tunables as tun
-from gpu.correlation_ops import NONE, Engines, register
-from gpu.cuda_module import ctype
+from gpu import auto
+from gpu.cupy import ladder as cupy_ladder
+from gpu.cupy import layer_gemm as cupy_layer_ladder
+from gpu.cupy import tunables as tun
+from gpu.cupy.module import ctype
 from gpu.launch import CupyLaunch as Launch
 from gpu.launch import param_chunks, sum_blocks, weight_grad_splits
+from gpu.steps import NONE, Engines, register
 from kernels.backend import Backend, HostArrays, Status
 
-SOURCE = Path(__file__).with_name("conv1d.cu")
+SOURCE = Path(__file__).with_name("correlate.cu")
 
 
 def status() -> Status:
     """"real GPU" (CuPy), "emulated" (gpu.emu on the CPU) or "unavailable", with the reason."""
-    from gpu import cuda_module
+    from gpu.cupy import module as cuda_module
 
     kind, reason = cuda_module.mode()
     if kind == "real GPU":
@@ -55,8 +57,8 @@ def status() -> Status:
 
 @functools.cache
 def module():
-    """The loaded conv1d.cu (cupy.RawModule or gpu.emu.Module), built once."""
-    from gpu import cuda_module
+    """The loaded correlate.cu (cupy.RawModule or gpu.emu.Module), built once."""
+    from gpu.cupy import module as cuda_module
 
     return cuda_module.load(SOURCE, defines=tun.defines_for(SOURCE))
 
@@ -66,7 +68,7 @@ def kernel(name: str, dtype):
 
 
 def on_gpu() -> bool:
-    from gpu import cuda_module
+    from gpu.cupy import module as cuda_module
 
     return cuda_module.mode()[0] == "real GPU"
 
@@ -122,7 +124,7 @@ class Arrays:
         return getattr(self._impl, attr)
 
 
-backend = Backend("cupy", "CUDA C kernels (gpu/conv1d.cu) through cupy.RawModule, or the CPU emulator "
+backend = Backend("cupy", "CUDA C kernels (gpu/cupy/correlate.cu) through cupy.RawModule, or the CPU emulator "
                           "gpu.emu", status=status, arrays=Arrays(), options=Launch.of)
 
 
@@ -149,7 +151,7 @@ def fill(a, value, launch: Launch):
 
 def correlate(sig, f, out, launch: Launch, *, tiled=True, flip=False, offset=0, periodic=False, bias=None,
               epilogue=NONE, gate=None):
-    """out[o] = epilogue(sum_i f'[i] s[o+i] + bias) (see gpu/conv1d.cu)."""
+    """out[o] = epilogue(sum_i f'[i] s[o+i] + bias) (see gpu/cupy/correlate.cu)."""
     T = out.dtype.type
     M = out.shape[0]
     args = (sig, _i64(sig.shape[0]), _i64(offset), _i32(periodic), f, _i64(f.shape[0]), _i32(flip), out,
@@ -220,7 +222,7 @@ register(backend, "atomic", engines(tiled=True, atomic=True))
 
 
 def ladder_engines(correlate) -> Engines:
-    """A step of the CUDA C ladder (gpu/ladder.cu): its engines, with the tiled total for bias sums."""
+    """A step of the CUDA C ladder (gpu/cupy/ladder.cu): its engines, with the tiled total for bias sums."""
     return Engines(correlate, cupy_ladder.weight_grad_regwin, functools.partial(total, tiled=True, atomic=False),
                    empty=_empty, launch_of=Launch.of)
 
@@ -232,15 +234,15 @@ register(backend, "auto", auto.engines(ladder_engines(cupy_ladder.correlate_vec)
 
 
 # ------------------------------------------------------------------------------------------------
-# The conv1d layer (kernels/layer.py): direct kernels of gpu/conv1d_layer.cu
+# The conv1d layer (kernels/layer.py): direct kernels of gpu/cupy/layer.cu
 
-LAYER_SOURCE = Path(__file__).with_name("conv1d_layer.cu")
+LAYER_SOURCE = Path(__file__).with_name("layer.cu")
 
 
 @functools.cache
 def layer_module():
-    """The loaded conv1d_layer.cu, built once."""
-    from gpu import cuda_module
+    """The loaded layer.cu, built once."""
+    from gpu.cupy import module as cuda_module
 
     return cuda_module.load(LAYER_SOURCE, defines=tun.defines_for(LAYER_SOURCE))
 

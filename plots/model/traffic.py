@@ -33,7 +33,7 @@ def recording():
     from numba import config
 
     if not config.ENABLE_CUDASIM:
-        raise RuntimeError("gpu.trace needs numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
+        raise RuntimeError("plots.model.traffic needs numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
     from numba.cuda.simulator.cudadrv.devicearray import FakeWithinKernelCUDAArray as Fake
 
     log: list = []

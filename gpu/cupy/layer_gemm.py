@@ -1,5 +1,5 @@
-"""Launch functions for the layer ladder of gpu/layer_ladder.cu (step gemm), on a real GPU through CuPy or
-on the CPU emulator, as gpu.cuda_module.load decides.
+"""Launch functions for the layer ladder of gpu/cupy/layer_gemm.cu (step gemm), on a real GPU through CuPy or
+on the CPU emulator, as gpu.cupy.module.load decides.
 
     forward_gemm(p, x, w, b, y, launch)              y = conv1d_layer(x, w, b): implicit GEMM per (n, group)
     backward_gemm(p, x, w, g, dx, dw, db, launch)    dx by residue classes, dw and db by split-K partials
@@ -9,7 +9,7 @@ cupy.ndarray on a GPU and NumPy arrays in emulation (the workspace of partials i
 Nothing is compiled at import: the module is built on first use.
 
 The compile-time constants live here and reach the kernels as -D options (OPTIONS) or as template
-arguments of the name expressions (NAMES; gpu/layer_ladder.cu lists the same ones for standalone compiles,
+arguments of the name expressions (NAMES; gpu/cupy/layer_gemm.cu lists the same ones for standalone compiles,
 and a test checks that they agree): BK reduction steps per staged chunk, TX threads along N, PAD
 elements of padding per shared row, the micro-tile (TM, TN) per dtype and the launch bound, which is the
 largest block accepted (BOUNDS). Block tile: BM = block / TX * TM rows, BN = TX * TN columns.
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu.cuda_module import ctype
+from gpu.cupy.module import ctype
 
-SOURCE = Path(__file__).with_name("layer_ladder.cu")
+SOURCE = Path(__file__).with_name("layer_gemm.cu")
 #: Reduction steps per staged chunk, threads along N, padding elements per shared row.
 BK, TX, PAD = 16, 16, 4
 OPTIONS = (f"-DLAYER_BK={BK}", f"-DLAYER_TX={TX}", f"-DLAYER_PAD={PAD}")
@@ -54,8 +54,8 @@ NAMES = (*(f"{k}<{t}, {tm}, {tn}, {BOUNDS[t]}>" for k in KERNELS for t, (tm, tn)
 
 @functools.cache
 def module():
-    """The loaded layer_ladder.cu (cupy.RawModule or gpu.emu.Module), built once."""
-    from gpu import cuda_module
+    """The loaded layer_gemm.cu (cupy.RawModule or gpu.emu.Module), built once."""
+    from gpu.cupy import module as cuda_module
 
     return cuda_module.load(SOURCE, name_expressions=NAMES, options=OPTIONS)
 

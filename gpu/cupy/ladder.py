@@ -1,7 +1,7 @@
-"""Launch functions for the kernel ladder of gpu/ladder.cu (steps regwin, vec, wg_regwin), on a real GPU
-through CuPy or on the CPU emulator, as gpu.cuda_module.load decides.
+"""Launch functions for the kernel ladder of gpu/cupy/ladder.cu (steps regwin, vec, wg_regwin), on a real GPU
+through CuPy or on the CPU emulator, as gpu.cupy.module.load decides.
 
-They have the engine signatures of gpu/correlation_ops.py, so that a backend can bundle them:
+They have the engine signatures of gpu/steps.py, so that a backend can bundle them:
 
     correlate_regwin(sig, f, out, launch, *, flip, offset, periodic, bias, epilogue, gate)
     correlate_vec(sig, f, out, launch, *, flip, offset, periodic, bias, epilogue, gate)
@@ -14,7 +14,7 @@ in emulation; the weight gradient's workspace is allocated like `dw`. Nothing is
 the module is built on first use.
 
 The compile-time constants live here and reach the kernels as -D options or as template arguments of
-the name expressions (NAMES; gpu/ladder.cu lists the same ones for standalone compiles, and a test
+the name expressions (NAMES; gpu/cupy/ladder.cu lists the same ones for standalone compiles, and a test
 checks that they agree): TAPS, the forward's filter chunk, and the launch bounds per instantiation,
 which are also the largest accepted block (FORWARD_BOUNDS, WG_BOUNDS).
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu.cuda_module import ctype
+from gpu.cupy.module import ctype
 from gpu.launch import weight_grad_splits
 
 SOURCE = Path(__file__).with_name("ladder.cu")
@@ -54,18 +54,18 @@ NAMES = (*(f"correlate_{step}<{t}, {r}, {b}>" for (step, t, r), b in FORWARD_BOU
 @functools.cache
 def module():
     """The loaded ladder.cu (cupy.RawModule or gpu.emu.Module), built once."""
-    from gpu import cuda_module
+    from gpu.cupy import module as cuda_module
 
     return cuda_module.load(SOURCE, name_expressions=NAMES, options=OPTIONS)
 
 
 def skew(q: int, run: int, pad: int) -> int:
-    """Shared-memory slot of element q (gpu/ladder.cu skew): `pad` elements of padding after every `run`."""
+    """Shared-memory slot of element q (gpu/cupy/ladder.cu skew): `pad` elements of padding after every `run`."""
     return q + pad * (q // run)
 
 
 def forward_pad(R: int, itemsize: int, vec: bool) -> int:
-    """Padding per run of R of the forward window (gpu/ladder.cu WindowLayout): one element, or in `vec`
+    """Padding per run of R of the forward window (gpu/cupy/ladder.cu WindowLayout): one element, or in `vec`
     one 16-byte vector unless R is a single odd number of vectors."""
     W = 16 // itemsize
     return (0 if (R // W) % 2 else W) if vec else 1

@@ -7,7 +7,7 @@
 //
 //   direct  one thread per output element (64-bit flat index, grid-stride): y and dx as gathers (no
 //           atomics, no workspace); dw and db as chunk partials in a workspace, summed in a fixed order
-//           by sum_columns of gpu/conv1d.cu (deterministic, and a grid that fills the GPU even when
+//           by sum_columns of gpu/cupy/correlate.cu (deterministic, and a grid that fills the GPU even when
 //           dw has few elements)
 //
 // Zero padding multiplies like real zeros, as in torch and the reference: a padded position contributes

@@ -1,7 +1,7 @@
-// CUDA C kernels of the `cupy` backend (gpu/cupy_backend.py): every 1-D op of the playground.
+// CUDA C kernels of the `cupy` backend (gpu/cupy/backend.py): every 1-D op of the playground.
 // Run by CuPy (cupy.RawModule) on a GPU and, unmodified, by the CPU emulator (gpu/emu) elsewhere.
 //
-// Variants (registered under these names, never renumbered; the ops they serve: gpu/correlation_ops.py):
+// Variants (registered under these names, never renumbered; the ops they serve: gpu/steps.py):
 //
 //   naive   correlate_naive, weight_grad_naive, sum_columns as a one-thread total: one thread per
 //           output, every operand from global memory (k loads per output, reuse only through the cache)
@@ -15,7 +15,7 @@
 //   atomic  as tiled, but blocks atomicAdd their partials into the zeroed output: one pass and no
 //           workspace, NOT deterministic (the order of the additions varies)
 //
-// One correlation engine covers every sliding dot product (the op mapping: gpu/correlation_ops.py):
+// One correlation engine covers every sliding dot product (the op mapping: gpu/steps.py):
 //
 //   out[o] = epilogue(sum_{i<L} f'[i] s[o+i] + bias)        for o < M
 //   f'[i]  = f[L-1-i] if flip else f[i]
@@ -27,7 +27,7 @@
 //
 // Every index is a long long; every kernel strides over the work beyond its grid. The block size is
 // the launch's blockDim.x (a power of two in [32, 1024]). The tunables (CORR_*, WG_*, EPI_*) come with -D
-// from gpu/cuda_tunables.py (which also sizes the dynamic shared memory); they have no defaults here.
+// from gpu/cupy/tunables.py (which also sizes the dynamic shared memory); they have no defaults here.
 //
 // name_expressions: correlate_naive<float>, correlate_naive<double>
 // name_expressions: correlate_tiled<float>, correlate_tiled<double>
@@ -39,7 +39,7 @@
 
 #if !defined(CORR_PER_THREAD) || !defined(CORR_TAPS) || !defined(WG_TJ) || !defined(WG_WI) || \
     !defined(WG_PER_THREAD) || !defined(WG_TI) || !defined(EPI_NONE) || !defined(EPI_RELU) || !defined(EPI_GATE)
-#error "conv1d.cu needs its tunables as -D options: gpu/cuda_tunables.py (DEFINES) lists them"
+#error "correlate.cu needs its tunables as -D options: gpu/cupy/tunables.py (DEFINES) lists them"
 #endif
 
 template <class T>

@@ -1,6 +1,6 @@
 """Compile every numba.cuda kernel for real, with no GPU: NVVM to PTX, ptxas to a cubin, nvdisasm to SASS.
 
-    python -m gpu.compile_check [--json] [--arch 80 90] [--no-cache]   # exit status 1 on a failed check
+    python -m plots.model.compile [--json] [--arch 80 90] [--no-cache]   # exit status 1 on a failed check
 
 The numba_cuda backend's kernels are compiled with numba-cuda's own compiler
 (as `numba.cuda.compile_ptx(kernel.py_func, signature, cc=...)` does, with the kernel's own
@@ -11,7 +11,7 @@ ptxas spills, or when registers x threads per block exceed the 65,536 registers 
 could not launch).
 
 That needs the simulator off (NUMBA_ENABLE_CUDASIM=0), so `compile_all` runs in a child process
-(`python -m gpu.compile_check --child`), and its results are cached in $KERNELS_COMPILE_CACHE
+(`python -m plots.model.compile --child`), and its results are cached in $KERNELS_COMPILE_CACHE
 (default ~/.cache/kernels-compile), keyed by the kernel sources and the toolchain versions.
 
 Toolchain, all from PyPI (no system CUDA needed): `numba-cuda[cu13]` brings NVVM, `nvidia-cuda-nvcc`
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -37,15 +36,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from plots.model import child
+
 ARCHS = (80, 90)
 BLOCKS = (32, 64, 128, 256, 512, 1024)  # the block sizes gpu.launch.Launch accepts
 REGISTER_FILE = 65536  # 32-bit registers per SM on sm_80 and sm_90 (and per block at most)
-GPU_DIR = Path(__file__).parent
 #: Processes the child compiles with (KERNELS_COMPILE_WORKERS, default: the cores, at most 2).
 WORKERS = int(os.environ.get("KERNELS_COMPILE_WORKERS", min(2, os.cpu_count() or 1)))
-SOURCES = ("numba_cuda_common.py", "numba_cuda_correlate.py", "numba_cuda_reduce.py", "numba_cuda_layer.py",
-           "numba_cuda_ladder.py", "cupy_ladder.py", "compile_check.py", "launch.py",
-           "numba_cuda_layer_gemm.py")
 
 
 @dataclass(frozen=True)
@@ -171,7 +168,7 @@ class Config:
     dtype: str
     blocks: tuple  # block sizes at which this compiled kernel may be launched
     signature: str  # for messages: the argument types
-    default: bool = False  # compiled at the default launch of its variant (what gpu.inspect models)
+    default: bool = False  # compiled at the default launch of its variant (what plots.model.oned models)
     dynamic_shared: dict = dataclasses.field(default_factory=dict)  # {block: most bytes a launch asks for}
 
 
@@ -181,11 +178,10 @@ def configurations(dtypes=("float32", "float64")):
     import numpy as np
     from numba import boolean, int64, types
 
-    from gpu import numba_cuda_common as common
-    from gpu import numba_cuda_correlate as corr
-    from gpu import numba_cuda_layer as layer
-    from gpu import numba_cuda_layer_gemm as gemm
-    from gpu import numba_cuda_reduce as red
+    from gpu.numba_cuda import common, layer
+    from gpu.numba_cuda import correlate as corr
+    from gpu.numba_cuda import layer_gemm as gemm
+    from gpu.numba_cuda import reduce as red
 
     default = common.Launch()
     out = []
@@ -272,16 +268,16 @@ LADDER_KS = (1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 64, 65, 128, 129, 256, 257, 51
 
 
 def ladder_configurations(add, dtype: str, corr_args):
-    """The ladder steps of gpu/numba_cuda_ladder.py at every launch their launchers accept: regwin for
+    """The ladder steps of gpu/numba_cuda/ladder.py at every launch their launchers accept: regwin for
     R in PER_THREAD at each block up to its bound (and within the shared memory), wg_regwin for each
     taps-per-thread TP up to its bound, and the second pass; with the most dynamic shared memory a
     launch asks for (regwin: a full filter chunk; wg_regwin: the largest layout over k). The default
-    rows are the instantiations launched at block 128 (what gpu.inspect models)."""
+    rows are the instantiations launched at block 128 (what plots.model.oned models)."""
     import numpy as np
     from numba import boolean, int64, types
 
-    from gpu import cupy_ladder as layout
-    from gpu import numba_cuda_ladder as ladder
+    from gpu.cupy import ladder as layout
+    from gpu.numba_cuda import ladder
 
     T = getattr(types, dtype)
     a1 = types.Array(T, 1, "C")
@@ -380,8 +376,8 @@ def _compile_part(archs, want_sass, only_default, indices) -> list[dict]:
 
 
 def dynamic_shared(kernel: str, block: int, itemsize: int) -> int:
-    """Bytes of dynamic shared memory the cupy backend asks for at `block` (gpu/cupy_backend.py)."""
-    from gpu import cuda_tunables
+    """Bytes of dynamic shared memory the cupy backend asks for at `block` (gpu/cupy/backend.py)."""
+    from gpu.cupy import tunables as cuda_tunables
 
     return cuda_tunables.dynamic_shared(kernel, block, itemsize)
 
@@ -391,7 +387,7 @@ SHARED_DEFAULT = 48 << 10  # dynamic shared memory a launch may ask for without 
 
 def accepted_blocks(template_args: str) -> tuple:
     """The block sizes a CUDA C kernel is launched at: every one of BLOCKS, or those up to its launch bound
-    when its name expression ends in one (gpu/ladder.cu: `kernel<T, R, MAXB>`, launched at most MAXB wide)."""
+    when its name expression ends in one (gpu/cupy/ladder.cu: `kernel<T, R, MAXB>`, launched at most MAXB wide)."""
     args = [a.strip() for a in template_args.rstrip(">").split(",")]
     if len(args) >= 3 and args[-1].isdigit():
         return tuple(b for b in BLOCKS if b <= int(args[-1]))
@@ -402,7 +398,7 @@ def cuda_c_rows(archs=ARCHS) -> list[dict]:
     """Every kernel of every .cu under gpu/ (but the deliberately broken fixtures), compiled by NVRTC
     for each architecture, as rows like `compile_all`'s: launched at every block size, with the dynamic
     shared memory the cupy backend asks for at that size."""
-    from gpu import nvrtc_check
+    from gpu.cupy import nvrtc as nvrtc_check
 
     rows = []
     for path in nvrtc_check.cu_files():
@@ -441,45 +437,47 @@ def failures(rows: list[dict]) -> list[str]:
 
 # --- the parent side: one cached child process --------------------------------------------------------------
 
-def cache_key(archs, want_sass, only_default) -> str:
-    h = hashlib.sha256()
-    for name in SOURCES:
-        h.update((GPU_DIR / name).read_bytes())
-    for package in ("numba", "numba-cuda", "nvidia-cuda-nvcc", "nvidia-nvvm"):
-        try:
-            h.update(importlib.metadata.version(package).encode())
-        except importlib.metadata.PackageNotFoundError:
-            h.update(b"-")
-    h.update(repr((tuple(archs), want_sass, only_default, find_tool("ptxas"))).encode())
-    return h.hexdigest()[:24]
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("KERNELS_COMPILE_CACHE", Path.home() / ".cache" / "kernels-compile"))
-
-
 def run(archs=ARCHS, want_sass=True, only_default=False, cache=True) -> list[dict]:
-    """`compile_all` in a child process with the simulator off, cached; RuntimeError with its log.
-    With `want_sass` (the default, so that gpu.inspect shares the cache) the default-launch rows carry
-    their SASS."""
-    path = cache_dir() / f"numba-{cache_key(archs, want_sass, only_default)}.json"
-    if cache and path.exists():
-        return json.loads(path.read_text())
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
-    root = str(GPU_DIR.parent)
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    cmd = [sys.executable, "-m", "gpu.compile_check", "--child", "--arch", *map(str, archs)]
-    cmd += ["--sass"] * want_sass + ["--default"] * only_default + ["--workers", str(WORKERS)]
-    out = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(f"real compile failed:\n{out.stderr[-6000:]}")
-    rows = json.loads(out.stdout)
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(rows))
-        tmp.replace(path)
-    return rows
+    """`compile_all` in a child process with the simulator off, cached by content (plots.model.child);
+    RuntimeError with its log. With `want_sass` (the default, so that the model shares the cache) the
+    default-launch rows carry their SASS."""
+    args = ["--child", "--arch", *archs, *["--sass"] * want_sass, *["--default"] * only_default, "--workers", WORKERS]
+    return child.run_json("plots.model.compile", args, simulator=False, name="numba",
+                          key=(tuple(archs), want_sass, only_default, find_tool("ptxas")), cache=cache,
+                          what="real compile")
+
+
+def compile_named(wanted, arch: int) -> dict:
+    """{"name:dtype": row with SASS} of the numba.cuda kernels `wanted` ((name, dtype) pairs, named as
+    configurations() names them) for sm_`arch`; a name of the gemm layer's conv_kernel that configurations()
+    does not list is built from its sizes, as the launch code builds it. Child process, simulator off."""
+    import numpy as np
+    from numba import int64, types
+
+    from gpu.numba_cuda import layer_gemm as gemm
+
+    configs = {(cfg.kernel, cfg.dtype): (d, a) for cfg, d, a in configurations(tuple({t for _, t in wanted}))}
+    out = {}
+    for name, dtype in wanted:
+        m = re.fullmatch(r"layer_gemm.conv_kernel\[B=(\d+),RM=(\d+),window=(\d+),masked=(\d),stride1=(\d)\]", name)
+        if (name, dtype) not in configs and m:
+            a1 = types.Array(getattr(types, dtype), 1, "C")
+            B, RM, W, masked, s1 = map(int, m.groups())
+            configs[(name, dtype)] = (gemm.conv_kernel(np.dtype(dtype), B, RM, W, bool(masked), bool(s1)),
+                                      (a1, a1, a1, a1, *[int64] * 18, getattr(types, dtype)))
+        if (name, dtype) not in configs:
+            raise SystemExit(f"{name} ({dtype}) is not among plots.model.compile.configurations()")
+        d, a = configs[(name, dtype)]
+        out[f"{name}:{dtype}"] = compile_one(d, a, (arch,), want_sass=True)[arch]
+    return out
+
+
+def run_named(key: str, arch: int, cache=True) -> dict:
+    """compile_named for one kernel ("name:dtype") in a cached child process."""
+    name, dtype = key.rsplit(":", 1)
+    return child.run_json("plots.model.compile", ["--kernels", json.dumps([[name, dtype]]), "--arch", arch],
+                          simulator=False, name="kernel", key=(key, arch, find_tool("ptxas")), cache=cache,
+                          what="numba.cuda compile")[key]
 
 
 def table(rows: list[dict]) -> str:
@@ -493,7 +491,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gpu.compile_check", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m plots.model.compile", description=__doc__.splitlines()[0])
     ap.add_argument("--arch", type=int, nargs="+", default=list(ARCHS))
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     ap.add_argument("--no-cache", action="store_true")
@@ -501,7 +499,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sass", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--default", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--kernels", help=argparse.SUPPRESS)  # compile these (JSON [[name, dtype], ...]) here
     args = ap.parse_args(argv)
+    if args.kernels:
+        json.dump(compile_named([tuple(w) for w in json.loads(args.kernels)], args.arch[0]), sys.stdout)
+        return 0
     if args.child:
         json.dump(compile_all(args.arch, args.sass, args.default, workers=args.workers), sys.stdout)
         return 0

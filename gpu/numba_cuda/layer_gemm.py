@@ -1,5 +1,5 @@
 """The conv1d layer (`kernels.layer`) as implicit GEMMs on the `numba_cuda` backend: the ladder step
-after gpu/numba_cuda_layer.py's `direct` and `tiled`. Registered by gpu/numba_cuda.py as
+after gpu/numba_cuda/layer.py's `direct` and `tiled`. Registered by gpu/numba_cuda/backend.py as
 
     gemm     forward: per sample n and group, y[n] (C_out/groups x L_out) = W (C_out/groups x C_in/groups*K)
              times the implicit im2col of x, with register micro-tiles of RM channels x RN positions per
@@ -7,7 +7,7 @@ after gpu/numba_cuda_layer.py's `direct` and `tiled`. Registered by gpu/numba_cu
              value read from shared memory serves RM multiply-adds and each w value RN (tiled: 4 and 1),
              so a step of the inner loop is RM*RN FMAs for RM+RN shared loads, all at compile-time offsets
              from a 32-bit unsigned base: no index arithmetic, no wrap-around code, no division.
-             MODEL (SASS of gpu.compile_check, sm_90, f32, block 128, N=8, C 64->128, L=4096, K=3, H100
+             MODEL (SASS of plots.model.compile, sm_90, f32, block 128, N=8, C 64->128, L=4096, K=3, H100
              SXM): hot loop 0.82 FFMA per issued instruction, 0.16 LDS per FFMA; with the staging, loop
              and epilogue overhead ~0.53 FFMA per instruction, 97% wave efficiency: ~51% of the FP32 peak,
              against <= 2.6% for `tiled` (~20x).
@@ -56,14 +56,14 @@ import math
 import numpy as np
 from numba import cuda, int32, int64, uint32, uint64
 
-from gpu import numba_cuda_reduce as red
 from gpu.launch import MAX_GRID_Y
 from gpu.launch import NumbaCudaLaunch as Launch
-from gpu.numba_cuda_common import SHARED_BYTES, check_block, check_shared, scalar_type
-from gpu.numba_cuda_layer import transposed_filter_kernel
+from gpu.numba_cuda import reduce as red
+from gpu.numba_cuda.common import SHARED_BYTES, check_block, check_shared, scalar_type
+from gpu.numba_cuda.layer import transposed_filter_kernel
 
 #: Largest block of every gemm kernel (up to ~130 registers in float64 at RM=8: 256 threads fit the register
-#: file without spilling; gpu/compile_check.py checks every accepted launch).
+#: file without spilling; plots/model/compile.py checks every accepted launch).
 GEMM_MAX_BLOCK = 256
 #: Channels per thread micro-tile by itemsize: RM_MAX (per_thread >= 4) or RM_MAX/2 (per_thread < 4, or when
 #: RM_MAX/2 covers C_out/groups, or for the masked dx and strides > 1). float64 at RM = 8 would need more than

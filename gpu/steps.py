@@ -61,7 +61,7 @@ NOTES = {
             "(the order of the additions varies)"
         for op in ("conv1d_weight_grad", "conv1d_bias_grad")
     },
-    # The kernel ladder (gpu/ladder.cu for cupy, gpu/numba_cuda_ladder.py for numba_cuda; vec: cupy only):
+    # The kernel ladder (gpu/cupy/ladder.cu for cupy, gpu/numba_cuda/ladder.py for numba_cuda; vec: cupy only):
     # each step changes one idea against the one before.
     "regwin": {
         op: "tiled, but R = 8 contiguous outputs per thread (4 where registers or shared memory demand it) with "

@@ -1,14 +1,14 @@
 """The kernel ladder of the 1-D correlation engine and weight gradient in numba.cuda: the steps of
-gpu/ladder.cu (CUDA C) beyond gpu/numba_cuda_correlate.py's `naive` and `tiled`, with the same designs,
-names and shared-memory layouts (gpu/cupy_ladder.py's layout functions are the one source of them).
+gpu/cupy/ladder.cu (CUDA C) beyond gpu/numba_cuda/correlate.py's `naive` and `tiled`, with the same designs,
+names and shared-memory layouts (gpu/cupy/ladder.py's layout functions are the one source of them).
 
     out[o] = epilogue(sum_{i<L} f'[i] s[o+i] + bias)        for o < M,  f'[i] = f[L-1-i] if flip else f[i]
     s[t]   = sig[t + offset] (0 outside sig, such terms skipped)  or  sig[(t + offset) mod N] (periodic)
     dw[i]  = sum_{j<m} g[j] x[j+i]  for i < k (stored at k-1-i when flip), n = m + k - 1
 
-Steps (registered by gpu/numba_cuda.py under these names, never renumbered):
+Steps (registered by gpu/numba_cuda/backend.py under these names, never renumbered):
 
-    regwin     (forward, every op of gpu/correlation_ops.py) tiled, but R contiguous outputs per thread
+    regwin     (forward, every op of gpu/steps.py) tiled, but R contiguous outputs per thread
                (8; 4 where registers or shared memory demand it) with a register sliding window over the
                staged x: each x loaded from shared memory serves R outputs (tiled: 1); the halo is k-1
                (filter chunks of TAPS = 256 taps; tiled stages chunks of a whole tile of taps and the
@@ -33,7 +33,7 @@ would show a stack frame otherwise); the kernels are built per (dtype, block, R 
 factories, numba's way of making sizes compile-time constants; shared memory is dynamic (sized per
 call to k, as the CUDA C), one array with the regions at offsets.
 
-MODEL, NOT MEASURED: H100 SXM, n = 1e8, block 128 (`python -m gpu.inspect --k 3 511 --dtype float32
+MODEL, NOT MEASURED: H100 SXM, n = 1e8, block 128 (`python -m plots.model.oned --k 3 511 --dtype float32
 float64`), from the sm_90 SASS of the hot loops (numba-cuda 0.30.4, NVVM, ptxas 13.0), against the CUDA C
 steps by the same model. k = 3 is bound by HBM in both (each x and out moved once): the model does not
 count the staging instructions, but by the SASS they stay below the issue slots the bytes take, as in the
@@ -65,16 +65,16 @@ import functools
 import numpy as np
 from numba import config, cuda, int64, uint32, uint64
 
-from gpu import cupy_ladder as layout
+from gpu.cupy import ladder as layout
 from gpu.launch import NumbaCudaLaunch as Launch
-from gpu.numba_cuda_common import scalar_type
-from gpu.numba_cuda_correlate import finish
+from gpu.numba_cuda.common import scalar_type
+from gpu.numba_cuda.correlate import finish
 
 #: Filter taps per chunk of the forward step (the CUDA C's LADDER_TAPS).
 TAPS = layout.TAPS
 #: Dynamic shared memory a launch may ask for without opting in.
 SHARED_LIMIT = layout.SHARED_LIMIT
-#: (dtype, outputs per thread R) -> largest block regwin accepts (registers without spills: gpu/compile_check.py).
+#: (dtype, outputs per thread R) -> largest block regwin accepts (registers without spills: plots/model/compile.py).
 FORWARD_BOUNDS = {("float32", 4): 1024, ("float32", 8): 1024, ("float64", 4): 1024, ("float64", 8): 512}
 #: (dtype, taps per thread TP) -> largest block wg_regwin accepts.
 WG_BOUNDS = {("float32", 4): 1024, ("float32", 16): 512, ("float64", 4): 512, ("float64", 16): 256}
@@ -180,7 +180,7 @@ def regwin_kernel(dtype: np.dtype, block: int, per_thread: int):
 
     @cuda.jit(device=True)
     def slot(q):
-        """Shared slot of window element q: one padding word after every run of R (gpu/ladder.cu skew)."""
+        """Shared slot of window element q: one padding word after every run of R (gpu/cupy/ladder.cu skew)."""
         return uint32(q + (q >> SHIFT))
 
     @cuda.jit(**options)
@@ -279,7 +279,7 @@ def regwin_kernel(dtype: np.dtype, block: int, per_thread: int):
 
 def correlate_regwin(sig, f, out, launch: Launch, *, flip=False, offset=0, periodic=False, bias=None,
                      epilogue=0, gate=None, per_thread=None):
-    """Step regwin: out[o] = epilogue(sum_i f'[i] s[o+i] + bias) (gpu/correlation_ops.py's engine), with
+    """Step regwin: out[o] = epilogue(sum_i f'[i] s[o+i] + bias) (gpu/steps.py's engine), with
     R = per_thread (4 or 8; default `forward_per_thread`) contiguous outputs per thread. The launch's own
     per_thread is the tiled kernels' option: regwin picks R as the CUDA C step does."""
     name, block = _name(out.dtype), launch.block
@@ -425,7 +425,7 @@ def wg_regwin_kernel(dtype: np.dtype, block: int, taps_per_thread: int):
 
 @functools.cache
 def sum_partials_kernel(dtype: np.dtype, block: int):
-    """The fixed-order second pass of wg_regwin (gpu/ladder.cu wg_sum_partials) for one dtype and block."""
+    """The fixed-order second pass of wg_regwin (gpu/cupy/ladder.cu wg_sum_partials) for one dtype and block."""
     B = block
     T = scalar_type(dtype)
     warp_sum = warp_sum_factory(np.dtype(dtype), B, 1)

@@ -1,6 +1,6 @@
 """Sliding dot products on the GPU: every 1-D op of the playground except the weight and bias sums.
 
-Variants (registered by gpu/numba_cuda.py under these names, never renumbered):
+Variants (registered by gpu/numba_cuda/backend.py under these names, never renumbered):
 
     naive   `naive_kernel`: one thread per output, f and sig read from global memory: k loads per
             output, neighbouring threads share their reads only through the cache
@@ -8,7 +8,7 @@ Variants (registered by gpu/numba_cuda.py under these names, never renumbered):
             the filter in chunks of TILE taps, in shared memory once; each thread keeps per_thread outputs
             in registers. Global loads fall from k per output to ~2 per (output, chunk), and the inner
             loop reads shared memory without bank conflicts (filter broadcasts, consecutive signal words)
-    atomic  the correlations of tiled (only the reductions differ: gpu/numba_cuda_reduce.py)
+    atomic  the correlations of tiled (only the reductions differ: gpu/numba_cuda/reduce.py)
 
 One engine computes
 
@@ -20,7 +20,7 @@ periodic:
     f'[i] = f[L-1-i] if flip else f[i]
     s[t]  = sig[t + offset]   (0 outside sig)       or   sig[(t + offset) mod N]   (periodic)
 
-That covers every 1-D op: the table is in gpu/correlation_ops.py (shared with the cupy backend).
+That covers every 1-D op: the table is in gpu/steps.py (shared with the cupy backend).
 
 Terms that fall on the zero padding are skipped, not multiplied by zero, so an Inf in the filter gives
 the reference's result (Inf * 0 would be NaN) at the edges of the input gradient.
@@ -33,12 +33,12 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from gpu.correlation_ops import GATE, NONE, RELU
 from gpu.launch import NumbaCudaLaunch as Launch
-from gpu.numba_cuda_common import check_block, check_shared, scalar_type
+from gpu.numba_cuda.common import check_block, check_shared, scalar_type
+from gpu.steps import GATE, NONE, RELU
 
 #: Largest block the tiled kernel (up to 124 registers) fits in the register file without spilling
-#: (gpu/compile_check.py checks every accepted launch).
+#: (plots/model/compile.py checks every accepted launch).
 TILED_MAX_BLOCK = 512
 
 

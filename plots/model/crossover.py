@@ -1,10 +1,10 @@
 """The direct/FFT crossover of the GPU `auto` variants (gpu/auto.py), from the static model: a MODEL,
 not a measurement, until a GPU measures one.
 
-    python -m gpu.crossover [--device h100-sxm] [--dry-run]     writes gpu/crossover_<backend>.json
+    python -m plots.model.crossover [--device h100-sxm] [--dry-run]     writes gpu/crossover_<backend>.json
 
 For each backend, op with an FFT path (conv1d, conv1d_weight_grad), dtype and n in N, the direct time
-is gpu.inspect's bound for the direct step `auto` wraps (DIRECT) plus one launch, and the FFT time is
+is plots.model.oned's bound for the direct step `auto` wraps (DIRECT) plus one launch, and the FFT time is
 
     T_fft = bytes / HBM bandwidth + FFT_OVERHEAD_S
     bytes = itemsize * (3 transforms x passes(P) x 2 P  +  3 P (spectrum product)  +  ~8 n (rule: max |s|,
@@ -25,11 +25,11 @@ import math
 import sys
 
 from gpu.auto import path
-from gpu.devices import DEVICES
+from plots.model.devices import DEVICES
 
 N = (10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 K = tuple(2 ** e for e in range(5, 17))
-#: The direct step each backend's `auto` wraps, per op (gpu/cupy_backend.py, gpu/numba_cuda.py).
+#: The direct step each backend's `auto` wraps, per op (gpu/cupy/backend.py, gpu/numba_cuda/backend.py).
 DIRECT = {"cupy": {"conv1d": "vec", "conv1d_weight_grad": "wg_regwin"},
           "numba_cuda": {"conv1d": "regwin", "conv1d_weight_grad": "wg_regwin"}}
 PASS_POINTS = 4096
@@ -47,7 +47,7 @@ def fft_time(n: int, k: int, itemsize: int, device) -> float:
 
 def table(backend: str, slug: str = "h100-sxm") -> dict:
     """The crossover table of `backend` (schema kernels.fft_choice) from the model on device `slug`."""
-    from gpu import inspect
+    from plots.model import oned as inspect
 
     device = DEVICES[slug]
     ops = {}
@@ -67,15 +67,15 @@ def table(backend: str, slug: str = "h100-sxm") -> dict:
                 row["k_fft"].append(ks[first] if first is not None else None)
                 row["k_max"].append(ks[-1])
             ops[op][dtype] = row
-    return {"schema": 1, "command": "python -m gpu.crossover",
-            "source": f"MODEL, not measured: gpu.inspect's bound for the direct steps {DIRECT[backend]} against "
-                      f"gpu.crossover.fft_time, on {device.name}",
+    return {"schema": 1, "command": "python -m plots.model.crossover",
+            "source": f"MODEL, not measured: plots.model.oned's bound for the direct steps {DIRECT[backend]} against "
+                      f"plots.model.crossover.fft_time, on {device.name}",
             "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": {"name": device.name, "slug": slug}, "ops": ops}
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gpu.crossover", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m plots.model.crossover", description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="h100-sxm", choices=sorted(DEVICES))
     ap.add_argument("--dry-run", action="store_true", help="print the tables, write nothing")
     args = ap.parse_args(argv)

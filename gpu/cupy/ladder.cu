@@ -1,13 +1,13 @@
-// The kernel ladder of the 1-D correlation engine and weight gradient, steps beyond gpu/conv1d.cu's
-// `naive` and `tiled`; launched by gpu/cupy_ladder.py. Same engine contract as gpu/conv1d.cu:
+// The kernel ladder of the 1-D correlation engine and weight gradient, steps beyond gpu/cupy/correlate.cu's
+// `naive` and `tiled`; launched by gpu/cupy/ladder.py. Same engine contract as gpu/cupy/correlate.cu:
 //
 //   out[o] = epilogue(sum_{i<L} f'[i] s[o+i] + bias)        for o < M,  f'[i] = f[L-1-i] if flip else f[i]
 //   s[t]   = sig[t + offset] (0 outside sig, such terms skipped)  or  sig[(t + offset) mod N] (periodic)
 //   dw[i]  = sum_{j<m} g[j] x[j+i]  for i < k (stored at k-1-i when flip), n = m + k - 1
 //
-// Forward (correlation engine; every op of gpu/correlation_ops.py, input gradient included: offset -(k-1)):
-//   naive    (conv1d.cu) one thread per output, operands from global memory
-//   tiled    (conv1d.cu) block tile + fixed 256-tap halo in shared memory, outputs strided by blockDim
+// Forward (correlation engine; every op of gpu/steps.py, input gradient included: offset -(k-1)):
+//   naive    (correlate.cu) one thread per output, operands from global memory
+//   tiled    (correlate.cu) block tile + fixed 256-tap halo in shared memory, outputs strided by blockDim
 //   regwin   R contiguous outputs per thread and a register sliding window over the staged x: each x
 //            loaded from shared memory serves R outputs (tiled: 1); the halo is k-1 (tiled: 255 for any k);
 //            one padding word per R in shared memory, so that reads at a stride of R words hit distinct
@@ -17,7 +17,7 @@
 //            vectors (R/4 or R/2 instructions instead of R), vector stores of full output groups;
 //            the padding is one vector per run of R (none where R is a single vector)
 // Weight gradient:
-//   naive, tiled (conv1d.cu) one thread per tap; 128-tap tiles whatever k (98% wasted at k = 3)
+//   naive, tiled (correlate.cu) one thread per tap; 128-tap tiles whatever k (98% wasted at k = 3)
 //   wg_regwin  tap tiles sized to k (G groups of TP contiguous taps, G*TP >= k, TP = 4 for k <= 16
 //            else 16), each thread a contiguous slice of JS values of j with a register sliding window
 //            over x; per-thread partials, __shfl_down_sync tree, warps added in order into a workspace
@@ -31,7 +31,7 @@
 // the bytes take (~14.5 B per SM clock at 3.35 TB/s) and enough loads are in flight.
 //
 //   step       regs   k = 3: share of HBM                      k = 511: share of FP32 FMA peak
-//   tiled      -      ~20-30% (audit of conv1d.cu)             ~20-24% (68 shared loads per 64 FMA)
+//   tiled      -      ~20-30% (audit of correlate.cu)             ~20-24% (68 shared loads per 64 FMA)
 //   regwin     64     ~75-80%: per 8 outputs a thread issues    ~65%: the 8-tap group loop issues 90
 //              (R=8)  ~180 instructions (staging ~10 per       instructions for 64 FFMA (71%), 10 LDS,
 //                     element, 8 strided scalar stores): ~35%  conflict-free; chunk staging, barriers
@@ -48,7 +48,7 @@
 //
 // Every global index is a long long; shared-memory indices are int (shared memory < 228 KB). Kernels
 // stride over tiles beyond their grid. MAXB, the last template argument, is the __launch_bounds__ and
-// the largest block the launcher accepts for that instantiation (gpu/cupy_ladder.py FORWARD_BOUNDS,
+// the largest block the launcher accepts for that instantiation (gpu/cupy/ladder.py FORWARD_BOUNDS,
 // WG_BOUNDS): 1024, except where the registers demand less (double R = 8: 512; TP = 16: float 512,
 // double 256) or the shared memory (vec double R = 4: 512, its padding makes 1024 threads need 50 KB;
 // double TP = 4: 512, as JS >= TP at 1024 threads needs 82 KB); vec float takes R = 4 at 1024. The
@@ -67,7 +67,7 @@
 #define EPI_RELU 1
 #define EPI_GATE 2
 
-// Taps per filter chunk of the forward steps (gpu/cupy_ladder.py passes it with -D; this default
+// Taps per filter chunk of the forward steps (gpu/cupy/ladder.py passes it with -D; this default
 // serves standalone compiles).
 #ifndef LADDER_TAPS
 #define LADDER_TAPS 256

@@ -2,7 +2,7 @@
 
 Layers: kernels (`numba_cuda_correlate`, `numba_cuda_reduce`, `numba_cuda_ladder`, `numba_cuda_layer`,
 `numba_cuda_layer_gemm`) -> their launch functions (grid, block, workspaces) -> the op implementations: for
-the 1-D ops those of gpu/correlation_ops.py (shared with the cupy backend), which map each op onto launches
+the 1-D ops those of gpu/steps.py (shared with the cupy backend), which map each op onto launches
 of a variant's engines (`auto`, the default, wraps regwin and wg_regwin: gpu/auto.py); for the layer those
 of `numba_cuda_layer` (direct, tiled) and `numba_cuda_layer_gemm` (gemm), and `auto` (the default) picking
 between gemm and direct. This module imports them and registers every one.
@@ -24,7 +24,7 @@ from functools import partial
 import numpy as np
 
 from gpu import auto
-from gpu.correlation_ops import Engines, register
+from gpu.steps import Engines, register
 from kernels.backend import Backend, Status
 
 #: Serialises the calls under numba's CUDA simulator, whose kernel launches share module state.
@@ -35,13 +35,11 @@ try:  # numba is imported after kernels._env has chosen between a GPU and the si
     from numba import cuda
     from numba.cuda.cudadrv import devicearray
 
-    from gpu import numba_cuda_correlate as corr
-    from gpu import numba_cuda_ladder as ladder
-    from gpu import numba_cuda_layer as layer
-    from gpu import numba_cuda_layer_gemm as layer_gemm
-    from gpu import numba_cuda_reduce as red
     from gpu.launch import NumbaCudaLaunch as Launch
-    from gpu.numba_cuda_common import copy, fill
+    from gpu.numba_cuda import correlate as corr
+    from gpu.numba_cuda import ladder, layer, layer_gemm
+    from gpu.numba_cuda import reduce as red
+    from gpu.numba_cuda.common import copy, fill
 
     MISSING = "" if importlib.util.find_spec("numba_cuda") else "the numba-cuda package is not installed"
 except ImportError as e:
@@ -62,7 +60,7 @@ def status() -> Status:
                                      "NUMBA_ENABLE_CUDASIM=1 runs the kernels under numba's simulator")
     if not cuda.list_devices():
         return Status("unavailable", "no CUDA device: the driver loads but reports none")
-    from gpu.compile_check import compiler_problem
+    from plots.model.compile import compiler_problem
 
     if problem := compiler_problem():
         return Status("unavailable", problem)
@@ -138,7 +136,7 @@ if not MISSING:
     register(backend, "tiled", engines(corr.tiled, red.weight_grad_tiled, red.total_tiled))
     register(backend, "atomic", engines(corr.tiled, partial(red.weight_grad_tiled, atomic=True),
                                         partial(red.total_tiled, atomic=True)))
-    # The ladder steps (gpu/numba_cuda_ladder.py, the twins of gpu/ladder.cu), with the tiled total for bias sums;
+    # The ladder steps (gpu/numba_cuda/ladder.py, the twins of gpu/cupy/ladder.cu), with the tiled total for bias sums;
     # wg_regwin registers only the weight gradient (its NOTES).
     ladder_steps = engines(ladder.correlate_regwin, ladder.weight_grad_regwin, red.total_tiled)
     register(backend, "regwin", ladder_steps)

@@ -1,8 +1,8 @@
 """Compile CUDA C files with NVRTC for sm_80 and sm_90 and tabulate what ptxas reports.
 
-    python -m gpu.nvrtc_check [FILE.cu ...]   # default: every .cu under gpu/; exit status 1 on a spill
+    python -m gpu.cupy.nvrtc [FILE.cu ...]   # default: every .cu under gpu/; exit status 1 on a spill
 
-Each file of gpu/ is compiled with its -D tunables from gpu/cuda_tunables.py, as CuPy and the emulator
+Each file of gpu/ is compiled with its -D tunables from gpu/cupy/tunables.py, as CuPy and the emulator
 compile it. NVRTC (pip packages cuda-bindings and nvidia-cuda-nvrtc) needs neither a driver nor a GPU, and
 takes about 0.15 s per module and architecture. Template kernels are instantiated through the name
 expressions a source declares on `// name_expressions:` lines, the list load() gives CuPy.
@@ -16,8 +16,8 @@ import sys
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
-from gpu.cuda_module import declared_names
-from gpu.cuda_tunables import defines_for, options
+from gpu.cupy.module import declared_names
+from gpu.cupy.tunables import defines_for, options
 
 ARCHS = (80, 90)
 GPU_DIR = Path(__file__).parent
@@ -113,7 +113,7 @@ def parse_ptxas(log: str, names: dict[str, str], file="") -> list[Usage]:
 
 def check(path: Path, archs=ARCHS, defines=None) -> list[Usage]:
     """Compile the .cu file at `path` for each architecture, with `defines` (default: its tunables from
-    gpu/cuda_tunables.py); its resource usage per kernel."""
+    gpu/cupy/tunables.py); its resource usage per kernel."""
     code = path.read_text()
     names = declared_names(code)
     flags = [f"-I{path.parent}", *options(defines_for(path) if defines is None else defines)]
@@ -130,7 +130,7 @@ def cu_files() -> list[Path]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m gpu.nvrtc_check",
+        prog="python -m gpu.cupy.nvrtc",
         description="Compile CUDA C files with NVRTC for " + ", ".join(f"sm_{a}" for a in ARCHS) + " and print "
                     "registers, shared memory and spills per kernel; exit status 1 on a spill or a compile error.")
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE.cu",

@@ -1,6 +1,6 @@
 """A static model of the conv1d layer kernels (kernels/layer.py) on the GPU, from their sm_90 SASS: no GPU.
 
-    python -m gpu.inspect_layer [--json] [--device h100-sxm h200] [--dtype float32 float64] [--block 128]
+    python -m plots.model.layer [--json] [--device h100-sxm h200] [--dtype float32 float64] [--block 128]
 
 Work: a forward pass is 2*N*C_out*(C_in/groups)*K*L_out FLOPs (kernels.layer_counts, padded taps
 counted), the backward twice that (dx and dw; db's additions are not counted). The share of the FP32
@@ -11,7 +11,7 @@ source (how its SASS is obtained: `SASS_SOURCES`) and the function that gives it
 so another backend's layer kernels are one row (and, for a new kind of source, one compile function):
 rows for cupy (direct, gemm) and numba_cuda (direct, gemm).
 
-Per launch, on a device of gpu.devices with S SMs at clock f, the time bound is the largest of
+Per launch, on a device of plots.model.devices with S SMs at clock f, the time bound is the largest of
 
     T_issue   warp instructions on the busiest SM / (4 schedulers x f)
     T_fma     FMA lanes' work on the busiest SM / (FMA lanes per SM x f)
@@ -19,15 +19,15 @@ Per launch, on a device of gpu.devices with S SMs at clock f, the time bound is 
     T_l1      global load and store wavefronts on the busiest SM / f     (128 bytes of L1 per clock)
     T_dram    bytes that must move (inputs once, outputs once, workspaces) / HBM bandwidth
 
-`direct` (gpu/conv1d_layer.cu): one thread per output; its innermost loop's mix (FMA per instruction,
-global loads per FMA) from the SASS scales with the FMAs. `gemm` (gpu/layer_ladder.cu): per reduction
+`direct` (gpu/cupy/layer.cu): one thread per output; its innermost loop's mix (FMA per instruction,
+global loads per FMA) from the SASS scales with the FMAs. `gemm` (gpu/cupy/layer_gemm.cu): per reduction
 chunk of BK steps a warp issues the chunk loop of the SASS once, its staging loops as often as the block
-size makes them trip (gpu/cupy_layer_ladder.py tile_shape); dx runs its unpredicated interior path (edge
+size makes them trip (gpu/cupy/layer_gemm.py tile_shape); dx runs its unpredicated interior path (edge
 tiles, which skip absent terms with predicates, cost ~1.6x more in their chunk loop and are a few per row:
 not counted). The busiest SM takes ceil(tiles / S) block tiles (wave quantisation included).
 
-numba_cuda (gpu/numba_cuda_layer.py, gpu/numba_cuda_layer_gemm.py; SASS of gpu.compile_check.compile_one,
-cached; the kernel named as gpu.compile_check.configurations() names it): `direct` as above, its tap loop
+numba_cuda (gpu/numba_cuda/layer.py, gpu/numba_cuda/layer_gemm.py; SASS of plots.model.compile.compile_one,
+cached; the kernel named as plots.model.compile.configurations() names it): `direct` as above, its tap loop
 the one reading both operands (`direct_loop`; for K < 4 the unrolled loop's remainder runs instead, taken
 to cost the same per FMA). `gemm`: the launches and instantiations `correlate`, `input_grad` (one per
 residue class of stride) and `param_grads` make (`numba_gemm_*`); per block tile, chunks of the reduction
@@ -50,11 +50,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu import cupy_layer_ladder as ladder
-from gpu.devices import ARCH, DEVICES, occupancy
-from gpu.inspect import hot_loop, nvrtc_cubin, sass_functions
+from gpu.cupy import layer_gemm as ladder
+from plots.model import compile as compile_check
+from plots.model.devices import ARCH, DEVICES, occupancy
+from plots.model.oned import hot_loop, nvrtc_cubin, sass_functions
 
-GPU_DIR = Path(__file__).parent
+GPU_DIR = Path(__file__).resolve().parents[2] / "gpu" / "cupy"
 CTYPE = {"float32": "float", "float64": "double"}
 FORWARD, BACKWARD = "conv1d_layer", "conv1d_layer_backward"
 
@@ -69,15 +70,15 @@ SHAPES = {
 
 #: (backend, variant, op) -> the launches of one call: (source, kernel name with {T} for the C type, shape).
 LAYER_KERNELS = {
-    ("cupy", "direct", FORWARD): [("conv1d_layer.cu", "layer_forward<{T}>", "direct_forward")],
-    ("cupy", "direct", BACKWARD): [("conv1d_layer.cu", "layer_input_grad<{T}>", "direct_input_grad"),
-                                   ("conv1d_layer.cu", "layer_param_partials<{T}>", "direct_param_partials"),
-                                   ("conv1d.cu", "sum_columns<{T}>", "direct_param_sum")],
-    ("cupy", "gemm", FORWARD): [("layer_ladder.cu", "layer_gemm_forward<{G}>", "gemm_forward")],
-    ("cupy", "gemm", BACKWARD): [("layer_ladder.cu", "layer_gemm_input_grad<{G}>", "gemm_input_grad"),
-                                 ("layer_ladder.cu", "layer_gemm_param_partials<{GO}>", "gemm_param_partials"),
-                                 ("layer_ladder.cu", "layer_gemm_sum_splits<{T}>", "gemm_param_sum")],
-    # numba.cuda kernels: named as gpu.compile_check.configurations() names them, ":dtype" added; the gemm
+    ("cupy", "direct", FORWARD): [("layer.cu", "layer_forward<{T}>", "direct_forward")],
+    ("cupy", "direct", BACKWARD): [("layer.cu", "layer_input_grad<{T}>", "direct_input_grad"),
+                                   ("layer.cu", "layer_param_partials<{T}>", "direct_param_partials"),
+                                   ("correlate.cu", "sum_columns<{T}>", "direct_param_sum")],
+    ("cupy", "gemm", FORWARD): [("layer_gemm.cu", "layer_gemm_forward<{G}>", "gemm_forward")],
+    ("cupy", "gemm", BACKWARD): [("layer_gemm.cu", "layer_gemm_input_grad<{G}>", "gemm_input_grad"),
+                                 ("layer_gemm.cu", "layer_gemm_param_partials<{GO}>", "gemm_param_partials"),
+                                 ("layer_gemm.cu", "layer_gemm_sum_splits<{T}>", "gemm_param_sum")],
+    # numba.cuda kernels: named as plots.model.compile.configurations() names them, ":dtype" added; the gemm
     # shapes name the instantiation the launch code picks (micro-tile height, x window, stride 1 or not)
     ("numba_cuda", "direct", FORWARD): [("numba_cuda_layer.py", "layer.forward_kernel:{D}", "direct_forward")],
     ("numba_cuda", "direct", BACKWARD): [
@@ -95,7 +96,7 @@ LAYER_KERNELS = {
 
 def kernel_name(template: str, dtype: str, p=None, block=128) -> str:
     """The name expression of a LAYER_KERNELS entry for `dtype` ({G}: the gemm template arguments; {GO}: those
-    of the weight gradient's partials, with the orientation gpu/cupy_layer_ladder.py picks for p at block)."""
+    of the weight gradient's partials, with the orientation gpu/cupy/layer_gemm.py picks for p at block)."""
     t = CTYPE[dtype]
     TM, TN = ladder.TILE[t]
     orientation = ladder.param_orientation(p, block) if p is not None and "{GO}" in template else 0
@@ -106,12 +107,12 @@ def kernel_name(template: str, dtype: str, p=None, block=128) -> str:
 # --- SASS ---------------------------------------------------------------------------------------------------
 
 def _cuda_c_source(file: str):
-    from gpu import cuda_tunables
-    from gpu.cuda_module import declared_names
+    from gpu.cupy import tunables as cuda_tunables
+    from gpu.cupy.module import declared_names
 
     path = GPU_DIR / file
     code = path.read_text()
-    if file == "layer_ladder.cu":
+    if file == "layer_gemm.cu":
         return code, list(ladder.NAMES), list(ladder.OPTIONS)
     return code, declared_names(code), [f"-I{GPU_DIR}", *cuda_tunables.options(cuda_tunables.defines_for(path))]
 
@@ -119,7 +120,8 @@ def _cuda_c_source(file: str):
 @functools.cache
 def cuda_c_sass(file: str, arch: int) -> dict:
     """{name expression: {"instrs": SASS instructions, "registers": ..., "shared": ...}} of a .cu of gpu/."""
-    from gpu import compile_check, nvrtc_check
+    from gpu.cupy import nvrtc as nvrtc_check
+    from plots.model import compile as compile_check
 
     code, names, options = _cuda_c_source(file)
     log, cubin, lowered = nvrtc_cubin(code, names, arch, options, file)
@@ -130,88 +132,12 @@ def cuda_c_sass(file: str, arch: int) -> dict:
             for mangled, name in lowered.items()}
 
 
-_NUMBA_CHILD = r"""
-import json, sys
-from gpu import compile_check as c
-import re
-import numpy as np
-from numba import int64, types
-from gpu import numba_cuda_layer_gemm as gemm
-want, arch = json.loads(sys.argv[1]), int(sys.argv[2])
-configs = {(cfg.kernel, cfg.dtype): (d, a) for cfg, d, a in c.configurations(tuple({t for _, t in want}))}
-out = {}
-for name, dtype in want:
-    m = re.fullmatch(r"layer_gemm.conv_kernel\[B=(\d+),RM=(\d+),window=(\d+),masked=(\d),stride1=(\d)\]", name)
-    if (name, dtype) not in configs and m:  # an instantiation the launch code makes beyond configurations()
-        a1 = types.Array(getattr(types, dtype), 1, "C")
-        B, RM, W, masked, s1 = map(int, m.groups())
-        configs[(name, dtype)] = (gemm.conv_kernel(np.dtype(dtype), B, RM, W, bool(masked), bool(s1)),
-                                  (a1, a1, a1, a1, *[int64] * 18, getattr(types, dtype)))
-    if (name, dtype) not in configs:
-        raise SystemExit(f"{name} ({dtype}) is not among gpu.compile_check.configurations()")
-    d, a = configs[(name, dtype)]
-    out[f"{name}:{dtype}"] = c.compile_one(d, a, (arch,), want_sass=True)[arch]
-json.dump(out, sys.stdout)
-"""
-
-
-def _numba_cache_path(arch: int) -> Path:
-    import hashlib
-    import importlib.metadata
-
-    from gpu import compile_check
-
-    h = hashlib.sha256()
-    for name in compile_check.SOURCES:
-        h.update((GPU_DIR / name).read_bytes())
-    for package in ("numba", "numba-cuda", "nvidia-cuda-nvcc", "nvidia-nvvm"):
-        try:
-            h.update(importlib.metadata.version(package).encode())
-        except importlib.metadata.PackageNotFoundError:
-            h.update(b"-")
-    return compile_check.cache_dir() / f"layer-sass-{arch}-{h.hexdigest()[:24]}.json"
-
-
-@functools.cache
-def _numba_cache(arch: int) -> dict:
-    path = _numba_cache_path(arch)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def numba_prefetch(keys, arch: int) -> None:
-    """Compile the numba.cuda kernels `keys` ("module.kernel[sizes]:dtype", names of
-    gpu.compile_check.configurations()) for sm_`arch` that are not cached yet, in one child process with
-    the simulator off (gpu.compile_check.compile_one with SASS), and add them to the cache."""
-    import os
-    import subprocess
-
-    cache = _numba_cache(arch)
-    missing = sorted({k for k in keys if k not in cache})
-    if not missing:
-        return
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
-    root = str(GPU_DIR.parent)
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    want = json.dumps([k.rsplit(":", 1) for k in missing])
-    out = subprocess.run([sys.executable, "-c", _NUMBA_CHILD, want, str(arch)], env=env, cwd=root,
-                         capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(f"numba.cuda compile failed:\n{out.stderr[-6000:]}")
-    cache.update(json.loads(out.stdout))
-    path = _numba_cache_path(arch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cache))
-    tmp.replace(path)
-
-
 @functools.cache
 def numba_sass(key: str, arch: int) -> dict:
     """{"instrs", "registers", "shared", "spills"} of the numba.cuda kernel `key` ("module.kernel[sizes]:dtype",
-    as gpu.compile_check.configurations() names it), compiled for real by gpu.compile_check.compile_one."""
-    numba_prefetch([key], arch)
-    row = _numba_cache(arch)[key]
-    from gpu.inspect import _INSTR
+    as plots.model.compile.configurations() names it), compiled for real by plots.model.compile.compile_one."""
+    row = compile_check.run_named(key, arch)
+    from plots.model.oned import _INSTR
 
     funcs = sass_functions(row["sass"])
     conditional = {int(m[1], 16) for line in row["sass"].splitlines()
@@ -222,7 +148,7 @@ def numba_sass(key: str, arch: int) -> dict:
 
 
 #: How a LAYER_KERNELS source becomes SASS, by its suffix: a .cu file of gpu/ through NVRTC, a numba.cuda
-#: module of gpu/ through gpu.compile_check (the kernel named as its configurations() name it, with ":dtype").
+#: module of gpu/ through plots.model.compile (the kernel named as its configurations() name it, with ":dtype").
 SASS_SOURCES = {".cu": lambda source, name, arch: cuda_c_sass(source, arch)[name],
                 ".py": lambda source, name, arch: numba_sass(name, arch)}
 
@@ -233,7 +159,7 @@ def kernel_sass(source: str, name: str, arch: int) -> dict:
 
 def _loops(instrs):
     where = {label: i for i, (_, _, _, labels) in enumerate(instrs) for label in labels}
-    from gpu.inspect import _TARGET
+    from plots.model.oned import _TARGET
 
     return [(where[m[1]], i) for i, (_, op, operands, _) in enumerate(instrs)
             if op.startswith(("BRA", "JMP")) and (m := _TARGET.search(operands)) and where.get(m[1], i + 1) <= i]
@@ -269,7 +195,7 @@ def direct_loop(instrs) -> dict:
 
 
 def chunk_profile(instrs, fma_per_chunk: int) -> dict:
-    """The chunk loop of a gemm kernel (the innermost loop holding FMAs, gpu.inspect.hot_loop): the mix of
+    """The chunk loop of a gemm kernel (the innermost loop holding FMAs, plots.model.oned.hot_loop): the mix of
     its straight-line code and of each staging loop nested in it (in order). Where the straight-line code
     holds two compute paths of fma_per_chunk FMAs each (dx: interior and edge), the costlier one is left out
     and returned as `edge`."""
@@ -375,11 +301,11 @@ def _numba_launch(block):
 
 
 def _numba_conv(p, block, *, C_x, C_xg, C_yg, rows, Kc, Lc, stride, dilation, masked=False) -> dict:
-    """One `conv_kernel` launch as gpu/numba_cuda_layer_gemm.py `correlate` makes it: RM (micro_rows), the x
+    """One `conv_kernel` launch as gpu/numba_cuda/layer_gemm.py `correlate` makes it: RM (micro_rows), the x
     window and kt_max, the block tiles (position tiles x (n, group, channel tile)) and the reduction: per tile
     ceil(C_xg/CC) channel chunks, each ceil(Kc/kt_max) staged tap chunks holding Kc hot-loop trips in all."""
-    from gpu import numba_cuda_layer_gemm as ng
-    from gpu.numba_cuda_common import SHARED_BYTES
+    from gpu.numba_cuda import layer_gemm as ng
+    from gpu.numba_cuda.common import SHARED_BYTES
 
     rm = ng.micro_rows(_numba_launch(block), C_yg, ng.TX, p.dtype, half=masked or stride != 1)
     BM, BN = block // ng.TX * rm, ng.TX * ng.RN
@@ -413,7 +339,7 @@ def numba_gemm_transpose(p, block):
 def numba_gemm_input_grad(p, block):
     """`input_grad`: one `correlate` of g with the transposed, flipped filter per residue class of j mod stride
     (`residue_classes`; a class without taps launches nothing here), each a stride-1 correlation of Kc taps."""
-    from gpu import numba_cuda_layer_gemm as ng
+    from gpu.numba_cuda import layer_gemm as ng
 
     d = p.dilation // math.gcd(p.stride, p.dilation)
     launches = [_numba_conv(p, block, C_x=p.C_out_g, C_xg=p.C_out_g, C_yg=p.C_in_g, rows=p.N * p.groups, Kc=Kc,
@@ -423,7 +349,7 @@ def numba_gemm_input_grad(p, block):
 
 
 def _numba_wg_plan(p, block):
-    from gpu import numba_cuda_layer_gemm as ng
+    from gpu.numba_cuda import layer_gemm as ng
 
     rm, per_split, splits = ng.weight_grad_plan(p, _numba_launch(block))
     BM, BC = block // ng.TXW * rm, ng.TXW * ng.RN
@@ -434,7 +360,7 @@ def numba_gemm_weight_grad(p, block):
     """`param_grads`' `weight_grad_kernel` (weight_grad_plan): tiles x splits blocks, each summing per_split
     position chunks of BL (the last split fewer), BL/4 hot-loop trips of 4 positions per chunk; the workspace
     of splits x (dw.size + C_out) partials written."""
-    from gpu import numba_cuda_layer_gemm as ng
+    from gpu.numba_cuda import layer_gemm as ng
 
     rm, per_split, splits, BM, BC, tiles = _numba_wg_plan(p, block)
     total = p.N * -(-p.L_out // ng.BL)
@@ -463,7 +389,7 @@ SHAPES_OF = {f.__name__: f for f in (direct_forward, direct_input_grad, direct_p
 # --- the model ----------------------------------------------------------------------------------------------
 
 def staging_trips(loops, shape, block) -> list[float]:
-    """Trips per chunk of each staging loop of a gpu/layer_ladder.cu chunk loop at `block`: the loops store
+    """Trips per chunk of each staging loop of a gpu/cupy/layer_gemm.cu chunk loop at `block`: the loops store
     the N operand, BK*BN/block elements per thread. A loop of BK stores per trip is the whole-column path
     (block <= BN: BN/block trips), a loop of one store the every-other-step path (block > BN); a loop of
     several (dw's, unrolled) takes them all, its remainder loop none."""
@@ -492,7 +418,7 @@ def if_else_arms(instrs, conditional, lo: int, hi: int) -> list[tuple]:
     """The if/else diamonds within instrs[lo..hi]: a predicated forward branch (offset in `conditional`) at a
     to label x, an unpredicated forward branch at x-1 to label y: [(then arm (a+1, x-1), else arm (x, y-1))]."""
     where = {label: i for i, (_, _, _, labels) in enumerate(instrs) for label in labels}
-    from gpu.inspect import _TARGET
+    from plots.model.oned import _TARGET
 
     def target(i):
         m = _TARGET.search(instrs[i][2]) if instrs[i][1].startswith("BRA") else None
@@ -663,18 +589,19 @@ def table(preds) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gpu.inspect_layer", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m plots.model.layer", description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print the predictions as JSON")
     ap.add_argument("--device", nargs="+", default=["h100-sxm"], choices=sorted(DEVICES))
     ap.add_argument("--dtype", nargs="+", default=["float32", "float64"], choices=sorted(CTYPE))
     ap.add_argument("--block", type=int, default=128, choices=[32, 64, 128, 256])
     args = ap.parse_args(argv)
-    from gpu import compile_check, nvrtc_check
+    from gpu.cupy import nvrtc as nvrtc_check
+    from plots.model import compile as compile_check
 
     for problem in (nvrtc_check.nvrtc_problem(), compile_check.find_tool("nvdisasm") is None
                     and compile_check.find_tool("cuobjdump") is None and "nvdisasm not found"):
         if problem:
-            print(f"gpu.inspect_layer: {problem}", file=sys.stderr)
+            print(f"plots.model.layer: {problem}", file=sys.stderr)
             return 2
     preds = model(dtypes=tuple(args.dtype), devices=tuple(args.device), block=args.block)
     if args.json:

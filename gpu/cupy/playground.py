@@ -2,7 +2,7 @@
 
     # mine.py                                          // mine.cu
     import numpy as np                                 // name_expressions: mine<float>, mine<double>
-    from gpu.playground import cuda_c                  template <typename T>
+    from gpu.cupy.playground import cuda_c                  template <typename T>
                                                        __global__ void mine(const T* x, const T* w, T* y,
     cuda_c("conv1d", name="mine", source="mine.cu",                         long long m, long long k, int flip)
            entry="mine<{T}>",                          { ... }
@@ -49,7 +49,7 @@ def cuda_c(op: str, *, name: str, source, entry: str, args, grid=None, block: in
 
     @functools.cache
     def module():
-        from gpu import cuda_module
+        from gpu.cupy import module as cuda_module
 
         return cuda_module.load(path)
 
@@ -71,7 +71,7 @@ def cuda_c(op: str, *, name: str, source, entry: str, args, grid=None, block: in
 
 def resources(path: Path) -> list[str]:
     """One line per kernel and architecture: registers, static shared memory and spills (NVRTC + ptxas)."""
-    from gpu import nvrtc_check
+    from gpu.cupy import nvrtc as nvrtc_check
 
     problem = nvrtc_check.nvrtc_problem()
     if problem:

@@ -1,5 +1,5 @@
-// The kernel ladder of the batched conv1d layer (kernels/layer.py), steps beyond gpu/conv1d_layer.cu's
-// `direct`; launched by gpu/cupy_layer_ladder.py. Math and shapes: kernels/layer.py.
+// The kernel ladder of the batched conv1d layer (kernels/layer.py), steps beyond gpu/cupy/layer.cu's
+// `direct`; launched by gpu/cupy/layer_gemm.py. Math and shapes: kernels/layer.py.
 //
 //   x (N, C_in, L)   w (C_out, C_in/groups, K)   b (C_out) or empty   y, g (N, C_out, L_out)
 //   y[n, co, l]  = b[co] + sum_{c, t} w[co, c, t] xpad[n, ci, l*stride + t*dilation]
@@ -7,7 +7,7 @@
 //   dx[n, ci, j] = sum_{co, t: l*stride + t*dilation - padding = j, 0 <= l < L_out} g[n, co, l] w[co, c, t]
 //
 // Ladder (registered under these names, never renumbered):
-//   direct  (conv1d_layer.cu) one thread per output element: every product reads both operands from
+//   direct  (layer.cu) one thread per output element: every product reads both operands from
 //           global memory / L1 (2 loads per FMA); dx with a 64-bit division per term; dw and db one
 //           thread per (chunk, column), a dot product of g and x read from global memory
 //   gemm    each op as an implicit GEMM per (n, group) with register micro-tiles: a thread owns TM x TN
@@ -27,7 +27,7 @@
 //                      (db: column sums of the staged g), then layer_gemm_sum_splits adds the chunks of
 //                      each column in a fixed order: the same bits on every run
 //
-// MODEL, NOT MEASURED (gpu/inspect_layer.py: sm_90 SASS of the chunk loops, H100 SXM, N = 8, C 64 -> 128,
+// MODEL, NOT MEASURED (plots/model/layer.py: sm_90 SASS of the chunk loops, H100 SXM, N = 8, C 64 -> 128,
 // L = 4096, K = 3, padding 1, block 128; share of the FP32 / FP64 FMA peak, upper bounds):
 //
 //   step    forward            backward (dx + dw + db)   what limits it
@@ -46,11 +46,11 @@
 // Block tile: TX = 16 threads along N, TY = blockDim.x / 16 along M; BM = TY * TM rows, BN = 16 * TN
 // columns. Thread (ty, tx) owns rows {ty*TM/2 + i, BM/2 + ty*TM/2 + i} and columns {tx*TN/2 + j, BN/2 +
 // tx*TN/2 + j} (i < TM/2, j < TN/2): the two halves make the lanes' 16-byte shared reads contiguous (no
-// bank conflicts). Shared memory (dynamic, gpu/cupy_layer_ladder.py shared_bytes):
+// bank conflicts). Shared memory (dynamic, gpu/cupy/layer_gemm.py shared_bytes):
 //   As[BK][BM + PAD] (M operand, transposed), Bs[BK][BN + PAD] (N operand), then the index tables.
 // Every global index is a long long (row positions and in-tile offsets are int, below 2^30 as the launcher
 // checks); MAXB, the last template argument, is the __launch_bounds__ and the largest block accepted
-// (gpu/cupy_layer_ladder.py BOUNDS); the block is a power of two in [32, MAXB]. At block 128 ptxas gives
+// (gpu/cupy/layer_gemm.py BOUNDS); the block is a power of two in [32, MAXB]. At block 128 ptxas gives
 // 170-210 registers (float): 2 blocks, 8 warps per SM, each warp with 64 independent FMA chains.
 //
 // name_expressions: layer_gemm_forward<float, 8, 8, 256>, layer_gemm_forward<double, 8, 4, 256>
@@ -59,7 +59,7 @@
 // name_expressions: layer_gemm_param_partials<double, 8, 4, 0, 256>, layer_gemm_param_partials<double, 8, 4, 1, 256>
 // name_expressions: layer_gemm_sum_splits<float>, layer_gemm_sum_splits<double>
 
-// Reduction steps per staged chunk, threads along N, and the padding of a shared row (gpu/cupy_layer_ladder.py
+// Reduction steps per staged chunk, threads along N, and the padding of a shared row (gpu/cupy/layer_gemm.py
 // passes them with -D; these defaults serve standalone compiles).
 #ifndef LAYER_BK
 #define LAYER_BK 16
@@ -395,7 +395,7 @@ __global__ void __launch_bounds__(MAXB)
 }
 
 // Weight and bias gradient partials, in one of two orientations (CO_ROWS picks the one whose tiles waste
-// less: gpu/cupy_layer_ladder.py param_orientation). Tile (split s, group gr, tile rt of r, tile ct of co):
+// less: gpu/cupy/layer_gemm.py param_orientation). Tile (split s, group gr, tile rt of r, tile ct of co):
 // r = c*K + t < R = C_in_g*K, co < C_out_g; reduction over the flat positions p = n*L_out + l in
 // [s*chunk, min((s+1)*chunk, N*L_out)) in steps of BK, in order, of
 //   X[kk][r] = xpad[n, gr*C_in_g + c, l*stride + t*dilation]        G[kk][co] = g[n, gr*C_out_g + co, l]

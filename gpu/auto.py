@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu.steps import GATE, NONE, RELU, Engines
+from gpu.steps import GATE, NONE, NOTES, RELU, Engines, Step, correlation_impls
 from kernels import fft_choice
 
 TOOL = "python -m plots.model.crossover"
@@ -238,3 +238,30 @@ def engines(E: Engines, backend: str, table=None) -> Engines:
 
     return Engines(functools.wraps(E.correlate)(correlate), functools.wraps(E.weight_grad)(weight_grad),
                    E.total, empty=E.empty, launch_of=E.launch_of)
+
+
+# --- the steps ------------------------------------------------------------------------------------------
+
+def step(*, forward: Step, weight_grad: Step, table: str) -> Step:
+    """A backend's 1-D `auto` step (the default): `forward`'s correlation and bias sum and `weight_grad`'s
+    weight gradient, each replaced by an FFT where the crossover table of backend `table` and the accuracy
+    rule allow it."""
+    direct = Engines(forward.engines.correlate, weight_grad.engines.weight_grad, forward.engines.total,
+                     empty=forward.engines.empty, launch_of=forward.engines.launch_of)
+    E = engines(direct, table)
+    return Step("auto", correlation_impls(E), NOTES["auto"], method="auto", default=True,
+                wraps={"conv1d": forward.variant, "conv1d_weight_grad": weight_grad.variant}, engines=E)
+
+
+def layer_step(gemm: Step, direct: Step, uses_gemm) -> Step:
+    """A backend's layer `auto` step (the default): `gemm` where `uses_gemm(p, options)` (each group's GEMM wide
+    enough by `layer_uses_gemm`, and the gemm kernels take the launch), else `direct`."""
+    def pick(op):
+        def impl(p, *arrays, **options):
+            return (gemm if uses_gemm(p, options) else direct).impls[op](p, *arrays, **options)
+        impl.__name__ = op
+        return impl
+
+    note = "gemm where each group's GEMM is wide enough and the gemm kernels take the launch, else direct"
+    return Step("auto", {op: pick(op) for op in ("conv1d_layer", "conv1d_layer_backward")}, {"": note},
+                method="auto", default=True)

@@ -202,7 +202,8 @@ def parser() -> argparse.ArgumentParser:
                                    "With FILE: the kernels it declares over the edge-size matrix (k=1, k=n, n=1, "
                                    "primes, block boundaries, both dtypes and flips, NaN-poisoned outputs; emulated "
                                    "CUDA C in forward and reverse thread order, strict mode).")
-    p.add_argument("file", nargs="?", help="a Python file declaring kernels (kernels.kernel, gpu.cupy.playground.cuda_c)")
+    p.add_argument("file", nargs="?",
+                   help="a Python file declaring kernels (kernels.kernel, gpu.cupy.playground.cuda_c)")
     p.add_argument("--backend", action="append", help="only this backend (repeatable)")
     p.add_argument("--op", action="append", choices=list(OPS), metavar="OP", help="only this op (repeatable)")
     p.add_argument("--variant", action="append", help="only this variant (repeatable)")

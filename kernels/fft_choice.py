@@ -28,6 +28,8 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -62,6 +64,27 @@ def read_table(path: Path, tool: str) -> dict:
     warnings.warn(f"crossover table {path} is {reason}: auto uses the direct kernels everywhere "
                   f"(rewrite it with {tool})", RuntimeWarning, stacklevel=4)
     return {}
+
+
+def write_table(table: dict, path) -> Path:
+    """The one writer of a crossover table (measured by plots.bench.tune, or modelled by
+    plots.model.crossover): validated, then written to `path` atomically (a temporary file in the same
+    folder, then os.replace), so that a reader sees the old table or the new one, never a partial one."""
+    validate(table)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(table, f, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    read_table.cache_clear()
+    return path
 
 
 def validate(table: dict) -> None:

@@ -47,6 +47,18 @@ def backends() -> dict[str, Status]:
     return {name: status(name) for name in BACKEND_MODULES}
 
 
+def steps(name: str) -> tuple:
+    """The steps backend `name` declares (gpu.steps.Step: its variants with their kernels and launches); () for
+    a backend that declares none (the CPU backends) or cannot load."""
+    if name not in BACKEND_MODULES:
+        raise KeyError(f"backend: expected one of {sorted(BACKEND_MODULES)}, got {name!r}")
+    try:
+        module = importlib.import_module(BACKEND_MODULES[name])
+    except ImportError:
+        return ()
+    return tuple(getattr(module, "STEPS", ()))
+
+
 def ops() -> list[str]:
     return list(OPS)
 

@@ -150,15 +150,15 @@ def assert_engine_result(got, sig, f, *, flip, offset, periodic, bias, epilogue,
 
 
 def _cuda_c_mode():
-    from gpu.cupy import module as cuda_module
+    from gpu.cupy import loader
 
-    return cuda_module.mode()
+    return loader.mode()
 
 
 def _nvrtc_problem():
-    from gpu.cupy import nvrtc as nvrtc_check
+    from gpu.cupy import nvrtc
 
-    return nvrtc_check.nvrtc_problem()
+    return nvrtc.nvrtc_problem()
 
 
 #: Tests that pass NumPy arrays straight to the CUDA C launchers, which only the emulator takes.

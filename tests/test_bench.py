@@ -542,14 +542,16 @@ def test_draw_removes_what_an_earlier_draw_left_and_quotes_the_measured_k(tiny_r
 
 
 def test_tune_writes_the_crossover_table_atomically(tmp_path):
-    from plots.bench import tune
+    """The one writer of crossover tables (plots.bench.tune and plots.model.crossover both call it)."""
+    from kernels import fft_choice
 
     path = tmp_path / "crossover.json"
-    tune.write_table({"schema": 1, "a": [1, 2]}, path)
-    assert json.loads(path.read_text()) == {"schema": 1, "a": [1, 2]}
+    table = json.loads((ROOT / "cpu" / "crossover.json").read_text())
+    fft_choice.write_table(table, path)
+    assert json.loads(path.read_text()) == table
     with pytest.raises(TypeError):
-        tune.write_table({"schema": 2, "bad": object()}, path)  # fails halfway through the dump
-    assert json.loads(path.read_text()) == {"schema": 1, "a": [1, 2]}  # the old table is intact
+        fft_choice.write_table({**table, "raw": object()}, path)  # valid, but fails halfway through the dump
+    assert json.loads(path.read_text()) == table  # the old table is intact
     assert [p.name for p in tmp_path.iterdir()] == ["crossover.json"]  # no temporary file left
 
 

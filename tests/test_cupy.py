@@ -36,17 +36,17 @@ def get(op, variant="tiled", **options):
 def test_import_compiles_nothing():
     """Importing the backend and asking its status neither builds nor loads correlate.cu."""
     code = ("import gpu.cupy.backend as c; c.status(); "
-            "assert c.module.cache_info().currsize == 0; print('ok')")
+            "assert all(m._module.cache_info().currsize == 0 for m in c.KERNEL_MODULES); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
 def test_unavailable_status_says_why(monkeypatch):
     from gpu.cupy import backend as cupy_backend
-    from gpu.cupy import module as cuda_module
+    from gpu.cupy import loader
 
     reason = "cupy not installed; emulator: g++ not found"
-    monkeypatch.setattr(cuda_module, "mode", lambda: ("unavailable", reason))
+    monkeypatch.setattr(loader, "mode", lambda: ("unavailable", reason))
     st = cupy_backend.status()
     assert st.state == "unavailable" and "g++ not found" in st.reason
 
@@ -86,10 +86,10 @@ def test_out_arrays_are_written(rng):
 def test_a_python_float_for_a_float_parameter_is_refused():
     """The emulator checks scalar dtypes (CuPy would pass a Python float as a double): the backend
     passes explicit NumPy scalars, and a plain float into `fill<float>` is a TypeError."""
-    from gpu.cupy import backend as cupy_backend
+    from gpu.cupy import correlate
 
     a = np.zeros(8, np.float32)
-    kern = cupy_backend.kernel("fill", np.float32)
+    kern = correlate.kernel("fill", np.float32)
     with pytest.raises(TypeError, match="float32"):
         kern((1,), (32,), (a, np.int64(8), 1.5))
     kern((1,), (32,), (a, np.int64(8), np.float32(1.5)))
@@ -101,12 +101,11 @@ def test_the_kernels_need_their_tunables():
     """correlate.cu has no defaults for its tunables: without the -D options of gpu/cupy/tunables.py it
     does not compile, and the error says where they come from."""
     from gpu import emu
-    from gpu.cupy import backend as cupy_backend
-    from gpu.cupy.module import declared_names
+    from gpu.cupy import correlate, tunables
 
-    code = cupy_backend.SOURCE.read_text()
+    code = correlate.SOURCE.read_text()
     with pytest.raises(emu.CompileError, match="gpu/cupy/tunables.py"):
-        emu.Module(code, declared_names(code), filename=cupy_backend.SOURCE.name)
+        emu.Module(code, correlate.NAMES, (f"-I{tunables.FOLDER}",), filename=correlate.SOURCE.name)
 
 
 @emulated_only
@@ -114,15 +113,14 @@ def test_a_tunable_changed_in_python_reaches_the_kernel_and_its_shared_memory(mo
     """CORR_TAPS = 32 instead of 256, set in gpu/cupy/tunables.py only: the module is built again with
     -DCORR_TAPS=32 and the backend sizes the shared memory from it; k = 100 then takes 4 filter chunks,
     and the result is still the reference's."""
-    from gpu.cupy import backend as cupy_backend
-    from gpu.cupy import tunables as cuda_tunables
+    from gpu.cupy import correlate, tunables
 
-    default_build = cupy_backend.module().path
+    default_build = correlate._module().path
     args, kwargs = call_args("conv1d", rng, np.float32, (700, 100))
-    defines = {**cuda_tunables.DEFINES["correlate.cu"], "CORR_TAPS": 32}
-    monkeypatch.setattr(cuda_tunables, "CORR_TAPS", 32)
-    monkeypatch.setitem(cuda_tunables.DEFINES, "correlate.cu", defines)
-    monkeypatch.setattr(cupy_backend, "module", functools.cache(cupy_backend.module.__wrapped__))
+    defines = {**tunables.DEFINES["correlate.cu"], "CORR_TAPS": 32}
+    monkeypatch.setattr(tunables, "CORR_TAPS", 32)
+    monkeypatch.setitem(tunables.DEFINES, "correlate.cu", defines)
+    monkeypatch.setattr(correlate, "_module", functools.cache(correlate._module.__wrapped__))
     got = get("conv1d", **SMALL)(*args, **kwargs)
     compare.assert_close("conv1d", got, args, kwargs)
-    assert cupy_backend.module().path != default_build
+    assert correlate._module().path != default_build

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from gpu import emu
-from gpu.cupy import module as cuda_module
-from gpu.cupy.module import declared_names
+from gpu.cupy import loader
+from gpu.cupy.loader import declared_names
 
 PROBLEM = emu.toolchain_problem()
 pytestmark = [pytest.mark.emulated, pytest.mark.skipif(PROBLEM is not None, reason=str(PROBLEM))]
@@ -216,8 +216,8 @@ ASAN_SCRIPT = """
 import sys
 import numpy as np
 from gpu import emu
-from gpu.cupy import module as cuda_module
-from gpu.cupy.module import declared_names
+from gpu.cupy import loader
+from gpu.cupy.loader import declared_names
 code = open("tests/fixtures/kernels_broken.cu").read()
 mod = emu.Module(code, declared_names(code), filename="kernels_broken.cu")
 n, k, block = 3100, 33, 256  # the last tile ends 4 elements past the end of x
@@ -497,11 +497,11 @@ def test_a_source_without_name_expressions_is_named():
     with pytest.raises(ValueError, match=r"fill\.cu: no name expressions.*// name_expressions:"):
         emu.Module(FILL, [], filename="fill.cu")
     with pytest.raises(ValueError, match=r"<source>: no kernels to instantiate.*// name_expressions:"):
-        cuda_module.load(FILL)
+        loader.load(FILL)
 
 
 # ------------------------------------------------------------------------------------------------
-# gpu.cupy.module, the loader the CuPy backend uses
+# gpu.cupy.loader, the loader the CuPy backend uses
 
 def test_declared_names_split_at_top_level_commas():
     code = "// name_expressions: a<float, 4>, b<c<d, e>, f>\n//name_expressions:g\nint x; // h\n"
@@ -509,10 +509,10 @@ def test_declared_names_split_at_top_level_commas():
 
 
 def test_load_without_a_gpu_gives_the_emulator():
-    kind, reason = cuda_module.mode()
+    kind, reason = loader.mode()
     if kind != "emulated":
         pytest.skip(f"kernels run as {kind!r} here ({reason})")
-    mod = cuda_module.load(BROKEN)
+    mod = loader.load(BROKEN)
     assert isinstance(mod, emu.Module) and mod.name_expressions == tuple(declared_names(BROKEN.read_text()))
     n, k, block = 500, 9, 64
     x, w, y = np.ones(n, np.float32), np.ones(k, np.float32), np.zeros(n - k + 1, np.float32)

@@ -59,12 +59,12 @@ def test_status_says_where_the_kernels_run(backend, states):
 
 @pytest.mark.parametrize("backend", backend_params())
 def test_every_1d_op_has_naive_tiled_and_auto_and_reductions_an_atomic_variant(backend):
-    from gpu.steps import LADDER_FORWARD_OPS
+    from gpu.steps import FORWARD_OPS
 
     for op in ONE_D:
         want = {"naive", "tiled", "auto"} | ({"atomic"} if op in REDUCTIONS else set())
         # the ladder's steps (vec: CUDA C only, numba has no 16-byte vector loads)
-        want |= ({"regwin", "vec"} if backend == "cupy" else {"regwin"}) if op in LADDER_FORWARD_OPS else set()
+        want |= ({"regwin", "vec"} if backend == "cupy" else {"regwin"}) if op in FORWARD_OPS else set()
         want |= {"wg_regwin"} if op == "conv1d_weight_grad" else set()
         assert set(kernels.variants(op, backend)) == want, op
         assert registry.backend(backend).defaults[op] == "auto"
@@ -271,14 +271,14 @@ def on_emulator(monkeypatch, op_name, variant, args, kwargs):
     """The same cupy op and variant run by gpu.emu on the same gpu/cupy/correlate.cu, with NumPy arrays."""
     from gpu import emu
     from gpu.cupy import backend as cupy_backend
-    from gpu.cupy import tunables as cuda_tunables
-    from gpu.cupy.module import declared_names
+    from gpu.cupy import tunables
+    from gpu.cupy.loader import declared_names
 
     problem = emu.toolchain_problem()
     if problem:
         pytest.skip(f"no emulator to compare with: {problem}")
     code = cupy_backend.SOURCE.read_text()
-    options = cuda_tunables.options(cuda_tunables.defines_for(cupy_backend.SOURCE))
+    options = tunables.options(tunables.defines_for(cupy_backend.SOURCE))
     mod = emu.Module(code, declared_names(code), options, filename=cupy_backend.SOURCE.name)
     with monkeypatch.context() as m:
         m.setattr(cupy_backend, "module", lambda: mod)

@@ -2,7 +2,7 @@
 CUDA C kernel through NVRTC, at every launch the backends accept; no spill, and registers x threads
 and shared memory within what a block may use on sm_80 and sm_90.
 
-The numba kernels compile in one child process with the simulator off (plots.model.compile), cached in
+The numba kernels compile in one child process with the simulator off (plots.model.resources), cached in
 $KERNELS_COMPILE_CACHE between runs.
 """
 
@@ -15,26 +15,26 @@ import numpy as np
 import pytest
 
 import kernels
-from gpu.cupy import nvrtc as nvrtc_check
-from plots.model import compile as compile_check
+from gpu.cupy import nvrtc
+from plots.model import resources
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PROBLEM = compile_check.toolchain_problem()
+PROBLEM = resources.toolchain_problem()
 needs_toolchain = pytest.mark.skipif(PROBLEM is not None, reason=f"real compile: {PROBLEM}")
-needs_nvrtc = pytest.mark.skipif(nvrtc_check.nvrtc_problem() is not None, reason=str(nvrtc_check.nvrtc_problem()))
+needs_nvrtc = pytest.mark.skipif(nvrtc.nvrtc_problem() is not None, reason=str(nvrtc.nvrtc_problem()))
 
 
 @pytest.fixture(scope="module")
 def numba_rows():
-    return compile_check.run()
+    return resources.run()
 
 
 @needs_toolchain
 def test_every_numba_kernel_compiles_without_spills_and_fits_the_register_file(numba_rows):
-    assert {r["arch"] for r in numba_rows} == set(compile_check.ARCHS)
-    print(compile_check.table([r for r in numba_rows if r["arch"] == 90 and (r["registers"] > 64 or r["stack"])]))
-    bad = compile_check.failures(numba_rows)
+    assert {r["arch"] for r in numba_rows} == set(resources.ARCHS)
+    print(resources.table([r for r in numba_rows if r["arch"] == 90 and (r["registers"] > 64 or r["stack"])]))
+    bad = resources.failures(numba_rows)
     assert not bad, "\n".join(bad)
 
 
@@ -96,20 +96,20 @@ def test_every_jit_kernel_of_the_backend_is_compiled(numba_rows):
 
 @needs_nvrtc
 def test_every_cuda_c_kernel_fits_at_every_block_size():
-    rows = compile_check.cuda_c_rows()
-    assert {r["arch"] for r in rows} == set(compile_check.ARCHS) and len(rows) > 20
-    bad = compile_check.failures(rows)
+    rows = resources.cuda_c_rows()
+    assert {r["arch"] for r in rows} == set(resources.ARCHS) and len(rows) > 20
+    bad = resources.failures(rows)
     assert not bad, "\n".join(bad)
 
 
 def test_failures_reports_spills_register_overflow_and_shared_memory():
     row = {"kernel": "k", "dtype": "float32", "arch": 90, "registers": 72, "shared": 0, "stack": 0,
            "spill_stores": 0, "spill_loads": 0, "blocks": (512, 1024)}
-    assert compile_check.failures([row]) == [
+    assert resources.failures([row]) == [
         "k float32 sm_90: 72 registers x 1024 threads = 73728 > 65536: cannot launch at block=1024"]
-    assert "spills (4 B stored" in compile_check.failures([{**row, "registers": 8, "spill_stores": 4}])[0]
+    assert "spills (4 B stored" in resources.failures([{**row, "registers": 8, "spill_stores": 4}])[0]
     big = {**row, "registers": 8, "shared": 1024, "dynamic_shared": {512: 48 << 10, 1024: 0}}
-    (line,) = compile_check.failures([big])
+    (line,) = resources.failures([big])
     assert "block=512" in line and "shared memory" in line
 
 
@@ -118,12 +118,12 @@ def test_ptxas_log_is_parsed():
            "ptxas info    : Function properties for k\n"
            "    24 bytes stack frame, 8 bytes spill stores, 12 bytes spill loads\n"
            "ptxas info    : Used 40 registers, 1024 bytes smem, 380 bytes cmem[0]\n")
-    assert compile_check.parse_ptxas(log) == {"registers": 40, "shared": 1024, "stack": 24, "spill_stores": 8,
+    assert resources.parse_ptxas(log) == {"registers": 40, "shared": 1024, "stack": 24, "spill_stores": 8,
                                               "spill_loads": 12}
 
 
 def test_device_stand_in_answers_compute_capability():
-    stand_in = compile_check.DeviceStandIn((8, 0))
+    stand_in = resources.DeviceStandIn((8, 0))
     assert stand_in.compute_capability == (8, 0) and "stand-in" in stand_in.name
 
 

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from gpu.cupy import nvrtc as nvrtc_check
-from plots.model import compile as compile_check
-from plots.model import devices
-from plots.model import oned as inspect
+from gpu.cupy import nvrtc
+from kernels import registry
+from plots.model import devices, oned, resources, sass
 
-NVRTC = nvrtc_check.nvrtc_problem()
-DISASM = None if compile_check.find_tool("nvdisasm") or compile_check.find_tool("cuobjdump") else \
+NVRTC = nvrtc.nvrtc_problem()
+DISASM = None if resources.find_tool("nvdisasm") or resources.find_tool("cuobjdump") else \
     "neither nvdisasm nor cuobjdump (pip install nvidia-cuda-nvdisasm)"
 
 
@@ -45,34 +44,34 @@ def strided_copy(src, dst, s):  # dst[i] = src[i*s]: every lane in its own secto
 def test_sectors_per_request_of_a_coalesced_and_a_strided_copy(dtype, coalesced, strided):
     if problem := simulator_problem():
         pytest.skip(problem)
-    from plots.model import traffic as trace
+    from plots.model import traffic
 
     rng = np.random.default_rng()
     src, dst = rng.standard_normal(64 * 32).astype(dtype), np.full(64, np.nan, dtype)
-    with trace.recording() as log:
+    with traffic.recording() as log:
         copy[2, 32](src, dst)
-    got = trace.count(log)
+    got = traffic.count(log)
     assert np.array_equal(dst, src[:64])
     assert got["load"] == {"requests": 2, "sectors": 2 * coalesced, "sectors_per_request": coalesced,
                            "bytes": 64 * src.itemsize, "unique_bytes": 64 * src.itemsize}
     assert got["store"]["sectors_per_request"] == coalesced
-    with trace.recording() as log:
+    with traffic.recording() as log:
         strided_copy[2, 32](src, dst, 32)
-    got = trace.count(log)
+    got = traffic.count(log)
     assert np.array_equal(dst, src[::32])
     assert got["load"]["requests"] == 2 and got["load"]["sectors_per_request"] == strided
-    assert got["load"]["unique_bytes"] == 64 * trace.SECTOR  # 32 bytes moved for each 4 or 8 used
+    assert got["load"]["unique_bytes"] == 64 * traffic.SECTOR  # 32 bytes moved for each 4 or 8 used
     assert got["store"]["sectors_per_request"] == coalesced
 
 
 def test_count_groups_lanes_by_warp_and_program_point():
-    from plots.model import traffic as trace
+    from plots.model import traffic
 
     site = ("f.py", 10, 1, "load")
     # warp 0: 32 lanes at one site, 4-byte words 0..31 -> 4 sectors; warp 1: a broadcast -> 1 sector
     log = [((0,), 0, site, 0, "load", 4 * lane, 4, 1) for lane in range(32)]
     log += [((0,), 1, site, 0, "load", 0, 4, 1) for _ in range(32)]
-    got = trace.count(log)["load"]
+    got = traffic.count(log)["load"]
     assert got["requests"] == 2 and got["sectors"] == 5 and got["unique_bytes"] == 128
 
 
@@ -94,11 +93,11 @@ extern "C" __global__ void fma_loop(const float* x, float* y, int n) {
 
 
 @pytest.mark.skipif(NVRTC is not None or DISASM is not None, reason=str(NVRTC or DISASM))
-@pytest.mark.parametrize("arch", compile_check.ARCHS)
+@pytest.mark.parametrize("arch", resources.ARCHS)
 def test_hot_loop_fma_count_is_read_from_sass(arch):
-    _, cubin, _ = inspect.nvrtc_cubin(FMA_LOOP, [], arch)
-    funcs = inspect.sass_functions(compile_check.sass(cubin))
-    loop = inspect.hot_loop(funcs["fma_loop"])
+    _, cubin, _ = nvrtc.compile_log(FMA_LOOP, [], arch, cubin=True)
+    funcs = sass.sass_functions(resources.sass(cubin))
+    loop = sass.hot_loop(funcs["fma_loop"])
     print(loop)
     assert loop["fma"] == 8 and loop["ldg"] == 1 and loop["lds"] == 0
     assert 8 / loop["instructions"] == pytest.approx(loop["fma_per_instruction"])
@@ -106,7 +105,7 @@ def test_hot_loop_fma_count_is_read_from_sass(arch):
 
 
 def test_hot_loop_picks_the_innermost_loop_with_the_most_fmas():
-    sass = """
+    text = """
 .text.k:
         /*0000*/                   MOV R1, c[0x0][0x28] ;
 .L_x_0:
@@ -119,7 +118,7 @@ def test_hot_loop_picks_the_innermost_loop_with_the_most_fmas():
         /*0060*/               @P1 BRA `(.L_x_0) ;
         /*0070*/                   EXIT ;
 """
-    loop = inspect.hot_loop(inspect.sass_functions(sass)["k"])
+    loop = sass.hot_loop(sass.sass_functions(text)["k"])
     assert loop["loop"] == [0x20, 0x50]
     assert (loop["instructions"], loop["fma"], loop["lds"], loop["ldg"]) == (4, 2, 1, 0)
     assert loop["lds_per_fma"] == 0.5 and loop["fma_per_instruction"] == 0.5
@@ -147,6 +146,10 @@ def test_device_peaks_match_their_datasheets():
     assert devices.H200.hbm_gbs / devices.H100_SXM.hbm_gbs == pytest.approx(4.8 / 3.35)
 
 
+#: (backend, variant) -> the step declared for it.
+STEP = {(b, s.variant): s for b in ("cupy", "numba_cuda") for s in registry.steps(b)}
+
+
 def _row(fma_per_instruction, lds_per_fma):
     return {"registers": 32, "shared": 0, "dynamic_shared": 0,
             "hot_loop": {"fma_per_instruction": fma_per_instruction, "lds_per_fma": lds_per_fma}}
@@ -155,20 +158,21 @@ def _row(fma_per_instruction, lds_per_fma):
 def test_a_streaming_kernel_is_bound_by_hbm_and_a_dense_one_by_its_instruction_mix():
     fit = {"sectors": (0.0, 0.0), "unique_bytes": (0.0, 0.0)}
     d, n = devices.H100_SXM, 10**8
-    p = inspect.predict(_row(1.0, 0.0), fit, d, "cupy", "tiled", "conv1d", n, 3, "float32")
+    p = oned.predict(_row(1.0, 0.0), fit, d, "cupy", STEP["cupy", "tiled"], "conv1d", n, 3, "float32")
     assert p["bound"] == "dram" and p["hbm_fraction"] == pytest.approx(1.0)
     assert p["gbs"] == pytest.approx(d.hbm_gbs)
     # k = 511: 1022 FLOP per output; half the issue slots are FFMA -> half of the FP32 peak
-    p = inspect.predict(_row(0.5, 0.0), fit, d, "cupy", "tiled", "conv1d", n, 511, "float32")
+    p = oned.predict(_row(0.5, 0.0), fit, d, "cupy", STEP["cupy", "tiled"], "conv1d", n, 511, "float32")
     assert p["bound"] == "issue" and p["peak_fraction"] == pytest.approx(0.5, rel=1e-3)
     # one shared load per FMA: the shared pipe (1 per clock) against 4 FFMA per clock -> a quarter
-    p = inspect.predict(_row(1.0, 1.0), fit, d, "cupy", "tiled", "conv1d", n, 511, "float32")
+    p = oned.predict(_row(1.0, 1.0), fit, d, "cupy", STEP["cupy", "tiled"], "conv1d", n, 511, "float32")
     assert p["bound"] == "shared" and p["peak_fraction"] == pytest.approx(0.25, rel=1e-3)
 
 
 def test_the_naive_weight_gradient_is_bound_by_its_serial_chain():
     fit = {"sectors": (0.0, 0.0), "unique_bytes": (0.0, 0.0)}
-    p = inspect.predict(_row(0.2, 0.0), fit, devices.H100_SXM, "cupy", "naive", "conv1d_weight_grad", 10**8, 3,
+    p = oned.predict(_row(0.2, 0.0), fit, devices.H100_SXM, "cupy", STEP["cupy", "naive"], "conv1d_weight_grad",
+                     10**8, 3,
                         "float32")
     assert p["bound"] == "chain" and p["blocks"] == 1
     assert p["time_s"] == pytest.approx((10**8 - 2) * 4 / 1.98e9)
@@ -176,24 +180,25 @@ def test_the_naive_weight_gradient_is_bound_by_its_serial_chain():
 
 # --- the whole model ----------------------------------------------------------------------------------------
 
-@pytest.mark.skipif((compile_check.toolchain_problem() or NVRTC or DISASM) is not None,
-                    reason=str(compile_check.toolchain_problem() or NVRTC or DISASM))
+@pytest.mark.skipif((resources.toolchain_problem() or NVRTC or DISASM) is not None,
+                    reason=str(resources.toolchain_problem() or NVRTC or DISASM))
 def test_inspect_covers_every_gpu_kernel_and_variant():
-    rows = inspect.kernel_table()
+    rows = oned.kernel_table()
     names = {(r["backend"], r["kernel"].split("[")[0], r["dtype"], r["arch"]) for r in rows}
-    for backend, name in [("cupy", "correlate_tiled"), ("cupy", "layer_forward"), ("cupy", "weight_grad_tiled"),
+    for backend, name in [("cupy", "correlate_tiled<{t}>"), ("cupy", "layer_forward<{t}>"),
+                          ("cupy", "weight_grad_tiled<{t}>"),
                           ("numba_cuda", "correlate.tiled_kernel"), ("numba_cuda", "layer.tiled_kernel"),
                           ("numba_cuda", "reduce.block_sums_kernel")]:
         for dtype in ("float32", "float64"):
-            for arch in compile_check.ARCHS:
-                assert (backend, name, dtype, arch) in names
+            for arch in resources.ARCHS:
+                assert (backend, name.format(t="float" if dtype == "float32" else "double"), dtype, arch) in names
     assert all(0 < r["occupancy_sm90"] <= 1 for r in rows if r["arch"] == 90)
-    preds = inspect.model([10**8], [3, 511])
+    preds = oned.model([10**8], [3, 511])
     assert {(p["backend"], p["variant"], p["op"]) for p in preds} == {
-        (b, v, op) for (b, v), ops in inspect.VARIANTS.items() for op in ops}
+        (b, s.variant, op) for b in oned.GPU_BACKENDS for s in oned.modelled_steps(b) for op in s.hot}
     for p in preds:
         assert 0 < p["hbm_fraction"] <= 1.0 + 1e-9 and 0 < p["peak_fraction"] <= 1.0 + 1e-9, p
-    print(inspect.prediction_table([p for p in preds if p["device"] == "h100-sxm"]))
+    print(oned.prediction_table([p for p in preds if p["device"] == "h100-sxm"]))
     time = {(p["variant"], p["op"], p["k"]): p["time_s"] for p in preds
             if p["device"] == "h100-sxm" and p["backend"] == "cupy" and p["dtype"] == "float32"}
     # the ladder: regwin's register window cuts tiled's shared loads per FMA at large k; wg_regwin's tap
@@ -203,19 +208,19 @@ def test_inspect_covers_every_gpu_kernel_and_variant():
 
 
 def test_ladder_launch_shape_follows_the_launcher():
+    from gpu import launch as plan
     from gpu.cupy import ladder
-    from gpu.launch import TARGET_BLOCKS
 
     n, k = 10**8, 3
-    TP, G, JS = ladder.wg_layout(k, inspect.BLOCK, 4)
-    shape = inspect.launch_shape("cupy", "wg_regwin", "conv1d_weight_grad", n, k, 4)
+    TP, G, JS = plan.wg_layout(k, oned.BLOCK, 4)
+    shape = ladder.WG_REGWIN.shape("conv1d_weight_grad", n, k, "float32")
     assert shape["fmas"] == G * TP * (n - k + 1)  # one tap tile of G*TP >= k taps: the taps past k computed
-    assert shape["blocks"] == TARGET_BLOCKS  # one tile, splits aimed at the target grid
-    R = ladder.forward_per_thread("regwin", "float32", inspect.BLOCK)
-    shape = inspect.launch_shape("cupy", "regwin", "conv1d", n, 511, 4)
-    assert shape["fmas"] >= 511 * (n - 510) and shape["blocks"] == min(-(-(n - 510) // (inspect.BLOCK * R)), 1 << 16)
-    assert inspect.ladder_kernel("weight_grad_regwin", "float64", 511) == \
-        f"weight_grad_regwin[{ladder.TP_LARGE},{ladder.WG_BOUNDS['double', ladder.TP_LARGE]}]"
+    assert shape["blocks"] == plan.REDUCTION_BLOCKS  # one tile, splits aimed at the target grid
+    R = ladder.forward_per_thread("regwin", "float32", oned.BLOCK)
+    shape = ladder.REGWIN.shape("conv1d", n, 511, "float32")
+    assert shape["fmas"] >= 511 * (n - 510) and shape["blocks"] == min(-(-(n - 510) // (oned.BLOCK * R)), 1 << 16)
+    assert ladder.WG_REGWIN.hot["conv1d_weight_grad"]("float64", 511) == \
+        f"weight_grad_regwin<double, {plan.TP_LARGE}, {ladder.WG_BOUNDS['float64', plan.TP_LARGE]}>"
 
 
 def _pred(backend, variant, op, dtype, k, time_s, hbm, peak, n=10**8, device="h100-sxm"):
@@ -226,9 +231,9 @@ def _pred(backend, variant, op, dtype, k, time_s, hbm, peak, n=10**8, device="h1
 
 def test_targets_judge_the_default_step_and_compare_numba_with_cuda_c():
     from plots.model import draw as model
-    from plots.model.crossover import DIRECT
+    from plots.model.crossover import wrapped
 
-    numba_step = DIRECT["numba_cuda"]["conv1d"]
+    numba_step = wrapped("numba_cuda")["conv1d"]
     preds = [_pred("cupy", "tiled", "conv1d", "float32", 511, 4.0, 0.1, 0.2),
              _pred("cupy", "vec", "conv1d", "float32", 511, 1.0, 0.3, 0.75),
              _pred("cupy", "naive", "conv1d", "float32", 511, 0.5, 0.3, 0.8),  # faster, not the default
@@ -245,14 +250,14 @@ def test_targets_judge_the_default_step_and_compare_numba_with_cuda_c():
 
 def test_auto_takes_the_side_its_table_picks(monkeypatch):
     from gpu import auto
-    from plots.model import draw as model
     from plots.model import crossover
+    from plots.model import draw as model
 
     row = {"n": [10**4, 10**8], "k_fft": [None, 1024], "k_max": [8192, 65536]}
     table = {"schema": 1, "ops": {op: {d: dict(row) for d in ("float32", "float64")}
                                   for op in ("conv1d", "conv1d_weight_grad")}}
     monkeypatch.setattr(auto, "load", lambda backend: table)
-    step = crossover.DIRECT["cupy"]["conv1d"]
+    step = crossover.wrapped("cupy")["conv1d"]
     direct = [_pred("cupy", step, "conv1d", "float32", k, 1e-3, 0.5, 0.5) for k in (511, 2048)]
     other = _pred("cupy", "naive", "conv1d", "float32", 9, 1, 1, 1)  # not the step auto wraps: no row
     got = {p["k"]: p for p in model.auto_predictions(direct + [other])}

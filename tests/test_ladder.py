@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 from conftest import assert_engine_result, call_args, emulated_only, needs_nvrtc
 
-from gpu import steps as correlation_ops
+from gpu import launch as plan
 from gpu.cupy import ladder as cupy_ladder
-from gpu.cupy import nvrtc as nvrtc_check
-from gpu.cupy.module import declared_names
+from gpu.cupy import nvrtc, tunables
 from gpu.launch import Launch
-from gpu.steps import GATE, RELU, Engines
+from gpu.steps import GATE, RELU, Engines, Step, correlation_impls, register
 from kernels import cases, compare
 from kernels.backend import Backend
 
@@ -45,11 +44,11 @@ OP_NAMES = ["conv1d", "conv1d_relu", "conv1d_input_grad", "conv1d_weight_grad", 
 
 
 def ladder_backend() -> Backend:
-    """A private backend with the ladder steps registered through correlation_ops.register."""
+    """A private backend with the ladder steps registered through gpu.steps.register."""
     backend = Backend("ladder-test", "ladder steps under test")
     for variant, (correlate, weight_grad) in STEPS.items():
         E = Engines(correlate, weight_grad, host_total, empty=np.empty, launch_of=Launch.of)
-        correlation_ops.register(backend, variant, E, {op: f"{variant} step" for op in OP_NAMES})
+        register(backend, [Step(variant, correlation_impls(E, OP_NAMES), {"": f"{variant} step"})])
     return backend
 
 
@@ -165,7 +164,7 @@ def test_weight_grad_chunks_per_split(k, dtype, block, slices, splits, rng):
     """Several j chunks per split (and one split writing dw directly), tap tiles grid-strided; slice
     lengths of one or two runs of TP."""
     n = 2000
-    slice_len = slices * cupy_ladder.wg_layout(k, block, np.dtype(dtype).itemsize)[0]
+    slice_len = slices * plan.wg_layout(k, block, np.dtype(dtype).itemsize)[0]
     x, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n - k + 1).astype(dtype)
     dw = np.full(k, np.nan, dtype)
     cupy_ladder.weight_grad_regwin(x, g, dw, Launch(block=block, max_blocks=1), flip=True, slice_len=slice_len,
@@ -185,7 +184,7 @@ def test_weight_grad_repeats_bit_for_bit(k, dtype, monkeypatch, rng):
     for order in ("forward", "forward", "reverse", "random"):
         monkeypatch.setenv("KERNELS_EMU_ORDER", order)
         dw = np.full(k, np.nan, dtype)
-        cupy_ladder.weight_grad_regwin(x, g, dw, Launch(block=128), slice_len=cupy_ladder.TP_LARGE)
+        cupy_ladder.weight_grad_regwin(x, g, dw, Launch(block=128), slice_len=plan.TP_LARGE)
         runs.append(dw)
     compare.assert_close("conv1d_weight_grad", runs[0], (x, g, k))
     for r in runs[1:]:
@@ -194,10 +193,10 @@ def test_weight_grad_repeats_bit_for_bit(k, dtype, monkeypatch, rng):
 
 # --- launch limits and the NVRTC compile -----------------------------------------------------------
 
-def test_name_expressions_and_defines_match_the_launcher():
-    code = cupy_ladder.SOURCE.read_text()
-    assert declared_names(code) == list(cupy_ladder.NAMES)
-    assert re.search(r"#define LADDER_TAPS (\d+)", code)[1] == str(cupy_ladder.TAPS)
+def test_the_filter_chunk_reaches_the_kernels_from_one_place():
+    """ladder.cu has no default for LADDER_TAPS: the launcher's layouts and the kernels read gpu.launch.TAPS."""
+    assert "#define LADDER_TAPS" not in cupy_ladder.SOURCE.read_text()
+    assert tunables.defines_for(cupy_ladder.SOURCE)["LADDER_TAPS"] == plan.TAPS
 
 
 def accepted_blocks(bound):
@@ -206,18 +205,17 @@ def accepted_blocks(bound):
 
 @pytest.mark.parametrize("itemsize", [4, 8])
 def test_every_accepted_block_fits_48_kb(itemsize):
-    t = {4: "float", 8: "double"}[itemsize]
     dtype = {4: np.float32, 8: np.float64}[itemsize]
     for step in ("regwin", "vec"):
-        for block in accepted_blocks(cupy_ladder.FORWARD_BOUNDS[(step, t, 4)]):
+        for block in accepted_blocks(cupy_ladder.FORWARD_BOUNDS[(step, np.dtype(dtype).name, 4)]):
             R = cupy_ladder.forward_per_thread(step, dtype, block)
-            assert block <= cupy_ladder.FORWARD_BOUNDS[(step, t, R)]
-            assert cupy_ladder.forward_shared_bytes(block, R, cupy_ladder.TAPS, itemsize, step == "vec") <= 48 << 10
+            assert block <= cupy_ladder.FORWARD_BOUNDS[(step, np.dtype(dtype).name, R)]
+            assert plan.forward_shared_bytes(block, R, plan.TAPS, itemsize, step == "vec") <= 48 << 10
     for k in (1, 3, 16, 17, 100, 511, 10**6):
-        TP = cupy_ladder.TP_SMALL if k <= cupy_ladder.TP_SMALL_MAX_K else cupy_ladder.TP_LARGE
-        for block in accepted_blocks(cupy_ladder.WG_BOUNDS[(t, TP)]):
-            _, G, JS = cupy_ladder.wg_layout(k, block, itemsize)
-            assert JS >= TP and JS % TP == 0 and cupy_ladder.wg_shared_bytes(block, G, TP, JS, itemsize) <= 48 << 10
+        TP = plan.TP_SMALL if k <= plan.TP_SMALL_MAX_K else plan.TP_LARGE
+        for block in accepted_blocks(cupy_ladder.WG_BOUNDS[(np.dtype(dtype).name, TP)]):
+            _, G, JS = plan.wg_layout(k, block, itemsize)
+            assert JS >= TP and JS % TP == 0 and plan.wg_shared_bytes(block, G, TP, JS, itemsize) <= 48 << 10
 
 
 @emulated
@@ -238,14 +236,15 @@ def test_blocks_beyond_the_launch_bounds_are_refused():
 
 
 @needs_nvrtc
-@pytest.mark.parametrize("arch", nvrtc_check.ARCHS)
+@pytest.mark.parametrize("arch", nvrtc.ARCHS)
 def test_nvrtc_no_spills_within_launch_bounds(arch):
     """Every instantiation, compiled with the launcher's -D options: no spills, and its registers times
     its launch bound (the largest accepted block) fit the 64K-register file, so every accepted block
     launches; static shared memory plus the largest dynamic request stays within 48 KB."""
     code = cupy_ladder.SOURCE.read_text()
-    log, lowered = nvrtc_check.compile_log(code, cupy_ladder.NAMES, arch, cupy_ladder.OPTIONS, "ladder.cu")
-    rows = {r.kernel: r for r in nvrtc_check.parse_ptxas(log, lowered, "ladder.cu")}
+    log, lowered = nvrtc.compile_log(code, cupy_ladder.NAMES, arch, tunables.compile_options(cupy_ladder.SOURCE),
+                                           "ladder.cu")
+    rows = {r.kernel: r for r in nvrtc.parse_ptxas(log, lowered, "ladder.cu")}
     assert set(rows) == set(cupy_ladder.NAMES)
     for name, r in rows.items():
         print(r)
@@ -278,13 +277,13 @@ def test_padded_layouts_are_free_of_bank_conflicts(itemsize):
     ideal = {itemsize: itemsize * 32 // 128, 16: 4}
     for R in (4, 8):
         for vec, size in ((False, itemsize), (True, 16)):
-            pad = cupy_ladder.forward_pad(R, itemsize, vec)
+            pad = plan.forward_pad(R, itemsize, vec)
             for d in range(0, 4 * R, W if vec else 1):
-                slots = [cupy_ladder.skew(t * R + d, R, pad) * itemsize for t in range(32)]
+                slots = [plan.skew(t * R + d, R, pad) * itemsize for t in range(32)]
                 assert wavefronts(slots, size) == ideal[size], (R, vec, d)
             if not (vec and R == W):
                 assert wavefronts([(t * R) * itemsize for t in range(32)], size) > ideal[size]
     for JS in (4, 8, 16, 32):
         for d in range(2 * JS + 64):
-            slots = [cupy_ladder.skew(js * JS + d, JS, 1) * itemsize for js in range(32)]
+            slots = [plan.skew(js * JS + d, JS, 1) * itemsize for js in range(32)]
             assert wavefronts(slots, itemsize) == ideal[itemsize], (JS, d)

@@ -21,9 +21,7 @@ import pytest
 from conftest import emulated_only, needs_nvrtc
 
 import kernels
-from gpu.cupy import layer_gemm as ladder
-from gpu.cupy import nvrtc as nvrtc_check
-from gpu.cupy.module import ctype, declared_names
+from gpu.cupy import layer_gemm, nvrtc, tunables
 from gpu.launch import Launch
 from kernels import compare, layer
 from kernels.spec import OPS
@@ -84,7 +82,7 @@ def test_several_tiles_chunks_and_a_strided_grid(op_name, block, rng):
 
 
 @emulated
-@pytest.mark.parametrize("orientation", ladder.ORIENTATIONS)
+@pytest.mark.parametrize("orientation", layer_gemm.ORIENTATIONS)
 @pytest.mark.parametrize("block", [32, 128])
 @pytest.mark.parametrize("sizes", [dict(N=2, C_in=3, C_out=20, L=50, K=3, padding=1),
                                    dict(N=3, C_in=8, C_out=6, L=37, K=5, stride=2, padding=3, dilation=2, groups=2),
@@ -97,13 +95,13 @@ def test_weight_grad_orientations(sizes, block, orientation, rng):
         args, kwargs = make(BACKWARD, rng, dtype, sizes)
         p, (x, w, g) = layer.parse_backward(*args, **kwargs)
         outs = [np.full(shape, np.nan, dtype) for shape in (p.x_shape, p.w_shape, p.b_shape)]
-        ladder.backward_gemm(p, x, w, g, *outs, Launch(block=block), orientation=orientation)
+        layer_gemm.backward_gemm(p, x, w, g, *outs, Launch(block=block), orientation=orientation)
         print(*compare.assert_close(BACKWARD, tuple(outs), args, kwargs))
 
 
 def test_the_orientation_follows_the_waste():
-    assert ladder.param_orientation(problem(C_in=64, C_out=128, K=3), 128) == 0  # R = 192 = 3 x 64, co = 128
-    assert ladder.param_orientation(problem(C_in=128, C_out=64, K=3), 128) == 1  # co = 64 rows, R = 384 = 3 x 128
+    assert layer_gemm.param_orientation(problem(C_in=64, C_out=128, K=3), 128) == 0  # R = 192 = 3 x 64, co = 128
+    assert layer_gemm.param_orientation(problem(C_in=128, C_out=64, K=3), 128) == 1  # co = 64 rows, R = 384 = 3 x 128
 
 
 @emulated
@@ -163,7 +161,7 @@ def test_backward_repeats_bit_for_bit(dtype, monkeypatch, rng):
         monkeypatch.setenv("KERNELS_EMU_ORDER", order)
         runs.append(run(BACKWARD, args, kwargs, block=64, **options))
     p, _ = layer.parse_backward(*args, **kwargs)
-    assert ladder.param_splits(p, 64)[1] > 1
+    assert layer_gemm.param_splits(p, 64)[1] > 1
     compare.assert_close(BACKWARD, runs[0], args, kwargs)
     for r in runs[1:]:
         for name, a, b in zip(("dx", "dw", "db"), runs[0], r, strict=True):
@@ -182,8 +180,8 @@ def test_param_splits_cover_the_positions_in_fixed_chunks(sizes):
     p = problem(**sizes)
     positions = p.N * p.L_out
     for block in (32, 128, 256):
-        chunk, splits, tiles = ladder.param_splits(p, block)
-        assert chunk % ladder.BK == 0 and chunk > 0
+        chunk, splits, tiles = layer_gemm.param_splits(p, block)
+        assert chunk % layer_gemm.BK == 0 and chunk > 0
         assert splits * chunk >= positions and (splits - 1) * chunk < positions or positions == splits == 0
         assert tiles % max(splits, 1) == 0
 
@@ -192,7 +190,7 @@ def test_param_splits_cover_the_positions_in_fixed_chunks(sizes):
 def test_input_grad_columns_is_the_widest_class(sizes):
     p = problem(**sizes)
     counts = np.bincount((np.arange(p.L) + p.padding) % p.stride, minlength=p.stride)
-    assert ladder.input_grad_columns(p) == counts.max()
+    assert layer_gemm.input_grad_columns(p) == counts.max()
 
 
 def accepted_blocks(bound):
@@ -201,10 +199,10 @@ def accepted_blocks(bound):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_every_accepted_block_fits_48_kb(dtype):
-    for block in accepted_blocks(ladder.BOUNDS[ctype(dtype)]):
-        TM, TN, BM, BN = ladder.tile_shape(dtype, block)
+    for block in accepted_blocks(layer_gemm.BOUND):
+        TM, TN, BM, BN = layer_gemm.tile_shape(dtype, block)
         assert BM % 16 == 0 and BN % 16 == 0 and (BM & (BM - 1)) == 0  # the kernels' vector and mask rules
-        assert ladder.shared_bytes(dtype, block) <= 48 << 10
+        assert layer_gemm.shared_bytes(dtype, block) <= 48 << 10
 
 
 @emulated
@@ -220,29 +218,31 @@ def test_blocks_beyond_the_launch_bound_are_refused(rng):
 def test_sizes_past_32_bit_positions_are_refused_before_any_work():
     p = problem(L=(1 << 30) - 10, N=1, C_in=1, C_out=1)
     with pytest.raises(ValueError, match=r"x: .*32-bit.*2\*\*30"):
-        ladder.forward_gemm(p, None, None, None, np.empty(p.y_shape, np.float32), Launch(block=32))
+        layer_gemm.forward_gemm(p, None, None, None, np.empty(p.y_shape, np.float32), Launch(block=32))
     p = problem(C_in=1 << 22, K=64)
     with pytest.raises(ValueError, match=r"w: .*C_in/groups \* K \* BM"):
-        ladder.backward_gemm(p, None, None, None, None, None, None, Launch(block=32))
+        layer_gemm.backward_gemm(p, None, None, None, None, None, None, Launch(block=32))
 
 
-def test_name_expressions_and_defines_match_the_launcher():
-    code = ladder.SOURCE.read_text()
-    assert declared_names(code) == list(ladder.NAMES)
-    for name, value in (("LAYER_BK", ladder.BK), ("LAYER_TX", ladder.TX), ("LAYER_PAD", ladder.PAD)):
-        assert re.search(rf"#define {name} (\d+)", code)[1] == str(value)
+def test_the_tunables_reach_the_kernels_from_one_place():
+    """layer_gemm.cu has no defaults: BK, TX and PAD come from gpu/cupy/tunables.py, as the launcher's."""
+    code = layer_gemm.SOURCE.read_text()
+    defines = tunables.defines_for(layer_gemm.SOURCE)
+    for name, value in (("LAYER_BK", layer_gemm.BK), ("LAYER_TX", layer_gemm.TX), ("LAYER_PAD", layer_gemm.PAD)):
+        assert f"#define {name}" not in code and defines[name] == value
 
 
 @needs_nvrtc
-@pytest.mark.parametrize("arch", nvrtc_check.ARCHS)
+@pytest.mark.parametrize("arch", nvrtc.ARCHS)
 def test_nvrtc_no_spills_within_launch_bounds(arch):
     """Every instantiation, compiled with the launcher's -D options: no spills, registers times the launch
     bound (the largest accepted block) within the 64K-register file; static shared memory none, so the
     dynamic request (<= 48 KB, above) is all."""
-    code = ladder.SOURCE.read_text()
-    log, lowered = nvrtc_check.compile_log(code, ladder.NAMES, arch, ladder.OPTIONS, "layer_gemm.cu")
-    rows = {r.kernel: r for r in nvrtc_check.parse_ptxas(log, lowered, "layer_gemm.cu")}
-    assert set(rows) == set(ladder.NAMES)
+    code = layer_gemm.SOURCE.read_text()
+    log, lowered = nvrtc.compile_log(code, layer_gemm.NAMES, arch, tunables.compile_options(layer_gemm.SOURCE),
+                                           "layer_gemm.cu")
+    rows = {r.kernel: r for r in nvrtc.parse_ptxas(log, lowered, "layer_gemm.cu")}
+    assert set(rows) == set(layer_gemm.NAMES)
     for name, r in rows.items():
         print(r)
         assert r.spill_stores == 0 and r.spill_loads == 0, r
@@ -254,11 +254,11 @@ def test_nvrtc_no_spills_within_launch_bounds(arch):
 # --- the static model (plots/model/layer.py) ------------------------------------------------------------
 
 def _sass_problem():
-    from plots.model import compile as compile_check
+    from plots.model import resources
 
-    if problem := nvrtc_check.nvrtc_problem():
+    if problem := nvrtc.nvrtc_problem():
         return f"NVRTC: {problem}"
-    if not (compile_check.find_tool("nvdisasm") or compile_check.find_tool("cuobjdump")):
+    if not (resources.find_tool("nvdisasm") or resources.find_tool("cuobjdump")):
         return "neither nvdisasm nor cuobjdump found (pip install nvidia-cuda-nvdisasm)"
     return None
 
@@ -268,11 +268,11 @@ def test_model_of_the_target_layer():
     """By the static model (H100 SXM, float32, N=8, C 64 -> 128, L=4096, K=3, block 128): gemm reaches >= 50%
     of the FP32 FMA peak forward and >= 35% backward, several times direct; the chunk loop found in each gemm
     kernel's SASS holds the BK*TM*TN FMAs of one chunk."""
-    from plots.model import layer as inspect_layer
+    from plots.model import layer as layer_model
     from plots.model.devices import H100_SXM
 
-    sizes = inspect_layer.SHAPES["N8 C64->128 L4096 K3"]
-    got = {(v, op): inspect_layer.predict("cupy", v, op, sizes, "float32", H100_SXM, 128)
+    sizes = layer_model.SHAPES["N8 C64->128 L4096 K3"]
+    got = {(v, op): layer_model.predict("cupy", v, op, sizes, "float32", H100_SXM, 128)
            for v in ("direct", "gemm") for op in (FORWARD, BACKWARD)}
     for (v, op), r in got.items():
         print(v, op, f"{r['peak_fraction']:.1%}", [(lp["kernel"], lp["bound"]) for lp in r["launches"]])
@@ -280,8 +280,8 @@ def test_model_of_the_target_layer():
     assert got["gemm", BACKWARD]["peak_fraction"] >= 0.35
     for op in (FORWARD, BACKWARD):
         assert got["gemm", op]["peak_fraction"] > 3 * got["direct", op]["peak_fraction"]
-    TM, TN = ladder.TILE["float"]
+    TM, TN = layer_gemm.TILE["float"]
     for r in (got["gemm", FORWARD], got["gemm", BACKWARD]):
         for lp in r["launches"]:
             if "chunk_fma" in lp:
-                assert lp["chunk_fma"] == ladder.BK * TM * TN, lp
+                assert lp["chunk_fma"] == layer_gemm.BK * TM * TN, lp

@@ -42,11 +42,23 @@ def is_device_array(a):
 
 
 def test_status_reports_a_missing_package(monkeypatch):
-    from gpu.numba_cuda.backend import backend as numba_cuda
+    """Without the numba-cuda package the backend module refuses to load, and the registry says why."""
+    import importlib.util
+    import sys
 
-    reason = "the numba-cuda package is not installed"
-    monkeypatch.setattr(numba_cuda, "MISSING", reason)
-    assert numba_cuda.status() == kernels.backend.Status("unavailable", reason)
+    from kernels import registry
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba_cuda" else real(name, *a))
+    monkeypatch.delitem(sys.modules, "gpu.numba_cuda.backend")
+    registry.backend.cache_clear()
+    registry.status.cache_clear()
+    try:
+        st = registry.status("numba_cuda")
+    finally:
+        registry.backend.cache_clear()
+        registry.status.cache_clear()
+    assert st.state == "unavailable" and "the numba-cuda package is not installed" in st.reason, st
 
 
 @pytest.mark.parametrize("op_name", NUMBA_CUDA_OPS)

@@ -20,7 +20,7 @@ import pytest
 from conftest import STATE_MARKS, assert_engine_result, call_args
 
 import kernels
-from gpu.steps import GATE, LADDER_FORWARD_OPS, RELU
+from gpu.steps import FORWARD_OPS, GATE, RELU
 from kernels import cases, compare
 
 STATUS = kernels.status("numba_cuda")
@@ -55,7 +55,7 @@ def get(op, variant, **options):
 
 
 def test_the_ladder_steps_are_registered_without_vec():
-    for op in LADDER_FORWARD_OPS:
+    for op in FORWARD_OPS:
         assert {"regwin"} <= set(kernels.variants(op, "numba_cuda")) and "vec" not in kernels.variants(op, "numba_cuda")
     others = {"naive", "tiled", "atomic", "auto"}
     assert set(kernels.variants("conv1d_weight_grad", "numba_cuda")) - others == {"wg_regwin"}
@@ -108,10 +108,10 @@ def test_engine_features(features, dtype, per_thread, rng):
 def test_weight_grad_chunks_per_split(k, dtype, block, slices, splits, rng):
     """Several j chunks per split (and one split writing dw directly), tap tiles grid-strided
     (max_blocks=1); slice lengths of one or two runs of TP."""
-    from gpu.cupy import ladder as cupy_ladder
+    from gpu import launch as plan
 
     n = 1200
-    slice_len = slices * cupy_ladder.wg_layout(k, block, np.dtype(dtype).itemsize)[0]
+    slice_len = slices * plan.wg_layout(k, block, np.dtype(dtype).itemsize)[0]
     x, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n - k + 1).astype(dtype)
     dw = device(np.full(k, np.nan, dtype))
     ladder().weight_grad_regwin(device(x), device(g), dw, launch(block=block, max_blocks=1), flip=True,
@@ -146,12 +146,12 @@ def test_weight_grad_repeats_bit_for_bit(k, dtype, repeats, rng):
     """Fixed-order reductions (warp tree, warps in order, splits in order by the second pass): repeated runs
     give the same bits, with several splits (slice_len = TP), two warps per tap group (block 64, G = 1 at
     k = 3) and two tap groups at k = 20 (the simulator runs the second pass, a block per tap, slowly)."""
-    from gpu.cupy import ladder as cupy_ladder
+    from gpu import launch as plan
 
     x = rng.standard_normal(600).astype(dtype)
     g = rng.standard_normal(600 - k + 1).astype(dtype)
     xd, gd = device(x), device(g)
-    TP = cupy_ladder.wg_layout(k, 64, np.dtype(dtype).itemsize)[0]
+    TP = plan.wg_layout(k, 64, np.dtype(dtype).itemsize)[0]
     runs = []
     for _ in range(repeats):  # the simulator's threads interleave differently on every run
         dw = device(np.full(k, np.nan, dtype))
@@ -259,30 +259,30 @@ def test_block_1024_takes_four_outputs_per_thread_in_float64(rng):
 
 
 def test_every_accepted_launch_is_compiled_and_fits():
-    """plots.model.compile compiles regwin at every (block, R) its launcher accepts and wg_regwin at every
+    """plots.model.resources compiles regwin at every (block, R) its launcher accepts and wg_regwin at every
     (block, TP), both dtypes, sm_80 and sm_90: no spills, registers x block within the register file,
     static + dynamic shared memory within 48 KB (rows shared with tests/test_gpu_compile.py's cache)."""
-    from gpu.cupy import ladder as cupy_ladder
-    from plots.model import compile as compile_check
+    from gpu import launch as plan
+    from plots.model import resources
 
-    if problem := compile_check.toolchain_problem():
+    if problem := resources.toolchain_problem():
         pytest.skip(f"real compile: {problem}")
-    rows = [r for r in compile_check.run() if r["kernel"].startswith("ladder.")]
+    rows = [r for r in resources.run() if r["kernel"].startswith("ladder.")]
     have = {(r["kernel"], r["dtype"], r["arch"]) for r in rows}
     L = ladder()
     for dtype in ("float32", "float64"):
         itemsize = np.dtype(dtype).itemsize
-        for block in compile_check.BLOCKS:
+        for block in plan.BLOCKS:
             want = [f"ladder.sum_partials_kernel[B={block}]"]
-            want += [f"ladder.regwin_kernel[B={block},R={R}]" for R in L.PER_THREAD
+            want += [f"ladder.regwin_kernel[B={block},R={R}]" for R in plan.OUTPUTS_PER_THREAD
                      if block <= L.FORWARD_BOUNDS[(dtype, R)]
-                     and cupy_ladder.forward_shared_bytes(block, R, L.TAPS, itemsize, False) <= L.SHARED_LIMIT]
-            want += [f"ladder.wg_regwin_kernel[B={block},TP={TP}]" for TP in L.TAPS_PER_THREAD
+                     and plan.forward_shared_bytes(block, R, plan.TAPS, itemsize, False) <= plan.SHARED_LIMIT]
+            want += [f"ladder.wg_regwin_kernel[B={block},TP={TP}]" for TP in plan.TAPS_PER_THREAD
                      if block <= L.WG_BOUNDS[(dtype, TP)]]
             for name in want:
-                assert all((name, dtype, arch) in have for arch in compile_check.ARCHS), (name, dtype)
-        assert L.forward_per_thread(dtype, 1024) in L.PER_THREAD  # block 1024 always has an R that launches
-    bad = compile_check.failures(rows)
+                assert all((name, dtype, arch) in have for arch in resources.ARCHS), (name, dtype)
+        assert L.forward_per_thread(dtype, 1024) in plan.OUTPUTS_PER_THREAD  # block 1024 always has an R that launches
+    bad = resources.failures(rows)
     assert not bad, "\n".join(bad)
 
 

@@ -92,7 +92,7 @@ def test_tiled_takes_one_tap_per_chunk_when_the_dilated_window_is_too_wide(rng):
     """A dilation whose K_TILE-tap window overflows shared memory falls back to one tap per chunk."""
     from gpu.numba_cuda import layer as numba_cuda_layer
 
-    dilation = 4 * numba_cuda_layer.SHARED_BYTES // 8  # float64: a 2-tap window is 4x shared memory
+    dilation = 4 * numba_cuda_layer.SHARED_LIMIT // 8  # float64: a 2-tap window is 4x shared memory
     args, kwargs = OPS[FORWARD].make_args(rng, np.float64, N=1, C_in=1, C_out=2, L=2 * dilation + 5, K=3,
                                           dilation=dilation)
     compare.assert_close(FORWARD, get(FORWARD, "tiled", **SMALL)(*args, **kwargs), args, kwargs)

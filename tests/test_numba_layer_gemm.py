@@ -17,10 +17,11 @@ import pytest
 from conftest import STATE_MARKS
 
 import kernels
+from gpu import launch as plan
 from kernels import compare
 from kernels.layer import LayerProblem
 from kernels.spec import OPS
-from plots.model import compile as compile_check
+from plots.model import resources
 
 STATUS = kernels.status("numba_cuda")
 pytestmark = [pytest.mark.skipif(not STATUS.usable, reason=f"numba_cuda: {STATUS.reason}"),
@@ -157,18 +158,18 @@ def test_a_stride_too_wide_for_shared_memory_is_refused():
     assert "stride=64" in str(info.value) and "block=32" in str(info.value)
 
 
-@pytest.mark.skipif(compile_check.toolchain_problem() is not None,
-                    reason=f"real compile: {compile_check.toolchain_problem()}")
+@pytest.mark.skipif(resources.toolchain_problem() is not None,
+                    reason=f"real compile: {resources.toolchain_problem()}")
 def test_every_gemm_kernel_compiles_for_real_without_spills_within_limits():
     """Every gemm kernel at every block and micro-tile it may be launched with, for sm_80 and sm_90 and both
-    dtypes (plots.model.compile, cached): no spill, registers x threads within the register file, static
+    dtypes (plots.model.resources, cached): no spill, registers x threads within the register file, static
     shared memory within 48 KB; and the defaults (block 128) are among them."""
     from gpu.numba_cuda.layer_gemm import GEMM_MAX_BLOCK, RM_MAX
 
-    rows = [r for r in compile_check.run() if r["kernel"].startswith("layer_gemm.")]
-    bad = compile_check.failures(rows)
+    rows = [r for r in resources.run() if r["kernel"].startswith("layer_gemm.")]
+    bad = resources.failures(rows)
     assert not bad, "\n".join(bad)
-    blocks = {b for b in compile_check.BLOCKS if b <= GEMM_MAX_BLOCK}
+    blocks = {b for b in plan.BLOCKS if b <= GEMM_MAX_BLOCK}
     for name in ("conv_kernel", "weight_grad_kernel"):
         for dtype, itemsize in (("float32", 4), ("float64", 8)):
             for rm in (RM_MAX[itemsize] // 2, RM_MAX[itemsize]):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gpu.cupy import nvrtc as nvrtc_check
+from gpu.cupy import nvrtc
 
-PROBLEM = nvrtc_check.nvrtc_problem()
+PROBLEM = nvrtc.nvrtc_problem()
 pytestmark = pytest.mark.skipif(PROBLEM is not None, reason=str(PROBLEM))
 
 SPILLS = r"""
@@ -28,35 +28,35 @@ extern "C" __global__ void __launch_bounds__(1024, 2) many_live_values(const flo
 """
 
 
-@pytest.mark.parametrize("path", nvrtc_check.cu_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", nvrtc.cu_files(), ids=lambda p: p.name)
 def test_compiles_without_spills(path):
-    rows = nvrtc_check.check(path)
-    assert {r.arch for r in rows} == set(nvrtc_check.ARCHS)
+    rows = nvrtc.check(path)
+    assert {r.arch for r in rows} == set(nvrtc.ARCHS)
     spilled = [r for r in rows if r.spill_stores or r.spill_loads]
     assert not spilled, "\n".join(map(str, spilled))
 
 
 def test_every_declared_name_expression_is_compiled():
     path = Path(__file__).with_name("fixtures") / "kernels_broken.cu"
-    kernels = {r.kernel for r in nvrtc_check.check(path, archs=(80,))}
-    assert kernels == set(nvrtc_check.declared_names(path.read_text()))
+    kernels = {r.kernel for r in nvrtc.check(path, archs=(80,))}
+    assert kernels == set(nvrtc.declared_names(path.read_text()))
 
 
 def test_a_spill_is_reported():
-    log, names = nvrtc_check.compile_log(SPILLS, [], 80)
-    (row,) = nvrtc_check.parse_ptxas(log, names)
+    log, names = nvrtc.compile_log(SPILLS, [], 80)
+    (row,) = nvrtc.parse_ptxas(log, names)
     assert row.kernel == "many_live_values" and row.registers <= 32
     assert row.spill_stores > 0 and row.spill_loads > 0 and row.stack > 0
 
 
 def test_compile_error_carries_the_log():
-    with pytest.raises(nvrtc_check.CompileError, match="undefined"):
-        nvrtc_check.compile_log("__global__ void k() { undefined_name(); }", [], 80)
+    with pytest.raises(nvrtc.CompileError, match="undefined"):
+        nvrtc.compile_log("__global__ void k() { undefined_name(); }", [], 80)
 
 
 def test_a_file_compiled_without_its_tunables_names_where_they_are():
-    with pytest.raises(nvrtc_check.CompileError, match="gpu/cupy/tunables.py"):
-        nvrtc_check.check(nvrtc_check.GPU_DIR / "correlate.cu", archs=(80,), defines={})
+    with pytest.raises(nvrtc.CompileError, match="gpu/cupy/tunables.py"):
+        nvrtc.check(nvrtc.tunables.FOLDER / "correlate.cu", archs=(80,), defines={})
 
 
 ROOT = Path(__file__).resolve().parents[1]

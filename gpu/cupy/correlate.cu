@@ -29,36 +29,14 @@
 // the launch's blockDim.x (a power of two in [32, 1024]). The tunables (CORR_*, WG_*, EPI_*) come with -D
 // from gpu/cupy/tunables.py (which also sizes the dynamic shared memory); they have no defaults here.
 //
-// name_expressions: correlate_naive<float>, correlate_naive<double>
-// name_expressions: correlate_tiled<float>, correlate_tiled<double>
-// name_expressions: weight_grad_naive<float>, weight_grad_naive<double>
-// name_expressions: weight_grad_tiled<float>, weight_grad_tiled<double>
-// name_expressions: block_sums<float>, block_sums<double>
-// name_expressions: sum_columns<float>, sum_columns<double>
-// name_expressions: fill<float>, fill<double>
+// The kernels and instantiations each step launches are listed by its launcher, gpu/cupy/correlate.py.
+
+#include "common.cuh"
 
 #if !defined(CORR_PER_THREAD) || !defined(CORR_TAPS) || !defined(WG_TJ) || !defined(WG_WI) || \
-    !defined(WG_PER_THREAD) || !defined(WG_TI) || !defined(EPI_NONE) || !defined(EPI_RELU) || !defined(EPI_GATE)
+    !defined(WG_PER_THREAD) || !defined(WG_TI)
 #error "correlate.cu needs its tunables as -D options: gpu/cupy/tunables.py (DEFINES) lists them"
 #endif
-
-template <class T>
-__device__ __forceinline__ T* shared_memory() {
-  extern __shared__ __align__(16) unsigned char smem[];
-  return reinterpret_cast<T*>(smem);
-}
-
-template <class T>
-__device__ __forceinline__ T finish(T v, long long o, int epilogue, const T* __restrict__ gate) {
-  if (epilogue == EPI_RELU) return v <= T(0) ? T(0) : v;
-  if (epilogue == EPI_GATE) return v > T(0) ? gate[o] : T(0);
-  return v;
-}
-
-__device__ __forceinline__ long long wrap(long long t, long long N) {
-  long long r = t % N;
-  return r < 0 ? r + N : r;
-}
 
 // One thread per output o (grid-stride); operands straight from global memory.
 template <class T>
@@ -93,7 +71,7 @@ correlate_tiled(const T* __restrict__ sig, long long N, long long offset, int pe
                 const T* __restrict__ f, long long L, int flip, T* __restrict__ out, long long M,
                 T bias, int epilogue, const T* __restrict__ gate) {
   const long long B = blockDim.x, TILE = B * CORR_PER_THREAD, WIN = TILE + CORR_TAPS - 1;
-  T* fs = shared_memory<T>();
+  T* fs = dynamic_shared<T>();
   T* ss = fs + CORR_TAPS;
   const long long t = threadIdx.x;
   const long long lo = -offset, hi = N - offset;  // non-periodic: s[q] is sig data for lo <= q < hi
@@ -163,7 +141,7 @@ __global__ void __launch_bounds__(1024)
 weight_grad_tiled(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ partial,
                   long long n, long long m, long long k, int flip, int atomic) {
   const long long B = blockDim.x, W = B / WG_WI, XW = WG_TJ + WG_TI - 1;
-  T* gs = shared_memory<T>();
+  T* gs = dynamic_shared<T>();
   T* xs = gs + WG_TJ;
   T* red = xs + XW;  // [W][WG_TI]
   const long long t = threadIdx.x, lane = t % WG_WI, w = t / WG_WI;
@@ -210,7 +188,7 @@ weight_grad_tiled(const T* __restrict__ x, const T* __restrict__ g, T* __restric
 template <class T>
 __global__ void __launch_bounds__(1024)
 block_sums(const T* __restrict__ a, long long n, T* __restrict__ partial, int atomic) {
-  T* buf = shared_memory<T>();
+  T* buf = dynamic_shared<T>();
   const long long t = threadIdx.x, stride = (long long)gridDim.x * blockDim.x;
   T acc = T(0);
   for (long long j = (long long)blockIdx.x * blockDim.x + t; j < n; j += stride) acc += a[j];

@@ -24,27 +24,8 @@
 //            of per-block partials, then wg_sum_partials adds each column in a fixed order: the same
 //            bits on every run. 2-D grid (tap tiles x j splits) for large k.
 //
-// MODEL, NOT MEASURED: share of the H100 SXM limits at n = 1e8 float32, block 128. Counts from the
-// sm_90 SASS of the hot loops (NVRTC cubin, nvdisasm) and ptxas registers. A scheduler issues one warp
-// instruction per clock and an FFMA is one of them, so k = 511 is bounded by FFMA / all instructions;
-// k = 3 is bound by HBM (each x and out moved once) when the issue slots it needs stay below the time
-// the bytes take (~14.5 B per SM clock at 3.35 TB/s) and enough loads are in flight.
-//
-//   step       regs   k = 3: share of HBM                      k = 511: share of FP32 FMA peak
-//   tiled      -      ~20-30% (audit of correlate.cu)             ~20-24% (68 shared loads per 64 FMA)
-//   regwin     64     ~75-80%: per 8 outputs a thread issues    ~65%: the 8-tap group loop issues 90
-//              (R=8)  ~180 instructions (staging ~10 per       instructions for 64 FFMA (71%), 10 LDS,
-//                     element, 8 strided scalar stores): ~35%  conflict-free; chunk staging, barriers
-//                     of the issue slots the bytes take        and the 7-tap tail another ~7%
-//   vec        64     ~80-85%: ~85 instructions per 8          ~70%: 85 instructions for 64 FFMA (75%),
-//              (R=8)  outputs (LDG.128 staging, 2 STG.128)     4 LDS.128; staging ~6x cheaper
-//   wg_regwin  64     ~70-80%: TP = 4, JS = 32: staging of     ~62% (block 128: KT = 64, 16.5 staged
-//              (TP=4) 2 x 4096 values per chunk (~10 each)     values per thread per 512 FFMA) to ~73%
-//              93     takes ~55% of the issue slots the bytes  (block 512: KT = 256); inner loop 302
-//              (TP=16) take; 1/4 of the FMAs wasted            instructions for 256 FFMA (85%), 32 LDS
-// float64: the same loops issue DFMA at half the FFMA rate, so they reach ~85-90% of the FP64 peak
-// at k = 511 (vec: 97 instructions per 64 DFMA = 128 DFMA clocks) before the chunk overhead.
-// Next steps by this model: R = 16 outputs per thread (forward) and vector staging (weight grad).
+// Each step's predicted share of the HBM bandwidth or of the FMA peak, and what bounds it, is in the targets
+// table the static model writes (python -m plots.model; plots/<device>-model/targets.md).
 //
 // Every global index is a long long; shared-memory indices are int (shared memory < 228 KB). Kernels
 // stride over tiles beyond their grid. MAXB, the last template argument, is the __launch_bounds__ and
@@ -55,33 +36,13 @@
 // block size is a power of two in [32, MAXB]; the launcher computes the dynamic shared memory (at most
 // 48 KB) from the layouts described below.
 //
-// name_expressions: correlate_regwin<float, 4, 1024>, correlate_regwin<float, 8, 1024>
-// name_expressions: correlate_regwin<double, 4, 1024>, correlate_regwin<double, 8, 512>
-// name_expressions: correlate_vec<float, 4, 1024>, correlate_vec<float, 8, 1024>
-// name_expressions: correlate_vec<double, 4, 512>, correlate_vec<double, 8, 512>
-// name_expressions: weight_grad_regwin<float, 4, 1024>, weight_grad_regwin<float, 16, 512>
-// name_expressions: weight_grad_regwin<double, 4, 512>, weight_grad_regwin<double, 16, 256>
-// name_expressions: wg_sum_partials<float>, wg_sum_partials<double>
+// The instantiations are listed by the launcher (gpu/cupy/ladder.py NAMES), with the launch bounds.
 
-#define EPI_NONE 0
-#define EPI_RELU 1
-#define EPI_GATE 2
+#include "common.cuh"
 
-// Taps per filter chunk of the forward steps (gpu/cupy/ladder.py passes it with -D; this default
-// serves standalone compiles).
 #ifndef LADDER_TAPS
-#define LADDER_TAPS 256
+#error "ladder.cu needs LADDER_TAPS as a -D option: gpu/cupy/tunables.py (DEFINES) lists it"
 #endif
-
-template <class T>
-__device__ __forceinline__ T* ladder_shared() {
-  extern __shared__ __align__(16) unsigned char ladder_smem[];
-  return reinterpret_cast<T*>(ladder_smem);
-}
-
-template <class T> struct Vec16;  // the 16-byte vector of T
-template <> struct Vec16<float> { typedef float4 type; };
-template <> struct Vec16<double> { typedef double2 type; };
 
 // Shared-memory skew: element q lives at slot q + pad * (q >> shift), a padding of `pad` elements after
 // every run of 2^shift. A warp whose lanes read element lane * 2^shift + d (any d) then reads words at
@@ -100,18 +61,6 @@ struct WindowLayout {
   static_assert((1 << SHIFT) == R && R % W == 0, "R: 4 or 8, a whole number of vectors");
   __device__ static __forceinline__ int slot(int q) { return skew(q, SHIFT, PAD); }
 };
-
-template <class T>
-__device__ __forceinline__ T finish(T v, long long o, int epilogue, const T* __restrict__ gate) {
-  if (epilogue == EPI_RELU) return v <= T(0) ? T(0) : v;  // NaN stays NaN
-  if (epilogue == EPI_GATE) return v > T(0) ? gate[o] : T(0);
-  return v;
-}
-
-__device__ __forceinline__ long long wrap_index(long long t, long long N) {
-  long long r = t % N;
-  return r < 0 ? r + N : r;
-}
 
 __device__ __forceinline__ bool aligned16(const void* base, long long byte_offset) {
   return ((reinterpret_cast<unsigned long long>(base) + (unsigned long long)byte_offset) & 15ULL) == 0;
@@ -169,7 +118,7 @@ __device__ __forceinline__ void stage_window(T* ss, const T* __restrict__ sig, l
                                              int periodic, long long p0, int count) {
   const int t = threadIdx.x, B = blockDim.x;
   const long long g0 = p0 + offset;  // sig index of q = 0 (before any wrap)
-  const long long start = periodic ? wrap_index(g0, N) : g0;
+  const long long start = periodic ? wrap(g0, N) : g0;
   typedef WindowLayout<T, R, VEC> Lay;
   if (start >= 0 && start + count <= N) {
     int done = 0;
@@ -208,7 +157,7 @@ __device__ __forceinline__ void correlate_window(const T* __restrict__ sig, long
                                                  const T* __restrict__ gate) {
   const int B = blockDim.x, t = threadIdx.x, TILE = B * R, base = t * R;
   const int taps = (int)min(L, (long long)LADDER_TAPS);
-  T* ss = ladder_shared<T>();
+  T* ss = dynamic_shared<T>();
   typedef WindowLayout<T, R, VEC> Lay;
   constexpr int W = Lay::W;
   T* fs = ss + (Lay::slot(TILE + taps - 1) + W) / W * W;  // 16-byte aligned, past ss[slot(TILE + taps - 1)]
@@ -337,7 +286,7 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
                    long long m, long long k, int flip, int G, int JS) {
   const int B = blockDim.x, t = threadIdx.x, S = B / G, tg = t / S, js = t % S, lane = t % 32, w = t / 32;
   const int KT = G * TP, JC = S * JS, XW = JC + KT - 1;
-  T* gs = ladder_shared<T>();
+  T* gs = dynamic_shared<T>();
   const int sh = __ffs(JS) - 1;  // JS is a power of two
   T* xs = gs + skew(JC - 1, sh, 1) + 1;
   T* red = xs + skew(XW, sh, 1) + 1;  // [B / 32][TP]

@@ -14,9 +14,9 @@
 // w * 0 to y and g * 0 to dw, which is 0 for finite values and NaN for an Inf or NaN (the loops over the
 // padded taps and positions run only at the edges). dx has no padded terms.
 //
-// name_expressions: layer_forward<float>, layer_forward<double>
-// name_expressions: layer_input_grad<float>, layer_input_grad<double>
-// name_expressions: layer_param_partials<float>, layer_param_partials<double>
+// The instantiations are listed by the launcher (gpu/cupy/layer.py).
+
+#include "common.cuh"
 
 // floor(a / b) for b > 0 (C++ division truncates toward zero)
 __device__ __forceinline__ long long floor_div(long long a, long long b) {

@@ -53,40 +53,20 @@
 // (gpu/cupy/layer_gemm.py BOUNDS); the block is a power of two in [32, MAXB]. At block 128 ptxas gives
 // 170-210 registers (float): 2 blocks, 8 warps per SM, each warp with 64 independent FMA chains.
 //
-// name_expressions: layer_gemm_forward<float, 8, 8, 256>, layer_gemm_forward<double, 8, 4, 256>
-// name_expressions: layer_gemm_input_grad<float, 8, 8, 256>, layer_gemm_input_grad<double, 8, 4, 256>
-// name_expressions: layer_gemm_param_partials<float, 8, 8, 0, 256>, layer_gemm_param_partials<float, 8, 8, 1, 256>
-// name_expressions: layer_gemm_param_partials<double, 8, 4, 0, 256>, layer_gemm_param_partials<double, 8, 4, 1, 256>
-// name_expressions: layer_gemm_sum_splits<float>, layer_gemm_sum_splits<double>
+// The instantiations are listed by the launcher (gpu/cupy/layer_gemm.py NAMES), with the launch bound.
 
-// Reduction steps per staged chunk, threads along N, and the padding of a shared row (gpu/cupy/layer_gemm.py
-// passes them with -D; these defaults serve standalone compiles).
-#ifndef LAYER_BK
-#define LAYER_BK 16
-#endif
-#ifndef LAYER_TX
-#define LAYER_TX 16
-#endif
-#ifndef LAYER_PAD
-#define LAYER_PAD 4
+#include "common.cuh"
+
+#if !defined(LAYER_BK) || !defined(LAYER_TX) || !defined(LAYER_PAD)
+#error "layer_gemm.cu needs its tunables as -D options: gpu/cupy/tunables.py (DEFINES) lists them"
 #endif
 
 constexpr int BK = LAYER_BK, TX = LAYER_TX, PAD = LAYER_PAD;
 
-template <class T>
-__device__ __forceinline__ T* layer_shared() {
-  extern __shared__ __align__(16) unsigned char layer_smem[];
-  return reinterpret_cast<T*>(layer_smem);
-}
-
-template <class T> struct LVec16;  // the 16-byte vector of T
-template <> struct LVec16<float> { typedef float4 type; };
-template <> struct LVec16<double> { typedef double2 type; };
-
 // dst[q] = src[q] for q < COUNT, src 16-byte aligned: COUNT * sizeof(T) / 16 vector loads.
 template <class T, int COUNT>
 __device__ __forceinline__ void load_vec(T* dst, const T* src) {
-  typedef typename LVec16<T>::type V;
+  typedef typename Vec16<T>::type V;
   constexpr int W = 16 / sizeof(T);
   static_assert(COUNT % W == 0, "a whole number of 16-byte vectors");
 #pragma unroll
@@ -209,7 +189,7 @@ __global__ void __launch_bounds__(MAXB)
                        long long stride, long long padding, long long dilation, long long groups, int has_bias) {
   constexpr int BN = TX * TN, ldb = BN + PAD, A_PER = BK * TM / TX;
   const int tid = threadIdx.x, ty = tid / TX, tx = tid % TX, BM = (blockDim.x / TX) * TM, lda = BM + PAD;
-  T* As = layer_shared<T>();
+  T* As = dynamic_shared<T>();
   T* Bs = As + BK * lda;
   Entry<T>* tab = reinterpret_cast<Entry<T>*>(Bs + BK * ldb);  // [2][BK]
   const long long C_in_g = C_in / groups, C_out_g = C_out / groups;
@@ -294,7 +274,7 @@ __global__ void __launch_bounds__(MAXB)
                           long long t_step, long long col_tiles) {
   constexpr int BN = TX * TN, ldb = BN + PAD, A_PER = BK * TM / TX, A_STEP = TX / TM;
   const int tid = threadIdx.x, ty = tid / TX, tx = tid % TX, BM = (blockDim.x / TX) * TM, lda = BM + PAD;
-  T* As = layer_shared<T>();
+  T* As = dynamic_shared<T>();
   T* Bs = As + BK * lda;
   Entry<T>* wtab = reinterpret_cast<Entry<T>*>(Bs + BK * ldb);  // [2][BK]
   Entry<T>* gtab = wtab + 2 * BK;                                 // [2][BK]
@@ -415,7 +395,7 @@ __global__ void __launch_bounds__(MAXB)
                               long long groups, long long chunk, long long splits, long long cols, int has_db) {
   constexpr int BN = TX * TN, ldb = BN + PAD, DBQ = (BN + 31) / 32, A_PER = BK * TM / TX;
   const int tid = threadIdx.x, ty = tid / TX, tx = tid % TX, BM = (blockDim.x / TX) * TM, lda = BM + PAD;
-  T* As = layer_shared<T>();
+  T* As = dynamic_shared<T>();
   T* Bs = As + BK * lda;
   Entry<T>* xtab = reinterpret_cast<Entry<T>*>(Bs + BK * ldb);  // [2][BK]
   Entry<T>* gtab = xtab + 2 * BK;                                 // [2][BK]

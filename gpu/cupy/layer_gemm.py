@@ -1,5 +1,5 @@
-"""Launch functions for the layer ladder of gpu/cupy/layer_gemm.cu (step gemm), on a real GPU through CuPy or
-on the CPU emulator, as gpu.cupy.module.load decides.
+"""Launches of gpu/cupy/layer_gemm.cu, the conv1d layer's step gemm, on a real GPU through CuPy or on the CPU
+emulator, as gpu.cupy.loader.load decides.
 
     forward_gemm(p, x, w, b, y, launch)              y = conv1d_layer(x, w, b): implicit GEMM per (n, group)
     backward_gemm(p, x, w, g, dx, dw, db, launch)    dx by residue classes, dw and db by split-K partials
@@ -8,11 +8,10 @@ on the CPU emulator, as gpu.cupy.module.load decides.
 cupy.ndarray on a GPU and NumPy arrays in emulation (the workspace of partials is allocated like dw).
 Nothing is compiled at import: the module is built on first use.
 
-The compile-time constants live here and reach the kernels as -D options (OPTIONS) or as template
-arguments of the name expressions (NAMES; gpu/cupy/layer_gemm.cu lists the same ones for standalone compiles,
-and a test checks that they agree): BK reduction steps per staged chunk, TX threads along N, PAD
-elements of padding per shared row, the micro-tile (TM, TN) per dtype and the launch bound, which is the
-largest block accepted (BOUNDS). Block tile: BM = block / TX * TM rows, BN = TX * TN columns.
+BK reduction steps per staged chunk, TX threads along N and PAD elements of padding per shared row reach the
+kernels as -D options (gpu/cupy/tunables.py); the micro-tile (TM, TN) per dtype and the launch bound BOUND
+(the largest block accepted) as template arguments of the name expressions (NAMES). Block tile: BM = block /
+TX * TM rows, BN = TX * TN columns.
 
 The weight gradient's split of the N*L_out positions (`param_splits`) depends on the sizes and the block
 only (not on max_blocks: a capped grid strides over the tiles), so repeated calls add in the same order.
@@ -24,45 +23,43 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import numpy as np
 
-from gpu.cupy.module import ctype
+from gpu.cupy import loader, tunables
+from gpu.cupy.arrays import empty
+from gpu.cupy.layer import sizes
+from gpu.launch import BLOCKS, SHARED_LIMIT, check_shared
+from gpu.launch import CupyLaunch as Launch
+from gpu.steps import Kernel, Step
 
-SOURCE = Path(__file__).with_name("layer_gemm.cu")
-#: Reduction steps per staged chunk, threads along N, padding elements per shared row.
-BK, TX, PAD = 16, 16, 4
-OPTIONS = (f"-DLAYER_BK={BK}", f"-DLAYER_TX={TX}", f"-DLAYER_PAD={PAD}")
-#: Dynamic shared memory a launch may ask for without opting in.
-SHARED_LIMIT = 48 << 10
+SOURCE = tunables.FOLDER / "layer_gemm.cu"
+#: Reduction steps per staged chunk, threads along N, padding elements per shared row (-D of gpu/cupy/tunables.py).
+BK, TX, PAD = tunables.LAYER_BK, tunables.LAYER_TX, tunables.LAYER_PAD
 #: dtype -> (TM, TN) outputs per thread, and the launch bound (largest accepted block) of every kernel.
 TILE = {"float": (8, 8), "double": (8, 4)}
 BOUND = 256
-BOUNDS = {t: BOUND for t in TILE}
 #: Blocks the weight gradient's splits aim at: about four resident blocks of 128 threads on each of 132 SMs.
-TARGET_BLOCKS = 512
+WG_BLOCKS = 512
 KERNELS = ("layer_gemm_forward", "layer_gemm_input_grad")
 #: The weight gradient's orientations (template argument CO_ROWS): rows r and columns co (0), or the reverse (1).
 ORIENTATIONS = (0, 1)
 
-NAMES = (*(f"{k}<{t}, {tm}, {tn}, {BOUNDS[t]}>" for k in KERNELS for t, (tm, tn) in TILE.items()),
-         *(f"layer_gemm_param_partials<{t}, {tm}, {tn}, {o}, {BOUNDS[t]}>" for t, (tm, tn) in TILE.items()
+NAMES = (*(f"{k}<{t}, {tm}, {tn}, {BOUND}>" for k in KERNELS for t, (tm, tn) in TILE.items()),
+         *(f"layer_gemm_param_partials<{t}, {tm}, {tn}, {o}, {BOUND}>" for t, (tm, tn) in TILE.items()
            for o in ORIENTATIONS),
          "layer_gemm_sum_splits<float>", "layer_gemm_sum_splits<double>")
 
 
 @functools.cache
-def module():
+def _module():
     """The loaded layer_gemm.cu (cupy.RawModule or gpu.emu.Module), built once."""
-    from gpu.cupy import module as cuda_module
-
-    return cuda_module.load(SOURCE, name_expressions=NAMES, options=OPTIONS)
+    return loader.load(SOURCE, NAMES)
 
 
 def tile_shape(dtype, block: int) -> tuple[int, int, int, int]:
     """(TM, TN, BM, BN): outputs per thread and the block tile at `block` threads."""
-    TM, TN = TILE[ctype(dtype)]
+    TM, TN = TILE[loader.ctype(dtype)]
     return TM, TN, block // TX * TM, TX * TN
 
 
@@ -104,32 +101,25 @@ def accepts(p, launch) -> bool:
 
 def check_block(dtype, launch) -> int:
     """The block size, after checking it against the launch bound and the shared-memory limit."""
-    block, bound = launch.block, BOUNDS[ctype(dtype)]
-    if block > bound:
-        raise ValueError(f"block: the gemm layer kernels take at most {bound} threads, got {block}")
-    shared = shared_bytes(dtype, block)
-    if shared > SHARED_LIMIT:
-        raise ValueError(f"block: {block} threads need {shared} bytes of shared memory, more than {SHARED_LIMIT}")
+    block = launch.block
+    if block > BOUND:
+        raise ValueError(f"block: the gemm layer kernels take at most {BOUND} threads, got {block}")
+    check_shared(shared_bytes(dtype, block), f"the gemm layer kernels at {block} threads")
     return block
 
 
 def kernel_name(name, dtype, orientation=None) -> str:
     """The name expression of kernel `name` for `dtype` (the weight gradient's partials: of `orientation`)."""
-    t = ctype(dtype)
+    t = loader.ctype(dtype)
     if name == "layer_gemm_sum_splits":
         return f"{name}<{t}>"
     TM, TN = TILE[t]
     more = "" if orientation is None else f"{orientation}, "
-    return f"{name}<{t}, {TM}, {TN}, {more}{BOUNDS[t]}>"
+    return f"{name}<{t}, {TM}, {TN}, {more}{BOUND}>"
 
 
 def _kernel(name, dtype, orientation=None):
-    return module().get_function(kernel_name(name, dtype, orientation))
-
-
-def _sizes(p):
-    return tuple(map(np.int64, (p.N, p.C_in, p.L, p.C_out, p.K, p.L_out, p.stride, p.padding, p.dilation,
-                                p.groups)))
+    return _module().get_function(kernel_name(name, dtype, orientation))
 
 
 def forward_tiles(p, block: int) -> int:
@@ -146,7 +136,7 @@ def forward_gemm(p, x, w, b, y, launch):
         return
     _kernel("layer_gemm_forward", p.dtype)(
         (launch.blocks(forward_tiles(p, block), 1),), (block,),
-        (x, w, b if b.size else y, y, *_sizes(p), np.int32(p.has_bias)), shared_mem=shared_bytes(p.dtype, block))
+        (x, w, b if b.size else y, y, *sizes(p), np.int32(p.has_bias)), shared_mem=shared_bytes(p.dtype, block))
 
 
 def input_grad_columns(p) -> int:
@@ -176,7 +166,7 @@ def param_orientation(p, block: int) -> int:
 
 def param_splits(p, block: int, orientation=None) -> tuple[int, int, int]:
     """(chunk, splits, tiles) of the weight gradient: the N*L_out positions in `splits` chunks of `chunk`
-    (a multiple of BK), enough for about TARGET_BLOCKS blocks over the (r x co x groups) tiles of each
+    (a multiple of BK), enough for about WG_BLOCKS blocks over the (r x co x groups) tiles of each
     split; tiles = splits x those tiles (orientation: default param_orientation)."""
     _, _, BM, BN = tile_shape(p.dtype, block)
     if orientation is None:
@@ -185,18 +175,10 @@ def param_splits(p, block: int, orientation=None) -> tuple[int, int, int]:
     per_split = p.groups * -(-p.C_in_g * p.K // RW) * -(-p.C_out_g // CW)
     positions = p.N * p.L_out
     steps = -(-positions // BK)
-    splits = max(1, min(steps, -(-TARGET_BLOCKS // per_split)))
+    splits = max(1, min(steps, -(-WG_BLOCKS // per_split)))
     chunk = max(1, -(-steps // splits)) * BK
     splits = -(-positions // chunk) if positions else 0
     return chunk, splits, splits * per_split
-
-
-def _empty_like(a, size):
-    if isinstance(a, np.ndarray):
-        return np.empty(size, a.dtype)
-    import cupy
-
-    return cupy.empty(size, a.dtype)
 
 
 def backward_gemm(p, x, w, g, dx, dw, db, launch, orientation=None):
@@ -208,12 +190,12 @@ def backward_gemm(p, x, w, g, dx, dw, db, launch, orientation=None):
     block = check_block(p.dtype, launch)
     check_sizes(p, block)
     shared = shared_bytes(p.dtype, block)
-    sizes = _sizes(p)
+    layer_sizes = sizes(p)
     if dx.size:
         col_tiles, tiles = input_grad_tiles(p, block)
         t_step = p.stride // math.gcd(p.stride, p.dilation)
         _kernel("layer_gemm_input_grad", p.dtype)((launch.blocks(tiles, 1),), (block,),
-                                                  (w, g, dx, *sizes, np.int64(t_step), np.int64(col_tiles)),
+                                                  (w, g, dx, *layer_sizes, np.int64(t_step), np.int64(col_tiles)),
                                                   shared_mem=shared)
     R = p.C_in_g * p.K
     cols = (R + (1 if db.shape[0] else 0)) * p.C_out
@@ -222,14 +204,43 @@ def backward_gemm(p, x, w, g, dx, dw, db, launch, orientation=None):
     if orientation is None:
         orientation = param_orientation(p, block)
     chunk, splits, tiles = param_splits(p, block, orientation)
-    partial = _empty_like(dw, max(1, splits * cols))
+    partial = empty((max(1, splits * cols),), dw.dtype)
     if splits:
         _kernel("layer_gemm_param_partials", p.dtype, orientation)(
             (launch.blocks(tiles, 1),), (block,),
-            (x, g, partial, *sizes, np.int64(chunk), np.int64(splits), np.int64(cols), np.int32(db.shape[0] > 0)),
+            (x, g, partial, *layer_sizes, np.int64(chunk), np.int64(splits), np.int64(cols), np.int32(db.shape[0] > 0)),
             shared_mem=shared)
     _kernel("layer_gemm_sum_splits", p.dtype)(
         (launch.blocks(cols, block),), (block,),
         (partial, np.int64(splits), np.int64(R), np.int64(p.C_out), np.int64(cols), np.int32(orientation),
          dw.reshape(dw.size),
          db if db.shape[0] else dw.reshape(dw.size)))
+
+
+# --- the step -----------------------------------------------------------------------------------------------
+
+def forward(p, x, w, b, y, **options):
+    forward_gemm(p, x, w, b, y, Launch.of(options))
+
+
+def backward(p, x, w, g, dx, dw, db, **options):
+    backward_gemm(p, x, w, g, dx, dw, db, Launch.of(options))
+
+
+def kernels(dtype: str):
+    """Every gemm kernel of `dtype`, at the blocks up to BOUND whose shared memory fits."""
+    blocks = tuple(b for b in BLOCKS if b <= BOUND and shared_bytes(dtype, b) <= SHARED_LIMIT)
+    shared = {b: shared_bytes(dtype, b) for b in blocks}
+    t = loader.ctype(dtype)
+    names = [n for n in NAMES if n.split("<")[1].startswith(t)]
+    return [Kernel(n, dtype, blocks, {} if "sum_splits" in n else shared, default=True, source=SOURCE.name)
+            for n in names]
+
+
+GEMM = Step("gemm", {"conv1d_layer": forward, "conv1d_layer_backward": backward},
+            {"conv1d_layer": "implicit GEMM per (n, group): register micro-tiles (8x8 float, 8x4 double), w and "
+                             "im2col(x) staged in shared",
+             "conv1d_layer_backward": "dx as a GEMM per stride residue class (no division in the loop); dw, db split-K "
+                                      "partials added in order"},
+            kernels=kernels)
+STEPS = (GEMM,)

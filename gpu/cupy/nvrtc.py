@@ -1,9 +1,12 @@
-"""Compile CUDA C files with NVRTC for sm_80 and sm_90 and tabulate what ptxas reports.
+"""Compile CUDA C files with NVRTC for sm_80 and sm_90 and tabulate what ptxas reports: the resources of a
+kernel without a GPU (`kernels check` prints them for a kernel of yours).
 
-    python -m gpu.cupy.nvrtc [FILE.cu ...]   # default: every .cu under gpu/; exit status 1 on a spill
+    python -m gpu.cupy.nvrtc [FILE.cu ...]   # default: every .cu of gpu/cupy/; exit status 1 on a spill
 
-Each file of gpu/ is compiled with its -D tunables from gpu/cupy/tunables.py, as CuPy and the emulator
-compile it. NVRTC (pip packages cuda-bindings and nvidia-cuda-nvrtc) needs neither a driver nor a GPU, and
+A file of gpu/cupy/ is compiled with its options from gpu/cupy/tunables.py and the instantiations its launcher
+lists (NAMES), as CuPy and the emulator compile it; another file with the name expressions on its
+`// name_expressions:` lines. NVRTC (pip packages cuda-bindings and nvidia-cuda-nvrtc) needs neither a driver
+nor a GPU, and
 takes about 0.15 s per module and architecture. Template kernels are instantiated through the name
 expressions a source declares on `// name_expressions:` lines, the list load() gives CuPy.
 """
@@ -16,11 +19,12 @@ import sys
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
-from gpu.cupy.module import declared_names
-from gpu.cupy.tunables import defines_for, options
+from gpu.cupy import correlate, ladder, layer, layer_gemm, tunables
+from gpu.cupy.loader import declared_names
 
 ARCHS = (80, 90)
-GPU_DIR = Path(__file__).parent
+#: The instantiations of each .cu file of gpu/cupy/, from its launcher.
+PRODUCT_NAMES = {m.SOURCE.name: m.NAMES for m in (correlate, ladder, layer, layer_gemm)}
 
 
 @dataclass(frozen=True)
@@ -111,12 +115,21 @@ def parse_ptxas(log: str, names: dict[str, str], file="") -> list[Usage]:
     return rows
 
 
+def names_of(path: Path, code: str) -> list[str]:
+    """The name expressions a .cu file is instantiated with: its launcher's for a file of gpu/cupy/, else those
+    of its `// name_expressions:` lines."""
+    product = Path(path).resolve().parent == tunables.FOLDER.resolve() and Path(path).name in PRODUCT_NAMES
+    return list(PRODUCT_NAMES[Path(path).name]) if product else declared_names(code)
+
+
 def check(path: Path, archs=ARCHS, defines=None) -> list[Usage]:
     """Compile the .cu file at `path` for each architecture, with `defines` (default: its tunables from
     gpu/cupy/tunables.py); its resource usage per kernel."""
+    path = Path(path)
     code = path.read_text()
-    names = declared_names(code)
-    flags = [f"-I{path.parent}", *options(defines_for(path) if defines is None else defines)]
+    names = names_of(path, code)
+    flags = [f"-I{path.resolve().parent}", f"-I{tunables.FOLDER}",
+             *tunables.options(tunables.defines_for(path) if defines is None else defines)]
     rows = []
     for arch in archs:
         log, lowered = compile_log(code, names, arch, flags, path.name)
@@ -125,7 +138,8 @@ def check(path: Path, archs=ARCHS, defines=None) -> list[Usage]:
 
 
 def cu_files() -> list[Path]:
-    return sorted(GPU_DIR.rglob("*.cu"))
+    """The .cu files of gpu/cupy/."""
+    return sorted(tunables.FOLDER.glob("*.cu"))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -134,7 +148,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Compile CUDA C files with NVRTC for " + ", ".join(f"sm_{a}" for a in ARCHS) + " and print "
                     "registers, shared memory and spills per kernel; exit status 1 on a spill or a compile error.")
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE.cu",
-                        help="CUDA C files (default: every .cu under gpu/)")
+                        help="CUDA C files (default: every .cu of gpu/cupy/)")
     args = parser.parse_args(argv)
     for path in args.files:
         if not path.is_file():
@@ -145,7 +159,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     files = parse_args(argv).files or cu_files()
     if problem := nvrtc_problem():
-        print(f"nvrtc_check: {problem}", file=sys.stderr)
+        print(f"gpu.cupy.nvrtc: {problem}", file=sys.stderr)
         return 2
     header = ("file", "kernel", "arch", "regs", "smem", "spill st", "spill ld", "stack")
     rows, failed = [], False

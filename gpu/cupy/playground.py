@@ -49,9 +49,9 @@ def cuda_c(op: str, *, name: str, source, entry: str, args, grid=None, block: in
 
     @functools.cache
     def module():
-        from gpu.cupy import module as cuda_module
+        from gpu.cupy import loader
 
-        return cuda_module.load(path)
+        return loader.load(path)
 
     def impl(p, *arrays, block: int = block):
         kern = module().get_function(entry.format(T="float" if p.dtype == np.float32 else "double"))
@@ -71,14 +71,14 @@ def cuda_c(op: str, *, name: str, source, entry: str, args, grid=None, block: in
 
 def resources(path: Path) -> list[str]:
     """One line per kernel and architecture: registers, static shared memory and spills (NVRTC + ptxas)."""
-    from gpu.cupy import nvrtc as nvrtc_check
+    from gpu.cupy import nvrtc
 
-    problem = nvrtc_check.nvrtc_problem()
+    problem = nvrtc.nvrtc_problem()
     if problem:
         return [f"not compiled with NVRTC here: {problem}"]
     try:
-        usages = nvrtc_check.check(path)
-    except nvrtc_check.CompileError as e:
+        usages = nvrtc.check(path)
+    except nvrtc.CompileError as e:
         return [f"NVRTC rejects {path.name}: {e}"]
     return [f"{u.kernel} sm_{u.arch}: {u.registers} registers, {u.shared} B static shared, "
             f"spills {u.spill_stores} stores / {u.spill_loads} loads{'  <- SPILLS' if u.spill_stores else ''}"

@@ -1,41 +1,52 @@
 """Compile-time constants of the CUDA C kernels, defined once here and passed as ``-D NAME=value``.
 
-The same values reach NVRTC (CuPy on a GPU, and `gpu.cupy.nvrtc`) and g++ (the emulator `gpu.emu`),
-and the cupy backend sizes its dynamic shared memory from them, so nothing is mirrored by hand. A `.cu`
-file only checks that they are defined (``#error`` otherwise).
+The same values reach NVRTC (CuPy on a GPU, the NVRTC report of gpu/cupy/nvrtc.py) and g++ (the emulator
+gpu.emu), and the launchers size their grids and dynamic shared memory from them, so nothing is mirrored
+by hand. A `.cu` file has no defaults: it stops with ``#error`` when one is missing.
 
-    correlate.cu   correlate_tiled: CORR_PER_THREAD outputs per thread (register accumulators) and
-                CORR_TAPS filter taps staged per chunk; a block tile is blockDim.x * CORR_PER_THREAD
-                outputs, its shared memory CORR_TAPS + tile + CORR_TAPS - 1 elements.
-                weight_grad_tiled: WG_TJ values of g per chunk, WG_WI threads along the taps (one
-                warp), WG_PER_THREAD taps per thread, WG_TI = WG_WI * WG_PER_THREAD taps per tile;
-                shared memory WG_TJ + (WG_TJ + WG_TI - 1) + (blockDim.x / WG_WI) * WG_TI elements.
-                EPI_*: the epilogue numbers of gpu.steps.
+    every file       EPI_NONE, EPI_RELU, EPI_GATE: the epilogues of the correlation engine (gpu.steps)
+    correlate.cu     correlate_tiled: CORR_PER_THREAD outputs per thread (register accumulators), CORR_TAPS
+                     filter taps per chunk; a block tile is blockDim.x * CORR_PER_THREAD outputs.
+                     weight_grad_tiled: WG_TJ values of g per chunk, WG_WI threads along the taps (one warp),
+                     WG_PER_THREAD taps per thread, WG_TI = WG_WI * WG_PER_THREAD taps per tile
+    ladder.cu        LADDER_TAPS filter taps per chunk of the forward steps (gpu.launch.TAPS)
+    layer_gemm.cu    LAYER_BK reduction steps per staged chunk, LAYER_TX threads along the positions,
+                     LAYER_PAD elements of padding per shared row
+
+Template arguments (outputs per thread, launch bounds) are not here: they are part of each kernel's name
+expression, which its launcher lists.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from gpu.launch import TAPS
 from gpu.steps import GATE, NONE, RELU
 
 CORR_PER_THREAD, CORR_TAPS = 4, 256
 WG_TJ, WG_WI, WG_PER_THREAD = 512, 32, 4
 WG_TI = WG_WI * WG_PER_THREAD
+LAYER_BK, LAYER_TX, LAYER_PAD = 16, 16, 4
 
-#: -D definitions per .cu file of gpu/ (by file name).
+#: The folder of the .cu files and of common.cuh, which they include.
+FOLDER = Path(__file__).parent
+EPILOGUES = {"EPI_NONE": NONE, "EPI_RELU": RELU, "EPI_GATE": GATE}
+
+#: -D definitions per .cu file of gpu/cupy/ (by file name), past the epilogues every file gets.
 DEFINES: dict[str, dict[str, int]] = {
     "correlate.cu": {"CORR_PER_THREAD": CORR_PER_THREAD, "CORR_TAPS": CORR_TAPS, "WG_TJ": WG_TJ, "WG_WI": WG_WI,
-                  "WG_PER_THREAD": WG_PER_THREAD, "WG_TI": WG_TI,
-                  "EPI_NONE": NONE, "EPI_RELU": RELU, "EPI_GATE": GATE},
+                     "WG_PER_THREAD": WG_PER_THREAD, "WG_TI": WG_TI},
+    "ladder.cu": {"LADDER_TAPS": TAPS},
     "layer.cu": {},
+    "layer_gemm.cu": {"LAYER_BK": LAYER_BK, "LAYER_TX": LAYER_TX, "LAYER_PAD": LAYER_PAD},
 }
 
 
-def defines_for(path: str | os.PathLike) -> dict[str, int]:
-    """The definitions a .cu file of gpu/ is compiled with ({} for any other file)."""
-    return DEFINES.get(Path(path).name, {})
+def defines_for(path) -> dict[str, int]:
+    """The definitions a .cu file of gpu/cupy/ is compiled with ({} for any other file)."""
+    name = Path(path).name
+    return {**EPILOGUES, **DEFINES[name]} if name in DEFINES and Path(path).resolve().parent == FOLDER.resolve() else {}
 
 
 def options(defines: dict[str, int]) -> tuple[str, ...]:
@@ -43,12 +54,6 @@ def options(defines: dict[str, int]) -> tuple[str, ...]:
     return tuple(f"-D{name}={value}" for name, value in defines.items())
 
 
-def dynamic_shared(kernel_name: str, block: int, itemsize: int) -> int:
-    """Bytes of dynamic shared memory a launch of `kernel_name` (gpu/cupy/correlate.cu) asks for at `block` threads."""
-    if kernel_name == "correlate_tiled":  # the filter chunk and the x tile with its halo
-        return (2 * CORR_TAPS + block * CORR_PER_THREAD - 1) * itemsize
-    if kernel_name == "weight_grad_tiled":  # g and x chunks, and the per-warp tap partials
-        return (2 * WG_TJ + WG_TI - 1 + (block // WG_WI) * WG_TI) * itemsize
-    if kernel_name == "block_sums":
-        return block * itemsize
-    return 0
+def compile_options(path) -> tuple[str, ...]:
+    """Every option a .cu file of gpu/cupy/ is compiled with, on every path: -I for common.cuh and its -D."""
+    return (f"-I{FOLDER}", *options(defines_for(path)))

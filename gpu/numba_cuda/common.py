@@ -1,27 +1,33 @@
-"""The shared-memory check and the small utility kernels shared by the numba.cuda kernels.
+"""What the numba.cuda kernel modules share: their launch checks and the small utility kernels.
 
-A launch (`gpu.launch.NumbaCudaLaunch`: block size, outputs per thread, grid cap) is parsed once per
-call from the options given to `kernels.get(op, "numba_cuda", variant, **options)`, e.g. ``block=32``
-in the simulator tests. Kernels whose shared-memory sizes depend on it are built by cached factories,
-one per (dtype, block, per_thread): numba needs the sizes and the dtype of `cuda.shared.array` as
-compile-time constants.
+A launch (`gpu.launch.NumbaCudaLaunch`: block size, outputs per thread, grid cap) is parsed once per call
+from the options given to `kernels.get(op, "numba_cuda", variant, **options)`, e.g. ``block=32`` in the
+simulator tests. Kernels whose shared-memory sizes depend on it are built by cached factories, one per
+(dtype, block, per_thread): numba needs the sizes and the dtype of `cuda.shared.array` as compile-time
+constants.
 
-Indexing: every index that can exceed 2**31 is an int64 (`int64(...)` before a multiplication), and
-every kernel strides over the work beyond its grid, so any n fits in a grid of `max_blocks` blocks.
+Indexing: every index that can exceed 2**31 is an int64 (`int64(...)` before a multiplication), and every
+kernel strides over the work beyond its grid, so any n fits in a grid of `max_blocks` blocks.
 """
 
 from __future__ import annotations
 
-import numba
-import numpy as np
-from numba import cuda, int64
+import functools
 
+import numpy as np
+
+from gpu import launch as plan
 from gpu.launch import NumbaCudaLaunch as Launch
+from gpu.numba_cuda.jit import cuda, from_dtype, int64, types
+from gpu.steps import Kernel
 
 #: The launch of the utility kernels when the caller gives none.
 DEFAULT_LAUNCH = Launch()
-#: Static shared memory a block may use without opting in to more.
-SHARED_BYTES = 48 * 1024
+
+
+def launches():
+    """Every launch the options accept (block x per_thread; max_blocks does not change what is compiled)."""
+    return [Launch(block=b, per_thread=r) for b in plan.BLOCKS for r in Launch.PER_THREAD]
 
 
 def per_thread_for(launch: Launch, needed: int) -> int:
@@ -31,24 +37,28 @@ def per_thread_for(launch: Launch, needed: int) -> int:
 
 
 def check_block(launch: Launch, most: int, kernel: str):
-    """Raise ValueError when the launch's block exceeds `most`, the largest block `kernel` is compiled for
-    (more threads would not fit its registers in the register file without spilling)."""
-    if launch.block > most:
-        raise ValueError(f"block: {kernel} runs with at most {most} threads per block (its registers), "
-                         f"got {launch.block}")
+    """ValueError when the launch's block exceeds `most`, the largest block `kernel` is built for."""
+    plan.check_block(launch.block, most, kernel)
+
+
+def check_shared(elements: int, dtype, launch: Launch, kernel: str):
+    """ValueError when `elements` of `dtype` exceed the shared memory of a block (gpu.launch.SHARED_LIMIT)."""
+    plan.check_shared(elements * np.dtype(dtype).itemsize,
+                      f"{kernel} at block={launch.block}, per_thread={launch.per_thread} in {np.dtype(dtype)}")
+
+
+def accepted(check) -> bool:
+    """True when `check()` raises no ValueError: a launch its launcher takes."""
+    try:
+        check()
+    except ValueError:
+        return False
+    return True
 
 
 def scalar_type(dtype):
     """The numba type of a NumPy float dtype (for shared/local arrays in a kernel factory)."""
-    return numba.from_dtype(np.dtype(dtype))
-
-
-def check_shared(elements: int, dtype, launch: Launch, kernel: str):
-    """Raise ValueError when `elements` of `dtype` exceed the static shared memory of a block."""
-    nbytes = elements * np.dtype(dtype).itemsize
-    if nbytes > SHARED_BYTES:
-        raise ValueError(f"{kernel}: block={launch.block}, per_thread={launch.per_thread} need {nbytes} "
-                         f"bytes of shared memory in {np.dtype(dtype)}, over the {SHARED_BYTES} limit")
+    return from_dtype(np.dtype(dtype))
 
 
 @cuda.jit
@@ -75,3 +85,16 @@ def copy(src, dst, launch: Launch = DEFAULT_LAUNCH):
         dst[...] = src
         return
     copy_kernel[launch.blocks(dst.shape[0], launch.block), launch.block](src, dst)
+
+
+def kernels(dtype: str) -> list[Kernel]:
+    """The utility kernels at every block: fill, and copy between dense and strided arrays."""
+    T = getattr(types, dtype)
+    dense, strided = types.Array(T, 1, "C"), types.Array(T, 1, "A")
+    out = [Kernel("common.fill_kernel", dtype, plan.BLOCKS, default=True, build=lambda: (fill_kernel, (dense, T)))]
+    for src in (dense, strided):
+        for dst in (dense, strided):
+            out.append(Kernel(f"common.copy_kernel[{src.layout}->{dst.layout}]", dtype, plan.BLOCKS,
+                              default=src.layout == dst.layout == "C",
+                              build=functools.partial(lambda s, d: (copy_kernel, (s, d)), src, dst)))
+    return out

@@ -31,14 +31,16 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import cuda, int64
 
+from gpu.launch import BLOCKS, weight_grad_splits
 from gpu.launch import NumbaCudaLaunch as Launch
-from gpu.numba_cuda.common import check_block, check_shared, scalar_type
-from gpu.steps import GATE, NONE, RELU
+from gpu.numba_cuda import common, reduce
+from gpu.numba_cuda.common import DEFAULT_LAUNCH, accepted, check_block, check_shared, launches, scalar_type
+from gpu.numba_cuda.jit import boolean, cuda, int64, types
+from gpu.steps import GATE, NONE, NOTES, RELU, Engines, Kernel, Step, correlation_impls
 
 #: Largest block the tiled kernel (up to 124 registers) fits in the register file without spilling
-#: (plots/model/compile.py checks every accepted launch).
+#: (plots/model/resources.py checks every accepted launch).
 TILED_MAX_BLOCK = 512
 
 
@@ -150,12 +152,87 @@ def naive(sig, f, out, launch: Launch, *, flip=False, offset=0, periodic=False, 
     naive_kernel[launch.blocks(out.shape[0], launch.block), launch.block](*args)
 
 
+def tiled_plan(launch: Launch, dtype) -> int:
+    """The tile (block * per_thread outputs) of the tiled engine, after the checks (ValueError naming `block`):
+    the filter chunk and the tile with its halo (3 * tile - 1 values) in shared memory, the registers."""
+    tile = launch.block * launch.per_thread
+    check_shared(3 * tile - 1, dtype, launch, "tiled correlation")
+    check_block(launch, TILED_MAX_BLOCK, "the tiled correlation")
+    return tile
+
+
 def tiled(sig, f, out, launch: Launch, *, flip=False, offset=0, periodic=False, bias=None, epilogue=NONE,
           gate=None):
     """The same as `naive`, by block tiles staged in shared memory."""
-    tile = launch.block * launch.per_thread
-    check_shared(3 * tile - 1, out.dtype, launch, "tiled correlation")
-    check_block(launch, TILED_MAX_BLOCK, "the tiled correlation")
+    tile = tiled_plan(launch, out.dtype)
     kernel = tiled_kernel(np.dtype(out.dtype), launch.block, launch.per_thread)
     args = _arguments(sig, f, out, flip, offset, periodic, bias, epilogue, gate)
     kernel[launch.blocks(out.shape[0], tile), launch.block](*args)
+
+
+# --- the steps naive, tiled and atomic ---------------------------------------------------------------------
+
+def _corr_types(dtype: str) -> tuple:
+    T = getattr(types, dtype)
+    a1 = types.Array(T, 1, "C")
+    return (a1, int64, boolean, a1, boolean, a1, T, T, int64, a1)
+
+
+def naive_kernels(dtype: str) -> list[Kernel]:
+    return [Kernel("correlate.naive_kernel", dtype, BLOCKS, default=True,
+                   build=lambda: (naive_kernel, _corr_types(dtype))), *reduce.naive_kernels(dtype),
+            *common.kernels(dtype)]
+
+
+def tiled_kernels(dtype: str) -> list[Kernel]:
+    """The tiled engine at every launch `tiled_plan` accepts, and the tiled reductions."""
+    out = []
+    for launch in launches():
+        if accepted(functools.partial(tiled_plan, launch, dtype)):
+            b, R = launch.block, launch.per_thread
+            out.append(Kernel(f"correlate.tiled_kernel[B={b},R={R}]", dtype, (b,), default=launch == DEFAULT_LAUNCH,
+                              build=functools.partial(lambda b, R: (tiled_kernel(np.dtype(dtype), b, R),
+                                                                    _corr_types(dtype)), b, R)))
+    return [*out, *reduce.tiled_kernels(atomic=False)(dtype), *common.kernels(dtype)]
+
+
+def shape(tiled: bool):
+    """(op, n, k, dtype) -> blocks, executed FMAs and the longest dependent-FMA chain per thread of the default
+    launch of conv1d and the weight gradient."""
+    def of(op: str, n: int, k: int, dtype: str) -> dict:
+        launch, m = DEFAULT_LAUNCH, n - k + 1
+        if op == "conv1d":
+            tile = launch.block * (launch.per_thread if tiled else 1)
+            return {"blocks": launch.blocks(m, tile), "fmas": k * m, "chain": k}
+        if not tiled:  # one thread per tap sums m products
+            return {"blocks": launch.blocks(k, launch.block), "fmas": k * m, "chain": m}
+        ti = reduce.WI * common.per_thread_for(launch, -(-k // reduce.WI))
+        tiles = -(-k // ti)
+        splits = weight_grad_splits(m, reduce.TJ, tiles, launch)
+        return {"blocks": tiles * splits, "fmas": tiles * ti * m, "chain": -(-m // (splits * (launch.block // 32)))}
+    return of
+
+
+def engines(correlate, weight_grad, total) -> Engines:
+    return Engines(correlate, weight_grad, total, empty=cuda.device_array, launch_of=Launch.of)
+
+
+NAIVE_ENGINES = engines(naive, reduce.weight_grad_naive, reduce.total_naive)
+TILED_ENGINES = engines(tiled, reduce.weight_grad_tiled, reduce.total_tiled)
+ATOMIC_ENGINES = engines(tiled, functools.partial(reduce.weight_grad_tiled, atomic=True),
+                         functools.partial(reduce.total_tiled, atomic=True))
+R0 = DEFAULT_LAUNCH.per_thread
+B0 = DEFAULT_LAUNCH.block
+NAIVE = Step("naive", correlation_impls(NAIVE_ENGINES), NOTES["naive"], kernels=naive_kernels,
+             hot={"conv1d": lambda d, k: "correlate.naive_kernel",
+                  "conv1d_weight_grad": lambda d, k: "reduce.weight_grad_naive_kernel"},
+             shape=shape(tiled=False), engines=NAIVE_ENGINES)
+TILED = Step("tiled", correlation_impls(TILED_ENGINES), NOTES["tiled"], kernels=tiled_kernels,
+             hot={"conv1d": lambda d, k: f"correlate.tiled_kernel[B={B0},R={R0}]",
+                  "conv1d_weight_grad": lambda d, k: f"reduce.weight_grad_tiled_kernel[B={B0},R={R0},atomic=0]"},
+             shape=shape(tiled=True), engines=TILED_ENGINES)
+ATOMIC = Step("atomic", correlation_impls(ATOMIC_ENGINES, ("conv1d_weight_grad", "conv1d_bias_grad")),
+              NOTES["atomic"], kernels=lambda d: [*reduce.tiled_kernels(atomic=True)(d), *common.kernels(d)],
+              hot={"conv1d_weight_grad": lambda d, k: f"reduce.weight_grad_tiled_kernel[B={B0},R={R0},atomic=1]"},
+              shape=shape(tiled=True), engines=ATOMIC_ENGINES)
+STEPS = (NAIVE, TILED, ATOMIC)

@@ -1,6 +1,6 @@
 """The kernel ladder of the 1-D correlation engine and weight gradient in numba.cuda: the steps of
 gpu/cupy/ladder.cu (CUDA C) beyond gpu/numba_cuda/correlate.py's `naive` and `tiled`, with the same designs,
-names and shared-memory layouts (gpu/cupy/ladder.py's layout functions are the one source of them).
+names and shared-memory layouts (gpu/launch.py computes them for both).
 
     out[o] = epilogue(sum_{i<L} f'[i] s[o+i] + bias)        for o < M,  f'[i] = f[L-1-i] if flip else f[i]
     s[t]   = sig[t + offset] (0 outside sig, such terms skipped)  or  sig[(t + offset) mod N] (periodic)
@@ -63,26 +63,22 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import config, cuda, int64, uint32, uint64
 
-from gpu.cupy import ladder as layout
+from gpu import launch as plan
+from gpu.launch import BLOCKS, OUTPUTS_PER_THREAD, TAPS, TAPS_PER_THREAD
 from gpu.launch import NumbaCudaLaunch as Launch
-from gpu.numba_cuda.common import scalar_type
+from gpu.numba_cuda import common, reduce
+from gpu.numba_cuda.common import DEFAULT_LAUNCH, scalar_type
 from gpu.numba_cuda.correlate import finish
+from gpu.numba_cuda.jit import boolean, config, cuda, int64, types, uint32, uint64
+from gpu.steps import FORWARD_OPS, NOTES, Engines, Kernel, Step, correlation_impls
 
-#: Filter taps per chunk of the forward step (the CUDA C's LADDER_TAPS).
-TAPS = layout.TAPS
-#: Dynamic shared memory a launch may ask for without opting in.
-SHARED_LIMIT = layout.SHARED_LIMIT
-#: (dtype, outputs per thread R) -> largest block regwin accepts (registers without spills: plots/model/compile.py).
+#: (dtype, outputs per thread R) -> largest block regwin accepts (registers without spills: plots/model/resources.py).
 FORWARD_BOUNDS = {("float32", 4): 1024, ("float32", 8): 1024, ("float64", 4): 1024, ("float64", 8): 512}
 #: (dtype, taps per thread TP) -> largest block wg_regwin accepts.
 WG_BOUNDS = {("float32", 4): 1024, ("float32", 16): 512, ("float64", 4): 512, ("float64", 16): 256}
 #: Largest block of sum_partials_kernel.
 SUM_BOUND = 1024
-#: Outputs per thread of the forward step, and taps per thread of the weight gradient.
-PER_THREAD = (4, 8)
-TAPS_PER_THREAD = (layout.TP_SMALL, layout.TP_LARGE)
 #: Under numba's simulator nothing is compiled: `launch_bounds` is not an option there, and warp
 #: shuffles are done through shared memory in the same order (see `warp_sum_factory`).
 SIMULATED = bool(config.ENABLE_CUDASIM)
@@ -96,13 +92,6 @@ def _kernel_options(block: int, bound: int) -> dict:
     if block > bound:
         raise ValueError(f"block: at most {bound} threads, got {block}")
     return {} if SIMULATED else {"launch_bounds": (block, bound // block)}
-
-
-def _name(dtype) -> str:
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-    return dtype.name
 
 
 def _log2(v: int) -> int:
@@ -164,8 +153,12 @@ def warp_sum_factory(dtype: np.dtype, block: int, count: int):
 
 def forward_per_thread(dtype, block: int) -> int:
     """Outputs per thread R that regwin uses at `block`: 8 where its bound and the shared memory allow, else 4."""
-    fits = layout.forward_shared_bytes(block, 8, TAPS, np.dtype(dtype).itemsize, False) <= SHARED_LIMIT
-    return 8 if block <= FORWARD_BOUNDS[(_name(dtype), 8)] and fits else 4
+    return plan.forward_per_thread(_bounds(dtype), dtype, block)
+
+
+def _bounds(dtype):
+    name = plan.dtype_name(np.dtype(dtype))
+    return lambda R: FORWARD_BOUNDS[(name, R)]
 
 
 @functools.cache
@@ -176,7 +169,7 @@ def regwin_kernel(dtype: np.dtype, block: int, per_thread: int):
     STEP = B + B // R  # slot(q + B) - slot(q): B is a multiple of the padding run R
     W = 16 // np.dtype(dtype).itemsize  # elements per 16 bytes: fs starts 16-byte aligned, as in the CUDA C
     T = scalar_type(dtype)
-    options = _kernel_options(B, FORWARD_BOUNDS[(_name(dtype), R)])
+    options = _kernel_options(B, FORWARD_BOUNDS[(plan.dtype_name(np.dtype(dtype)), R)])
 
     @cuda.jit(device=True)
     def slot(q):
@@ -282,19 +275,8 @@ def correlate_regwin(sig, f, out, launch: Launch, *, flip=False, offset=0, perio
     """Step regwin: out[o] = epilogue(sum_i f'[i] s[o+i] + bias) (gpu/steps.py's engine), with
     R = per_thread (4 or 8; default `forward_per_thread`) contiguous outputs per thread. The launch's own
     per_thread is the tiled kernels' option: regwin picks R as the CUDA C step does."""
-    name, block = _name(out.dtype), launch.block
-    R = forward_per_thread(out.dtype, block) if per_thread is None else per_thread
-    if R not in PER_THREAD:
-        raise ValueError(f"per_thread: regwin takes one of {PER_THREAD} outputs per thread, got {R!r}")
-    bound = FORWARD_BOUNDS[(name, R)]
-    if block > bound:
-        raise ValueError(f"block: regwin with {R} {name} outputs per thread runs with at most {bound} threads "
-                         f"per block (its registers), got {block}")
-    M, L = out.shape[0], f.shape[0]
-    shared = layout.forward_shared_bytes(block, R, min(L, TAPS), out.dtype.itemsize, False)
-    if shared > SHARED_LIMIT:
-        raise ValueError(f"block: regwin at block={block} with {R} outputs per thread needs {shared} bytes of "
-                         f"shared memory, more than {SHARED_LIMIT}")
+    block, M = launch.block, out.shape[0]
+    R, shared = plan.forward_plan(_bounds(out.dtype), out.dtype, block, f.shape[0], per_thread=per_thread)
     if M == 0:
         return
     T = np.dtype(out.dtype).type
@@ -309,12 +291,12 @@ def correlate_regwin(sig, f, out, launch: Launch, *, flip=False, offset=0, perio
 @functools.cache
 def wg_regwin_kernel(dtype: np.dtype, block: int, taps_per_thread: int):
     """The wg_regwin weight gradient for one dtype, block and TP (compile-time constants); the tap groups
-    G and the slice length JS are arguments (powers of two, as `layout.wg_layout` picks them)."""
+    G and the slice length JS are arguments (powers of two, as `gpu.launch.wg_layout` picks them)."""
     B, TP = block, taps_per_thread
     TP2, LOG_B, LOG_TP = 2 * TP, _log2(block), _log2(taps_per_thread)
     T = scalar_type(dtype)
     warp_sum = warp_sum_factory(np.dtype(dtype), B, TP)
-    options = _kernel_options(B, WG_BOUNDS[(_name(dtype), TP)])
+    options = _kernel_options(B, WG_BOUNDS[(plan.dtype_name(np.dtype(dtype)), TP)])
 
     @cuda.jit(**options)
     def kernel(x, g, partial, k, zero, flip, log_s, log_js):
@@ -465,10 +447,10 @@ def weight_grad_regwin(x, g, dw, launch: Launch, *, flip=False, slice_len=None, 
     weight_grad_splits), then `sum_partials_kernel` adds the splits in a fixed order (skipped with one
     split: the block writes dw). `slice_len` (JS) and `splits` override the layout (tests use them to
     reach several chunks per split)."""
-    name, block = _name(dw.dtype), launch.block
+    name, block = plan.dtype_name(np.dtype(dw.dtype)), launch.block
     m, k = g.shape[0], dw.shape[0]
-    TP, G, JS, shared, tiles, splits = layout.wg_plan(m, k, dw.dtype, launch, lambda TP: WG_BOUNDS[(name, TP)],
-                                                      slice_len, splits)
+    TP, G, JS, shared, tiles, splits = plan.wg_plan(m, k, dw.dtype, launch, lambda TP: WG_BOUNDS[(name, TP)],
+                                                    slice_len, splits)
     T = np.dtype(dw.dtype).type
     partial = dw if splits == 1 else cuda.device_array(splits * k, dw.dtype)
     kernel = wg_regwin_kernel(np.dtype(dw.dtype), block, TP)
@@ -476,3 +458,59 @@ def weight_grad_regwin(x, g, dw, launch: Launch, *, flip=False, slice_len=None, 
     if splits > 1:
         sum_partials_kernel(np.dtype(dw.dtype), block)[launch.blocks(k, 1), block](partial, splits, dw, T(0))
 
+
+
+# --- the steps regwin and wg_regwin ------------------------------------------------------------------------
+
+def _corr_types(dtype: str) -> tuple:
+    T = getattr(types, dtype)
+    a1 = types.Array(T, 1, "C")
+    return (a1, int64, boolean, a1, boolean, a1, T, T, int64, a1)
+
+
+def regwin_kernels(dtype: str) -> list[Kernel]:
+    """regwin for R in OUTPUTS_PER_THREAD at each block up to its bound whose shared memory fits, with the most
+    dynamic shared memory a launch asks for (a full filter chunk)."""
+    size, out = plan.itemsize(dtype), []
+    for b in BLOCKS:
+        for R in OUTPUTS_PER_THREAD:
+            shared = plan.forward_shared_bytes(b, R, TAPS, size, False)
+            if b <= FORWARD_BOUNDS[(dtype, R)] and shared <= plan.SHARED_LIMIT:
+                out.append(Kernel(f"ladder.regwin_kernel[B={b},R={R}]", dtype, (b,), {b: shared},
+                                  b == DEFAULT_LAUNCH.block and R == forward_per_thread(dtype, b),
+                                  build=functools.partial(lambda b, R: (regwin_kernel(np.dtype(dtype), b, R),
+                                                                        _corr_types(dtype)), b, R)))
+    return [*out, *reduce.tiled_kernels(atomic=False)(dtype), *common.kernels(dtype)]
+
+
+def wg_kernels(dtype: str) -> list[Kernel]:
+    """wg_regwin for each TP up to its bound, with the most shared memory of its layouts, and the second pass."""
+    T, size, out = getattr(types, dtype), plan.itemsize(dtype), []
+    a1 = types.Array(T, 1, "C")
+    for b in BLOCKS:
+        for TP in TAPS_PER_THREAD:
+            if b <= WG_BOUNDS[(dtype, TP)]:
+                out.append(Kernel(f"ladder.wg_regwin_kernel[B={b},TP={TP}]", dtype, (b,),
+                                  {b: plan.wg_most_shared(b, TP, size)}, b == DEFAULT_LAUNCH.block,
+                                  build=functools.partial(lambda b, TP: (wg_regwin_kernel(np.dtype(dtype), b, TP),
+                                                                         (a1, a1, a1, int64, T, boolean, int64, int64)),
+                                                          b, TP)))
+        out.append(Kernel(f"ladder.sum_partials_kernel[B={b}]", dtype, (b,), default=b == DEFAULT_LAUNCH.block,
+                          build=functools.partial(lambda b: (sum_partials_kernel(np.dtype(dtype), b),
+                                                             (a1, int64, a1, T)), b)))
+    return [*out, *common.kernels(dtype)]
+
+
+ENGINES = Engines(correlate_regwin, weight_grad_regwin, reduce.total_tiled, empty=cuda.device_array,
+                  launch_of=Launch.of)
+B0 = DEFAULT_LAUNCH.block
+REGWIN = Step("regwin", correlation_impls(ENGINES, FORWARD_OPS), NOTES["regwin"], kernels=regwin_kernels,
+              hot={"conv1d": lambda d, k: f"ladder.regwin_kernel[B={B0},R={forward_per_thread(d, B0)}]"},
+              shape=lambda op, n, k, d: plan.forward_shape(n, k, forward_per_thread(d, B0), DEFAULT_LAUNCH),
+              engines=ENGINES)
+WG_REGWIN = Step("wg_regwin", correlation_impls(ENGINES, ("conv1d_weight_grad",)), NOTES["wg_regwin"],
+                 kernels=wg_kernels,
+                 hot={"conv1d_weight_grad": lambda d, k: f"ladder.wg_regwin_kernel[B={B0},"
+                                                         f"TP={plan.wg_layout(k, B0, plan.itemsize(d))[0]}]"},
+                 shape=lambda op, n, k, d: plan.wg_shape(n, k, d, DEFAULT_LAUNCH), engines=ENGINES)
+STEPS = (REGWIN, WG_REGWIN)

@@ -33,19 +33,29 @@ import functools
 import math
 
 import numpy as np
-from numba import cuda, int64
 
-from gpu.launch import MAX_GRID_Y, param_chunks
+from gpu.launch import BLOCKS, MAX_GRID_Y, SHARED_LIMIT, param_chunks
 from gpu.launch import NumbaCudaLaunch as Launch
+from gpu.numba_cuda import common
 from gpu.numba_cuda import reduce as red
-from gpu.numba_cuda.common import SHARED_BYTES, check_block, check_shared, per_thread_for, scalar_type
+from gpu.numba_cuda.common import (
+    DEFAULT_LAUNCH,
+    accepted,
+    check_block,
+    check_shared,
+    launches,
+    per_thread_for,
+    scalar_type,
+)
+from gpu.numba_cuda.jit import cuda, int64, types
+from gpu.steps import Kernel, Step
 
 #: Output channels per block tile of the tiled forward (accumulators per thread: CO_TILE * per_thread).
 CO_TILE = 4
 #: Filter taps staged in shared memory per chunk by the tiled forward (fewer when dilation is large).
 K_TILE = 32
 #: Largest blocks the direct kernels (70-80 registers) and the tiled forward (160-220) fit in the
-#: register file without spilling (plots/model/compile.py checks every accepted launch).
+#: register file without spilling (plots/model/resources.py checks every accepted launch).
 DIRECT_MAX_BLOCK, TILED_MAX_BLOCK = 512, 256
 
 
@@ -290,22 +300,28 @@ def param_grads(p, x, g, dw, db, launch: Launch):
         red.sum_columns(partial[:, E_w:], db, launch)
 
 
-def tiled(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, up=1):
-    """`tiled_kernel`: y = conv1d_layer(xup, w, b) with these settings, xup = x upsampled by `up`.
+def tiled_plan(launch: Launch, dtype, K: int, L_out: int, stride: int, dilation: int) -> tuple[int, int, int]:
+    """(per_thread, x window, taps per chunk) of `tiled_kernel`, after the checks (ValueError naming `block`).
 
-    Its shared x window is a power of two (few kernels compile) holding K_TILE taps per chunk if that
-    fits in shared memory, else one; per_thread is cut down to what L_out needs.
-    """
-    dtype, K, L_out = np.dtype(y.dtype), w.shape[2], y.shape[2]
+    The shared x window is a power of two (few kernels compile) holding K_TILE taps per chunk if that fits in
+    shared memory, else one; per_thread is cut down to what L_out needs."""
+    dtype = np.dtype(dtype)
     per_thread = per_thread_for(launch, -(-L_out // launch.block))  # no more positions than L_out needs
     TL = launch.block * per_thread
     for kt in (min(K, K_TILE), 1):
         window = 1 << ((TL - 1) * stride + (kt - 1) * dilation).bit_length()
-        if (window + CO_TILE * K_TILE) * dtype.itemsize <= SHARED_BYTES:
+        if (window + CO_TILE * K_TILE) * dtype.itemsize <= SHARED_LIMIT:
             break
     check_shared(window + CO_TILE * K_TILE, dtype, launch, "tiled layer")
     check_block(launch, TILED_MAX_BLOCK, "the tiled layer")
-    kt_max = min(K_TILE, (window - 1 - (TL - 1) * stride) // dilation + 1)
+    return per_thread, window, min(K_TILE, (window - 1 - (TL - 1) * stride) // dilation + 1)
+
+
+def tiled(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, up=1):
+    """`tiled_kernel`: y = conv1d_layer(xup, w, b) with these settings, xup = x upsampled by `up`."""
+    dtype, L_out = np.dtype(y.dtype), y.shape[2]
+    per_thread, window, kt_max = tiled_plan(launch, dtype, w.shape[2], L_out, stride, dilation)
+    TL = launch.block * per_thread
     rows = x.shape[0] * groups * -(-(w.shape[0] // groups) // CO_TILE)
     grid = (launch.blocks(L_out, TL), min(rows, launch.max_blocks, MAX_GRID_Y))
     kernel = tiled_kernel(dtype, launch.block, per_thread, window)
@@ -329,12 +345,10 @@ def input_grad_tiled(p, w, g, dx, launch: Launch):
 # --- implementations -----------------------------------------------------------------------------------
 
 def layer_direct(p, x, w, b, y, **options):
-    """one thread per output element (64-bit flat index, grid-stride), padded taps multiply zeros"""
     forward_direct(p, x, w, b, y, Launch.of(options))
 
 
 def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
-    """dx by gather (one thread per element, no atomics); dw, db by chunk partials added in order"""
     launch = Launch.of(options)
     check_block(launch, DIRECT_MAX_BLOCK, "the direct layer backward")
     input_grad_direct(p, w, g, dx, launch)
@@ -342,13 +356,11 @@ def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
 
 
 def layer_tiled(p, x, w, b, y, **options):
-    """4 output channels x block*per_thread positions per block, x window and filter taps in shared memory"""
     tiled(x, w, b, y, Launch.of(options), stride=p.stride, padding=p.padding, dilation=p.dilation,
           groups=p.groups)
 
 
 def layer_backward_tiled(p, x, w, g, dx, dw, db, **options):
-    """dx by the tiled forward of the transposed layer (g upsampled by stride); dw, db as in direct"""
     launch = Launch.of(options)
     check_block(launch, TILED_MAX_BLOCK, "the tiled layer backward")
     if np.isfinite(w.copy_to_host()).all():  # w is small next to x and g
@@ -356,3 +368,62 @@ def layer_backward_tiled(p, x, w, g, dx, dw, db, **options):
     else:  # the inserted zeros would multiply the Inf or NaN: only real products, as in the reference
         input_grad_direct(p, w, g, dx, launch)
     param_grads(p, x, g, dw, db, launch)
+
+
+# --- the steps direct and tiled ----------------------------------------------------------------------------
+
+def _types(dtype: str):
+    T = getattr(types, dtype)
+    return T, types.Array(T, 1, "C"), types.Array(T, 2, "C"), types.Array(T, 3, "C")
+
+
+def direct_kernels(dtype: str) -> list[Kernel]:
+    """The direct kernels at every block up to DIRECT_MAX_BLOCK, and the parameter sums."""
+    T, a1, a2, a3 = _types(dtype)
+    blocks = tuple(b for b in BLOCKS if b <= DIRECT_MAX_BLOCK)
+    return [Kernel("layer.forward_kernel", dtype, blocks, default=True,
+                   build=lambda: (forward_kernel, (a3, a3, a1, a3, *[int64] * 4, T))),
+            Kernel("layer.input_grad_kernel", dtype, blocks, default=True,
+                   build=lambda: (input_grad_kernel, (a3, a3, a3, *[int64] * 5, T))),
+            Kernel("layer.param_grad_partial_kernel", dtype, blocks, default=True,
+                   build=lambda: (param_grad_partial_kernel, (a3, a3, a2, *[int64] * 6, T))),
+            *red.sum_kernels(dtype), *common.kernels(dtype)]
+
+
+def transpose_kernels(dtype: str) -> list[Kernel]:
+    T, a1, a2, a3 = _types(dtype)
+    return [Kernel("layer.transposed_filter_kernel", dtype, BLOCKS, default=True,
+                   build=lambda: (transposed_filter_kernel, (a3, a3, int64)))]
+
+
+def tiled_kernels(dtype: str) -> list[Kernel]:
+    """tiled_kernel at every launch `tiled_plan` takes for stride 1, dilation 1, K >= K_TILE and a long L_out
+    (the x window of K_TILE taps: the sizes, not the registers, change with the layer), and what the tiled
+    backward launches besides."""
+    T, a1, a2, a3 = _types(dtype)
+    out = []
+    for launch in launches():
+        b, R = launch.block, launch.per_thread
+        if accepted(functools.partial(tiled_plan, launch, dtype, K_TILE, b * R, 1, 1)):
+            _, window, _ = tiled_plan(launch, dtype, K_TILE, b * R, 1, 1)
+            out.append(Kernel(f"layer.tiled_kernel[B={b},R={R},window={window}]", dtype, (b,),
+                              default=launch == DEFAULT_LAUNCH,
+                              build=functools.partial(lambda b, R, window: (tiled_kernel(np.dtype(dtype), b, R, window),
+                                                                            (a3, a3, a1, a3, *[int64] * 6, T)),
+                                                      b, R, window)))
+    return [*out, *transpose_kernels(dtype), *direct_kernels(dtype)]
+
+
+DIRECT = Step("direct", {"conv1d_layer": layer_direct, "conv1d_layer_backward": layer_backward_direct},
+              {"conv1d_layer": "one thread per output element (64-bit flat index, grid-stride), padded taps multiply "
+                               "zeros",
+               "conv1d_layer_backward": "dx by gather (one thread per element, no atomics); dw, db by chunk partials "
+                                        "added in order"},
+              kernels=direct_kernels)
+TILED = Step("tiled", {"conv1d_layer": layer_tiled, "conv1d_layer_backward": layer_backward_tiled},
+             {"conv1d_layer": "4 output channels x block*per_thread positions per block, x window and filter taps in "
+                              "shared memory",
+              "conv1d_layer_backward": "dx by the tiled forward of the transposed layer (g upsampled by stride); "
+                                       "dw, db as in direct"},
+             kernels=tiled_kernels)
+STEPS = (DIRECT, TILED)

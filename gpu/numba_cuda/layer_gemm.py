@@ -7,7 +7,7 @@ after gpu/numba_cuda/layer.py's `direct` and `tiled`. Registered by gpu/numba_cu
              value read from shared memory serves RM multiply-adds and each w value RN (tiled: 4 and 1),
              so a step of the inner loop is RM*RN FMAs for RM+RN shared loads, all at compile-time offsets
              from a 32-bit unsigned base: no index arithmetic, no wrap-around code, no division.
-             MODEL (SASS of plots.model.compile, sm_90, f32, block 128, N=8, C 64->128, L=4096, K=3, H100
+             MODEL (SASS of plots.model.resources, sm_90, f32, block 128, N=8, C 64->128, L=4096, K=3, H100
              SXM): hot loop 0.82 FFMA per issued instruction, 0.16 LDS per FFMA; with the staging, loop
              and epilogue overhead ~0.53 FFMA per instruction, 97% wave efficiency: ~51% of the FP32 peak,
              against <= 2.6% for `tiled` (~20x).
@@ -54,16 +54,18 @@ import functools
 import math
 
 import numpy as np
-from numba import cuda, int32, int64, uint32, uint64
 
-from gpu.launch import MAX_GRID_Y
+from gpu.launch import BLOCKS, MAX_GRID_Y, SHARED_LIMIT
 from gpu.launch import NumbaCudaLaunch as Launch
+from gpu.numba_cuda import common
 from gpu.numba_cuda import reduce as red
-from gpu.numba_cuda.common import SHARED_BYTES, check_block, check_shared, scalar_type
-from gpu.numba_cuda.layer import transposed_filter_kernel
+from gpu.numba_cuda.common import DEFAULT_LAUNCH, check_block, check_shared, scalar_type
+from gpu.numba_cuda.jit import cuda, int32, int64, types, uint32, uint64
+from gpu.numba_cuda.layer import transpose_kernels, transposed_filter_kernel
+from gpu.steps import Kernel, Step
 
 #: Largest block of every gemm kernel (up to ~130 registers in float64 at RM=8: 256 threads fit the register
-#: file without spilling; plots/model/compile.py checks every accepted launch).
+#: file without spilling; plots/model/resources.py checks every accepted launch).
 GEMM_MAX_BLOCK = 256
 #: Channels per thread micro-tile by itemsize: RM_MAX (per_thread >= 4) or RM_MAX/2 (per_thread < 4, or when
 #: RM_MAX/2 covers C_out/groups, or for the masked dx and strides > 1). float64 at RM = 8 would need more than
@@ -363,6 +365,23 @@ def weight_grad_kernel(dtype: np.dtype, block: int, rm: int):
 
 # --- launches -----------------------------------------------------------------------------------------------
 
+def conv_plan(launch: Launch, dtype, rows_needed: int, Kc: int, stride: int, dilation: int,
+              masked: bool = False) -> tuple[int, int, int]:
+    """(RM, x window, taps per staged chunk) of a `conv_kernel` launch, after the checks (ValueError naming the
+    block): the shared x window is a power of two (few kernels compile) holding KT taps per chunk if that fits,
+    else one."""
+    dtype = np.dtype(dtype)
+    check_block(launch, GEMM_MAX_BLOCK, "the gemm layer")
+    rm = micro_rows(launch, rows_needed, TX, dtype, half=masked or stride != 1)
+    BM, BN = launch.block // TX * rm, TX * RN
+    for kt in (max(1, min(Kc, KT)), 1):
+        window = 1 << ((BN - 1) * stride + (kt - 1) * dilation).bit_length()
+        if CC * (window + KT * BM) * dtype.itemsize <= SHARED_LIMIT:
+            break
+    check_shared(CC * (window + KT * BM), dtype, launch, f"gemm layer (stride={stride})")
+    return rm, window, min(KT, (window - 1 - (BN - 1) * stride) // dilation + 1)
+
+
 def correlate(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, tap0=0, tap_step=1, Kc=None,
               ostart=0, ostride=1, Lc=None, masked=False):
     """`conv_kernel`: y[n, co, ostart + l*ostride] = b[co] + sum_{c, k<Kc} w[co, c, tap0 + k*tap_step]
@@ -374,15 +393,8 @@ def correlate(x, w, b, y, launch: Launch, *, stride, padding, dilation, groups, 
     dtype = np.dtype(y.dtype)
     Kc = w.shape[2] if Kc is None else Kc
     Lc = y.shape[2] if Lc is None else Lc
-    check_block(launch, GEMM_MAX_BLOCK, "the gemm layer")
-    rm = micro_rows(launch, w.shape[0] // groups, TX, dtype, half=masked or stride != 1)
+    rm, window, kt_max = conv_plan(launch, dtype, w.shape[0] // groups, Kc, stride, dilation, masked)
     BM, BN = launch.block // TX * rm, TX * RN
-    for kt in (max(1, min(Kc, KT)), 1):
-        window = 1 << ((BN - 1) * stride + (kt - 1) * dilation).bit_length()
-        if CC * (window + KT * BM) * dtype.itemsize <= SHARED_BYTES:
-            break
-    check_shared(CC * (window + KT * BM), dtype, launch, f"gemm layer (stride={stride})")
-    kt_max = min(KT, (window - 1 - (BN - 1) * stride) // dilation + 1)
     rows = x.shape[0] * groups * -(-(w.shape[0] // groups) // BM)
     grid = (launch.blocks(Lc, BN), min(rows, launch.max_blocks, MAX_GRID_Y))
     kernel = conv_kernel(dtype, launch.block, rm, window, masked, stride == 1)
@@ -465,20 +477,58 @@ def accepts(p, launch: Launch) -> bool:
     dtype = np.dtype(p.dtype)
     rm = micro_rows(launch, p.C_out // p.groups, TX, dtype, half=p.stride != 1)
     window = 1 << ((TX * RN - 1) * p.stride).bit_length()
-    return CC * (window + KT * (launch.block // TX * rm)) * dtype.itemsize <= SHARED_BYTES
+    return CC * (window + KT * (launch.block // TX * rm)) * dtype.itemsize <= SHARED_LIMIT
 
 
 # --- implementations ----------------------------------------------------------------------------------------
 
 def layer_gemm(p, x, w, b, y, **options):
-    """implicit GEMM: micro-tiles of up to 8 channels x 8 positions per thread, x window and taps in shared memory"""
     correlate(x, w, b, y, Launch.of(options), stride=p.stride, padding=p.padding, dilation=p.dilation,
               groups=p.groups)
 
 
 def layer_backward_gemm(p, x, w, g, dx, dw, db, **options):
-    """dx by the implicit GEMM per residue class of stride (no division, no inserted zeros); dw, db split-K"""
     launch = Launch.of(options)
     check_block(launch, GEMM_MAX_BLOCK, "the gemm layer backward")
     input_grad(p, w, g, dx, launch)
     param_grads(p, x, g, dw, db, launch)
+
+
+# --- the step gemm -----------------------------------------------------------------------------------------
+
+def kernels(dtype: str) -> list[Kernel]:
+    """conv_kernel at both micro-tile heights RM and every block up to GEMM_MAX_BLOCK, with the x windows of
+    stride 1 and 2 at KT taps per chunk and of one tap (an input-gradient residue class of a single tap) (the
+    sizes, not the registers, change with the layer; strides > 1 and the masked dx take the lower RM only);
+    weight_grad_kernel at both RM; and what the backward launches besides."""
+    T = getattr(types, dtype)
+    a1 = types.Array(T, 1, "C")
+    rm_max = RM_MAX[np.dtype(dtype).itemsize]
+    out = []
+    for b in (b for b in BLOCKS if b <= GEMM_MAX_BLOCK):
+        for rm in (rm_max // 2, rm_max):
+            is_default = b == DEFAULT_LAUNCH.block and rm == rm_max
+            for masked, stride in ((False, 1), (False, 2), (True, 1))[:3 if rm < rm_max else 1]:
+                window = 1 << ((TX * RN - 1) * stride + KT - 1).bit_length()
+                one_tap = 1 << (TX * RN - 1).bit_length()
+                for w_size in sorted({window, one_tap} if stride == 1 else {window}):
+                    out.append(Kernel(
+                        f"layer_gemm.conv_kernel[B={b},RM={rm},window={w_size},masked={int(masked)},"
+                        f"stride1={int(stride == 1)}]", dtype, (b,),
+                        default=is_default and stride == 1 and w_size == window,
+                        build=functools.partial(lambda *k: (conv_kernel(np.dtype(dtype), *k),
+                                                            (a1, a1, a1, a1, *[int64] * 18, T)),
+                                                b, rm, w_size, masked, stride == 1)))
+            out.append(Kernel(f"layer_gemm.weight_grad_kernel[B={b},RM={rm}]", dtype, (b,), default=is_default,
+                              build=functools.partial(lambda b, rm: (weight_grad_kernel(np.dtype(dtype), b, rm),
+                                                                     (a1, a1, a1, *[int64] * 13, T)), b, rm)))
+    return [*out, *transpose_kernels(dtype), *red.sum_kernels(dtype), *common.kernels(dtype)]
+
+
+GEMM = Step("gemm", {"conv1d_layer": layer_gemm, "conv1d_layer_backward": layer_backward_gemm},
+            {"conv1d_layer": "implicit GEMM: micro-tiles of up to 8 channels x 8 positions per thread, x window and "
+                             "taps in shared memory",
+             "conv1d_layer_backward": "dx by the implicit GEMM per residue class of stride (no division, no inserted "
+                                      "zeros); dw, db split-K"},
+            kernels=kernels)
+STEPS = (GEMM,)

@@ -27,18 +27,28 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import cuda, int64
 
+from gpu.launch import BLOCKS, sum_blocks, weight_grad_splits
 from gpu.launch import NumbaCudaLaunch as Launch
-from gpu.launch import sum_blocks, weight_grad_splits
-from gpu.numba_cuda.common import check_block, check_shared, fill, per_thread_for, scalar_type
+from gpu.numba_cuda.common import (
+    DEFAULT_LAUNCH,
+    accepted,
+    check_block,
+    check_shared,
+    fill,
+    launches,
+    per_thread_for,
+    scalar_type,
+)
+from gpu.numba_cuda.jit import boolean, cuda, int64, types
+from gpu.steps import Kernel
 
 #: g values staged per chunk by the tiled weight gradient.
 TJ = 512
 #: Threads along the taps in the tiled weight gradient (one warp).
 WI = 32
 #: Largest block the tiled weight gradient (up to 128 registers; half as many threads with per_thread
-#: 8: up to 167) fits in the register file without spilling (plots/model/compile.py checks them all).
+#: 8: up to 167) fits in the register file without spilling (plots/model/resources.py checks them all).
 TILED_MAX_BLOCK = 512
 
 
@@ -176,13 +186,19 @@ def weight_grad_naive(x, g, dw, launch: Launch, flip=False):
     weight_grad_naive_kernel[grid, launch.block](x, g, dw, _zero(dw), flip)
 
 
+def weight_grad_tiled_plan(launch: Launch, dtype, per_thread: int) -> None:
+    """ValueError unless the tiled weight gradient takes this launch with `per_thread` taps per thread (at most
+    launch.per_thread): its g and x chunks and warp partials in shared memory, its registers in the block."""
+    check_shared(2 * TJ + (launch.block + WI) * per_thread, dtype, launch, "tiled weight gradient")
+    check_block(launch, TILED_MAX_BLOCK if launch.per_thread <= 4 else TILED_MAX_BLOCK // 2,
+                f"the tiled weight gradient with per_thread={launch.per_thread}")
+
+
 def weight_grad_tiled(x, g, dw, launch: Launch, flip=False, atomic=False):
     """dw[i] = sum_j g[j] x[j+i]: split over j into blocks, then `sum_columns` (or atomics)."""
     k, m = dw.shape[0], g.shape[0]
     per_thread = per_thread_for(launch, -(-k // WI))  # no more tap accumulators than the taps need
-    check_shared(2 * TJ + (launch.block + WI) * per_thread, dw.dtype, launch, "tiled weight gradient")
-    check_block(launch, TILED_MAX_BLOCK if launch.per_thread <= 4 else TILED_MAX_BLOCK // 2,
-                f"the tiled weight gradient with per_thread={launch.per_thread}")
+    weight_grad_tiled_plan(launch, dw.dtype, per_thread)
     kernel = weight_grad_tiled_kernel(np.dtype(dw.dtype), launch.block, per_thread, atomic)
     tiles = launch.blocks(k, WI * per_thread)
     splits = weight_grad_splits(m, TJ, tiles, launch)
@@ -209,3 +225,44 @@ def total_tiled(g, out, launch: Launch, atomic=False):
     kernel[blocks, launch.block](g, partial, _zero(out))
     if not atomic:
         sum_columns(partial, out, launch)
+
+
+# --- what the steps compile ----------------------------------------------------------------------------------
+
+def _arrays(dtype: str):
+    T = getattr(types, dtype)
+    return T, types.Array(T, 1, "C"), types.Array(T, 2, "C"), types.Array(T, 2, "A")
+
+
+def sum_kernels(dtype: str) -> list[Kernel]:
+    """sum_columns (dense and strided partials) at every block."""
+    T, a1, a2, a2a = _arrays(dtype)
+    return [Kernel(f"reduce.sum_columns_kernel[{part.layout}]", dtype, BLOCKS, default=part.layout == "C",
+                   build=functools.partial(lambda part: (sum_columns_kernel, (part, a1, T)), part))
+            for part in (a2, a2a)]
+
+
+def naive_kernels(dtype: str) -> list[Kernel]:
+    T, a1, _, _ = _arrays(dtype)
+    return [Kernel("reduce.weight_grad_naive_kernel", dtype, BLOCKS, default=True,
+                   build=lambda: (weight_grad_naive_kernel, (a1, a1, a1, T, boolean))), *sum_kernels(dtype)]
+
+
+def tiled_kernels(atomic: bool):
+    """dtype -> the tiled weight gradient and block sums at every launch their launchers accept."""
+    def kernels(dtype: str) -> list[Kernel]:
+        T, a1, a2, _ = _arrays(dtype)
+        out = [Kernel(f"reduce.block_sums_kernel[B={b},atomic={int(atomic)}]", dtype, (b,),
+                      default=b == DEFAULT_LAUNCH.block,
+                      build=functools.partial(lambda b: (block_sums_kernel(np.dtype(dtype), b, atomic),
+                                                         (a1, a2, T)), b))
+               for b in BLOCKS]
+        for launch in launches():
+            b, R = launch.block, launch.per_thread
+            if accepted(functools.partial(weight_grad_tiled_plan, launch, dtype, R)):
+                out.append(Kernel(f"reduce.weight_grad_tiled_kernel[B={b},R={R},atomic={int(atomic)}]", dtype, (b,),
+                                  default=launch == DEFAULT_LAUNCH,
+                                  build=functools.partial(lambda b, R: (weight_grad_tiled_kernel(
+                                      np.dtype(dtype), b, R, atomic), (a1, a1, a2, T, boolean)), b, R)))
+        return out + sum_kernels(dtype)
+    return kernels

@@ -7,14 +7,15 @@ machine only ever add time). Once FFT has won at two k in a row, the sweep
 stops; the crossover is where log(t_fft / t_direct) crosses zero between the last k direct won and
 the first k FFT won (interpolated on log k), so `auto` is close to the faster of the two on both
 sides. The result goes to cpu/crossover.json (schema in `kernels.fft_choice`) with the raw times and the
-machine, written atomically (`write_table`). It takes about half a minute.
+machine, written atomically (`kernels.fft_choice.write_table`). It takes about half a minute.
 
     python -m plots.bench.tune               # measure and write cpu/crossover.json
     python -m plots.bench.tune --dry-run     # measure and print, write nothing
     python -m plots.bench.tune --backend cupy   # on a GPU: gpu/crossover_cupy.json (also numba_cuda)
 
 With --backend, the GPU `auto` variant's crossover is measured instead: the direct step it wraps
-(plots.model.crossover.DIRECT) against auto's own FFT path (the accuracy rule included: auto run with a table
+(the `wraps` of its declaration, plots.model.crossover.wrapped) against auto's own FFT path (the accuracy
+rule included: auto run with a table
 that sends every k to the FFT), timed with device events after warm-up (`time_gpu`), for n in GPU_N.
 That table replaces the model's (plots.model.crossover); without a GPU the backend's arrays live on the host
 (emulator, simulator) and the timer is the CPU's, which only tests the sweep.
@@ -24,16 +25,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from cpu import auto, blocked, fft, simd
+from kernels import fft_choice
 
 N = (10_000, 100_000, 1_000_000)
 K0 = fft.MIN_SUM
@@ -65,7 +63,7 @@ def _gpu_kernels(op, backend):
 
     row = {"n": [1, 10**12], "k_fft": [1, 1], "k_max": [1, 10**12]}
     always = {"schema": 1, "ops": {o: {d: dict(row) for d in ("float32", "float64")} for o in fft_choice.OPS}}
-    direct = kernels.get(op, backend, crossover.DIRECT[backend][op])
+    direct = kernels.get(op, backend, crossover.wrapped(backend)[op])
     by_auto = kernels.get(op, backend, "auto")
 
     def call(fn, x, s, out):  # conv1d(x, w) or conv1d_weight_grad(x, g, k)
@@ -171,26 +169,8 @@ def main(argv=None):
     auto.validate(table)
     print(f"measured in {table['seconds']} s")
     if not args.dry_run:
-        write_table(table, args.out)
+        fft_choice.write_table(table, args.out)
         print(f"wrote {args.out}")
-
-
-def write_table(table: dict, path) -> Path:
-    """Write `table` as JSON to `path` atomically: to a temporary file in the same folder, then
-    os.replace, so that a reader sees the old file or the new one, never a partial one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(table, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Run a module's child entry in a fresh interpreter, and cache its JSON answer by content hash.
 
-    rows = child.run_json("plots.model.compile", ["--child", "--arch", "80", "90"], simulator=False,
+    rows = child.run_json("plots.model.resources", ["--child", "--arch", "80", "90"], simulator=False,
                           key=("numba", archs), what="real compile")
 
 Compiling numba.cuda kernels for real needs the simulator off, tracing them needs it on, and numba reads

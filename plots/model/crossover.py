@@ -4,7 +4,8 @@ not a measurement, until a GPU measures one.
     python -m plots.model.crossover [--device h100-sxm] [--dry-run]     writes gpu/crossover_<backend>.json
 
 For each backend, op with an FFT path (conv1d, conv1d_weight_grad), dtype and n in N, the direct time
-is plots.model.oned's bound for the direct step `auto` wraps (DIRECT) plus one launch, and the FFT time is
+is plots.model.oned's bound for the direct step `auto` wraps (its declaration's `wraps`) plus one launch, and
+the FFT time is
 
     T_fft = bytes / HBM bandwidth + FFT_OVERHEAD_S
     bytes = itemsize * (3 transforms x passes(P) x 2 P  +  3 P (spectrum product)  +  ~8 n (rule: max |s|,
@@ -25,16 +26,21 @@ import math
 import sys
 
 from gpu.auto import path
+from kernels import fft_choice, registry
+from plots.model import oned
 from plots.model.devices import DEVICES
 
 N = (10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 K = tuple(2 ** e for e in range(5, 17))
-#: The direct step each backend's `auto` wraps, per op (gpu/cupy/backend.py, gpu/numba_cuda/backend.py).
-DIRECT = {"cupy": {"conv1d": "vec", "conv1d_weight_grad": "wg_regwin"},
-          "numba_cuda": {"conv1d": "regwin", "conv1d_weight_grad": "wg_regwin"}}
+BACKENDS = ("cupy", "numba_cuda")
 PASS_POINTS = 4096
 LAUNCH_S = 5e-6
 FFT_OVERHEAD_S = 100e-6
+
+
+def wrapped(backend: str) -> dict[str, str]:
+    """op -> the variant of the direct step `backend`'s 1-D `auto` runs (the `wraps` of its declaration)."""
+    return dict(next(s.wraps for s in registry.steps(backend) if s.variant == "auto" and s.wraps))
 
 
 def fft_time(n: int, k: int, itemsize: int, device) -> float:
@@ -47,14 +53,12 @@ def fft_time(n: int, k: int, itemsize: int, device) -> float:
 
 def table(backend: str, slug: str = "h100-sxm") -> dict:
     """The crossover table of `backend` (schema kernels.fft_choice) from the model on device `slug`."""
-    from plots.model import oned as inspect
-
     device = DEVICES[slug]
     ops = {}
-    for op, variant in DIRECT[backend].items():
+    for op, variant in wrapped(backend).items():
         ops[op] = {}
         for dtype in ("float32", "float64"):
-            preds = {(p["n"], p["k"]): p["time_s"] for p in inspect.model(N, K, (dtype,), devices=(slug,),
+            preds = {(p["n"], p["k"]): p["time_s"] for p in oned.model(N, K, (dtype,), devices=(slug,),
                                                                             ops=(op,))
                      if p["backend"] == backend and p["variant"] == variant}
             row = {"n": [], "k_fft": [], "k_max": []}
@@ -68,7 +72,7 @@ def table(backend: str, slug: str = "h100-sxm") -> dict:
                 row["k_max"].append(ks[-1])
             ops[op][dtype] = row
     return {"schema": 1, "command": "python -m plots.model.crossover",
-            "source": f"MODEL, not measured: plots.model.oned's bound for the direct steps {DIRECT[backend]} against "
+            "source": f"MODEL, not measured: plots.model.oned's bound for the direct steps {wrapped(backend)} against "
                       f"plots.model.crossover.fft_time, on {device.name}",
             "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": {"name": device.name, "slug": slug}, "ops": ops}
@@ -79,17 +83,13 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="h100-sxm", choices=sorted(DEVICES))
     ap.add_argument("--dry-run", action="store_true", help="print the tables, write nothing")
     args = ap.parse_args(argv)
-    from kernels import fft_choice
-
-    for backend in DIRECT:
+    for backend in BACKENDS:
         t = table(backend, args.device)
-        fft_choice.validate(t)
-        text = json.dumps(t, indent=1) + "\n"
         if args.dry_run:
-            print(text)
+            fft_choice.validate(t)
+            print(json.dumps(t, indent=1))
         else:
-            path(backend).write_text(text)
-            print(f"wrote {path(backend)}")
+            print(f"wrote {fft_choice.write_table(t, path(backend))}")
     return 0
 
 

@@ -81,7 +81,7 @@ A100 = Device("NVIDIA A100 SXM 80GB", "a100", (8, 0), sms=108, clock_ghz=1.41, h
               shared_per_sm=164 << 10, shared_per_block_optin=163 << 10)
 
 DEVICES = {d.slug: d for d in (H100_SXM, H200, A100)}
-#: The architecture each device's kernels are compiled for (sm_XX), as plots.model.compile names it.
+#: The architecture each device's kernels are compiled for (sm_XX), as plots.model.resources names it.
 ARCH = {d.slug: d.cc[0] * 10 + d.cc[1] for d in DEVICES.values()}
 
 

@@ -49,7 +49,7 @@ def draw_model(out_dir=PLOTS_DIR, measured_run=None, devices=("h100-sxm", "h200"
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from plots.model import oned as inspect
+    from plots.model import oned
 
     if measured_run is not None and not hasattr(measured_run, "rows"):
         from plots.bench import results
@@ -57,13 +57,13 @@ def draw_model(out_dir=PLOTS_DIR, measured_run=None, devices=("h100-sxm", "h200"
         measured_run = results.load(measured_run)
     layer_predictions = []
     if predictions is None:
-        from plots.model import layer as inspect_layer
+        from plots.model import layer as layer_model
 
-        layer_predictions = inspect_layer.model(shapes={LAYER_SHAPE: inspect_layer.SHAPES[LAYER_SHAPE]},
+        layer_predictions = layer_model.model(shapes={LAYER_SHAPE: layer_model.SHAPES[LAYER_SHAPE]},
                                                 dtypes=("float32", "float64"), devices=devices)
-        grid_n = inspect.model(NS, KS_AT, devices=devices)
-        grid_k = inspect.model((N_AT,), KS, devices=devices)
-        goals = inspect.model((N_AT,), TARGET_KS, dtypes=("float32", "float64"), devices=devices)
+        grid_n = oned.model(NS, KS_AT, devices=devices)
+        grid_k = oned.model((N_AT,), KS, devices=devices)
+        goals = oned.model((N_AT,), TARGET_KS, dtypes=("float32", "float64"), devices=devices)
         unique = {(p["device"], p["backend"], p["variant"], p["op"], p["dtype"], p["n"], p["k"]): p
                   for p in grid_n + grid_k + goals}
         predictions = list(unique.values())
@@ -75,7 +75,7 @@ def draw_model(out_dir=PLOTS_DIR, measured_run=None, devices=("h100-sxm", "h200"
         measured = _measured(measured_run, slug)
         preds = [p for p in predictions if p["device"] == slug and p["dtype"] == "float32"]
         written.append(write_targets(predictions, slug, folder, layer_predictions))
-        for op in inspect.OPS:
+        for op in oned.MODEL_OPS:
             rows = [p for p in preds if p["op"] == op]
             variants = sorted({(p["backend"], p["variant"]) for p in rows})
             for axis in ("n", "k"):
@@ -158,7 +158,7 @@ def auto_predictions(predictions) -> list[dict]:
 
     rows = []
     for p in predictions:
-        if p["variant"] != crossover.DIRECT.get(p["backend"], {}).get(p["op"]):
+        if p["variant"] != crossover.wrapped(p["backend"]).get(p["op"]):
             continue
         row = {**p, "variant": "auto"}
         if auto.use_fft(auto.load(p["backend"]), p["op"], p["n"], p["k"], p["dtype"]):
@@ -184,14 +184,14 @@ def targets(predictions, slug: str) -> list[dict]:
     plots.model.crossover.DIRECT), its share of HBM bandwidth (k <= 7) or of the dtype's FMA peak (k >= 127), the
     target and whether it is met, the fastest variant by the model when another, and numba.cuda's default
     against CUDA C's (within BACKEND_RATIO)."""
-    from plots.model.crossover import DIRECT
+    from plots.model.crossover import wrapped
 
     at, best = {}, {}
     for p in predictions:
         if p["device"] != slug or p["n"] != N_AT or p["k"] not in TARGET_KS or p["variant"] == "auto":
             continue
         key = (p["backend"], p["op"], p["dtype"], p["k"])
-        if p["variant"] == DIRECT.get(p["backend"], {}).get(p["op"]):
+        if p["variant"] == wrapped(p["backend"]).get(p["op"]):
             at[key] = p
         if key not in best or p["time_s"] < best[key]["time_s"]:
             best[key] = p
@@ -222,9 +222,9 @@ def layer_targets(layer_predictions, slug: str) -> list[dict]:
     (gpu.auto.layer_uses_gemm), its share of the FMA peak, the target, the fastest variant when another,
     and numba.cuda against CUDA C."""
     from gpu import auto
-    from plots.model import layer as inspect_layer
+    from plots.model import layer as layer_model
 
-    p0 = inspect_layer._problem(inspect_layer.SHAPES[LAYER_SHAPE], "float32")
+    p0 = layer_model._problem(layer_model.SHAPES[LAYER_SHAPE], "float32")
     chosen = "gemm" if auto.layer_uses_gemm(p0) else "direct"
     at, best = {}, {}
     for p in layer_predictions:

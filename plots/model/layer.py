@@ -26,8 +26,8 @@ size makes them trip (gpu/cupy/layer_gemm.py tile_shape); dx runs its unpredicat
 tiles, which skip absent terms with predicates, cost ~1.6x more in their chunk loop and are a few per row:
 not counted). The busiest SM takes ceil(tiles / S) block tiles (wave quantisation included).
 
-numba_cuda (gpu/numba_cuda/layer.py, gpu/numba_cuda/layer_gemm.py; SASS of plots.model.compile.compile_one,
-cached; the kernel named as plots.model.compile.configurations() names it): `direct` as above, its tap loop
+numba_cuda (gpu/numba_cuda/layer.py, gpu/numba_cuda/layer_gemm.py; SASS of plots.model.resources.compile_one,
+cached; the kernel named as plots.model.resources.configurations() names it): `direct` as above, its tap loop
 the one reading both operands (`direct_loop`; for K < 4 the unrolled loop's remainder runs instead, taken
 to cost the same per FMA). `gemm`: the launches and instantiations `correlate`, `input_grad` (one per
 residue class of stride) and `param_grads` make (`numba_gemm_*`); per block tile, chunks of the reduction
@@ -50,12 +50,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu.cupy import layer_gemm as ladder
-from plots.model import compile as compile_check
+from gpu.cupy import layer_gemm, nvrtc, tunables
+from plots.model import resources
 from plots.model.devices import ARCH, DEVICES, occupancy
-from plots.model.oned import hot_loop, nvrtc_cubin, sass_functions
+from plots.model.sass import _INSTR, chunk_profile, direct_loop, nested_profile, sass_functions
 
-GPU_DIR = Path(__file__).resolve().parents[2] / "gpu" / "cupy"
 CTYPE = {"float32": "float", "float64": "double"}
 FORWARD, BACKWARD = "conv1d_layer", "conv1d_layer_backward"
 
@@ -78,7 +77,7 @@ LAYER_KERNELS = {
     ("cupy", "gemm", BACKWARD): [("layer_gemm.cu", "layer_gemm_input_grad<{G}>", "gemm_input_grad"),
                                  ("layer_gemm.cu", "layer_gemm_param_partials<{GO}>", "gemm_param_partials"),
                                  ("layer_gemm.cu", "layer_gemm_sum_splits<{T}>", "gemm_param_sum")],
-    # numba.cuda kernels: named as plots.model.compile.configurations() names them, ":dtype" added; the gemm
+    # numba.cuda kernels: named as plots.model.resources.configurations() names them, ":dtype" added; the gemm
     # shapes name the instantiation the launch code picks (micro-tile height, x window, stride 1 or not)
     ("numba_cuda", "direct", FORWARD): [("numba_cuda_layer.py", "layer.forward_kernel:{D}", "direct_forward")],
     ("numba_cuda", "direct", BACKWARD): [
@@ -98,35 +97,27 @@ def kernel_name(template: str, dtype: str, p=None, block=128) -> str:
     """The name expression of a LAYER_KERNELS entry for `dtype` ({G}: the gemm template arguments; {GO}: those
     of the weight gradient's partials, with the orientation gpu/cupy/layer_gemm.py picks for p at block)."""
     t = CTYPE[dtype]
-    TM, TN = ladder.TILE[t]
-    orientation = ladder.param_orientation(p, block) if p is not None and "{GO}" in template else 0
-    return template.format(T=t, D=dtype, G=f"{t}, {TM}, {TN}, {ladder.BOUNDS[t]}",
-                           GO=f"{t}, {TM}, {TN}, {orientation}, {ladder.BOUNDS[t]}")
+    TM, TN = layer_gemm.TILE[t]
+    orientation = layer_gemm.param_orientation(p, block) if p is not None and "{GO}" in template else 0
+    return template.format(T=t, D=dtype, G=f"{t}, {TM}, {TN}, {layer_gemm.BOUND}",
+                           GO=f"{t}, {TM}, {TN}, {orientation}, {layer_gemm.BOUND}")
 
 
 # --- SASS ---------------------------------------------------------------------------------------------------
 
 def _cuda_c_source(file: str):
-    from gpu.cupy import tunables as cuda_tunables
-    from gpu.cupy.module import declared_names
-
-    path = GPU_DIR / file
+    path = tunables.FOLDER / file
     code = path.read_text()
-    if file == "layer_gemm.cu":
-        return code, list(ladder.NAMES), list(ladder.OPTIONS)
-    return code, declared_names(code), [f"-I{GPU_DIR}", *cuda_tunables.options(cuda_tunables.defines_for(path))]
+    return code, nvrtc.names_of(path, code), list(tunables.compile_options(path))
 
 
 @functools.cache
 def cuda_c_sass(file: str, arch: int) -> dict:
-    """{name expression: {"instrs": SASS instructions, "registers": ..., "shared": ...}} of a .cu of gpu/."""
-    from gpu.cupy import nvrtc as nvrtc_check
-    from plots.model import compile as compile_check
-
+    """{name expression: {"instrs": SASS instructions, "registers": ..., "shared": ...}} of a .cu of gpu/cupy/."""
     code, names, options = _cuda_c_source(file)
-    log, cubin, lowered = nvrtc_cubin(code, names, arch, options, file)
-    usage = {u.kernel: u for u in nvrtc_check.parse_ptxas(log, lowered, file)}
-    funcs = sass_functions(compile_check.sass(cubin))
+    log, cubin, lowered = nvrtc.compile_log(code, names, arch, options, file, cubin=True)
+    usage = {u.kernel: u for u in nvrtc.parse_ptxas(log, lowered, file)}
+    funcs = sass_functions(resources.sass(cubin))
     return {name: {"instrs": funcs.get(mangled, []), "registers": usage[name].registers,
                    "shared": usage[name].shared, "spills": usage[name].spill_stores + usage[name].spill_loads}
             for mangled, name in lowered.items()}
@@ -135,10 +126,8 @@ def cuda_c_sass(file: str, arch: int) -> dict:
 @functools.cache
 def numba_sass(key: str, arch: int) -> dict:
     """{"instrs", "registers", "shared", "spills"} of the numba.cuda kernel `key` ("module.kernel[sizes]:dtype",
-    as plots.model.compile.configurations() names it), compiled for real by plots.model.compile.compile_one."""
-    row = compile_check.run_named(key, arch)
-    from plots.model.oned import _INSTR
-
+    as plots.model.resources.configurations() names it), compiled for real by plots.model.resources.compile_one."""
+    row = resources.run_named(key, arch)
     funcs = sass_functions(row["sass"])
     conditional = {int(m[1], 16) for line in row["sass"].splitlines()
                    if (m := _INSTR.search(line)) and m[2] and m[3].startswith("BRA")}
@@ -148,75 +137,13 @@ def numba_sass(key: str, arch: int) -> dict:
 
 
 #: How a LAYER_KERNELS source becomes SASS, by its suffix: a .cu file of gpu/ through NVRTC, a numba.cuda
-#: module of gpu/ through plots.model.compile (the kernel named as its configurations() name it, with ":dtype").
+#: module of gpu/ through plots.model.resources (the kernel named as its configurations() name it, with ":dtype").
 SASS_SOURCES = {".cu": lambda source, name, arch: cuda_c_sass(source, arch)[name],
                 ".py": lambda source, name, arch: numba_sass(name, arch)}
 
 
 def kernel_sass(source: str, name: str, arch: int) -> dict:
     return SASS_SOURCES[Path(source).suffix](source, name, arch)
-
-
-def _loops(instrs):
-    where = {label: i for i, (_, _, _, labels) in enumerate(instrs) for label in labels}
-    from plots.model.oned import _TARGET
-
-    return [(where[m[1]], i) for i, (_, op, operands, _) in enumerate(instrs)
-            if op.startswith(("BRA", "JMP")) and (m := _TARGET.search(operands)) and where.get(m[1], i + 1) <= i]
-
-
-def _mix(rows) -> dict:
-    out = {"instructions": 0, "fma": 0, "lds": 0, "sts": 0, "ldg": 0}
-    for _, op, _, _ in rows:
-        base = op.split(".")[0]
-        if base.startswith("NOP"):
-            continue
-        out["instructions"] += 1
-        out["fma"] += base in ("FFMA", "DFMA")
-        out["lds"] += base == "LDS"
-        out["sts"] += base == "STS"
-        out["ldg"] += base in ("LDG", "LD")
-    return out
-
-
-def direct_loop(instrs) -> dict:
-    """The tap loop of a one-thread-per-output kernel: of the innermost loops with FMAs, the one that loads
-    the most per FMA (the real taps, reading both operands; a loop over taps on the padding multiplies a
-    constant zero and loads one), then the shortest. Its FMA per instruction and global loads per FMA."""
-    loops = _loops(instrs)
-    mixes = {s: _mix(instrs[s[0]:s[1] + 1]) for s in loops}
-    inner = [s for s in loops if mixes[s]["fma"] and not any(
-        t != s and s[0] <= t[0] and t[1] <= s[1] and mixes[t]["fma"] for t in loops)]
-    if not inner:
-        raise ValueError("no loop with FMAs in this kernel")
-    span = max(inner, key=lambda s: (mixes[s]["ldg"] / mixes[s]["fma"], -(s[1] - s[0])))
-    m = mixes[span]
-    return {"fma_per_instruction": m["fma"] / m["instructions"], "ldg_per_fma": m["ldg"] / m["fma"]}
-
-
-def chunk_profile(instrs, fma_per_chunk: int) -> dict:
-    """The chunk loop of a gemm kernel (the innermost loop holding FMAs, plots.model.oned.hot_loop): the mix of
-    its straight-line code and of each staging loop nested in it (in order). Where the straight-line code
-    holds two compute paths of fma_per_chunk FMAs each (dx: interior and edge), the costlier one is left out
-    and returned as `edge`."""
-    loop = hot_loop(instrs)["loop"]
-    if loop is None:
-        raise ValueError("no loop with FMAs in this kernel")
-    index = {off: i for i, (off, _, _, _) in enumerate(instrs)}
-    lo, hi = index[loop[0]], index[loop[1]]
-    nested = [s for s in _loops(instrs) if lo <= s[0] and s[1] <= hi and s != (lo, hi)]
-    nested = [s for s in nested if not any(t != s and t[0] <= s[0] and s[1] <= t[1] for t in nested)]
-    inside = set().union(*(range(a, b + 1) for a, b in nested)) if nested else set()
-    straight = [instrs[i] for i in range(lo, hi + 1) if i not in inside]
-    fmas = [i for i, r in enumerate(straight) if r[1].startswith(("FFMA", "DFMA"))]
-    edge = None
-    if len(fmas) >= 2 * fma_per_chunk:
-        first = (fmas[0], fmas[fma_per_chunk - 1])
-        second = (fmas[fma_per_chunk], fmas[2 * fma_per_chunk - 1])
-        a, b = max((first, second), key=lambda s: s[1] - s[0])
-        edge = _mix(straight[a:b + 1])
-        straight = straight[:a] + straight[b + 1:]
-    return {"straight": _mix(straight), "loops": [_mix(instrs[a:b + 1]) for a, b in sorted(nested)], "edge": edge}
 
 
 # --- launch shapes ------------------------------------------------------------------------------------------
@@ -260,37 +187,37 @@ def direct_param_sum(p, block):
 
 
 def _gemm(p, block, tiles, chunks, m_rows, n_cols, bytes_):
-    TM, TN, BM, BN = ladder.tile_shape(p.dtype, block)
+    TM, TN, BM, BN = layer_gemm.tile_shape(p.dtype, block)
     return {"kind": "gemm", "tiles": tiles, "chunks": chunks, "BM": BM, "BN": BN, "TM": TM, "TN": TN,
-            "executed_fmas": tiles * chunks * ladder.BK * BM * BN, "bytes": bytes_,
+            "executed_fmas": tiles * chunks * layer_gemm.BK * BM * BN, "bytes": bytes_,
             "fill": m_rows * n_cols / (-(-m_rows // BM) * BM * -(-n_cols // BN) * BN)}
 
 
 def gemm_forward(p, block):
     R = p.C_in_g * p.K
-    tiles = ladder.forward_tiles(p, block)
-    return _gemm(p, block, tiles, -(-R // ladder.BK), p.C_out_g, p.L_out, direct_forward(p, block)["bytes"])
+    tiles = layer_gemm.forward_tiles(p, block)
+    return _gemm(p, block, tiles, -(-R // layer_gemm.BK), p.C_out_g, p.L_out, direct_forward(p, block)["bytes"])
 
 
 def gemm_input_grad(p, block):
-    col_tiles, tiles = ladder.input_grad_tiles(p, block)
+    col_tiles, tiles = layer_gemm.input_grad_tiles(p, block)
     taps = -(-p.K // (p.stride // math.gcd(p.stride, p.dilation)))  # taps of the fullest class
-    return _gemm(p, block, tiles, -(-p.C_out_g * taps // ladder.BK), p.C_in_g, col_tiles * ladder.tile_shape(
+    return _gemm(p, block, tiles, -(-p.C_out_g * taps // layer_gemm.BK), p.C_in_g, col_tiles * layer_gemm.tile_shape(
         p.dtype, block)[3], direct_input_grad(p, block)["bytes"])
 
 
 def gemm_param_partials(p, block):
-    chunk, splits, tiles = ladder.param_splits(p, block)
+    chunk, splits, tiles = layer_gemm.param_splits(p, block)
     cols = (p.C_in_g * p.K + 1) * p.C_out
-    rows_cols = (p.C_out_g, p.C_in_g * p.K) if ladder.param_orientation(p, block) else (p.C_in_g * p.K, p.C_out_g)
-    shape = _gemm(p, block, tiles, chunk // ladder.BK, *rows_cols,
+    rows_cols = (p.C_out_g, p.C_in_g * p.K) if layer_gemm.param_orientation(p, block) else (p.C_in_g * p.K, p.C_out_g)
+    shape = _gemm(p, block, tiles, chunk // layer_gemm.BK, *rows_cols,
                   p.dtype.itemsize * (math.prod(p.x_shape) + math.prod(p.y_shape) + splits * cols))
-    shape["orientation"] = ladder.param_orientation(p, block)
+    shape["orientation"] = layer_gemm.param_orientation(p, block)
     return shape
 
 
 def gemm_param_sum(p, block):
-    _, splits, _ = ladder.param_splits(p, block)
+    _, splits, _ = layer_gemm.param_splits(p, block)
     return {"kind": "stream", "bytes": p.dtype.itemsize * (splits + 1) * (p.C_in_g * p.K + 1) * p.C_out}
 
 
@@ -305,15 +232,9 @@ def _numba_conv(p, block, *, C_x, C_xg, C_yg, rows, Kc, Lc, stride, dilation, ma
     window and kt_max, the block tiles (position tiles x (n, group, channel tile)) and the reduction: per tile
     ceil(C_xg/CC) channel chunks, each ceil(Kc/kt_max) staged tap chunks holding Kc hot-loop trips in all."""
     from gpu.numba_cuda import layer_gemm as ng
-    from gpu.numba_cuda.common import SHARED_BYTES
 
-    rm = ng.micro_rows(_numba_launch(block), C_yg, ng.TX, p.dtype, half=masked or stride != 1)
+    rm, window, kt_max = ng.conv_plan(_numba_launch(block), p.dtype, C_yg, Kc, stride, dilation, masked)
     BM, BN = block // ng.TX * rm, ng.TX * ng.RN
-    for kt in (max(1, min(Kc, ng.KT)), 1):
-        window = 1 << ((BN - 1) * stride + (kt - 1) * dilation).bit_length()
-        if ng.CC * (window + ng.KT * BM) * p.dtype.itemsize <= SHARED_BYTES:
-            break
-    kt_max = min(ng.KT, (window - 1 - (BN - 1) * stride) // dilation + 1)
     tiles = -(-Lc // BN) * rows * -(-C_yg // BM)
     c_chunks, k_chunks = -(-C_xg // ng.CC), -(-Kc // kt_max)
     return {"kernel": f"layer_gemm.conv_kernel[B={block},RM={rm},window={window},masked={int(masked)},"
@@ -393,12 +314,12 @@ def staging_trips(loops, shape, block) -> list[float]:
     the N operand, BK*BN/block elements per thread. A loop of BK stores per trip is the whole-column path
     (block <= BN: BN/block trips), a loop of one store the every-other-step path (block > BN); a loop of
     several (dw's, unrolled) takes them all, its remainder loop none."""
-    BN, elements = shape["BN"], ladder.BK * shape["BN"] / block
+    BN, elements = shape["BN"], layer_gemm.BK * shape["BN"] / block
     trips, taken = [], False
     for lp in loops:
-        if lp["sts"] == ladder.BK:
+        if lp["sts"] == layer_gemm.BK:
             trips.append(BN / block if block <= BN else 0.0)
-        elif lp["sts"] == 1 and len(loops) > 1 and any(other["sts"] == ladder.BK for other in loops):
+        elif lp["sts"] == 1 and len(loops) > 1 and any(other["sts"] == layer_gemm.BK for other in loops):
             trips.append(elements if block > BN else 0.0)
         elif lp["sts"] and not taken:
             trips.append(elements / lp["sts"])
@@ -406,67 +327,6 @@ def staging_trips(loops, shape, block) -> list[float]:
         else:
             trips.append(0.0)
     return trips
-
-
-def _enclosing(instrs, span):
-    """The loops (index spans) strictly containing `span`, innermost first."""
-    return sorted((s for s in _loops(instrs) if s[0] <= span[0] and span[1] <= s[1] and s != span),
-                  key=lambda s: s[1] - s[0])
-
-
-def if_else_arms(instrs, conditional, lo: int, hi: int) -> list[tuple]:
-    """The if/else diamonds within instrs[lo..hi]: a predicated forward branch (offset in `conditional`) at a
-    to label x, an unpredicated forward branch at x-1 to label y: [(then arm (a+1, x-1), else arm (x, y-1))]."""
-    where = {label: i for i, (_, _, _, labels) in enumerate(instrs) for label in labels}
-    from plots.model.oned import _TARGET
-
-    def target(i):
-        m = _TARGET.search(instrs[i][2]) if instrs[i][1].startswith("BRA") else None
-        return where.get(m[1]) if m else None
-
-    out = []
-    for a in range(lo, hi + 1):
-        x = target(a) if instrs[a][0] in conditional else None
-        if x is None or not a + 1 < x <= hi or instrs[x - 1][0] in conditional:
-            continue
-        y = target(x - 1)
-        if y is not None and x < y <= hi + 1:
-            out.append(((a + 1, x - 1), (x, y - 1)))
-    return out
-
-
-def nested_profile(instrs, trips, hot_fma: int, conditional=frozenset()) -> dict:
-    """The mix of one trip of a numba.cuda gemm kernel's reduction chunk loop: its hot loop (the innermost
-    loop with FMAs, hot_fma of them per trip) runs trips[0] times per trip of the loop around it, that one
-    trips[1] times per trip of the next, ...; each level adds its own straight-line code once per trip, of
-    each if/else in it (`if_else_arms`, outermost first) the shorter arm only: the staging's interior path,
-    which all tiles but a few at the sequence ends take (the border path, with its selects, is left out)."""
-    loop = hot_loop(instrs)["loop"]
-    if loop is None:
-        raise ValueError("no loop with FMAs in this kernel")
-    index = {off: i for i, (off, _, _, _) in enumerate(instrs)}
-    spans = [(index[loop[0]], index[loop[1]])]
-    spans += _enclosing(instrs, spans[0])[:len(trips)]
-    if len(spans) <= len(trips):
-        raise ValueError(f"expected {len(trips)} loops around the hot loop, found {len(spans) - 1}")
-    mixes = [_mix(instrs[a:b + 1]) for a, b in spans]
-    if mixes[0]["fma"] != hot_fma:
-        raise ValueError(f"hot loop has {mixes[0]['fma']} FMAs per trip, expected {hot_fma}")
-    for level in range(1, len(spans)):  # leave out the longer arm of each if/else around the inner loop
-        (lo, hi), inner = spans[level], spans[level - 1]
-        dropped = []
-        for arms in if_else_arms(instrs, conditional, lo, hi):
-            if any(a <= arms[0][0] <= b for a, b in dropped) or any(
-                    a <= inner[0] and inner[1] <= b for a, b in arms):
-                continue
-            arm = max(arms, key=lambda s: s[1] - s[0])
-            dropped.append(arm)
-            left_out = _mix(instrs[arm[0]:arm[1] + 1])
-            mixes[level] = {k: mixes[level][k] - left_out[k] for k in mixes[level]}
-    cost = mixes[0]
-    for n, inner, outer in zip(trips, mixes, mixes[1:]):
-        cost = {k: outer[k] - inner[k] + n * cost[k] for k in cost}
-    return {"chunk": cost, "hot": mixes[0]}
 
 
 def _numba_gemm_time(device, k, launch, lanes, itemsize) -> dict:
@@ -504,18 +364,18 @@ def launch_time(device, source, name, shape_name, p, block) -> dict:
         row.update(registers=k["registers"], fma_per_instruction=loop["fma_per_instruction"])
     elif shape["kind"] == "gemm":
         k = kernel_sass(source, name, ARCH[device.slug])
-        prof = chunk_profile(k["instrs"], ladder.BK * shape["TM"] * shape["TN"])
+        prof = chunk_profile(k["instrs"], layer_gemm.BK * shape["TM"] * shape["TN"])
         trips = staging_trips(prof["loops"], shape, block)
         per_chunk = {key: prof["straight"][key] + sum(lp[key] * n for lp, n in zip(prof["loops"], trips))
                      for key in prof["straight"]}
         busiest = -(-shape["tiles"] // sms)
         warp_chunks = busiest * (block // 32) * shape["chunks"]
         t["issue"] = warp_chunks * per_chunk["instructions"] / (device.issue_per_clk_sm * hz)
-        t["fma"] = busiest * shape["chunks"] * ladder.BK * shape["BM"] * shape["BN"] / (lanes * hz)
+        t["fma"] = busiest * shape["chunks"] * layer_gemm.BK * shape["BM"] * shape["BN"] / (lanes * hz)
         # 16-byte shared reads: ~1.5 wavefronts (As broadcast: 1, Bs: 2); staging stores ~1.5 (2-way on As)
         t["shared"] = warp_chunks * 1.5 * (per_chunk["lds"] + per_chunk["sts"]) / hz
         t["l1"] = warp_chunks * per_chunk["ldg"] * itemsize / 4 / hz
-        occ = occupancy(device, k["registers"], block, ladder.shared_bytes(p.dtype, block))
+        occ = occupancy(device, k["registers"], block, layer_gemm.shared_bytes(p.dtype, block))
         row.update(registers=k["registers"], chunk_instructions=per_chunk["instructions"],
                    chunk_fma=per_chunk["fma"], fma_per_instruction=per_chunk["fma"] / per_chunk["instructions"],
                    tiles=shape["tiles"], fill=shape["fill"], blocks_per_sm=occ["blocks_per_sm"],
@@ -595,11 +455,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", nargs="+", default=["float32", "float64"], choices=sorted(CTYPE))
     ap.add_argument("--block", type=int, default=128, choices=[32, 64, 128, 256])
     args = ap.parse_args(argv)
-    from gpu.cupy import nvrtc as nvrtc_check
-    from plots.model import compile as compile_check
+    from gpu.cupy import nvrtc
+    from plots.model import resources
 
-    for problem in (nvrtc_check.nvrtc_problem(), compile_check.find_tool("nvdisasm") is None
-                    and compile_check.find_tool("cuobjdump") is None and "nvdisasm not found"):
+    for problem in (nvrtc.nvrtc_problem(), resources.find_tool("nvdisasm") is None
+                    and resources.find_tool("cuobjdump") is None and "nvdisasm not found"):
         if problem:
             print(f"plots.model.layer: {problem}", file=sys.stderr)
             return 2

@@ -3,7 +3,7 @@
     python -m plots.model.oned [--json] [--device h100-sxm] [--n 100000000] [--k 3 511] [--dtype float32 float64]
 
 1. Resources, for every kernel of the cupy backend (CUDA C of gpu/*.cu, compiled by NVRTC) and of the
-   numba_cuda backend (compiled by numba-cuda and ptxas, plots.model.compile), each dtype, at the default
+   numba_cuda backend (compiled by numba-cuda and ptxas, plots.model.resources), each dtype, at the default
    launch (block 128, per_thread 4): registers, static and dynamic shared memory, and the theoretical
    occupancy on sm_90 and sm_80 (plots.model.devices.occupancy).
 2. The hot loop, read from the cubin's SASS (nvdisasm): the innermost loop holding the most FMAs.
@@ -42,179 +42,66 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import re
 import subprocess
 import sys
 
-from gpu.cupy import ladder, tunables
-from plots.model import child
-from plots.model import compile as compile_check
+from gpu.cupy import nvrtc, tunables
+from kernels import registry
+from plots.model import bounds, child, resources
 from plots.model.devices import ARCH, DEVICES, occupancy
+from plots.model.sass import hot_loop, sass_functions
 
 DTYPES = ("float32", "float64")
-CTYPE = {"float32": "float", "float64": "double"}
-BLOCK, PER_THREAD = 128, 4  # the default launch (gpu.launch.Launch, gpu.numba_cuda.common.Launch)
-OPS = ("conv1d", "conv1d_weight_grad")
+BLOCK = 128  # the default launch's block (gpu.launch.Launch)
+#: The ops the 1-D model predicts: the forward (every forward op runs its engine) and the weight gradient.
+MODEL_OPS = ("conv1d", "conv1d_weight_grad")
+GPU_BACKENDS = ("numba_cuda", "cupy")
 FMA_LATENCY = {4: 4, 8: 8}  # cycles of a dependent FFMA / DFMA (sm_80, sm_90)
 TRACE_N, TRACE_KS = 2048, (3, 31)
 
-#: The kernels of each GPU variant's conv1d and weight gradient (the hot kernel of each op).
-VARIANTS = {
-    ("numba_cuda", "naive"): {"conv1d": "correlate.naive_kernel",
-                              "conv1d_weight_grad": "reduce.weight_grad_naive_kernel"},
-    ("numba_cuda", "tiled"): {"conv1d": f"correlate.tiled_kernel[B={BLOCK},R={PER_THREAD}]",
-                              "conv1d_weight_grad": f"reduce.weight_grad_tiled_kernel[B={BLOCK},R={PER_THREAD},"
-                                                    "atomic=0]"},
-    ("numba_cuda", "atomic"): {"conv1d_weight_grad": f"reduce.weight_grad_tiled_kernel[B={BLOCK},"
-                                                     f"R={PER_THREAD},atomic=1]"},
-    ("cupy", "naive"): {"conv1d": "correlate_naive", "conv1d_weight_grad": "weight_grad_naive"},
-    ("cupy", "tiled"): {"conv1d": "correlate_tiled", "conv1d_weight_grad": "weight_grad_tiled"},
-    ("cupy", "atomic"): {"conv1d_weight_grad": "weight_grad_tiled"},
-    # gpu/cupy/ladder.cu: the instantiation the launch takes is chosen per dtype and k (ladder_kernel)
-    ("cupy", "regwin"): {"conv1d": "correlate_regwin"},
-    ("cupy", "vec"): {"conv1d": "correlate_vec"},
-    ("cupy", "wg_regwin"): {"conv1d_weight_grad": "weight_grad_regwin"},
-    # gpu/numba_cuda/ladder.py: the same steps in numba (instantiation per dtype and k: ladder_kernel)
-    ("numba_cuda", "regwin"): {"conv1d": "ladder.regwin_kernel"},
-    ("numba_cuda", "wg_regwin"): {"conv1d_weight_grad": "ladder.wg_regwin_kernel"},
-}
-#: Variants without a numba twin to trace, and the variant whose traffic fit they take (same unique bytes).
-TRAFFIC_OF = {"regwin": "tiled", "vec": "tiled", "wg_regwin": "tiled"}
-LADDER = {("cupy", "regwin"), ("cupy", "vec"), ("cupy", "wg_regwin"),  # gpu/cupy/ladder.cu, gpu/cupy/ladder.py
-          ("numba_cuda", "regwin"), ("numba_cuda", "wg_regwin")}  # gpu/numba_cuda/ladder.py
+
+def modelled_steps(backend: str) -> list:
+    """The steps of `backend` with a hot kernel for an op of MODEL_OPS (what the model predicts)."""
+    return [s for s in registry.steps(backend) if any(op in s.hot for op in MODEL_OPS)]
 
 
-# --- SASS ---------------------------------------------------------------------------------------------------
+# --- resources and hot loops --------------------------------------------------------------------------------
 
-_INSTR = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)\s*([^;]*);")
-_LABEL = re.compile(r"^(\.L_x_\d+):")
-_TARGET = re.compile(r"`\((\.L_x_\d+)\)")
-_FUNC = re.compile(r"^\.text\.(\S+):")
-
-
-def sass_functions(text: str) -> dict[str, list[tuple]]:
-    """{function name: [(offset, opcode, operands, label or None)]} of nvdisasm / cuobjdump -sass output."""
-    funcs, current, pending = {}, None, []
-    for line in text.splitlines():
-        line = line.strip()
-        if m := _FUNC.match(line):
-            current = funcs.setdefault(m[1], [])
-            continue
-        if m := _LABEL.match(line):
-            pending.append(m[1])
-            continue
-        if current is not None and (m := _INSTR.search(line)):
-            current.append((int(m[1], 16), m[3], m[4], tuple(pending)))
-            pending = []
-    return funcs
-
-
-def _kinds(opcode: str) -> set:
-    op = opcode.split(".")[0]
-    out = set()
-    if op in ("FFMA", "DFMA"):
-        out.add("fma")
-    if op in ("FFMA", "DFMA", "FADD", "DADD", "FMUL", "DMUL"):
-        out.add("fp")
-    if op == "LDS":
-        out.add("lds")
-    if op in ("LDG", "LD"):
-        out.add("ldg")
-    if op in ("STG", "ST", "RED", "ATOMG", "ATOM"):
-        out.add("stg")
-    return out
-
-
-def hot_loop(instrs: list[tuple]) -> dict:
-    """The innermost loop (a backward branch's span) holding the most FMAs (else FP ops), and its mix.
-
-    Returns instructions, fma, lds, ldg, stg counts of one trip, fma_per_instruction,
-    lds_per_fma and ldg_per_fma; zeros (and loop None) when the function has no loop."""
-    where = {}
-    for i, (_, _, _, labels) in enumerate(instrs):
-        for label in labels:
-            where[label] = i
-    loops = []
-    for i, (_, opcode, operands, _) in enumerate(instrs):
-        if opcode.startswith(("BRA", "JMP")) and (m := _TARGET.search(operands)) and where.get(m[1], i + 1) <= i:
-            loops.append((where[m[1]], i))
-
-    def mix(lo, hi):
-        counts = {"instructions": 0, "fma": 0, "fp": 0, "lds": 0, "ldg": 0, "stg": 0}
-        for _, opcode, _, _ in instrs[lo:hi + 1]:
-            if opcode.startswith("NOP"):
-                continue
-            counts["instructions"] += 1
-            for kind in _kinds(opcode):
-                counts[kind] += 1
-        return counts
-
-    mixes = {span: mix(*span) for span in loops}
-    key = "fma" if any(m["fma"] for m in mixes.values()) else "fp"
-    candidates = [s for s in loops if mixes[s][key] and not any(
-        t != s and s[0] <= t[0] and t[1] <= s[1] and mixes[t][key] for t in loops)]
-    if not candidates:
-        return {"loop": None, "instructions": 0, "fma": 0, "fp": 0, "lds": 0, "ldg": 0, "stg": 0,
-                "fma_per_instruction": 0.0, "lds_per_fma": 0.0, "ldg_per_fma": 0.0}
-    span = max(candidates, key=lambda s: (mixes[s][key], -(s[1] - s[0])))
-    m = mixes[span]
-    per = max(m["fma"], 1)
-    return {"loop": [instrs[span[0]][0], instrs[span[1]][0]], **m,
-            "fma_per_instruction": m["fma"] / m["instructions"], "lds_per_fma": m["lds"] / per,
-            "ldg_per_fma": m["ldg"] / per}
-
-
-# --- CUDA C: NVRTC to cubin ---------------------------------------------------------------------------------
-
-def nvrtc_cubin(code: str, names, arch: int, options=(), filename="kernel.cu") -> tuple[str, bytes, dict]:
-    """(ptxas log, cubin, {mangled name: name expression}) of CUDA C compiled by NVRTC for sm_`arch`."""
-    from gpu.cupy import nvrtc as nvrtc_check
-
-    return nvrtc_check.compile_log(code, names, arch, options, filename, cubin=True)
-
-
-def cuda_c_kernels(archs=compile_check.ARCHS) -> list[dict]:
-    """Every name expression of every .cu under gpu/ (but the deliberately broken fixtures), per arch:
-    ptxas resources and the hot loop of its SASS."""
-    from gpu.cupy import nvrtc as nvrtc_check
-    from gpu.cupy.module import declared_names
-
+def cuda_c_kernels(archs=resources.ARCHS) -> list[dict]:
+    """Every CUDA C kernel of the cupy steps, per arch: ptxas resources, the hot loop of its SASS and the dynamic
+    shared memory of its default launch (the most it asks for at BLOCK)."""
+    declared = {k.name: k for k in resources.declared_kernels("cupy")}
     rows = []
-    for path in nvrtc_check.cu_files():
-        if "broken" in path.name:
-            continue
+    for path in nvrtc.cu_files():
         code = path.read_text()
-        names = declared_names(code)
+        names = nvrtc.names_of(path, code)
         for arch in archs:
-            flags = [f"-I{path.parent}", *tunables.options(tunables.defines_for(path))]
-            log, cubin, lowered = nvrtc_cubin(code, names, arch, flags, path.name)
-            usage = {u.kernel: u for u in nvrtc_check.parse_ptxas(log, lowered, path.name)}
-            funcs = sass_functions(compile_check.sass(cubin))
+            log, cubin, lowered = nvrtc.compile_log(code, names, arch, tunables.compile_options(path), path.name,
+                                                    cubin=True)
+            usage = {u.kernel: u for u in nvrtc.parse_ptxas(log, lowered, path.name)}
+            funcs = sass_functions(resources.sass(cubin))
             for mangled, name in lowered.items():
-                u = usage[name]
-                base, _, rest = name.partition("<")
-                dtype = "float32" if rest.startswith("float") else "float64"
-                more = [a.strip() for a in rest.rstrip(">").split(",")[1:]]  # template arguments past the type
-                itemsize = 4 if dtype == "float32" else 8
-                rows.append({"backend": "cupy", "file": path.name, "dtype": dtype, "arch": arch,
-                             "kernel": f"{base}[{','.join(more)}]" if more else base,
-                             "registers": u.registers, "shared": u.shared, "stack": u.stack,
-                             "spill_stores": u.spill_stores, "spill_loads": u.spill_loads,
-                             "dynamic_shared": compile_check.dynamic_shared(base, BLOCK, itemsize),
+                u, k = usage[name], declared.get(name)
+                rows.append({"backend": "cupy", "file": path.name, "dtype": k.dtype if k else "float32",
+                             "arch": arch, "kernel": name, "registers": u.registers, "shared": u.shared,
+                             "stack": u.stack, "spill_stores": u.spill_stores, "spill_loads": u.spill_loads,
+                             "dynamic_shared": k.shared.get(BLOCK, 0) if k else 0,
                              "hot_loop": hot_loop(funcs.get(mangled, []))})
     return rows
 
 
-def numba_kernels(archs=compile_check.ARCHS) -> list[dict]:
-    """The numba.cuda kernels at the default launch, compiled for real (plots.model.compile, cached)."""
+def numba_kernels(archs=resources.ARCHS) -> list[dict]:
+    """The numba.cuda kernels at the default launch, compiled for real (plots.model.resources, cached)."""
     rows = []
-    for r in compile_check.run(archs):
+    for r in resources.run(archs):
         if not r["default"]:
             continue
         r = dict(r)
         funcs = sass_functions(r.pop("sass"))
         instrs = max(funcs.values(), key=len) if funcs else []
-        rows.append({"backend": "numba_cuda", "file": "", **r, "dynamic_shared": 0, "hot_loop": hot_loop(instrs)})
+        shared = r.pop("dynamic_shared") or {}
+        rows.append({"backend": "numba_cuda", "file": "", **r,
+                     "dynamic_shared": shared.get(str(BLOCK), shared.get(BLOCK, 0)), "hot_loop": hot_loop(instrs)})
     return rows
 
 
@@ -226,40 +113,37 @@ def _trace_child() -> dict:
 
     import kernels
     from kernels.spec import OPS as SPECS
-    from plots.model import traffic as trace
+    from plots.model import traffic
 
     out = {}
     rng = np.random.default_rng(0)
-    for (backend, variant), ops in VARIANTS.items():
-        if backend != "numba_cuda":
-            continue
-        for op in ops:
+    backend = "numba_cuda"
+    for step in modelled_steps(backend):
+        variant = step.variant
+        for op in (op for op in MODEL_OPS if op in step.hot):
             for dtype in DTYPES:
                 for k in TRACE_KS:
                     args, kwargs = SPECS[op].make_args(rng, np.dtype(dtype), n=TRACE_N, k=k)
                     fn = kernels.get(op, backend, variant)
-                    with trace.recording() as log:
+                    with traffic.recording() as log:
                         fn(*args, **kwargs)
-                    out[f"{backend}:{variant}:{op}:{dtype}:{k}"] = trace.count(log)
+                    out[f"{backend}:{variant}:{op}:{dtype}:{k}"] = traffic.count(log)
     return out
 
 
 def traced(cache=True) -> dict:
     """`_trace_child` in a child process with the simulator on, cached by content (plots.model.child)."""
-    key = (TRACE_N, TRACE_KS, sorted(v for v in VARIANTS if v[0] == "numba_cuda"))
+    key = (TRACE_N, TRACE_KS)
     return child.run_json("plots.model.oned", ["--trace-child"], simulator=True, name="trace", key=key, cache=cache,
                           what="tracing")
 
 
-def outputs(op: str, n: int, k: int) -> int:
-    return n - k + 1 if op == "conv1d" else k
-
-
-def traffic_fit(counts: dict, backend: str, variant: str, op: str, dtype: str) -> dict:
+def traffic_fit(counts: dict, step, op: str, dtype: str) -> dict:
     """Per-FMA-row traffic as a + b*k: sectors and unique bytes per valid position (m = n-k+1), fitted
-    through the traced k values; and the sectors per request of loads and stores."""
-    variant = TRAFFIC_OF.get(variant, variant) if backend == "cupy" else variant  # ladder: cupy tiled's fit
-    twin = "numba_cuda", variant
+    through the traced k values of the numba_cuda step `step.traced_as` (or of the same variant); and the
+    sectors per request of loads and stores. The CUDA C kernels have the index formulas of their numba
+    twins, and the emulator runs raw pointers, recording nothing."""
+    twin = "numba_cuda", step.traced_as or step.variant
     rows = {k: counts[f"{twin[0]}:{twin[1]}:{op}:{dtype}:{k}"] for k in TRACE_KS}
     (k0, c0), (k1, c1) = sorted(rows.items())
     m0, m1 = TRACE_N - k0 + 1, TRACE_N - k1 + 1
@@ -276,90 +160,12 @@ def traffic_fit(counts: dict, backend: str, variant: str, op: str, dtype: str) -
 
 # --- the model ----------------------------------------------------------------------------------------------
 
-def _numba_forward_per_thread(dtype: str) -> int:
-    from gpu.numba_cuda import ladder as numba_cuda_ladder
-
-    return numba_cuda_ladder.forward_per_thread(dtype, BLOCK)
-
-
-def ladder_kernel(name: str, dtype: str, k: int, backend: str = "cupy") -> str:
-    """The resource row of the gpu/cupy/ladder.cu instantiation gpu/cupy/ladder.py launches at BLOCK for (dtype,
-    k): correlate_<step>[R,MAXB] (R = forward_per_thread) or weight_grad_regwin[TP,MAXB] (TP of wg_layout);
-    numba_cuda (gpu/numba_cuda/ladder.py): ladder.regwin_kernel[B=BLOCK,R=R] or
-    ladder.wg_regwin_kernel[B=BLOCK,TP=TP] (the same layout choices)."""
-    if backend == "numba_cuda":
-        if name == "ladder.regwin_kernel":
-            return f"{name}[B={BLOCK},R={_numba_forward_per_thread(dtype)}]"
-        return f"{name}[B={BLOCK},TP={ladder.wg_layout(k, BLOCK, 4 if dtype == 'float32' else 8)[0]}]"
-    t = CTYPE[dtype]
-    if name.startswith("correlate_"):
-        step = name.removeprefix("correlate_")
-        R = ladder.forward_per_thread(step, dtype, BLOCK)
-        return f"{name}[{R},{ladder.FORWARD_BOUNDS[(step, t, R)]}]"
-    TP = ladder.wg_layout(k, BLOCK, 4 if dtype == "float32" else 8)[0]
-    return f"{name}[{TP},{ladder.WG_BOUNDS[(t, TP)]}]"
-
-
-def _ladder_shape(variant: str, op: str, n: int, k: int, itemsize: int, backend: str = "cupy") -> dict:
-    """launch_shape of the gpu/cupy/ladder.cu steps at BLOCK (gpu/cupy/ladder.py; numba_cuda: their twins in
-    gpu/numba_cuda/ladder.py, the same layouts): regwin/vec, R contiguous outputs per thread (tile BLOCK*R,
-    every output k FMAs, R independent chains of k per tile); wg_regwin, (tiles x splits) blocks of KT = G*TP
-    taps (taps past k computed: tiles*KT*m FMAs), each thread's TP chains JS long per chunk over
-    ceil(chunks / splits) chunks."""
-    from gpu import launch as plan
-
-    m, launch = n - k + 1, plan.Launch(block=BLOCK)
-    dtype = "float32" if itemsize == 4 else "float64"
-    if op == "conv1d":
-        R = (_numba_forward_per_thread(dtype) if backend == "numba_cuda"
-             else ladder.forward_per_thread(variant, dtype, BLOCK))
-        tile = BLOCK * R
-        tiles = -(-m // tile)
-        blocks = launch.blocks(m, tile)
-        return {"blocks": blocks, "fmas": tiles * tile * k, "chain": k * -(-tiles // blocks)}
-    TP, G, JS = ladder.wg_layout(k, BLOCK, itemsize)
-    KT, JC = G * TP, BLOCK // G * JS
-    tiles, grid_x, chunks = -(-k // KT), launch.blocks(k, KT), -(-m // JC)
-    splits = plan.weight_grad_splits(m, JC, grid_x, launch)
-    return {"blocks": grid_x * splits, "fmas": tiles * KT * m,
-            "chain": JS * -(-chunks // splits) * -(-tiles // grid_x)}
-
-
-def launch_shape(backend: str, variant: str, op: str, n: int, k: int, itemsize: int) -> dict:
-    """Blocks, executed FMAs and the longest dependent-FMA chain per thread, from the kernels' tiling."""
-    if (backend, variant) in LADDER:
-        return _ladder_shape(variant, op, n, k, itemsize, backend)
-    m = n - k + 1
-    tiled = variant != "naive"
-    if op == "conv1d":
-        tile = BLOCK * (PER_THREAD if tiled else 1)
-        return {"blocks": min(-(-m // tile), 1 << 16), "fmas": k * m, "chain": k}
-    if not tiled:  # one thread per tap sums m products
-        return {"blocks": -(-k // BLOCK), "fmas": k * m, "chain": m}
-    from gpu import launch as plan
-
-    if backend == "numba_cuda":  # per_thread cut to what k needs (gpu.numba_cuda.common.per_thread_for)
-        from gpu.numba_cuda import reduce as red
-
-        needed = -(-k // red.WI)
-        per_thread = min(PER_THREAD, next((p for p in plan.NumbaCudaLaunch.PER_THREAD if p >= needed),
-                                          plan.NumbaCudaLaunch.PER_THREAD[-1]))
-        ti, tj = red.WI * per_thread, red.TJ
-    else:
-        ti, tj = tunables.WG_TI, tunables.WG_TJ
-    tiles = -(-k // ti)
-    splits = plan.weight_grad_splits(m, tj, tiles, plan.Launch(block=BLOCK))
-    warps = BLOCK // 32
-    chain = -(-m // (splits * warps))  # j values one thread adds per tap
-    return {"blocks": tiles * splits, "fmas": tiles * ti * m, "chain": chain}
-
-
-def predict(kernel_row: dict, fit: dict, device, backend: str, variant: str, op: str, n: int, k: int,
-            dtype: str) -> dict:
-    """The time bound and the roofline position of one op of one variant at (n, k) on `device`."""
+def predict(kernel_row: dict, fit: dict, device, backend: str, step, op: str, n: int, k: int, dtype: str) -> dict:
+    """The time bound and the roofline position of `op` of `step` at (n, k) on `device`."""
     itemsize = 4 if dtype == "float32" else 8
     m = n - k + 1
-    shape = launch_shape(backend, variant, op, n, k, itemsize)
+    variant = step.variant
+    shape = step.shape(op, n, k, dtype)
     loop = kernel_row["hot_loop"]
     occ = occupancy(device, kernel_row["registers"], BLOCK, kernel_row["shared"] + kernel_row["dynamic_shared"])
     sms = min(device.sms, shape["blocks"] * 1.0)
@@ -374,8 +180,8 @@ def predict(kernel_row: dict, fit: dict, device, backend: str, variant: str, op:
         "fma": fmas / (lanes * sms * hz),
         "issue": (fmas / 32 / loop["fma_per_instruction"] / (device.issue_per_clk_sm * sms * hz)
                   if loop["fma_per_instruction"] else 0.0),
-        "shared": fmas / 32 * loop["lds_per_fma"] * (itemsize / 4) / (sms * hz),
-        "l1": sectors / (device.l1_bytes_per_clk_sm / 32 * sms * hz),
+        "shared": bounds.pipe_time(fmas / 32 * loop["lds_per_fma"] * (itemsize / 4) / sms, device),
+        "l1": bounds.pipe_time(sectors / (device.l1_bytes_per_clk_sm / 32) / sms, device),
         "chain": shape["chain"] * FMA_LATENCY[itemsize] / hz,
     }
     bound = max(t, key=t.get)
@@ -404,34 +210,25 @@ def kernel_table() -> tuple:
     return tuple(rows)
 
 
-def find_kernel(rows, backend, name, dtype, arch):
-    for r in rows:
-        if r["backend"] == backend and r["kernel"] == name and r["dtype"] == dtype and r["arch"] == arch:
-            return r
-    raise KeyError(f"{backend} kernel {name} ({dtype}, sm_{arch}) not compiled")
-
-
-def model(ns, ks, dtypes=("float32",), devices=("h100-sxm", "h200"), ops=OPS, cache=True) -> list[dict]:
-    """Predictions for every GPU variant x op x dtype x n x k on each device."""
+def model(ns, ks, dtypes=("float32",), devices=("h100-sxm", "h200"), ops=MODEL_OPS, cache=True) -> list[dict]:
+    """Predictions for every modelled step x op x dtype x n x k on each device."""
     rows, counts = kernel_table(), traced(cache)
+    index = {(r["backend"], r["kernel"], r["dtype"], r["arch"]): r for r in rows}
     out = []
     for slug in devices:
         device = DEVICES[slug]
-        for (backend, variant), kernels_of in VARIANTS.items():
-            for op in ops:
-                if op not in kernels_of:
-                    continue
-                for dtype in dtypes:
-                    fit = traffic_fit(counts, backend, variant, op, dtype)
-                    for n in ns:
-                        for k in ks:
-                            if k > n:
-                                continue
-                            name = kernels_of[op]
-                            if (backend, variant) in LADDER:  # the instantiation depends on dtype and k
-                                name = ladder_kernel(name, dtype, k, backend)
-                            kr = find_kernel(rows, backend, name, dtype, ARCH[slug])
-                            out.append(predict(kr, fit, device, backend, variant, op, n, k, dtype))
+        for backend in GPU_BACKENDS:
+            for step in modelled_steps(backend):
+                for op in (op for op in ops if op in step.hot):
+                    for dtype in dtypes:
+                        fit = traffic_fit(counts, step, op, dtype)
+                        for n in ns:
+                            for k in (k for k in ks if k <= n):
+                                name = step.hot[op](dtype, k)
+                                kr = index.get((backend, name, dtype, ARCH[slug]))
+                                if kr is None:
+                                    raise KeyError(f"{backend} kernel {name} ({dtype}, sm_{ARCH[slug]}) not compiled")
+                                out.append(predict(kr, fit, device, backend, step, op, n, k, dtype))
     return out
 
 
@@ -511,9 +308,9 @@ def main(argv=None) -> int:
     if args.trace_child:
         json.dump(_trace_child(), sys.stdout)
         return 0
-    from gpu.cupy import nvrtc as nvrtc_check
+    from gpu.cupy import nvrtc
 
-    for problem in (compile_check.toolchain_problem(), nvrtc_check.nvrtc_problem()):
+    for problem in (resources.toolchain_problem(), nvrtc.nvrtc_problem()):
         if problem:
             print(f"plots.model.oned: {problem}", file=sys.stderr)
             return 2

@@ -1,14 +1,15 @@
 """Load CUDA C kernels with CuPy on a real GPU, or on the CPU emulator (gpu.emu) otherwise.
 
-    mod = load(Path(__file__).with_name("correlate.cu"), defines=cuda_tunables.defines_for("correlate.cu"))
-    kern = mod.get_function("fill<float>")            # a name from its `// name_expressions:` lines
-    kern((blocks,), (128,), (a, np.int64(a.size), np.float32(0)))  # a[i] = 0, as cupy.RawKernel
+    mod = load(FOLDER / "correlate.cu", ["fill<float>", "fill<double>"])   # a .cu of gpu/cupy/: its -D and -I
+    kern = mod.get_function("fill<float>")
+    kern((blocks,), (128,), (a, np.int64(a.size), np.float32(0)))        # a[i] = 0, as cupy.RawKernel
 
 Both paths return an object with cupy.RawModule's get_function(), whose kernels are called like
 cupy.RawKernel, so a backend's call sites are the same. CuPy raises on launch errors; the emulator
-raises gpu.emu.EmulatorError. `defines` become ``-D NAME=value`` options on both paths (the
-tunables of gpu/cupy/tunables.py). Nothing is imported or compiled until load() or mode() is called.
-KERNELS_EMULATE=1 picks the emulator even where there is a GPU.
+raises gpu.emu.EmulatorError. A file of gpu/cupy/ is compiled with its options from gpu/cupy/tunables.py
+on both paths; a file of yours (gpu/cupy/playground.py) lists its name expressions on
+`// name_expressions: k<float>, k<double>` lines. Nothing is imported or compiled until load() or mode()
+is called. KERNELS_EMULATE=1 picks the emulator even where there is a GPU.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ import os
 import re
 from pathlib import Path
 
-from gpu.cupy.tunables import options as define_options
+import numpy as np
+
+from gpu import emu
+from gpu.cupy import tunables
 
 _NAMES = re.compile(r"^\s*//\s*name_expressions:(.*)$", re.M)
 
 
 def ctype(dtype) -> str:
     """The C type of a NumPy dtype the kernels take: "float" or "double"; TypeError otherwise."""
-    import numpy as np
-
     dtype = np.dtype(dtype)
     if dtype == np.float32:
         return "float"
@@ -47,18 +49,20 @@ def mode() -> tuple[str, str]:
     device, gpu_reason = _cuda_device()
     if device and os.environ.get("KERNELS_EMULATE") != "1":
         return "real GPU", device
-    from gpu import emu
-
     problem = emu.toolchain_problem()
     if problem:
         return "unavailable", f"{gpu_reason or 'KERNELS_EMULATE=1'}; emulator: {problem}"
     return "emulated", gpu_reason or "KERNELS_EMULATE=1"
 
 
+def on_gpu() -> bool:
+    return mode()[0] == "real GPU"
+
+
 def _cuda_device() -> tuple[str | None, str]:
     """(name of CUDA device 0, "") or (None, why there is none)."""
     try:
-        import cupy
+        import cupy  # optional: the GPU path
     except ImportError:
         return None, "cupy not installed"
     try:
@@ -69,32 +73,30 @@ def _cuda_device() -> tuple[str | None, str]:
         return None, "no CUDA driver" if "InsufficientDriver" in str(e) else f"no CUDA device ({e})"
 
 
-def load(path_or_source, name_expressions=None, options=(), defines=None):
-    """A cupy.RawModule, or its emulated counterpart, for a .cu file (a Path or a path ending .cu/.cuh)
-    or CUDA C source text; `name_expressions` defaults to the source's declared names, and `defines`
-    ({NAME: value}) are added to `options` as -DNAME=value."""
-    code, filename, options = _source(path_or_source, (*options, *define_options(defines or {})))
+def load(path_or_source, name_expressions=None, options=()):
+    """A cupy.RawModule, or its emulated counterpart, for a .cu file (a Path or a path ending .cu/.cuh) or
+    CUDA C source text, compiled with `options` and, for a file of gpu/cupy/, its tunables; the kernels
+    `name_expressions` (default: the source's declared names) are instantiated."""
+    code, filename, options = _source(path_or_source, tuple(options))
     names = declared_names(code) if name_expressions is None else list(name_expressions)
     if not names:
         raise ValueError(f"{filename}: no kernels to instantiate: list them on a `// name_expressions: "
                          "kernel<float>, kernel<double>` line (or pass name_expressions)")
     kind, reason = mode()
     if kind == "real GPU":
-        import cupy
+        import cupy  # optional: the GPU path
 
         return cupy.RawModule(code=code, options=options, name_expressions=names)
     if kind == "emulated":
-        from gpu import emu
-
         return emu.Module(code, names, options, filename=filename)
     raise RuntimeError(f"cannot run CUDA C kernels here: {reason}")
 
 
 def _source(path_or_source, options: tuple) -> tuple[str, str, tuple]:
-    """(code, file name for messages, options with -I<the file's directory>)."""
+    """(code, file name for messages, options with -I<the file's directory> and a product file's tunables)."""
     is_path = isinstance(path_or_source, os.PathLike) or (
         "\n" not in path_or_source and path_or_source.endswith((".cu", ".cuh")))
     if not is_path:
         return path_or_source, "<source>", options
     path = Path(path_or_source).resolve()
-    return path.read_text(), path.name, (*options, f"-I{path.parent}")
+    return path.read_text(), path.name, (*options, f"-I{path.parent}", *tunables.options(tunables.defines_for(path)))

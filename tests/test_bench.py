@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from kernels.spec import OPS
-from plots.bench import analysis, results, runner, timing
+from plots.bench import analysis, plan, results, runner, sessions, timing
 from plots.bench.sweeps import PRESETS, CeilingSizes, Grid, Preset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ def test_crossover_is_where_fft_wins_from_then_on():
 
 
 def test_estimates_scale_with_n_and_k():
-    est = runner.Estimates()
+    est = plan.Estimates()
     est.add(("g",), 1000, 3, 0.01)
     assert est.predict(("g",), 10000, 3, [1000, 10000], [3, 31]) == pytest.approx(0.1)
     assert est.predict(("g",), 1000, 31, [1000, 10000], [3, 31]) == pytest.approx(0.01 * 31 / 3)
@@ -119,23 +119,23 @@ def test_presets_are_well_formed():
 
 
 def test_discovery_times_only_what_runs_for_real():
-    impls, _ = runner.discover("conv1d", "cpu")
-    labels = {i.label for i in impls}
+    candidates, _ = plan.discover("conv1d", "cpu")
+    labels = {c.label for c in candidates}
     assert {"numba_cpu:naive", "numba_cpu:parallel", "numpy.correlate"} <= labels
-    for i in impls:
-        if i.kind == "kernel":
+    for c in candidates:
+        if c.kind == "kernel":
             import kernels
 
-            assert kernels.status(i.backend).state == "available"
-    assert not any(i.label.startswith("numpy:") for i in runner.select(impls, Grid("cpu", "float32", (10,))))
+            assert kernels.status(c.backend).state == "available"
+    assert not any(c.label.startswith("numpy:") for c in plan.select(candidates, Grid("cpu", "float32", (10,))))
 
 
 def test_bench_makes_idle_openmp_threads_sleep_unless_told(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert runner.quiet_spinning(spin=True)["omp_wait_policy"].startswith("runtime default")
-    assert runner.quiet_spinning(spin=False)["omp_wait_policy"] == "PASSIVE"
+    assert sessions.quiet_spinning(spin=True)["omp_wait_policy"].startswith("runtime default")
+    assert sessions.quiet_spinning(spin=False)["omp_wait_policy"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice wins
-    assert runner.quiet_spinning(spin=False)["omp_wait_policy"] == "ACTIVE"
+    assert sessions.quiet_spinning(spin=False)["omp_wait_policy"] == "ACTIVE"
 
 
 def test_results_file_names_are_never_reused(tmp_path):
@@ -353,12 +353,12 @@ def test_bench_exclude_adds_to_each_grids_own_exclusions():
     for grid in preset.grids:
         assert set(grid.exclude) == own[grid.device] | {"torch.*"}
     cpu = preset.grids[0]
-    labels = {i.label for i in runner.select(runner.discover("conv1d_layer", "cpu")[0], cpu)}
+    labels = {c.label for c in plan.select(plan.discover("conv1d_layer", "cpu")[0], cpu)}
     assert "numba_cpu:direct" in labels
     assert not labels & {"numba_cpu:naive", "numpy:reference", "torch.conv1d"}
-    impls, _ = runner.discover("conv1d", "cpu")  # a label with brackets selects itself, not a character class
+    candidates, _ = plan.discover("conv1d", "cpu")  # a label with brackets selects itself, not a character class
     grid = Grid("cpu", "float32", (10,), include=("scipy.correlate[fft]",), exclude=("numba_cpu:[a-z]*",))
-    assert [i.label for i in runner.select(impls, grid)] == ["scipy.correlate[fft]"]
+    assert [c.label for c in plan.select(candidates, grid)] == ["scipy.correlate[fft]"]
 
 
 @pytest.fixture
@@ -491,7 +491,7 @@ def test_baselines_table_keeps_every_name_and_agrees_with_the_reference():
 def test_gpu_pools_are_released_only_where_imported(monkeypatch):
     from plots.bench import baselines as bl
 
-    assert runner.release_gpu_pools() == [] or bl.gpu_present()
+    assert sessions.release_gpu_pools() == [] or bl.gpu_present()
     freed = []
     pool = types.SimpleNamespace(free_all_blocks=lambda: freed.append("pool"))
     cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(Device=lambda: types.SimpleNamespace(
@@ -502,10 +502,10 @@ def test_gpu_pools_are_released_only_where_imported(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", cupy)
     monkeypatch.setitem(sys.modules, "torch", torch)
     monkeypatch.delitem(sys.modules, "numba.cuda", raising=False)
-    assert runner.release_gpu_pools() == ["cupy", "torch"] and freed == ["pool", "pool", "torch"]
+    assert sessions.release_gpu_pools() == ["cupy", "torch"] and freed == ["pool", "pool", "torch"]
     monkeypatch.delitem(sys.modules, "cupy")
     monkeypatch.delitem(sys.modules, "torch")
-    assert runner.release_gpu_pools() == []
+    assert sessions.release_gpu_pools() == []
 
 
 def test_colour_table_names_exactly_what_is_registered():

@@ -7,9 +7,11 @@
 
 Modules: `sweeps` (presets as data), `baselines` (the NumPy, SciPy, torch and CuPy calls to beat, as a
 table), `ceilings` (measured peak FLOP/s and bandwidth), `timing` (the CPU, round-robin and GPU timers),
-`runner` (the one run loop: check, time, write, for (n, k) points and layer shapes), `isolated` (torch's
-CPU baselines in a child process), `results` (the results files), `machine` (metadata), `analysis`
-(crossover k*, speedups, summary), `layer` (the layer runs' summary), `cli` (`python -m plots bench`),
-`tune` (the CPU direct/FFT crossover table, `python -m plots.bench.tune`) and `probe` (the numba_cpu
-kernels against their targets, `python -m plots.bench.probe`).
+`plan` (the candidates and points a run measures), `measure` (one candidate at one point: check, time,
+result row), `sessions` (where calls run: in process or in the `isolated` child that runs torch's CPU
+baselines; GPU memory pools; OpenMP waiting), `runner` (the one run loop over (n, k) points and layer
+shapes), `results` (the results files), `machine` (metadata), `analysis` (crossover k*, speedups,
+summary), `layer` (the layer runs' summary), `cli` (`python -m plots bench`), `tune` (the CPU direct/FFT
+crossover table, `python -m plots.bench.tune`) and `probe` (the numba_cpu kernels against their targets,
+`python -m plots.bench.probe`).
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 PROG = "python -m plots bench"
 
@@ -59,7 +60,7 @@ def register(subparsers):
     p.add_argument("--max-call", type=_seconds, help="skip points estimated slower than this per call (s)")
     p.add_argument("--no-out", action="store_true", help="call kernels without out= (allocation timed too)")
     p.add_argument("--spin", action="store_true",
-                   help="leave OpenMP's wait policy alone (default: OMP_WAIT_POLICY=PASSIVE, see runner)")
+                   help="leave OpenMP's wait policy alone (default: OMP_WAIT_POLICY=PASSIVE, see plots.bench.sessions)")
     p.add_argument("--results-dir", help="where the results file goes (default plots/results; with FILE: "
                                          "bench-<file name>/, one folder per run with its plots)")
     p.add_argument("--seed", type=int, default=0, help="input seed")
@@ -96,9 +97,8 @@ def error(message: str) -> int:
 
 
 def cmd_bench(args) -> int:
-    from pathlib import Path
+    from plots.bench import analysis, layer, plan, results, runner  # heavy: numba and every backend
 
-    from plots.bench import analysis, layer, results, runner
 
     if args.file:
         return bench_file(args)
@@ -106,22 +106,22 @@ def cmd_bench(args) -> int:
         preset = build_preset(args)
     except ValueError as e:
         return error(str(e))
-    blocks, left_out = runner.plan(preset)
-    why = runner.nothing_to_measure(preset, blocks)
+    blocks, left_out = plan.for_preset(preset)
+    why = plan.nothing_to_measure(preset, blocks)
     if why:
         return error(f"nothing to measure: {why}")
     if args.list:
         for name, st in runner.backend_states().items():
             print(f"backend {name}: {st['state']}{'' if st['timed'] else ' (not timed)'} {st['reason']}")
-        for _gi, grid, op, impls in blocks:
+        for _gi, grid, op, candidates in blocks:
             if grid.shapes:
-                print(f"{grid.device} {grid.dtype} {op}: {len(grid.shapes)} shapes x {len(impls)} implementations")
+                print(f"{grid.device} {grid.dtype} {op}: {len(grid.shapes)} shapes x {len(candidates)} implementations")
             else:
-                print(f"{grid.device} {grid.dtype} {op}: {len(runner.points(grid, op))} points "
-                      f"(n {min(grid.ns)}..{max(grid.ns)}, k {min(grid.ks)}..{max(grid.ks)}) x {len(impls)} "
+                print(f"{grid.device} {grid.dtype} {op}: {len(plan.points(grid, op))} points "
+                      f"(n {min(grid.ns)}..{max(grid.ns)}, k {min(grid.ks)}..{max(grid.ks)}) x {len(candidates)} "
                       "implementations")
-            for i in impls:
-                print(f"    {i.label:<28} {i.method:<7} {i.note}")
+            for c in candidates:
+                print(f"    {c.label:<28} {c.method:<7} {c.note}")
         for s in left_out:
             print(f"left out: {s['label']}: {s['reason']}")
         return 0

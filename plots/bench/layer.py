@@ -1,7 +1,7 @@
 """The layer preset's results: best kernel against best baseline per (op, shape), as a table.
 
 A layer point is a whole shape (N, C_in, C_out, L, K, padding), measured by the runner like any other
-point (`plots.bench.runner.Point`); its rows carry the shape (`shape`: "N8 C64>128 L4096 K3 p1", and
+point (`plots.bench.plan.Point`); its rows carry the shape (`shape`: "N8 C64>128 L4096 K3 p1", and
 its numbers in `layer`), with n = L and k = K. This module only reads results.
 """
 

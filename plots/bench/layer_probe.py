@@ -5,7 +5,7 @@
 Prints, per shape of the layer preset and a same-run FP32 matmul, the best time of each method over
 `rounds` round-robin rounds (random order per round, an untimed call first), as GFLOP/s and x torch.
 torch runs with torch.set_num_threads(2) and OMP_WAIT_POLICY=PASSIVE, so its idle OpenMP threads do
-not spin against numba's and OpenBLAS's (see `runner.quiet_spinning`).
+not spin against numba's and OpenBLAS's (see `sessions.quiet_spinning`).
 """
 
 from __future__ import annotations

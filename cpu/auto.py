@@ -30,7 +30,7 @@ from numba import njit
 
 from cpu import blocked, fft
 from kernels import fft_choice
-from kernels.fft_choice import LB_TAPS, OPS, SCHEMA, TABLE_OF, read_table, validate  # noqa: F401 (public)
+from kernels.fft_choice import FFT_OPS, LB_TAPS, SCHEMA, TABLE_OF, read_table, validate  # noqa: F401 (public)
 
 PATH = Path(__file__).with_name("crossover.json")
 TOOL = "python -m plots.bench.tune"
@@ -156,7 +156,7 @@ def _fft_correlate(s, f, y, zero) -> bool:
     return result_within(y, k, n, slack, scale)
 
 
-# --- the engines of the `auto` variant (`numba_cpu.Engines`) ----------------------------------------
+# --- the engines of the `auto` variant (`numba_cpu.Loops`) ----------------------------------------
 
 #: dtype -> its name, without numpy's slow str(dtype) on every call
 _NAMES = {np.dtype(d): d for d in ("float32", "float64")}

@@ -240,7 +240,7 @@ def weight_grad_parallel(x, g, dw, count):
         dw[i] = s
 
 
-# --- the numba_cpu backend's engines (`numba_cpu.Engines`) in terms of the kernels above ------------
+# --- the numba_cpu backend's engines (`numba_cpu.Loops`) in terms of the kernels above ------------
 
 #: Below this many multiply-adds a call stays on one thread (starting the threads costs more).
 PARALLEL_MIN_MACS = 1 << 17

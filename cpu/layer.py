@@ -23,8 +23,9 @@ j = l*stride + t*dilation - padding:
     db[co]       = sum_{n, l} g[n, co, l]
     dx[n, ci, j] = sum_{co in G(ci), t, l : l*stride + t*dilation - padding = j} g[n, co, l] w[co, c, t]
 
-where xpad is x with zeros outside 0 <= j < L. `tap_range(t)` = [lo, hi) is the one place the real
-positions are derived: tap t reads x itself exactly for lo <= l < hi, and the padding elsewhere.
+where xpad is x with zeros outside 0 <= j < L. `tap_range(t)` = [lo, hi) (the contract's
+`kernels.layer.real_range`, compiled by numba) gives the real positions: tap t reads x itself exactly for
+lo <= l < hi, and the padding elsewhere.
 
 Zero padding and IEEE values follow torch (and the float64 reference): a padded zero multiplies like a
 real zero, so 0 * Inf = 0 * NaN = NaN. A NaN or Inf in w[co, c, t] makes y[n, co, l] NaN at every l
@@ -41,15 +42,16 @@ All loops accumulate in the arrays' dtype. `zero` is a 0 of that dtype, so accum
 import numpy as np
 from numba import njit, prange
 
+from kernels import layer
+
+real_range = njit(layer.real_range)
+
 
 @njit(cache=True)
 def tap_range(t, L, L_out, stride, padding, dilation):
     """[lo, hi), 0 <= lo <= hi <= L_out: the l < L_out with 0 <= l*stride + t*dilation - padding < L
     (tap t on real input; empty when tap t reads only padding)."""
-    off = padding - t * dilation
-    lo = min(L_out, max(0, -(-off // stride)))  # ceil(off / stride), clamped to [0, L_out]
-    hi = min(L_out, (L - 1 + off) // stride + 1)  # floor((L - 1 + off) / stride) + 1
-    return lo, max(lo, hi)
+    return real_range(t * dilation - padding, stride, L_out, L)
 
 
 @njit(cache=True)

@@ -46,6 +46,7 @@ import numpy as np
 from numba import njit, prange
 
 from cpu import layer
+from cpu.layer import real_range
 
 # --- BLAS: numpy's own OpenBLAS through its CBLAS interface --------------------------------------------
 
@@ -213,14 +214,6 @@ def backward(p, x, w, g, dx, dw, db, use_cblas=True):
 
 # --- gemm: samples side by side in the columns, one BLAS call per (group, tap) -------------------------
 
-@njit(cache=True)
-def _real_range(q, L, Lq, stride, padding):
-    """[lo, hi): the m < Lq with 0 <= m*stride + q - padding < L (phase q on real input)."""
-    lo = max(0, -(-(padding - q) // stride))
-    hi = min(Lq, (L - 1 + padding - q) // stride + 1)
-    return lo, max(lo, hi)
-
-
 @njit(parallel=True, cache=True)
 def fold_input(x, stride, padding, Lq, xf):
     """xf[q, ci, n*Lq + m] = x[n, ci, m*stride + q - padding] (0 outside [0, L)); columns past N*Lq are 0."""
@@ -228,7 +221,7 @@ def fold_input(x, stride, padding, Lq, xf):
     for r in prange(stride * C_in):
         q, ci = r // C_in, r % C_in
         row = xf[q, ci]
-        lo, hi = _real_range(q, L, Lq, stride, padding)
+        lo, hi = real_range(q - padding, stride, Lq, L)
         for n in range(N):
             base = n * Lq
             row[base:base + lo] = 0
@@ -277,7 +270,7 @@ def unfold_input_grad(dxf, stride, padding, Lq, dx):
             dx[n, ci, :] = dxf[0, ci, n * Lq + padding:n * Lq + padding + L]
         else:  # per phase: a contiguous read, a strided write (no division per element)
             for q in range(stride):
-                lo, hi = _real_range(q, L, Lq, stride, padding)
+                lo, hi = real_range(q - padding, stride, Lq, L)
                 src = dxf[q, ci, n * Lq:(n + 1) * Lq]
                 for m in range(lo, hi):
                     dx[n, ci, m * stride + q - padding] = src[m]

@@ -1,25 +1,26 @@
-"""The `numba_cpu` backend: @njit loops on the CPU. This module imports the kernel modules and
-registers them; they never import it.
+"""The `numba_cpu` backend: @njit loops on the CPU. This module imports the kernel modules and registers
+them; they never import it. A variant is one row of `VARIANTS_1D` (a choice of `Loops`) or of `LAYER_VARIANTS`
+(a forward and a backward); its note is the row's text (1-D) or the implementation's docstring (the layer).
 
 1-D ops (correlations and their gradients), variants never renumbered, each against the one before:
 
     naive     serial loop, one output at a time (cpu/loops.py): the baseline
     parallel  the same loop, prange over one contiguous chunk of outputs per task: x the threads
     blocked   register-blocked rows of vector accumulators, taps in the inner loop, explicit FMAs
-              (cpu/blocked.py, cpu/simd.py); every op reduces to its correlation: ~50x parallel, at
-              the FMA peak from k ~ 31 on (cpu/PERFORMANCE.md)
+              (cpu/blocked.py, cpu/simd.py); every op reduces to its correlation
     fft       scipy FFT convolution (cpu/fft.py): O(n log n) whatever k, faster than blocked from the
               measured crossover k on; short sums and non-finite inputs go direct
     auto      blocked or fft per (op, n, k, dtype) from the crossover measured here (cpu/auto.py,
               cpu/crossover.json), fft only where its error stays within the per-output tolerance:
               the default
 
-The conv1d layer (cpu/layer.py): naive, direct (the default), im2col; its header has the ladder.
+The conv1d layer (cpu/layer.py, cpu/layer_gemm.py; their headers have the ladder): naive, direct, im2col,
+gemm, gemm_numpy, gemm_folded, and auto (the default: direct for depthwise and tiny layers, else
+gemm_folded).
 
-Every 1-D op is written once in terms of six loop kernels (`Engines`); a variant is a choice of
-engines (`ENGINES`). A layer variant is a forward and a backward implementation (`LAYERS`).
-flip=True reverses the filter before the loop (forward, input gradient) or the result after it
-(weight gradient), as in the math of `kernels.conv1d`. cpu/PERFORMANCE.md has the measurements.
+Every 1-D op is written once in terms of six loop kernels (`Loops`). flip=True reverses the filter before
+the loop (forward, input gradient) or the result after it (weight gradient), as in the math of
+`kernels.conv1d`. cpu/PERFORMANCE.md has the measurements.
 """
 
 from collections.abc import Callable
@@ -34,7 +35,7 @@ backend = Backend("numba_cpu", "numba @njit kernels on the CPU")
 
 
 @dataclass(frozen=True)
-class Engines:
+class Loops:
     correlate: Callable  # (x, w, y, zero, bias, relu): y[j] = relu?(sum_i x[j+i] w[i] + bias)
     full_convolve: Callable  # (w, g, dx, zero): dx[t] = sum_i g[t-i] w[i]
     weight_grad: Callable  # (x, g, dw, zero): dw[i] = sum_j g[j] x[j+i]
@@ -48,7 +49,7 @@ def _whole(rows):
     return lambda a, b, out, zero, *extra: rows(a, b, out, 0, out.shape[0], zero, *extra)
 
 
-NAIVE = Engines(
+NAIVE = Loops(
     correlate=_whole(loops.correlate_rows),
     full_convolve=_whole(loops.full_convolve_rows),
     weight_grad=lambda x, g, dw, zero: loops.weight_grad_rows(x, g, dw, 0, g.shape[0], zero),
@@ -56,7 +57,7 @@ NAIVE = Engines(
     circular=_whole(loops.circular_rows),
     circular_convolve=_whole(loops.circular_convolve_rows),
 )
-PARALLEL = Engines(
+PARALLEL = Loops(
     correlate=loops.correlate_parallel,
     full_convolve=loops.full_convolve_parallel,
     weight_grad=loops.weight_grad_parallel,
@@ -64,7 +65,7 @@ PARALLEL = Engines(
     circular=loops.circular_parallel,
     circular_convolve=loops.circular_convolve_parallel,
 )
-BLOCKED = Engines(
+BLOCKED = Loops(
     correlate=blocked.correlate,
     full_convolve=blocked.full_convolve,
     weight_grad=blocked.weight_grad,
@@ -72,13 +73,13 @@ BLOCKED = Engines(
     circular=blocked.circular,
     circular_convolve=blocked.circular_convolve,
 )
-FFT = Engines(correlate=fft.correlate, full_convolve=fft.full_convolve, weight_grad=fft.weight_grad,
+FFT = Loops(correlate=fft.correlate, full_convolve=fft.full_convolve, weight_grad=fft.weight_grad,
               total=loops.sum_parallel, circular=fft.circular, circular_convolve=fft.circular_convolve)
-AUTO = Engines(correlate=auto.correlate, full_convolve=auto.full_convolve, weight_grad=auto.weight_grad,
+AUTO = Loops(correlate=auto.correlate, full_convolve=auto.full_convolve, weight_grad=auto.weight_grad,
                total=loops.sum_parallel, circular=auto.circular, circular_convolve=auto.circular_convolve)
 
-#: 1-D variants: (name, engines, note, method, default)
-ENGINES = (
+#: 1-D variants: (name, loop kernels, note, method, default)
+VARIANTS_1D = (
     ("naive", NAIVE, "serial loop, one output at a time", "direct", False),
     ("parallel", PARALLEL, "prange over contiguous chunks of outputs (two-stage sums for reductions)",
      "direct", False),
@@ -91,7 +92,7 @@ ENGINES = (
 )
 
 #: conv1d layer variants: (name, forward, backward, method, default); each docstring is the note
-LAYERS = (
+LAYER_VARIANTS = (
     ("naive", layer.naive_forward, layer.naive_backward, "direct", False),
     ("direct", layer.direct_forward, layer.direct_backward, "direct", False),
     ("im2col", layer.im2col_forward, layer.im2col_backward, "direct", False),
@@ -106,8 +107,8 @@ def _oriented(w, flip):
     return np.ascontiguousarray(w[::-1]) if flip else w
 
 
-def register_engines(variant: str, E: Engines, note: str, method: str = "direct", default: bool = False):
-    """Register every 1-D op for `variant`, computed with the engines `E` (`method`: direct, fft or auto)."""
+def register_loops(variant: str, E: Loops, note: str, method: str = "direct", default: bool = False):
+    """Register every 1-D op for `variant`, computed with the loop kernels `E` (`method`: direct, fft or auto)."""
     def impl(op):
         def decorate(fn):
             fn.__doc__ = note
@@ -166,7 +167,7 @@ def register_layer(variant: str, forward: Callable, backward: Callable, method: 
     backend.impl("conv1d_layer_backward", variant, default=default, method=method)(backward)
 
 
-for _name, _engines, _note, _method, _default in ENGINES:
-    register_engines(_name, _engines, _note, _method, _default)
-for _name, _forward, _backward, _method, _default in LAYERS:
+for _name, _loops, _note, _method, _default in VARIANTS_1D:
+    register_loops(_name, _loops, _note, _method, _default)
+for _name, _forward, _backward, _method, _default in LAYER_VARIANTS:
     register_layer(_name, _forward, _backward, _method, _default)

@@ -1,6 +1,7 @@
 """The `auto` variant of both GPU backends: their best direct step, or an FFT where it is faster and
-accurate enough. `engines(E)` wraps a backend's direct engine bundle (gpu/steps.py); for the
-layer, `layer_uses_gemm` chooses between the implicit GEMM and one thread per output.
+accurate enough. `step(forward=..., weight_grad=..., table=...)` declares a backend's 1-D auto step over its
+direct steps (their engines wrapped by `engines`, gpu/steps.py); `layer_step` its layer auto step, which
+chooses by `layer_uses_gemm` between the implicit GEMM and one thread per output.
 
     auto    the direct step (cupy: vec + wg_regwin, numba_cuda: its best step), or an FFT for a valid
             correlation whose (n, k) lies past the crossover of gpu/crossover_<backend>.json AND whose error the
@@ -175,9 +176,9 @@ def fft_within_rule(xp, s, f, lower_bound):
 # --- the layer ---------------------------------------------------------------------------------------
 
 #: The layer's implicit GEMM (variant gemm) pays where each group's GEMM is wide enough: its reduction
-#: (C_in/groups) * K and its rows C_out/groups. MODEL (plots.model.layer, H100 SXM, N = 8, L = 4096, K = 3):
-#: gemm ahead at 64 -> 128 with groups 1, 2, 4 and 8 (8 -> 16 per group: 23 vs 24 us forward, 148 vs 208 us
-#: backward), direct ahead from groups 16 (4 -> 8 per group) on and for 8 -> 8 channels.
+#: (C_in/groups) * K and its rows C_out/groups. The thresholds are where the static model (python -m
+#: plots.model.layer, N = 8, L = 4096, K = 3) puts gemm ahead of direct as the groups grow at 64 -> 128
+#: channels: up to 8 -> 16 channels per group; direct from 4 -> 8 per group on.
 GEMM_MIN_REDUCTION, GEMM_MIN_ROWS = 24, 16
 
 

@@ -214,14 +214,16 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("new", help="write a starter kernel file that passes `check` as written")
-    p.add_argument("op", choices=sorted(starters.OPS), metavar="OP", help=f"one of {', '.join(sorted(starters.OPS))}")
+    p.add_argument("op", choices=sorted(starters.STARTER_OPS), metavar="OP",
+                   help=f"one of {', '.join(sorted(starters.STARTER_OPS))}")
     p.add_argument("--lang", required=True, choices=starters.LANGS, help="numba (CPU), numba-cuda or cuda-c")
     p.add_argument("-o", "--output", help="file to write (default: my_<op>_<lang>.py in this folder)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(run=cmd_new)
 
     p = sub.add_parser("explain", help="an op as a matrix, with a numerical check of its gradient")
-    p.add_argument("op", choices=sorted(explain.OPS), metavar="OP", help=f"one of {', '.join(sorted(explain.OPS))}")
+    p.add_argument("op", choices=sorted(explain.EXPLAINED_OPS), metavar="OP",
+                   help=f"one of {', '.join(sorted(explain.EXPLAINED_OPS))}")
     p.add_argument("--n", type=int, default=6, help="signal length (the layer: L)")
     p.add_argument("--k", type=int, default=3, help="filter length (the layer: K)")
     p.set_defaults(run=cmd_explain)

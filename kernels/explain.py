@@ -20,7 +20,8 @@ import numpy as np
 from kernels import conv1d as c1
 from kernels import layer_counts
 
-OPS = ("conv1d", "conv1d_weight_grad", "conv1d_input_grad", "conv1d_relu", "circular_correlate", "conv1d_layer")
+EXPLAINED_OPS = ("conv1d", "conv1d_weight_grad", "conv1d_input_grad", "conv1d_relu", "circular_correlate",
+                 "conv1d_layer")
 
 
 def toeplitz(w: np.ndarray, n: int) -> np.ndarray:
@@ -56,8 +57,8 @@ def _check(label: str, got, want) -> str:
 
 def explain(op: str, n: int = 6, k: int = 3, seed: int = 0) -> str:
     """The text `python -m kernels explain OP --n N --k K` prints."""
-    if op not in OPS:
-        raise ValueError(f"op: expected one of {OPS}, got {op!r}")
+    if op not in EXPLAINED_OPS:
+        raise ValueError(f"op: expected one of {EXPLAINED_OPS}, got {op!r}")
     if op == "conv1d_layer":
         return _layer(n, k)
     if not 1 <= k <= n:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 SCHEMA = 1
 #: ops with a row in the table; the input gradient (the same sums, full instead of valid) uses conv1d's.
-OPS = ("conv1d", "conv1d_weight_grad")
+FFT_OPS = ("conv1d", "conv1d_weight_grad")
 TABLE_OF = {"conv1d": "conv1d", "conv1d_weight_grad": "conv1d_weight_grad", "conv1d_input_grad": "conv1d"}
 
 #: Safety factor of the FFT error estimate (measured constant below 2: four times over).
@@ -95,7 +95,7 @@ def validate(table: dict) -> None:
     threads = table.get("machine", {}).get("threads")
     if threads is not None and not (isinstance(threads, int) and threads > 0):
         raise ValueError(f"crossover: machine threads {threads!r}, expected a positive integer")
-    for op in OPS:
+    for op in FFT_OPS:
         for dtype in ("float32", "float64"):
             row = table["ops"][op][dtype]
             ns, ks, kmax = row["n"], row["k_fft"], row["k_max"]

@@ -49,6 +49,18 @@ X_LAYOUT, W_LAYOUT, B_LAYOUT, Y_LAYOUT = "(N, C_in, L)", "(C_out, C_in/groups, K
     "(N, C_out, L_out)"
 
 
+def real_range(start: int, step: int, count: int, L: int) -> tuple[int, int]:
+    """[lo, hi), 0 <= lo <= hi <= count: the i < count with 0 <= start + i*step < L (step >= 1), the indices
+    that land on the input, not on its zero padding. The taps of output l: real_range(l*stride - padding,
+    dilation, K, L); the outputs of tap t: real_range(t*dilation - padding, stride, L_out, L).
+
+    Plain integer arithmetic, so that numba compiles the same function for the CPU (cpu/layer.py) and the GPU
+    (gpu/numba_cuda/layer.py); the CUDA C twin is gpu/cupy/layer.cu's real_range."""
+    lo = min(count, max(0, -(start // step)))  # ceil(-start / step), within [0, count]
+    hi = min(count, (L - 1 - start) // step + 1)  # floor((L - 1 - start) / step) + 1
+    return lo, max(lo, hi)
+
+
 @dataclass(frozen=True)
 class LayerProblem:
     """Sizes and settings of one layer call, computed once and shared by forward and backward."""
@@ -113,14 +125,9 @@ class LayerProblem:
                                    bias=self.has_bias, activation=activation)
 
     def tap_range(self, t: int) -> tuple[int, int]:
-        """[lo, hi): the output positions l whose tap t reads the input, not the padding.
-
-        That is 0 <= l*stride + t*dilation - padding < L, with 0 <= l < L_out.
-        """
-        off = self.padding - t * self.dilation
-        lo = max(0, -(-off // self.stride))  # ceil(off / stride)
-        hi = min(self.L_out, (self.L - 1 + off) // self.stride + 1)  # floor((L-1+off) / stride) + 1
-        return lo, max(lo, hi)
+        """[lo, hi): the output positions l whose tap t reads the input, not the padding:
+        0 <= l*stride + t*dilation - padding < L, with 0 <= l < L_out."""
+        return real_range(t * self.dilation - self.padding, self.stride, self.L_out, self.L)
 
 
 # --- validation: public arguments -> (problem, inputs) -------------------------------------------

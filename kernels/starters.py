@@ -14,7 +14,7 @@ BACKEND = {"numba": "numba_cpu", "numba-cuda": "numba_cuda", "cuda-c": "cupy"}
 
 # Per op: the formula, the implementation's arguments, the output, the inner loop (one output index
 # `j` of `count` outputs) in Python and in C, and the flip rule.
-OPS = {
+STARTER_OPS = {
     "conv1d": dict(
         formula="y[j] = sum_i x[j+i] w[i]  (flip=True: w reversed)",
         args="x, w, y", count="y.shape[0]", c_args="const T* x, const T* w, T* y, long long m, long long k",
@@ -155,11 +155,11 @@ C_COUNT = {"conv1d": "m", "conv1d_weight_grad": "k", "conv1d_input_grad": "m + k
 
 def render(op: str, lang: str, path: Path) -> dict[Path, str]:
     """{file: text} of the starter for `op` in `lang` written at `path`."""
-    if op not in OPS:
-        raise KeyError(f"OP: starters exist for {sorted(OPS)}, got {op!r}")
+    if op not in STARTER_OPS:
+        raise KeyError(f"OP: starters exist for {sorted(STARTER_OPS)}, got {op!r}")
     if lang not in LANGS:
         raise ValueError(f"--lang: expected one of {LANGS}, got {lang!r}")
-    spec = OPS[op]
+    spec = STARTER_OPS[op]
     variant = f"my_{op}".replace("conv1d_", "")
     fields = dict(spec, op=op, name=path.name, variant=variant)
     if lang == "numba":

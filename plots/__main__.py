@@ -26,7 +26,11 @@ def cmd_draw(args) -> int:
     if not runs:
         print(f"no results in {args.results_dir}: run `python -m plots bench` first", file=sys.stderr)
         return 1
-    palette = draw.Palette({r["impl"] for run, _ in runs for r in run.rows})
+    ladders = {}
+    for run, _ in runs:
+        for backend, variants in run.meta.get("ladders", {}).items():
+            ladders.setdefault(backend, list(dict.fromkeys([*ladders.get(backend, []), *variants])))
+    palette = draw.Palette({r["impl"] for run, _ in runs for r in run.rows}, ladders)
     for run, device in runs:
         written = draw.draw_run(run, device, Path(args.out), palette)
         print(f"{run.device_name(device)} ({run.path.name}): {len(written)} files in "
@@ -38,10 +42,11 @@ def cmd_draw(args) -> int:
 
 def draw_model(out: Path):
     """No GPU measured: the static model's predictions of the GPU variants, beside the CPU plots."""
-    from plots.model import draw as model
+    from plots.draw import model as model_figures  # matplotlib and the model: only without GPU results
+    from plots.model import predict
 
     try:
-        written = model.draw_model(out)
+        written = model_figures.draw(predict.write(log=sys.stderr), out)
     except Exception as e:  # a missing GPU toolchain must not stop the CPU plots
         print(f"model plots not drawn: {type(e).__name__}: {e}", file=sys.stderr)
         return

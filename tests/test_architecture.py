@@ -15,6 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("kernels", "cpu", "gpu", "plots")
 #: What the contract must not import: it is NumPy only, so that it loads anywhere.
 HEAVY = {"numba", "numba_cuda", "scipy", "tqdm", "matplotlib", "torch", "cupy", "cupyx", "multiprocessing"}
+#: The product: the contract and the backends. The lab (plots/: benchmarks, the static model, the real-compile
+#: checks) judges it and is never imported by it.
+PRODUCT = ("kernels", "cpu", "gpu")
+LAB = ("plots",)
 #: kernels/_env.py decides, before numba is imported, between a GPU and the simulator.
 HEAVY_ALLOWED = {"kernels._env": {"numba"}}
 
@@ -109,3 +113,17 @@ def test_kernel_modules_never_import_their_backend():
     assert kernel_modules, "no kernel module found: the graph is not read"
     wrong = [f"{m} -> {b}" for m in sorted(kernel_modules) for b in edges[m] & backends]
     assert not wrong, wrong
+
+
+def test_the_product_never_imports_the_lab():
+    edges = graph()
+    wrong = [f"{m} -> {t}" for m, targets in sorted(edges.items()) if m.split(".")[0] in PRODUCT
+             for t in sorted(targets) if t.split(".")[0] in LAB]
+    assert not wrong, wrong
+
+
+def test_the_lab_reads_the_product():
+    """The graph above has the edges the rule judges: the lab imports the product, the allowed direction."""
+    edges = graph()
+    assert any(t.split(".")[0] in PRODUCT for m, targets in edges.items() if m.startswith("plots.model")
+               for t in targets)

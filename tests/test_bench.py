@@ -508,18 +508,28 @@ def test_gpu_pools_are_released_only_where_imported(monkeypatch):
     assert sessions.release_gpu_pools() == []
 
 
-def test_colour_table_names_exactly_what_is_registered():
-    import kernels
+def test_every_registered_implementation_gets_its_own_shade_of_its_family_hue():
+    """Colours are derived, no table: a new variant or baseline gets one without an edit."""
+    import matplotlib
+
     from plots import draw
     from plots.bench import baselines as bl
-    from plots.bench.sweeps import BENCH_OPS, LAYER_OPS
+    from plots.bench import runner
 
-    labels = {b.name for b in bl.BASELINES}
-    for backend in kernels.backends():
-        for op in BENCH_OPS + LAYER_OPS:
-            labels |= {f"{backend}:{v}" for v in kernels.variants(op, backend)}
-    labels -= {"numpy:reference"}  # the oracle, never drawn
-    assert labels == set(draw.FIXED)
+    ladders = runner.ladders()
+    labels = {b.name for b in bl.BASELINES} | {f"{b}:{v}" for b, vs in ladders.items() for v in vs}
+    labels |= {"numba_cpu:mine", "cupy:my_step"}  # a kernel of yours, a step not yet in any results
+    palette = draw.Palette(labels, ladders)
+    colours = [palette(label) for label in labels]
+    assert len(set(colours)) == len(labels) and "black" not in colours
+    for label in labels:
+        hue = matplotlib.colormaps[draw.HUES.get(draw.family(label), draw.OTHER_HUE)]
+        shades = {matplotlib.colors.to_hex(hue(x)) for x in np.linspace(*draw.SHADES, 1001)}
+        rgb = matplotlib.colors.to_rgb(palette(label))
+        assert min(sum((u - v) ** 2 for u, v in zip(rgb, matplotlib.colors.to_rgb(s))) for s in shades) < 1e-3
+    later = [palette(f"cupy:{v}") for v in ladders["cupy"]]  # the ladder darkens step by step
+    assert [sum(matplotlib.colors.to_rgb(c)) for c in later] == sorted(
+        (sum(matplotlib.colors.to_rgb(c)) for c in later), reverse=True)
 
 
 def test_draw_removes_what_an_earlier_draw_left_and_quotes_the_measured_k(tiny_run, tmp_path):

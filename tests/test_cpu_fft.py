@@ -23,7 +23,7 @@ FFT_OPS = ["conv1d", "conv1d_weight_grad", "conv1d_input_grad", "conv1d_relu", "
 
 def _table(k_fft):
     row = {"n": [1000, 100_000], "k_fft": [k_fft, k_fft], "k_max": [1000, 100_000]}
-    return {"schema": auto.SCHEMA, "ops": {op: {d: dict(row) for d in ("float32", "float64")} for op in auto.OPS}}
+    return {"schema": auto.SCHEMA, "ops": {op: {d: dict(row) for d in ("float32", "float64")} for op in auto.FFT_OPS}}
 
 
 @pytest.fixture
@@ -182,7 +182,7 @@ BROKEN = {
     "wrong schema": json.dumps({"schema": 99, "ops": {}}),
     "no ops": json.dumps({"schema": auto.SCHEMA}),
     "empty rows": json.dumps({"schema": auto.SCHEMA, "ops": {op: {"float32": {"n": [], "k_fft": [], "k_max": []},
-                                                                  "float64": {}} for op in auto.OPS}}),
+                                                                  "float64": {}} for op in auto.FFT_OPS}}),
     "bad threads": json.dumps({**_table(100), "machine": {"threads": "two"}}),
 }
 

@@ -91,7 +91,7 @@ def test_threaded_blocked_results_are_deterministic(dtype):
 def _table(k_fft):
     row = {"n": [1000, 100_000], "k_fft": k_fft, "k_max": [500, 4096]}
     return {"schema": auto.SCHEMA, "ops": {op: {d: dict(row) for d in ("float32", "float64")}
-                                           for op in auto.OPS}}
+                                           for op in auto.FFT_OPS}}
 
 
 def test_stored_crossover_follows_the_schema():

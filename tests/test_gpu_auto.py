@@ -26,7 +26,7 @@ FFT_OPS = ["conv1d", "conv1d_relu", "conv1d_input_grad", "conv1d_weight_grad"]
 
 def always_fft(backend):
     row = {"n": [1, 10**9], "k_fft": [1, 1], "k_max": [1, 10**9]}
-    return {"schema": 1, "ops": {op: {d: dict(row) for d in ("float32", "float64")} for op in fft_choice.OPS}}
+    return {"schema": 1, "ops": {op: {d: dict(row) for d in ("float32", "float64")} for op in fft_choice.FFT_OPS}}
 
 
 @pytest.fixture
@@ -115,12 +115,12 @@ def test_the_tuner_measures_a_gpu_backends_crossover(backend):
     table = tune.measure(backend=backend, ns=[1500])
     fft_choice.validate(table)
     assert table["source"].startswith("measured on") and table["command"].endswith(f"--backend {backend}")
-    assert set(table["ops"]) == set(fft_choice.OPS)
+    assert set(table["ops"]) == set(fft_choice.FFT_OPS)
 
 
 def test_use_fft_follows_the_table():
     row = {"n": [1000, 10**6], "k_fft": [None, 100], "k_max": [1000, 10**6]}
-    table = {"schema": 1, "ops": {op: {d: dict(row) for d in ("float32", "float64")} for op in fft_choice.OPS}}
+    table = {"schema": 1, "ops": {op: {d: dict(row) for d in ("float32", "float64")} for op in fft_choice.FFT_OPS}}
     assert auto.use_fft(table, "conv1d", 10**6, 100, "float32")
     assert not auto.use_fft(table, "conv1d", 10**6, 99, "float32")
     assert not auto.use_fft(table, "conv1d_input_grad", 1000, 999, "float64")  # never at n = 1000

@@ -230,7 +230,7 @@ def _pred(backend, variant, op, dtype, k, time_s, hbm, peak, n=10**8, device="h1
 
 
 def test_targets_judge_the_default_step_and_compare_numba_with_cuda_c():
-    from plots.model import draw as model
+    from plots.model import predict as model
     from plots.model.crossover import wrapped
 
     numba_step = wrapped("numba_cuda")["conv1d"]
@@ -251,7 +251,7 @@ def test_targets_judge_the_default_step_and_compare_numba_with_cuda_c():
 def test_auto_takes_the_side_its_table_picks(monkeypatch):
     from gpu import auto
     from plots.model import crossover
-    from plots.model import draw as model
+    from plots.model import predict as model
 
     row = {"n": [10**4, 10**8], "k_fft": [None, 1024], "k_max": [8192, 65536]}
     table = {"schema": 1, "ops": {op: {d: dict(row) for d in ("float32", "float64")}
@@ -265,3 +265,16 @@ def test_auto_takes_the_side_its_table_picks(monkeypatch):
     assert got[511]["time_s"] == 1e-3 and got[511]["bound"] == "issue"
     t = crossover.fft_time(10**8, 2048, 4, devices.DEVICES["h100-sxm"])
     assert got[2048]["bound"] == "fft" and got[2048]["time_s"] == pytest.approx(t)
+
+
+@pytest.mark.parametrize("gpu, slug, same", [
+    ({"name": "NVIDIA H100 80GB HBM3", "slug": "nvidia-h100-80gb-hbm3"}, "h100-sxm", True),
+    ({"name": "NVIDIA H200", "slug": "nvidia-h200"}, "h200", True),
+    ({"name": "NVIDIA H200", "slug": "nvidia-h200"}, "h100-sxm", False),
+    ({}, "h100-sxm", False),
+])
+def test_measured_rows_are_matched_to_the_model_by_the_device_family(gpu, slug, same):
+    """A real GPU's name ("NVIDIA H100 80GB HBM3") names its family anywhere, not at its start."""
+    from plots.draw import model as model_figures
+
+    assert model_figures.measured_on(gpu, slug) is same

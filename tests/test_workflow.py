@@ -57,7 +57,7 @@ def test_a_kernel_with_one_tap_dropped_fails_check_naming_the_sizes(tmp_path, la
     assert "FAIL" in checked.stdout and "failing cases: conv1d n=" in checked.stdout
 
 
-@pytest.mark.parametrize("op", sorted(starters.OPS))
+@pytest.mark.parametrize("op", sorted(starters.STARTER_OPS))
 def test_every_cpu_starter_passes_check(tmp_path, op):
     run(tmp_path, "kernels", "new", op, "--lang", "numba", "-o", "mine.py")
     checked = run(tmp_path, "kernels", "check", "mine.py")
@@ -93,7 +93,7 @@ def test_every_help_works(tmp_path):
         assert sub.returncode == 0 and "usage:" in sub.stdout, (command, sub.stderr)
 
 
-@pytest.mark.parametrize("op", explain.OPS)
+@pytest.mark.parametrize("op", explain.EXPLAINED_OPS)
 def test_explain_prints_the_matrices_and_checks_they_agree(op):
     text = explain.explain(op)
     if op == "conv1d_layer":

@@ -27,18 +27,10 @@
 //                      (db: column sums of the staged g), then layer_gemm_sum_splits adds the chunks of
 //                      each column in a fixed order: the same bits on every run
 //
-// MODEL, NOT MEASURED (plots/model/layer.py: sm_90 SASS of the chunk loops, H100 SXM, N = 8, C 64 -> 128,
-// L = 4096, K = 3, padding 1, block 128; share of the FP32 / FP64 FMA peak, upper bounds):
-//
-//   step    forward            backward (dx + dw + db)   what limits it
-//   direct  12.5% / 12.5%      2.9% / 5.0%               two L1 loads per FMA (forward, dw); dx ~61
-//                                                        instructions per FMA (64-bit division per term)
-//   gemm    70% / 97%          56% / 81%                 instruction issue: a chunk is 1024 FFMA in ~1430
-//                                                        (forward) to ~1670 (dx, dw) instructions, the
-//                                                        rest staging (~10 per element) and 64 LDS.128;
-//                                                        dw adds its split sum (~5 us of workspace traffic)
-//   predicted gain of gemm over direct: ~5.5x forward, ~19x backward (float32).
-// The same holds for C 256 -> 256 and K = 7; stride 2 backward ~47% (dx per residue class). Depthwise and
+// What limits each step (plots/model/layer.py reads it off the sm_90 SASS; the numbers are in the targets
+// table, plots/<device>-model/targets.md): direct issues two L1 loads per FMA (forward, dw) and a 64-bit
+// division per term (dx); gemm is bound by instruction issue: a chunk of BK x TM x TN FFMA per thread comes
+// with its staging (~10 instructions per element) and 16-byte shared loads; dw adds its split sum. Depthwise and
 // other small groups (C/groups < 8) leave most of a 64 x 128 tile empty: there gemm is far slower than
 // direct (those shapes are per-channel correlations, not GEMMs: direct serves them). float64 has half the FMA
 // lanes, so the same instruction mix reaches a larger share of its peak.

@@ -33,26 +33,18 @@ would show a stack frame otherwise); the kernels are built per (dtype, block, R 
 factories, numba's way of making sizes compile-time constants; shared memory is dynamic (sized per
 call to k, as the CUDA C), one array with the regions at offsets.
 
-MODEL, NOT MEASURED: H100 SXM, n = 1e8, block 128 (`python -m plots.model.oned --k 3 511 --dtype float32
-float64`), from the sm_90 SASS of the hot loops (numba-cuda 0.30.4, NVVM, ptxas 13.0), against the CUDA C
-steps by the same model. k = 3 is bound by HBM in both (each x and out moved once): the model does not
-count the staging instructions, but by the SASS they stay below the issue slots the bytes take, as in the
-CUDA C (interior staging 12 instructions per staged element here, 11-16 there; the first version, with
-`range` loops, took 17-27). k = 511 is bound by instruction issue (FP32) or the FMA pipe (FP64):
-
-    step       regs f32/f64   k = 3: HBM   k = 511: FP peak f32 / f64   hot loop (sm_90)            time / CUDA C
-    regwin     64 / 82 (R=8)  99.7%        74.4% / 100%                 86 instructions for 64      0.95 (regwin),
-                                                                        FFMA, 10 LDS (fs LDS.128)   1.01 (vec)
-    wg_regwin  57 / 126 (TP=4) 99.7%        83.2% / 99.8%                307 instructions for 256    1.02
-               95 / 139 (16)                                            FFMA (TP = 16), 32 LDS
-
-so numba.cuda is within 1.5x of CUDA C on every entry (the FP64 entries are at the FMA pipe in both).
-A first version indexing with `uint32(p + u)` took 122 instructions per 64 FFMA: each shared access had
-its own add and address computation, as a zero-extended 32-bit sum cannot be folded into an address
-offset. The launch bounds are (block, MAXB // block), the register budget of the CUDA C's
-__launch_bounds__(MAXB, 1) (MAXB: FORWARD_BOUNDS, WG_BOUNDS); with (block,) alone ptxas took up to 144
-registers at block 128 and spilled a few bytes at some blocks (wg_regwin's tile and chunk counts are
-shifts, not 64-bit divisions, since KT and JC are powers of two).
+Why the code is written as it is (each choice read off the sm_90 SASS by plots/model/oned.py):
+- staging by `while` loops over a uint32 counter (`stage_run`): `range` loops would take 17-27 instructions
+  per staged element (a 64-bit trip count and selects), against ~12;
+- an unrolled shared access at a constant distance u is `sm[uint64(p + u)]`: the offset folds into the
+  load's immediate, where `uint32(p + u)` (a zero-extended 32-bit sum) needs its own add and address per
+  access, about 1.4x the instructions of the hot loop;
+- launch bounds (block, MAXB // block), the register budget of the CUDA C's __launch_bounds__(MAXB, 1)
+  (MAXB: FORWARD_BOUNDS, WG_BOUNDS): with (block,) alone ptxas takes up to 144 registers at block 128 and
+  spills at some blocks;
+- wg_regwin's tile and chunk counts are shifts, not 64-bit divisions, since KT and JC are powers of two.
+Each step's predicted share of HBM or of the FMA peak against its CUDA C twin is in the targets table the
+static model writes (python -m plots.model; plots/<device>-model/targets.md).
 
 Every global index is an int64 (n may exceed 2**31); shared-memory indices are uint32. Kernels stride
 over tiles beyond their grid.

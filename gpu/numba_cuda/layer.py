@@ -49,6 +49,7 @@ from gpu.numba_cuda.common import (
 )
 from gpu.numba_cuda.jit import cuda, int64, types
 from gpu.steps import Kernel, Step
+from kernels import layer
 
 #: Output channels per block tile of the tiled forward (accumulators per thread: CO_TILE * per_thread).
 CO_TILE = 4
@@ -59,14 +60,9 @@ K_TILE = 32
 DIRECT_MAX_BLOCK, TILED_MAX_BLOCK = 512, 256
 
 
-@cuda.jit(device=True)
-def real_range(start, step, count, L):
-    """[lo, hi): the i < count with 0 <= start + i*step < L (step >= 1): the indices on real input, not
-    on the padding. The taps of output l: real_range(l*stride - padding, dilation, K, L); the outputs
-    of tap t: real_range(t*dilation - padding, stride, L_out, L)."""
-    lo = min(count, max(0, -(start // step)))  # ceil(-start / step), in [0, count]
-    hi = min(count, (L - 1 - start) // step + 1)
-    return lo, max(lo, hi)
+#: [lo, hi): the i < count with 0 <= start + i*step < L, on the input rather than its padding (the contract's
+#: kernels.layer.real_range, compiled for the device).
+real_range = cuda.jit(device=True)(layer.real_range)
 
 
 # --- kernels: direct ----------------------------------------------------------------------------------------

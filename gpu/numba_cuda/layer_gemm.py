@@ -7,25 +7,19 @@ after gpu/numba_cuda/layer.py's `direct` and `tiled`. Registered by gpu/numba_cu
              value read from shared memory serves RM multiply-adds and each w value RN (tiled: 4 and 1),
              so a step of the inner loop is RM*RN FMAs for RM+RN shared loads, all at compile-time offsets
              from a 32-bit unsigned base: no index arithmetic, no wrap-around code, no division.
-             MODEL (SASS of plots.model.resources, sm_90, f32, block 128, N=8, C 64->128, L=4096, K=3, H100
-             SXM): hot loop 0.82 FFMA per issued instruction, 0.16 LDS per FFMA; with the staging, loop
-             and epilogue overhead ~0.53 FFMA per instruction, 97% wave efficiency: ~51% of the FP32 peak,
-             against <= 2.6% for `tiled` (~20x).
              input grad: the same kernel on the transposed layer, once per residue class r of j mod stride:
              dx[n, ci, r + stride*m] is a stride-1 correlation of g with the taps t whose l is an integer
              (t*dilation = r + padding mod stride), so no tap is tested and nothing is divided in the inner
              loop, and no inserted zero is multiplied (1/stride of tiled's products were zeros). Terms on
              g's zero padding multiply staged zeros (exact for a finite w); a w with an Inf or NaN takes
              a masked kernel that skips them by a select on the edge tiles only.
-             MODEL: the forward's kernel and hot loop, 128 reduction channels: ~53% of the FP32 peak,
-             against ~2% for direct's gather (a 64-bit division per term).
              weight and bias grads: per group, dW (C_out/groups x C_in/groups*K) = G x im2col(x)^T, a
              GEMM whose reduction runs over the N*L_out positions, split into fixed chunks (split-K): each
              block sums its chunk of (n, l) tiles into micro-tiles of RM channels x RN (c, t) columns, the
              per-chunk partials go to a workspace and `sum_columns` adds them in a fixed order (the same
              bits on every run and any grid). db comes from the same g tiles.
-             MODEL: hot loop 0.84 FFMA per instruction, 0.16 LDS per FFMA; ~0.53 with the im2col staging,
-             ~49% of the FP32 peak with the second pass; the backward as a whole ~51%.
+             The predicted share of the FMA peak of each kernel is in the model's targets table
+             (python -m plots.model; plots/<device>-model/targets.md).
 
 Index formulas (math in `kernels.layer`), with ci = G(co)*C_in/groups + c, j = l*stride + t*dilation - padding:
 

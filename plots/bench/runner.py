@@ -132,6 +132,7 @@ def start(preset: Preset, blocks, left_out, directory, use_out, seed, omp, log):
     ceils = ceilings.cpu(preset.ceilings)
     meta = machine.metadata()  # after a numba parallel kernel ran (threading layer)
     meta["threads"].update(omp)
+    meta["ladders"] = ladders()
     sessions = Sessions(use_out)
     if any(c.kind == "baseline" and c.baseline.isolated for *_, candidates in blocks for c in candidates):
         meta["threads"].update(isolated_worker=sessions.start_worker().info)
@@ -167,6 +168,17 @@ def finish(preset: Preset, meta, writer, sessions) -> Path:
     for c in end:
         writer.write({**c, "when": "end"})
     return writer.close()
+
+
+def ladders() -> dict[str, list[str]]:
+    """Backend -> its variants in the order they are registered (the ladder's order: the plots shade by it)."""
+    out = {}
+    for name in kernels.backends():
+        seen = {}
+        for op in kernels.ops():
+            seen.update(dict.fromkeys(kernels.variants(op, name)))
+        out[name] = list(seen)
+    return out
 
 
 def backend_states() -> dict:

@@ -62,7 +62,7 @@ def _gpu_kernels(op, backend):
     from plots.model import crossover
 
     row = {"n": [1, 10**12], "k_fft": [1, 1], "k_max": [1, 10**12]}
-    always = {"schema": 1, "ops": {o: {d: dict(row) for d in ("float32", "float64")} for o in fft_choice.OPS}}
+    always = {"schema": 1, "ops": {o: {d: dict(row) for d in ("float32", "float64")} for o in fft_choice.FFT_OPS}}
     direct = kernels.get(op, backend, crossover.wrapped(backend)[op])
     by_auto = kernels.get(op, backend, "auto")
 
@@ -128,7 +128,7 @@ def measure(seed: int = 0, backend: str | None = None, ns=None) -> dict:
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     ops, raw = {}, {}
-    for op in auto.OPS:
+    for op in auto.FFT_OPS:
         for dtype in ("float32", "float64"):
             row = {"n": [], "k_fft": [], "k_max": []}
             for n in ns or (N if backend is None else GPU_N):

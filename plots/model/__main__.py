@@ -1,7 +1,7 @@
-"""python -m plots.model: draw the static GPU model (plots.model.draw)."""
+"""python -m plots.model: the static model's predictions (when the sources changed), then their figures."""
 
 import sys
 
-from plots.model.draw import main
+from plots.model.predict import main
 
 sys.exit(main())

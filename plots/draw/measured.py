@@ -10,8 +10,7 @@ with the CSV of exactly what it shows beside it:
     <op>-<dtype>-speedup      speedup of each kernel over the best baseline, a heatmap over (n, k)
 
 and ``summary.md`` (ceilings, k*, speedups at the measured k, fastest implementation per (n, k)).
-Colours are fixed per implementation (`FIXED`, `Palette`), line style by method (direct solid, FFT
-dashed), marker by kind (playground kernel: circle, baseline: square), the same in every figure.
+Colours, line styles and markers come from plots/draw/style.py: the same in every figure.
 A draw removes the files an earlier draw left in the same folder and it did not write itself.
 
 A layer run (`python -m plots bench --preset layer`) gets instead, per op and dtype,
@@ -23,63 +22,29 @@ and ``layer-summary.md`` (best kernel vs best baseline per shape).
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.ticker import NullLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
-from matplotlib.ticker import LogLocator, NullLocator  # noqa: E402
+from plots.bench import analysis
+from plots.bench.results import Run
+from plots.draw.style import (
+    CEILING_STYLE,
+    GFLOPS_LABEL,
+    LINESTYLE,
+    MARKER,
+    Palette,
+    legend,
+    log_axes,
+    plt,
+    save,
+    write_csv,
+)
 
-from plots.bench import analysis  # noqa: E402
-from plots.bench.results import Run  # noqa: E402
-
-#: FLOPs are the direct method's 2k(n-k+1) for every implementation, so FFT methods show an effective rate.
-GFLOPS_LABEL = "GFLOP/s = 2k(n-k+1) / time"
 KINDS = ("time_vs_n", "time_vs_k", "throughput", "roofline", "speedup")
-
-#: Colours of the registered implementations and baselines (a test keeps this table in step with the
-#: registry and `plots.bench.baselines`); others get the next free colour of EXTRA, in sorted order.
-FIXED = {
-    "numba_cpu:naive": "#9ecae1", "numba_cpu:parallel": "#1f77b4", "numba_cpu:blocked": "#08306b",
-    "numba_cpu:fft": "#ff7f0e", "numba_cpu:auto": "#d62728", "numba_cpu:direct": "#3182bd",
-    "numba_cpu:im2col": "#17becf", "numba_cpu:gemm": "#6a3d9a", "numba_cpu:gemm_folded": "#cab2d6",
-    "numba_cpu:gemm_numpy": "#b15928",
-    "numba_cuda:naive": "#a1d99b", "numba_cuda:tiled": "#2ca02c", "numba_cuda:atomic": "#006d2c",
-    "numba_cuda:direct": "#74c476", "numba_cuda:regwin": "#00441b", "numba_cuda:wg_regwin": "#41ab5d",
-    "numba_cuda:gemm": "#005a32",
-    "cupy:naive": "#fdae6b", "cupy:tiled": "#e6550d", "cupy:atomic": "#a63603", "cupy:direct": "#fd8d3c",
-    "cupy:regwin": "#7f2704", "cupy:vec": "#d94801", "cupy:wg_regwin": "#f16913", "cupy:auto": "#cb181d",
-    "cupy:gemm": "#8c2d04", "numba_cuda:auto": "#238b45",
-    "numpy.correlate": "#7f7f7f", "scipy.correlate[direct]": "#8c564b", "scipy.correlate[fft]": "#bcbd22",
-    "scipy.oaconvolve": "#17becf", "torch.conv1d": "#e377c2", "torch.conv1d[cuda]": "#e377c2",
-    "torch.conv1d[cuda,tf32]": "#f7b6d2",
-    "cupyx.correlate[direct]": "#8c564b", "cupyx.correlate[fft]": "#bcbd22", "cupyx.fftconvolve": "#17becf",
-}
-EXTRA = ["#9467bd", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#31a354",
-         "#756bb1", "#636363", "#e7ba52", "#ad494a", "#a55194", "#6baed6", "#74c476", "#fd8d3c",
-         "#9e9ac8", "#bdbdbd", "#dadaeb", "#c7e9c0"]
-LINESTYLE = {"direct": "-", "fft": "--", "auto": ":"}
-MARKER = {"kernel": "o", "baseline": "s"}
-CEILING_STYLE = {"flops": dict(color="black", lw=1.2), "dram": dict(color="black", lw=1.2, ls="--"),
-                 "cache": dict(color="0.45", lw=1.0, ls=":")}
-
-
-class Palette:
-    """Implementation label -> colour, fixed for every figure drawn from the same set of results."""
-
-    def __init__(self, labels):
-        unknown = sorted(set(labels) - set(FIXED))
-        self.colours = dict(FIXED)
-        for i, label in enumerate(unknown):
-            self.colours[label] = EXTRA[i % len(EXTRA)]
-
-    def __call__(self, label):
-        return self.colours.get(label, "black")
 
 
 def style(table: analysis.Table, impl: str, palette: Palette) -> dict:
@@ -104,19 +69,6 @@ def footnote(fig, table: analysis.Table):
              fontsize=7, color="0.35", ha="left", va="bottom")
 
 
-def write_csv(path: Path, header, rows):
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-
-
-def save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 TIME_HEADER = ["op", "dtype", "device", "impl", "kind", "method", "n", "k", "median_s", "p20_s", "p80_s",
                "gflops", "gbs", "flops", "min_bytes"]
 
@@ -136,29 +88,6 @@ def time_rows(table: analysis.Table, points):
 def _grid(count, ncols_max):
     ncols = min(ncols_max, count)
     return math.ceil(count / ncols), ncols
-
-
-def _legend(fig, handles_from, ncol=6):
-    handles, labels = [], []
-    for ax in handles_from:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=False):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=min(ncol, len(labels)), fontsize=8,
-               bbox_to_anchor=(0.5, 0.025), frameon=False)
-
-
-def _log_axes(ax, x=True, y=True, **labels):
-    """Log scales with minor ticks at 2 and 5 only (placing ticks is most of matplotlib's layout time)."""
-    if x:
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-    if y:
-        ax.set_yscale("log")
-        ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-    ax.set(**labels)
-    ax.grid(True, which="major", alpha=0.3)
 
 
 def _errorbar(ax, xs, med, lo, hi, st):
@@ -190,13 +119,13 @@ def time_vs_n(table: analysis.Table, out: Path, palette: Palette) -> Path:
             ns = sorted(flops)
             ax.plot(ns, [flops[n] / (rate * 1e9) for n in ns], color="0.6", lw=4, alpha=0.35, zorder=0,
                     label=f"O(n·k): 2k(n-k+1) FLOPs at {rate:.1f} GFLOP/s")
-        _log_axes(ax, title=f"k = {k}", xlabel="n (signal length)")
+        log_axes(ax, title=f"k = {k}", xlabel="n (signal length)")
         if ax in axes[:, 0]:
             ax.set_ylabel("time per call (s)")
     for ax in list(axes.flat)[len(ks):]:
         ax.set_visible(False)
     fig.suptitle(title(table, "time per call vs n, one panel per filter length k"))
-    _legend(fig, axes.flat)
+    legend(fig, axes.flat)
     footnote(fig, table)
     fig.tight_layout(rect=(0, 0.1, 1, 0.97))
     write_csv(out.with_suffix(".csv"), TIME_HEADER, time_rows(table, points))
@@ -218,7 +147,7 @@ def time_vs_k(table: analysis.Table, out: Path, palette: Palette) -> Path:
             _errorbar(ax, ks, [r["median"] for r in rs], [r["p20"] for r in rs], [r["p80"] for r in rs],
                       style(table, impl, palette))
             rows += time_rows(table, [(impl, n, k) for k in ks])
-        _log_axes(ax, xlabel="k (filter length)", ylabel="time per call (s)", title=f"n = {n:.0e}")
+        log_axes(ax, xlabel="k (filter length)", ylabel="time per call (s)", title=f"n = {n:.0e}")
         crossings = analysis.crossovers(table, n)
         for j, c in enumerate(crossings):
             colour = "black" if c.family == "all" else palette(next(
@@ -233,7 +162,7 @@ def time_vs_k(table: analysis.Table, out: Path, palette: Palette) -> Path:
                          "", "", "", "", "", "", ""])
     fig.suptitle(title(table, "time vs filter length; direct (solid) vs FFT (dashed); "
                               "k* = where FFT starts to win (dash-dot)"))
-    _legend(fig, axes.flat, ncol=5)
+    legend(fig, axes.flat, ncol=5)
     footnote(fig, table)
     fig.tight_layout(rect=(0, 0.12, 1, 0.97))
     write_csv(out.with_suffix(".csv"), TIME_HEADER, rows)
@@ -276,11 +205,11 @@ def throughput(table: analysis.Table, out: Path, palette: Palette) -> Path:
             if ("bandwidth", level) in ceil:
                 bottom.axhline(ceil[("bandwidth", level)], **CEILING_STYLE[level],
                                label=f"copy bandwidth ({level})")
-        _log_axes(top, title=f"k = {k}", ylabel=GFLOPS_LABEL)
-        _log_axes(bottom, xlabel="n (signal length)", ylabel="achieved GB/s (minimum bytes / time)")
+        log_axes(top, title=f"k = {k}", ylabel=GFLOPS_LABEL)
+        log_axes(bottom, xlabel="n (signal length)", ylabel="achieved GB/s (minimum bytes / time)")
     fig.suptitle(title(table, "throughput vs n: FLOPs = 2k(n-k+1), minimum bytes = inputs read + "
                               "output written once"))
-    _legend(fig, axes.flat, ncol=5)
+    legend(fig, axes.flat, ncol=5)
     footnote(fig, table)
     fig.tight_layout(rect=(0, 0.1, 1, 0.97))
     write_csv(out.with_suffix(".csv"), TIME_HEADER, time_rows(table, points))
@@ -293,7 +222,7 @@ def roofline(table: analysis.Table, out: Path, palette: Palette) -> Path:
     n = table.ns[-1]
     ceil = analysis.ceiling_values(table.run, table.device)
     fig, ax = plt.subplots(figsize=(12, 6.8))
-    _log_axes(ax)  # before the secondary axis, which copies the scale
+    log_axes(ax)  # before the secondary axis, which copies the scale
     intensity = {}
     points = []
     for impl in table.impls:

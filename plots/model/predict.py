@@ -34,7 +34,8 @@ DEVICES_DRAWN = ("h100-sxm", "h200")
 
 def auto_predictions(predictions) -> list[dict]:
     """Rows for each backend's `auto`: the model time of the side its crossover table picks at (n, k), the
-    direct step's (its `wraps`, plots.model.crossover.wrapped) or the FFT's (plots.model.crossover.fft_time), bound "fft" then."""
+    direct step's (its `wraps`, plots.model.crossover.wrapped) or the FFT's (plots.model.crossover.fft_time),
+    bound "fft" then."""
     from gpu import auto
     rows = []
     for p in predictions:

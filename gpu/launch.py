@@ -149,8 +149,6 @@ def itemsize(dtype) -> int:
 
 #: Filter taps per chunk of the forward steps.
 TAPS = 256
-#: Outputs per thread R of the forward steps.
-OUTPUTS_PER_THREAD = (4, 8)
 #: Taps per thread of the weight gradient: TP_SMALL up to k = TP_SMALL_MAX_K, else TP_LARGE.
 TP_SMALL, TP_SMALL_MAX_K, TP_LARGE = 4, 16, 16
 TAPS_PER_THREAD = (TP_SMALL, TP_LARGE)
@@ -175,21 +173,22 @@ def forward_shared_bytes(block: int, R: int, taps: int, size: int, vec: bool) ->
     return ((skew(block * R + taps - 1, R, forward_pad(R, size, vec)) + W) // W * W + taps) * size
 
 
-def forward_per_thread(bound_of, dtype, block: int, vec: bool = False) -> int:
-    """R of a forward step at `block`: 8 where its launch bound (`bound_of(R)`) and the shared memory of a
-    full filter chunk allow it, else 4."""
-    fits = forward_shared_bytes(block, 8, TAPS, itemsize(dtype), vec) <= SHARED_LIMIT
-    return 8 if block <= bound_of(8) and fits else 4
+def forward_per_thread(bounds: dict, dtype, block: int, vec: bool = False) -> int:
+    """R of a forward step at `block` by default: the largest of its instantiations (`bounds`: R -> launch
+    bound) whose bound takes the block and whose full filter chunk fits the shared memory, else the smallest."""
+    fits = [R for R in sorted(bounds) if block <= bounds[R]
+            and forward_shared_bytes(block, R, TAPS, itemsize(dtype), vec) <= SHARED_LIMIT]
+    return fits[-1] if fits else min(bounds)
 
 
-def forward_plan(bound_of, dtype, block: int, k: int, vec: bool = False, per_thread=None) -> tuple[int, int]:
+def forward_plan(bounds: dict, dtype, block: int, k: int, vec: bool = False, per_thread=None) -> tuple[int, int]:
     """(R, dynamic shared bytes) of a forward-step launch at `block` for a k-tap filter, after the checks:
-    ValueError naming `per_thread` (not 4 or 8) or `block` (over the launch bound of R, or over the
-    shared-memory limit)."""
-    R = forward_per_thread(bound_of, dtype, block, vec) if per_thread is None else per_thread
-    if R not in OUTPUTS_PER_THREAD:
-        raise ValueError(f"per_thread: expected one of {OUTPUTS_PER_THREAD}, got {R!r}")
-    check_block(block, bound_of(R), f"the forward step with {R} {dtype_name(dtype)} outputs per thread")
+    ValueError naming `per_thread` (not an instantiation of `bounds`: R -> launch bound) or `block` (over the
+    launch bound of R, or over the shared-memory limit)."""
+    R = forward_per_thread(bounds, dtype, block, vec) if per_thread is None else per_thread
+    if R not in bounds:
+        raise ValueError(f"per_thread: expected one of {sorted(bounds)}, got {R!r}")
+    check_block(block, bounds[R], f"the forward step with {R} {dtype_name(dtype)} outputs per thread")
     shared = forward_shared_bytes(block, R, min(k, TAPS), itemsize(dtype), vec)
     check_shared(shared, f"the forward step at {block} threads with {R} outputs per thread")
     return R, shared

@@ -22,7 +22,7 @@ import numpy as np
 from gpu import launch as plan
 from gpu.cupy import correlate, loader, tunables
 from gpu.cupy.arrays import empty
-from gpu.launch import BLOCKS, OUTPUTS_PER_THREAD, TAPS, TAPS_PER_THREAD, dtype_name
+from gpu.launch import BLOCKS, TAPS, TAPS_PER_THREAD, dtype_name
 from gpu.launch import CupyLaunch as Launch
 from gpu.steps import FORWARD_OPS, NOTES, Engines, Kernel, Step, correlation_impls
 
@@ -36,6 +36,8 @@ FORWARD_BOUNDS = {("regwin", "float32", 4): 1024, ("regwin", "float32", 8): 1024
 #: (dtype, taps per thread TP) -> __launch_bounds__ of weight_grad_regwin = the largest block accepted.
 WG_BOUNDS = {("float32", 4): 1024, ("float32", 16): 512, ("float64", 4): 512, ("float64", 16): 256}
 CTYPE = {"float32": "float", "float64": "double"}
+#: Whether a forward step loads 16-byte vectors (its window layout pads by a vector, not an element).
+VECTOR_LOADS = {"regwin": False, "vec": True}
 
 
 def forward_name(step: str, dtype, R: int) -> str:
@@ -58,18 +60,19 @@ def _module():
     return loader.load(SOURCE, NAMES)
 
 
-def _bounds(step: str, dtype):
+def _bounds(step: str, dtype) -> dict:
+    """R -> launch bound of the forward `step`'s instantiations for `dtype`."""
     d = dtype_name(dtype)
-    return lambda R: FORWARD_BOUNDS[(step, d, R)]
+    return {R: bound for (s, dt, R), bound in FORWARD_BOUNDS.items() if s == step and dt == d}
 
 
 def forward_per_thread(step: str, dtype, block: int) -> int:
     """Outputs per thread R the forward `step` takes at `block` by default (gpu.launch.forward_per_thread)."""
-    return plan.forward_per_thread(_bounds(step, dtype), dtype, block, step == "vec")
+    return plan.forward_per_thread(_bounds(step, dtype), dtype, block, VECTOR_LOADS[step])
 
 
 def _correlate(step, sig, f, out, launch, flip, offset, periodic, bias, epilogue, gate, per_thread):
-    R, shared = plan.forward_plan(_bounds(step, out.dtype), out.dtype, launch.block, f.shape[0], step == "vec",
+    R, shared = plan.forward_plan(_bounds(step, out.dtype), out.dtype, launch.block, f.shape[0], VECTOR_LOADS[step],
                                   per_thread)
     M = out.shape[0]
     if M == 0:
@@ -126,10 +129,9 @@ def forward_kernels(step: str):
     def kernels(dtype: str):
         size, out = plan.itemsize(dtype), []
         default_R = forward_per_thread(step, dtype, Launch().block)
-        for R in OUTPUTS_PER_THREAD:
-            shared = {b: plan.forward_shared_bytes(b, R, TAPS, size, step == "vec") for b in BLOCKS
-                      if b <= FORWARD_BOUNDS[(step, dtype, R)]}
-            blocks = tuple(b for b, s in shared.items() if plan.forward_shared_bytes(b, R, 1, size, step == "vec")
+        for R, bound in sorted(_bounds(step, dtype).items()):
+            shared = {b: plan.forward_shared_bytes(b, R, TAPS, size, VECTOR_LOADS[step]) for b in BLOCKS if b <= bound}
+            blocks = tuple(b for b, s in shared.items() if plan.forward_shared_bytes(b, R, 1, size, VECTOR_LOADS[step])
                            <= plan.SHARED_LIMIT)
             out.append(Kernel(forward_name(step, dtype, R), dtype, blocks,
                               {b: min(shared[b], plan.SHARED_LIMIT) for b in blocks}, R == default_R,

@@ -57,7 +57,7 @@ import functools
 import numpy as np
 
 from gpu import launch as plan
-from gpu.launch import BLOCKS, OUTPUTS_PER_THREAD, TAPS, TAPS_PER_THREAD
+from gpu.launch import BLOCKS, TAPS, TAPS_PER_THREAD
 from gpu.launch import NumbaCudaLaunch as Launch
 from gpu.numba_cuda import common, reduce
 from gpu.numba_cuda.common import DEFAULT_LAUNCH, scalar_type
@@ -148,9 +148,10 @@ def forward_per_thread(dtype, block: int) -> int:
     return plan.forward_per_thread(_bounds(dtype), dtype, block)
 
 
-def _bounds(dtype):
+def _bounds(dtype) -> dict:
+    """R -> launch bound of regwin's instantiations for `dtype`."""
     name = plan.dtype_name(np.dtype(dtype))
-    return lambda R: FORWARD_BOUNDS[(name, R)]
+    return {R: bound for (d, R), bound in FORWARD_BOUNDS.items() if d == name}
 
 
 @functools.cache
@@ -461,13 +462,13 @@ def _corr_types(dtype: str) -> tuple:
 
 
 def regwin_kernels(dtype: str) -> list[Kernel]:
-    """regwin for R in OUTPUTS_PER_THREAD at each block up to its bound whose shared memory fits, with the most
+    """regwin for each R of FORWARD_BOUNDS at each block up to its bound whose shared memory fits, with the most
     dynamic shared memory a launch asks for (a full filter chunk)."""
     size, out = plan.itemsize(dtype), []
     for b in BLOCKS:
-        for R in OUTPUTS_PER_THREAD:
+        for R, bound in sorted(_bounds(dtype).items()):
             shared = plan.forward_shared_bytes(b, R, TAPS, size, False)
-            if b <= FORWARD_BOUNDS[(dtype, R)] and shared <= plan.SHARED_LIMIT:
+            if b <= bound and shared <= plan.SHARED_LIMIT:
                 out.append(Kernel(f"ladder.regwin_kernel[B={b},R={R}]", dtype, (b,), {b: shared},
                                   b == DEFAULT_LAUNCH.block and R == forward_per_thread(dtype, b),
                                   build=functools.partial(lambda b, R: (regwin_kernel(np.dtype(dtype), b, R),

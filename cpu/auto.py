@@ -25,6 +25,7 @@ import functools
 import math
 from pathlib import Path
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -66,8 +67,6 @@ def use_fft(op: str, n: int, k: int, dtype, table: dict | None = None) -> bool:
 def _thread_scale(table: dict) -> float:
     """Threads now / threads when measured: direct time scales with threads, scipy's FFT uses one,
     so the crossover k moves in proportion (numba.config's count: set_num_threads is not seen)."""
-    import numba
-
     measured = table.get("machine", {}).get("threads")
     return numba.config.NUMBA_NUM_THREADS / measured if measured else 1.0
 

@@ -34,9 +34,11 @@ lanes run along the sum and each tap has its own accumulator, where a row would 
 dependency chain; k = 1 is a plain dot product (`dot_span`).
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
+from cpu import loops
 from cpu.simd import (
     LANES,
     lanes,
@@ -248,8 +250,6 @@ PARALLEL_MIN_MACS = 1 << 17
 
 def threads() -> int:
     """numba's thread count for this thread (numba.set_num_threads applies); about 3 us a call."""
-    import numba
-
     return numba.get_num_threads()
 
 
@@ -281,8 +281,6 @@ def full_convolve(w, g, dx, zero):
     case keeps the loop that skips the missing terms."""
     k = w.shape[0]
     if not np.isfinite(w).all():
-        from cpu import loops
-
         loops.full_convolve_parallel(w, g, dx, zero)
         return
     padded = np.zeros(g.shape[0] + 2 * (k - 1), g.dtype)

@@ -64,7 +64,7 @@ TEMP_FACTOR = 13
 def available_memory() -> int:
     """Bytes of memory available now: psutil if installed, else /proc/meminfo, else physical memory."""
     try:
-        import psutil
+        import psutil  # optional: not a dependency; /proc/meminfo otherwise
 
         return int(psutil.virtual_memory().available)
     except ImportError:

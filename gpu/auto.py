@@ -68,7 +68,7 @@ def use_fft(table: dict, op: str, n: int, k: int, dtype) -> bool:
 
 def _cupy():
     try:
-        import cupy
+        import cupy  # optional: only on a GPU
     except ImportError:
         return None
     return cupy
@@ -100,10 +100,10 @@ def _views(*arrays):
 
 def _next_fast_len(xp, n: int) -> int:
     if xp is np:
-        import scipy.fft
+        import scipy.fft  # heavy: scipy, which this module needs only for an FFT on host arrays
 
         return scipy.fft.next_fast_len(n, real=True)
-    import cupyx.scipy.fft
+    import cupyx.scipy.fft  # optional: CuPy, only on a GPU
 
     return cupyx.scipy.fft.next_fast_len(n)
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -149,9 +151,6 @@ def check_file(args) -> int:
 
 def _rerun_under_asan(args) -> int:
     """`check FILE --asan`: the same check in a child process whose emulated kernels are built with ASan."""
-    import os
-    import subprocess
-
     cxx = os.environ.get("CXX", "g++")
     try:
         runtime = subprocess.run([cxx, "-print-file-name=libasan.so"], capture_output=True, text=True,
@@ -248,6 +247,4 @@ def main(argv=None) -> int:
 
 def bench(argv) -> int:
     """`python -m kernels bench ...` runs `python -m plots bench ...`: measuring lives beside the plots."""
-    import subprocess
-
     return subprocess.call([sys.executable, "-m", "plots", "bench", *argv])

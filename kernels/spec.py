@@ -16,6 +16,7 @@ default keywords): it returns what ``parse`` would, or None for anything else, a
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,8 +50,6 @@ class Op:
 def define(name, *, parse, outputs, out_shapes, flops, min_bytes, reference, make_args,
            reduction_length, doc="", fast=None):
     """Declare an op; its family is the calling module."""
-    import inspect
-
     family = inspect.getmodule(inspect.stack()[1].frame).__name__.rsplit(".", 1)[-1]
     op = Op(name, parse, tuple(outputs), out_shapes, flops, min_bytes, reference, make_args,
             family, reduction_length, doc.strip(), fast)

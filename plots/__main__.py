@@ -17,7 +17,7 @@ from plots.bench import results
 
 
 def cmd_draw(args) -> int:
-    from plots import draw
+    from plots import draw  # heavy: matplotlib, not needed by `python -m plots bench`
 
     if args.files:
         runs = [(run, device) for run in map(results.load, args.files) for device in run.devices()]
@@ -42,8 +42,8 @@ def cmd_draw(args) -> int:
 
 def draw_model(out: Path):
     """No GPU measured: the static model's predictions of the GPU variants, beside the CPU plots."""
-    from plots.draw import model as model_figures  # matplotlib and the model: only without GPU results
-    from plots.model import predict
+    from plots.draw import model as model_figures  # heavy: matplotlib, only without GPU results
+    from plots.model import predict  # heavy: the whole static model (~0.1 s on every start), only without GPU results
 
     try:
         written = model_figures.draw(predict.write(log=sys.stderr), out)

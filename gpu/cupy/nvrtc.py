@@ -48,7 +48,7 @@ class CompileError(RuntimeError):
 def nvrtc_problem() -> str | None:
     """Why NVRTC cannot run here (e.g. "cuda-bindings not installed"), or None."""
     try:
-        from cuda.bindings import nvrtc
+        from cuda.bindings import nvrtc  # optional: the `gpu` extra
     except ImportError:
         return "cuda-bindings not installed"
     try:
@@ -61,7 +61,7 @@ def nvrtc_problem() -> str | None:
 def compile_log(code: str, name_expressions, arch: int, options=(), filename="kernel.cu", *, cubin=False):
     """(ptxas log, {mangled name: name expression}) from compiling `code` to a cubin for sm_`arch`;
     with `cubin`, (ptxas log, cubin bytes, {mangled name: name expression})."""
-    from cuda.bindings import nvrtc
+    from cuda.bindings import nvrtc  # optional: the `gpu` extra (callers check nvrtc_problem() first)
 
     ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
     err, prog = nvrtc.nvrtcCreateProgram(code.encode(), filename.encode(), 0, [], [])

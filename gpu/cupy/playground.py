@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import kernels
+from gpu.cupy import loader, nvrtc
 from kernels.spec import OPS
 
 MAX_BLOCKS = 65535
@@ -49,8 +50,6 @@ def cuda_c(op: str, *, name: str, source, entry: str, args, grid=None, block: in
 
     @functools.cache
     def module():
-        from gpu.cupy import loader
-
         return loader.load(path)
 
     def impl(p, *arrays, block: int = block):
@@ -71,8 +70,6 @@ def cuda_c(op: str, *, name: str, source, entry: str, args, grid=None, block: in
 
 def resources(path: Path) -> list[str]:
     """One line per kernel and architecture: registers, static shared memory and spills (NVRTC + ptxas)."""
-    from gpu.cupy import nvrtc
-
     problem = nvrtc.nvrtc_problem()
     if problem:
         return [f"not compiled with NVRTC here: {problem}"]

@@ -45,15 +45,15 @@ torch = F = None  # set by _torch() on first use
 def _torch():
     global torch, F
     if torch is None:
-        import torch as _t
-        import torch.nn.functional as _f
+        import torch as _t  # optional: the `torch` extra, only for the torch baselines
+        import torch.nn.functional as _f  # optional: the `torch` extra
 
         torch, F = _t, _f
     return torch
 
 
 def _cupy():
-    import cupy
+    import cupy  # optional: only on a GPU
 
     return cupy
 

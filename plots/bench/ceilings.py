@@ -13,6 +13,9 @@ fastest call (`value`, the attainable peak) and from the median call, its unit a
 
 from __future__ import annotations
 
+import os
+
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -35,8 +38,6 @@ def _ceiling(device, kind, key, amount, t: Timing, unit, method, **extra) -> dic
 
 
 def cpu(sizes: CeilingSizes) -> list[dict]:
-    import numba
-
     out = []
     n = sizes.matmul_n
     for dtype in ("float32", "float64"):
@@ -65,10 +66,9 @@ def cpu(sizes: CeilingSizes) -> list[dict]:
 def gpu(sizes: CeilingSizes, l2_bytes: int) -> list[dict]:
     """cuBLAS matmul and device copies through CuPy (empty without CuPy)."""
     try:
-        import cupy
+        import cupy  # optional: only on a GPU
     except ImportError:
         return []
-    import os
 
     out = []
     n = sizes.gpu_matmul_n

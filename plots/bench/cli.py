@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+from kernels.spec import OPS
+from plots.bench.sweeps import PRESETS
 
 PROG = "python -m plots bench"
 
@@ -37,8 +41,6 @@ def _seconds(text: str) -> float:
 
 
 def register(subparsers):
-    from plots.bench.sweeps import PRESETS
-
     p = subparsers.add_parser(
         "bench", help="time every implementation available here against baselines",
         description="Sweep n and k for each op, implementation and dtype of a preset: check each point "
@@ -71,11 +73,6 @@ def register(subparsers):
 
 def build_preset(args):
     """The preset the arguments select. ValueError names a bad --op."""
-    from dataclasses import replace
-
-    from kernels.spec import OPS
-    from plots.bench.sweeps import PRESETS
-
     unknown = [op for op in args.op or () if op not in OPS]
     if unknown:
         raise ValueError(f"--op: unknown op {unknown[0]!r}; expected one of {', '.join(OPS)}")
@@ -98,7 +95,6 @@ def error(message: str) -> int:
 
 def cmd_bench(args) -> int:
     from plots.bench import analysis, layer, plan, results, runner  # heavy: numba and every backend
-
 
     if args.file:
         return bench_file(args)
@@ -137,7 +133,7 @@ def cmd_bench(args) -> int:
 
 
 def bench_file(args) -> int:
-    from plots.bench import mine
+    from plots.bench import mine  # heavy: the runner, numba and every backend
 
     try:
         folder = mine.bench_file(args.file, out=args.results_dir, ns=tuple(args.n or mine.NS),

@@ -15,6 +15,9 @@ import time
 
 import numpy as np
 
+from plots.bench import baselines as bl
+from plots.bench.timing import time_cpu
+
 
 class Worker:
     """A child process that runs baselines on request."""
@@ -55,9 +58,6 @@ class Worker:
 
 
 def _serve(conn):
-    from plots.bench import baselines as bl
-    from plots.bench.timing import time_cpu
-
     prepared = None
     try:
         torch = bl._torch() if bl.HAS_TORCH else None

@@ -17,7 +17,9 @@ import time
 
 import numpy as np
 
+import kernels
 from kernels.spec import OPS
+from plots.bench import baselines
 from plots.bench.sweeps import LAYER_SHAPES
 
 OPS_FB = ("conv1d_layer", "conv1d_layer_backward")
@@ -37,11 +39,9 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32")
     a = ap.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
+    import torch  # optional: the `torch` extra; after OMP_WAIT_POLICY is set, which its OpenMP reads once
 
-    import kernels
     torch.set_num_threads(2)
-    from plots.bench import baselines
     baselines._torch()
     variants = a.variants.split(",")
     shapes = [LAYER_SHAPES[int(i)] for i in a.shapes.split(",")] if a.shapes else list(LAYER_SHAPES)

@@ -12,6 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from plots.bench import baselines
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Distributions whose versions go into every results file (missing ones are recorded as None).
@@ -51,12 +55,10 @@ def cpu_info() -> dict:
 @functools.cache
 def gpu_info() -> dict | None:
     """Name, driver and sizes of CUDA device 0 (None without a real device)."""
-    from plots.bench.baselines import gpu_present
-
-    if not gpu_present():
+    if not baselines.gpu_present():
         return None
     try:
-        import cupy
+        import cupy  # optional: only on a GPU
 
         rt = cupy.cuda.runtime
         props = rt.getDeviceProperties(0)
@@ -75,7 +77,7 @@ def gpu_info() -> dict | None:
 
 
 def _gpu_info_numba() -> dict:
-    from numba import cuda
+    from numba import cuda  # heavy: initialises the CUDA driver, only without CuPy
 
     dev = cuda.get_current_device()
     name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
@@ -107,7 +109,7 @@ def versions() -> dict:
 
 def threads() -> dict:
     """Thread counts each library uses (call after a numba parallel kernel ran, for its layer)."""
-    import numba
+    import numba  # heavy: plots.bench.results imports this module, so every `python -m plots` would load numba
 
     out = {"numba_threads": numba.config.NUMBA_NUM_THREADS}
     try:
@@ -120,8 +122,6 @@ def threads() -> dict:
         if var in os.environ:
             out[var] = os.environ[var]
     try:
-        import numpy as np
-
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         out["numpy_blas"] = f"{blas.get('name')} {blas.get('version')}"
     except Exception:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kernels import playground, registry
 from kernels.spec import OPS
-from plots.bench import runner
+from plots.bench import results, runner
 from plots.bench.sweeps import DEFAULT_EXCLUDE, LAYER_SHAPES, Grid, Preset, decades
 
 #: Signal and filter lengths of a run over a file's 1-D ops.
@@ -52,8 +52,7 @@ def preset_for(declared, *, ns=NS, ks=KS, dtypes=("float32",)) -> tuple[Preset, 
 
 def bench_file(path, *, out=None, ns=NS, ks=KS, include=None, progress=True, seed=0, log=sys.stderr) -> Path | None:
     """Load FILE, time its kernels' ops, draw the plots; the run's folder, or None when nothing can be timed."""
-    from plots import draw
-    from plots.bench import results
+    from plots import draw  # heavy: matplotlib, only when a run is drawn
 
     declared = playground.load_file(path)
     preset, notes = preset_for(declared, ns=ns, ks=ks)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numba
 import numpy as np
 import scipy.signal
 
@@ -85,8 +86,6 @@ def point(op: str, dtype: str, n: int, k: int, budget: float, rng) -> dict:
 
 
 def main(argv=None):
-    import numba
-
     p = argparse.ArgumentParser(prog="python -m plots.bench.probe", description=__doc__.splitlines()[0])
     p.add_argument("--n", default="1e4,1e5,1e6")
     p.add_argument("--k", default="1,3,7,15,31,63,127,255,511,1023")

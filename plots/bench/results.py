@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from plots.bench.machine import ROOT
 
 RESULTS_DIR = ROOT / "plots" / "results"
@@ -56,8 +58,6 @@ def unique_path(directory: Path, stem: str) -> Path:
 
 
 def _json_default(o):
-    import numpy as np
-
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, (set, tuple)):

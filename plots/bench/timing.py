@@ -133,7 +133,7 @@ class GpuClock:
     def __init__(self, library: str | None = None):
         if library is None:
             try:
-                import cupy  # noqa: F401
+                import cupy  # noqa: F401  (optional: only on a GPU)
 
                 library = "cupy"
             except ImportError:
@@ -142,13 +142,13 @@ class GpuClock:
         self.name = f"cuda events ({library})"
         self._flush_buf = None
         if library == "cupy":
-            import cupy
+            import cupy  # optional: only on a GPU
 
             self._cp = cupy
             dev = cupy.cuda.Device()
             self.l2_bytes = int(cupy.cuda.runtime.getDeviceProperties(dev.id)["l2CacheSize"])
         elif library == "numba":
-            from numba import cuda
+            from numba import cuda  # heavy: initialises the CUDA driver, only without CuPy
 
             self._cuda = cuda
             self.l2_bytes = int(cuda.get_current_device().L2_CACHE_SIZE)
@@ -195,7 +195,7 @@ class GpuClock:
         else:
             if self._flush_buf is None:
                 self._flush_buf = self._cuda.device_array(nbytes, dtype=np.uint8)
-            from numba.cuda.cudadrv import driver
+            from numba.cuda.cudadrv import driver  # heavy: numba.cuda, only for the numba clock
 
             driver.device_memset(self._flush_buf, 0, nbytes)
 
@@ -217,7 +217,7 @@ def time_gpu(fn: Callable[[], object], *, budget: float = 0.1, min_repeats: int 
     benchmark = None  # the library timer, used when there is no flush to interleave
     if not flush_l2 and (clock is None or clock.library == "cupy"):
         try:
-            from cupyx.profiler import benchmark
+            from cupyx.profiler import benchmark  # optional: CuPy, only on a GPU
         except ImportError:
             pass
     clock = clock or default_clock()

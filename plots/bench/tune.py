@@ -28,10 +28,16 @@ import datetime
 import math
 import time
 
+import numba
 import numpy as np
 
+import kernels
 from cpu import auto, blocked, fft, simd
+from gpu import auto as gpu_auto
 from kernels import fft_choice
+from plots.bench.machine import cpu_info
+from plots.bench.timing import time_cpu, time_gpu
+from plots.model import crossover
 
 N = (10_000, 100_000, 1_000_000)
 K0 = fft.MIN_SUM
@@ -56,11 +62,6 @@ GPU_N = (100_000, 1_000_000, 10_000_000)
 
 def _gpu_kernels(op, backend):
     """(direct, fft, to_device, timer) of a GPU backend's auto: the wrapped direct step and the FFT path."""
-    import kernels
-    from gpu import auto
-    from kernels import fft_choice
-    from plots.model import crossover
-
     row = {"n": [1, 10**12], "k_fft": [1, 1], "k_max": [1, 10**12]}
     always = {"schema": 1, "ops": {o: {d: dict(row) for d in ("float32", "float64")} for o in fft_choice.FFT_OPS}}
     direct = kernels.get(op, backend, crossover.wrapped(backend)[op])
@@ -70,23 +71,19 @@ def _gpu_kernels(op, backend):
         return fn(x, s, out=out) if op == "conv1d" else fn(x, s, out.shape[0], out=out)
 
     def by_fft(x, s, out):
-        real, auto.load = auto.load, lambda _backend: always
+        real, gpu_auto.load = gpu_auto.load, lambda _backend: always
         try:
             return call(by_auto, x, s, out)
         finally:
-            auto.load = real
+            gpu_auto.load = real
 
     arrays = kernels.registry.backend(backend).arrays
     real_gpu = kernels.status(backend).state == "real GPU"
-    from plots.bench.timing import time_cpu, time_gpu
-
     return (lambda x, s, out: call(direct, x, s, out)), by_fft, arrays.prepare, time_gpu if real_gpu else time_cpu
 
 
 def sweep(op: str, dtype, n: int, rng, backend: str | None = None) -> dict:
     """Times of direct and FFT for k = K0, 2 K0, ... at length n, and the crossover k (or None)."""
-    from plots.bench.timing import time_cpu
-
     if backend is None:
         (direct, by_fft), device, timer = _kernels(op), (lambda a: a), time_cpu
     else:
@@ -121,10 +118,6 @@ def _crossover(ks, td, tf, wins) -> int | None:
 
 
 def measure(seed: int = 0, backend: str | None = None, ns=None) -> dict:
-    import numba
-
-    from plots.bench.machine import cpu_info
-
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     ops, raw = {}, {}
@@ -140,8 +133,6 @@ def measure(seed: int = 0, backend: str | None = None, ns=None) -> dict:
             ops.setdefault(op, {})[dtype] = row
     when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     if backend is not None:
-        import kernels
-
         where = kernels.status(backend).reason
         return {"schema": auto.SCHEMA, "command": f"python -m plots.bench.tune --backend {backend}",
                 "source": f"measured on {where}", "measured": when, "seconds": round(time.perf_counter() - t0, 1),
@@ -162,8 +153,6 @@ def main(argv=None):
     parser.add_argument("--out", help=f"where to write (default: {auto.PATH})")
     args = parser.parse_args(argv)
     if args.out is None:
-        from gpu import auto as gpu_auto
-
         args.out = str(auto.PATH if args.backend is None else gpu_auto.path(args.backend))
     table = measure(backend=args.backend, ns=args.n)
     auto.validate(table)

@@ -29,7 +29,7 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import NullLocator
 
-from plots.bench import analysis
+from plots.bench import analysis, layer
 from plots.bench.results import Run
 from plots.draw.style import (
     CEILING_STYLE,
@@ -389,8 +389,6 @@ def remove_stale(folder: Path, written: list[Path], kind: str) -> list[Path]:
 
 
 def draw_layer_run(run: Run, device: str, d: Path, palette: Palette) -> list[Path]:
-    from plots.bench import layer
-
     written = [layer_bars(run, device, op, dtype, d / f"{op}-{dtype}-layer_gflops", palette)
                for op, dtype in dict.fromkeys((r["op"], r["dtype"]) for r in run.rows if r["device"] == device)]
     summary = d / "layer-summary.md"

@@ -1,7 +1,32 @@
-"""python -m plots.model: the static model's predictions (when the sources changed), then their figures."""
+"""python -m plots.model: the static model's predictions (when the sources changed), then their figures.
 
+The command lives here rather than in plots.model.predict because the figures (plots.draw.model) read
+that module: predict writes the data, plots/draw/ draws it, and this entry point runs one then the other.
+"""
+
+import argparse
 import sys
+from pathlib import Path
 
-from plots.model.predict import main
+from plots.bench.results import load
+from plots.draw import model as draw_model
+from plots.model import predict
+from plots.model.devices import DEVICES
 
-sys.exit(main())
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m plots.model", description=predict.__doc__.splitlines()[0])
+    ap.add_argument("--device", nargs="+", default=list(predict.DEVICES_DRAWN), choices=sorted(DEVICES))
+    ap.add_argument("--measured", help="a results file measured on a GPU (plots/results/*.jsonl)")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1]))
+    args = ap.parse_args(argv)
+    path = predict.write(tuple(args.device))
+    print(path)
+    measured = load(args.measured) if args.measured else None
+    for written in draw_model.draw(path, args.out, measured):
+        print(written)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -51,6 +51,8 @@ from pathlib import Path
 import numpy as np
 
 from gpu.cupy import layer_gemm, nvrtc, tunables
+from gpu.launch import Launch, NumbaCudaLaunch, param_chunks
+from kernels.layer import LayerProblem
 from plots.model import resources
 from plots.model.devices import ARCH, DEVICES, occupancy
 from plots.model.sass import _INSTR, chunk_profile, direct_loop, nested_profile, sass_functions
@@ -149,8 +151,6 @@ def kernel_sass(source: str, name: str, arch: int) -> dict:
 # --- launch shapes ------------------------------------------------------------------------------------------
 
 def _problem(sizes: dict, dtype: str):
-    from kernels.layer import LayerProblem
-
     return LayerProblem(dtype=np.dtype(dtype), **{"has_bias": True, **sizes})
 
 
@@ -170,8 +170,6 @@ def direct_input_grad(p, block):
 
 
 def direct_param_partials(p, block):
-    from gpu.launch import Launch, param_chunks
-
     columns = math.prod(p.w_shape) + p.C_out
     _, splits = param_chunks(p.N * p.L_out, columns, Launch(block=block))
     return {"kind": "direct", "fmas": _fmas(p), "threads": splits * columns,
@@ -179,8 +177,6 @@ def direct_param_partials(p, block):
 
 
 def direct_param_sum(p, block):
-    from gpu.launch import Launch, param_chunks
-
     columns = math.prod(p.w_shape) + p.C_out
     _, splits = param_chunks(p.N * p.L_out, columns, Launch(block=block))
     return {"kind": "stream", "bytes": p.dtype.itemsize * (splits + 1) * columns}
@@ -222,8 +218,6 @@ def gemm_param_sum(p, block):
 
 
 def _numba_launch(block):
-    from gpu.launch import NumbaCudaLaunch
-
     return NumbaCudaLaunch(block=block)
 
 
@@ -231,7 +225,7 @@ def _numba_conv(p, block, *, C_x, C_xg, C_yg, rows, Kc, Lc, stride, dilation, ma
     """One `conv_kernel` launch as gpu/numba_cuda/layer_gemm.py `correlate` makes it: RM (micro_rows), the x
     window and kt_max, the block tiles (position tiles x (n, group, channel tile)) and the reduction: per tile
     ceil(C_xg/CC) channel chunks, each ceil(Kc/kt_max) staged tap chunks holding Kc hot-loop trips in all."""
-    from gpu.numba_cuda import layer_gemm as ng
+    from gpu.numba_cuda import layer_gemm as ng  # heavy: numba.cuda, only for the numba_cuda gemm rows
 
     rm, window, kt_max = ng.conv_plan(_numba_launch(block), p.dtype, C_yg, Kc, stride, dilation, masked)
     BM, BN = block // ng.TX * rm, ng.TX * ng.RN
@@ -260,7 +254,7 @@ def numba_gemm_transpose(p, block):
 def numba_gemm_input_grad(p, block):
     """`input_grad`: one `correlate` of g with the transposed, flipped filter per residue class of j mod stride
     (`residue_classes`; a class without taps launches nothing here), each a stride-1 correlation of Kc taps."""
-    from gpu.numba_cuda import layer_gemm as ng
+    from gpu.numba_cuda import layer_gemm as ng  # heavy: numba.cuda, only for the numba_cuda gemm rows
 
     d = p.dilation // math.gcd(p.stride, p.dilation)
     launches = [_numba_conv(p, block, C_x=p.C_out_g, C_xg=p.C_out_g, C_yg=p.C_in_g, rows=p.N * p.groups, Kc=Kc,
@@ -270,7 +264,7 @@ def numba_gemm_input_grad(p, block):
 
 
 def _numba_wg_plan(p, block):
-    from gpu.numba_cuda import layer_gemm as ng
+    from gpu.numba_cuda import layer_gemm as ng  # heavy: numba.cuda, only for the numba_cuda gemm rows
 
     rm, per_split, splits = ng.weight_grad_plan(p, _numba_launch(block))
     BM, BC = block // ng.TXW * rm, ng.TXW * ng.RN
@@ -281,7 +275,7 @@ def numba_gemm_weight_grad(p, block):
     """`param_grads`' `weight_grad_kernel` (weight_grad_plan): tiles x splits blocks, each summing per_split
     position chunks of BL (the last split fewer), BL/4 hot-loop trips of 4 positions per chunk; the workspace
     of splits x (dw.size + C_out) partials written."""
-    from gpu.numba_cuda import layer_gemm as ng
+    from gpu.numba_cuda import layer_gemm as ng  # heavy: numba.cuda, only for the numba_cuda gemm rows
 
     rm, per_split, splits, BM, BC, tiles = _numba_wg_plan(p, block)
     total = p.N * -(-p.L_out // ng.BL)
@@ -455,9 +449,6 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", nargs="+", default=["float32", "float64"], choices=sorted(CTYPE))
     ap.add_argument("--block", type=int, default=128, choices=[32, 64, 128, 256])
     args = ap.parse_args(argv)
-    from gpu.cupy import nvrtc
-    from plots.model import resources
-
     for problem in (nvrtc.nvrtc_problem(), resources.find_tool("nvdisasm") is None
                     and resources.find_tool("cuobjdump") is None and "nvdisasm not found"):
         if problem:

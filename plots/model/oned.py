@@ -41,13 +41,20 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.metadata
 import json
+import platform
+import shutil
 import subprocess
 import sys
 
+import numpy as np
+
+import kernels
 from gpu.cupy import nvrtc, tunables
 from kernels import registry
-from plots.model import bounds, child, resources
+from kernels.spec import OPS as SPECS
+from plots.model import bounds, child, resources, traffic
 from plots.model.devices import ARCH, DEVICES, occupancy
 from plots.model.sass import hot_loop, sass_functions
 
@@ -109,12 +116,6 @@ def numba_kernels(archs=resources.ARCHS) -> list[dict]:
 
 def _trace_child() -> dict:
     """{"numba_cuda:variant:op:dtype:k": counts} of the traced default launches (simulator on)."""
-    import numpy as np
-
-    import kernels
-    from kernels.spec import OPS as SPECS
-    from plots.model import traffic
-
     out = {}
     rng = np.random.default_rng(0)
     backend = "numba_cuda"
@@ -266,10 +267,6 @@ def _format(lines, left) -> str:
 
 def versions() -> dict:
     """Python, the GPU packages, the device, its driver and the CUDA runtime, as far as they are found."""
-    import importlib.metadata
-    import platform
-    import shutil
-
     out = {"python": platform.python_version()}
     for package in ("numpy", "numba", "numba-cuda", "cupy-cuda13x", "cuda-bindings", "torch", "nvidia-nvvm"):
         try:
@@ -281,7 +278,7 @@ def versions() -> dict:
                            capture_output=True, text=True)
         out["device, driver, memory"] = q.stdout.strip() or q.stderr.strip()
     try:
-        import cupy
+        import cupy  # optional: only on a GPU
 
         out["CUDA runtime (cupy)"] = cupy.cuda.runtime.runtimeGetVersion()
         out["CUDA driver API (cupy)"] = cupy.cuda.runtime.driverGetVersion()
@@ -308,8 +305,6 @@ def main(argv=None) -> int:
     if args.trace_child:
         json.dump(_trace_child(), sys.stdout)
         return 0
-    from gpu.cupy import nvrtc
-
     for problem in (resources.toolchain_problem(), nvrtc.nvrtc_problem()):
         if problem:
             print(f"plots.model.oned: {problem}", file=sys.stderr)

@@ -13,14 +13,13 @@ plots/model/layer.py for what the bounds capture and leave out.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 from pathlib import Path
 
 from gpu import auto
 from plots.bench import machine
-from plots.bench.results import RESULTS_DIR, load
+from plots.bench.results import RESULTS_DIR
 from plots.model import child, crossover, oned
 from plots.model import layer as layer_model
 from plots.model.devices import DEVICES
@@ -36,7 +35,6 @@ def auto_predictions(predictions) -> list[dict]:
     """Rows for each backend's `auto`: the model time of the side its crossover table picks at (n, k), the
     direct step's (its `wraps`, plots.model.crossover.wrapped) or the FFT's (plots.model.crossover.fft_time),
     bound "fft" then."""
-    from gpu import auto
     rows = []
     for p in predictions:
         if p["variant"] != crossover.wrapped(p["backend"]).get(p["op"]):
@@ -176,18 +174,3 @@ def read(path) -> tuple[dict, list[dict], list[dict]]:
     return (records[0], [r for r in records if r.get("type") == "prediction"],
             [r for r in records if r.get("type") == "target"])
 
-
-def main(argv=None) -> int:
-    from plots.draw import model as draw_model  # the drawing imports matplotlib: only when drawing
-
-    ap = argparse.ArgumentParser(prog="python -m plots.model", description=__doc__.splitlines()[0])
-    ap.add_argument("--device", nargs="+", default=list(DEVICES_DRAWN), choices=sorted(DEVICES))
-    ap.add_argument("--measured", help="a results file measured on a GPU (plots/results/*.jsonl)")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1]))
-    args = ap.parse_args(argv)
-    path = write(tuple(args.device))
-    print(path)
-    measured = load(args.measured) if args.measured else None
-    for written in draw_model.draw(path, args.out, measured):
-        print(written)
-    return 0

@@ -23,10 +23,12 @@ there with the compute capability being compiled for.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import functools
 import importlib.metadata
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -35,6 +37,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from gpu.cupy import nvrtc, tunables
 from gpu.launch import SHARED_LIMIT
@@ -60,7 +64,7 @@ class DeviceStandIn:
 
 def stand_in_device(cc: tuple):
     """Make numba-cuda's dispatcher see a `DeviceStandIn` of compute capability `cc` as the current device."""
-    from numba.cuda import dispatcher
+    from numba.cuda import dispatcher  # heavy: numba.cuda, in the compile child (simulator off)
 
     dispatcher.get_current_device = lambda: DeviceStandIn(tuple(cc))
 
@@ -70,7 +74,7 @@ def stand_in_device(cc: tuple):
 def find_tool(name: str) -> str | None:
     """Path of a CUDA binary utility (ptxas, nvdisasm, cuobjdump): the pip wheels first, then PATH/CUDA_HOME."""
     try:
-        from cuda.pathfinder import find_nvidia_binary_utility
+        from cuda.pathfinder import find_nvidia_binary_utility  # optional: the `gpu` extra
 
         path = find_nvidia_binary_utility(name)
         if path:
@@ -199,14 +203,14 @@ def kernel_ptx(dispatcher, argtypes, archs) -> dict:
     numba-cuda's pipeline (typing, lowering to LLVM IR) runs once, at the highest architecture; NVVM
     then generates PTX for each (`CUDACodeLibrary.get_asm_strs(cc=...)`), as `numba.cuda.compile_ptx`
     does for one. Falls back to one `compile_ptx` per architecture if that internal API moved."""
-    from numba import cuda
+    from numba import cuda  # heavy: in the compile child, after the simulator is switched off
 
     opts = dispatcher.targetoptions
     kw = {"fastmath": bool(opts.get("fastmath")), "launch_bounds": opts.get("launch_bounds")}
     ccs = {arch: (arch // 10, arch % 10) for arch in archs}
     stand_in_device(ccs[max(archs)])
     try:
-        from numba.cuda.compiler import _compile_pyfunc_with_fixup
+        from numba.cuda.compiler import _compile_pyfunc_with_fixup  # heavy, and internal: may have moved
     except ImportError:
         _compile_pyfunc_with_fixup = None
     if _compile_pyfunc_with_fixup is None:
@@ -243,9 +247,6 @@ def compile_all(archs=ARCHS, want_sass=False, only_default=False, workers=1) -> 
     if workers <= 1:
         return [{k: v for k, v in r.items() if k != "_index"}
                 for r in _compile_part(archs, want_sass, only_default, range(count))]
-    import concurrent.futures
-    import multiprocessing
-
     parts = [range(i, count, workers) for i in range(workers)]
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         done = list(pool.map(_compile_part, *zip(*[(archs, want_sass, only_default, p) for p in parts])))
@@ -318,10 +319,9 @@ def compile_named(wanted, arch: int) -> dict:
     """{"name:dtype": row with SASS} of the numba.cuda kernels `wanted` ((name, dtype) pairs, named as
     configurations() names them) for sm_`arch`; a name of the gemm layer's conv_kernel that configurations()
     does not list is built from its sizes, as the launch code builds it. Child process, simulator off."""
-    import numpy as np
-    from numba import int64, types
+    from numba import int64, types  # heavy: in the compile child, after the simulator is switched off
 
-    from gpu.numba_cuda import layer_gemm as gemm
+    from gpu.numba_cuda import layer_gemm as gemm  # heavy: numba.cuda, as above
 
     configs = {(cfg.kernel, cfg.dtype): (d, a) for cfg, d, a in configurations(tuple({t for _, t in wanted}))}
     out = {}

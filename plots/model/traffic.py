@@ -30,11 +30,11 @@ WARP = 32
 @contextlib.contextmanager
 def recording():
     """Log every global-array access of kernels launched inside the block (simulator only)."""
-    from numba import config
+    from numba import config  # heavy: in the trace child, after the simulator is switched on
 
     if not config.ENABLE_CUDASIM:
         raise RuntimeError("plots.model.traffic needs numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
-    from numba.cuda.simulator.cudadrv.devicearray import FakeWithinKernelCUDAArray as Fake
+    from numba.cuda.simulator.cudadrv.devicearray import FakeWithinKernelCUDAArray as Fake  # heavy: as above
 
     log: list = []
     get, put = Fake.__getitem__, Fake.__setitem__

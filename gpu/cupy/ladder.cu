@@ -16,6 +16,8 @@
 //            when the window is aligned and inside sig (scalar otherwise), shared reads of x and f as
 //            vectors (R/4 or R/2 instructions instead of R), vector stores of full output groups;
 //            the padding is one vector per run of R (none where R is a single vector)
+//   vec16    vec with R = 16 outputs per thread: each x and filter value read from shared memory serves 16
+//            FMAs instead of 8, so the shared loads and the window's shifts per FMA halve
 // Weight gradient:
 //   naive, tiled (correlate.cu) one thread per tap; 128-tap tiles whatever k (98% wasted at k = 3)
 //   wg_regwin  tap tiles sized to k (G groups of TP contiguous taps, G*TP >= k, TP = 4 for k <= 16
@@ -56,9 +58,9 @@ __device__ __forceinline__ int skew(int q, int shift, int pad) { return q + pad 
 template <class T, int R, bool VEC>
 struct WindowLayout {
   static constexpr int W = 16 / sizeof(T);  // elements per 16-byte vector
-  static constexpr int SHIFT = R == 8 ? 3 : 2;
+  static constexpr int SHIFT = R == 16 ? 4 : R == 8 ? 3 : 2;
   static constexpr int PAD = VEC ? ((R / W) % 2 ? 0 : W) : 1;
-  static_assert((1 << SHIFT) == R && R % W == 0, "R: 4 or 8, a whole number of vectors");
+  static_assert((1 << SHIFT) == R && R % W == 0, "R: 4, 8 or 16, a whole number of vectors");
   __device__ static __forceinline__ int slot(int q) { return skew(q, SHIFT, PAD); }
 };
 
@@ -265,6 +267,15 @@ correlate_regwin(const T* __restrict__ sig, long long N, long long offset, int p
 template <class T, int R, int MAXB>
 __global__ void __launch_bounds__(MAXB, 1)
 correlate_vec(const T* __restrict__ sig, long long N, long long offset, int periodic,
+              const T* __restrict__ f, long long L, int flip, T* __restrict__ out, long long M,
+              T bias, int epilogue, const T* __restrict__ gate) {
+  correlate_window<T, R, true>(sig, N, offset, periodic, f, L, flip, out, M, bias, epilogue, gate);
+}
+
+// Step `vec16`: vec at R = 16 outputs per thread (its only instantiation).
+template <class T, int R, int MAXB>
+__global__ void __launch_bounds__(MAXB, 1)
+correlate_vec16(const T* __restrict__ sig, long long N, long long offset, int periodic,
               const T* __restrict__ f, long long L, int flip, T* __restrict__ out, long long M,
               T bias, int epilogue, const T* __restrict__ gate) {
   correlate_window<T, R, true>(sig, N, offset, periodic, f, L, flip, out, M, bias, epilogue, gate);

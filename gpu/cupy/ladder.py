@@ -32,12 +32,13 @@ SOURCE = tunables.FOLDER / "ladder.cu"
 #: 48 KB + 2 KB).
 FORWARD_BOUNDS = {("regwin", "float32", 4): 1024, ("regwin", "float32", 8): 1024, ("regwin", "float64", 4): 1024,
                   ("regwin", "float64", 8): 512, ("vec", "float32", 4): 1024, ("vec", "float32", 8): 1024,
-                  ("vec", "float64", 4): 512, ("vec", "float64", 8): 512}
+                  ("vec", "float64", 4): 512, ("vec", "float64", 8): 512,
+                  ("vec16", "float32", 16): 512, ("vec16", "float64", 16): 256}
 #: (dtype, taps per thread TP) -> __launch_bounds__ of weight_grad_regwin = the largest block accepted.
 WG_BOUNDS = {("float32", 4): 1024, ("float32", 16): 512, ("float64", 4): 512, ("float64", 16): 256}
 CTYPE = {"float32": "float", "float64": "double"}
 #: Whether a forward step loads 16-byte vectors (its window layout pads by a vector, not an element).
-VECTOR_LOADS = {"regwin": False, "vec": True}
+VECTOR_LOADS = {"regwin": False, "vec": True, "vec16": True}
 
 
 def forward_name(step: str, dtype, R: int) -> str:
@@ -95,6 +96,12 @@ def correlate_vec(sig, f, out, launch, *, flip=False, offset=0, periodic=False, 
                   gate=None, per_thread=None):
     """Step vec: regwin with 16-byte loads and stores where aligned (scalar otherwise)."""
     _correlate("vec", sig, f, out, launch, flip, offset, periodic, bias, epilogue, gate, per_thread)
+
+
+def correlate_vec16(sig, f, out, launch, *, flip=False, offset=0, periodic=False, bias=None, epilogue=0,
+                    gate=None, per_thread=None):
+    """Step vec16: vec with R = 16 contiguous outputs per thread."""
+    _correlate("vec16", sig, f, out, launch, flip, offset, periodic, bias, epilogue, gate, per_thread)
 
 
 def weight_grad_regwin(x, g, dw, launch, *, flip=False, slice_len=None, splits=None):
@@ -177,4 +184,9 @@ WG_REGWIN = Step("wg_regwin", correlation_impls(engines(correlate_regwin), ("con
                  kernels=wg_kernels, hot={"conv1d_weight_grad": _wg_hot},
                  shape=lambda op, n, k, dtype: plan.wg_shape(n, k, dtype, Launch()), traced_as="tiled",
                  engines=engines(correlate_regwin))
-STEPS = (REGWIN, VEC, WG_REGWIN)
+VEC16 = Step("vec16", correlation_impls(engines(correlate_vec16), FORWARD_OPS),
+             {"": "vec with 16 outputs per thread: each x and filter value read from shared memory serves 16 FMAs, "
+                  "halving the shared loads per FMA"},
+             kernels=forward_kernels("vec16"), hot={"conv1d": _forward_hot("vec16")}, shape=_forward_shape("vec16"),
+             traced_as="tiled", engines=engines(correlate_vec16))
+STEPS = (REGWIN, VEC, VEC16, WG_REGWIN)

@@ -254,12 +254,13 @@ def step(*, forward: Step, weight_grad: Step, table: str) -> Step:
                 wraps={"conv1d": forward.variant, "conv1d_weight_grad": weight_grad.variant}, engines=E)
 
 
-def layer_step(gemm: Step, direct: Step, uses_gemm) -> Step:
-    """A backend's layer `auto` step (the default): `gemm` where `uses_gemm(p, options)` (each group's GEMM wide
-    enough by `layer_uses_gemm`, and the gemm kernels take the launch), else `direct`."""
+def layer_step(gemm: Step, direct: Step, accepts, launch_of) -> Step:
+    """A backend's layer `auto` step (the default): `gemm` where each group's GEMM is wide enough
+    (`layer_uses_gemm`) and the gemm kernels take the launch (`accepts(p, launch_of(options))`), else `direct`."""
     def pick(op):
         def impl(p, *arrays, **options):
-            return (gemm if uses_gemm(p, options) else direct).impls[op](p, *arrays, **options)
+            use = layer_uses_gemm(p) and accepts(p, launch_of(options))
+            return (gemm if use else direct).impls[op](p, *arrays, **options)
         impl.__name__ = op
         return impl
 

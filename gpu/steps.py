@@ -115,6 +115,13 @@ class Step:
     def note(self, op: str) -> str:
         return self.notes.get(op, self.notes.get("", ""))
 
+    @classmethod
+    def layer(cls, variant: str, forward: Callable, backward: Callable, **fields) -> Step:
+        """A step of the conv1d layer: `forward` and `backward`, each noted by its docstring's first line."""
+        fns = (forward, backward)
+        return cls(variant, dict(zip(LAYER_OPS, fns)),
+                   {op: (fn.__doc__ or "").strip().splitlines()[0] for op, fn in zip(LAYER_OPS, fns)}, **fields)
+
 
 def register(backend, steps: Iterable[Step]) -> None:
     """Register every op of every step on `backend`, each with its note as the implementation's docstring."""

@@ -6,7 +6,6 @@ In emulation (gpu.emu on the CPU) arrays are NumPy arrays and the sizes stay sma
 several blocks.
 """
 
-import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +35,7 @@ def get(op, variant="tiled", **options):
 def test_import_compiles_nothing():
     """Importing the backend and asking its status neither builds nor loads correlate.cu."""
     code = ("import gpu.cupy.backend as c; c.status(); "
-            "assert all(m._module.cache_info().currsize == 0 for m in c.KERNEL_MODULES); print('ok')")
+            "assert not any(m.MODULE.loaded for m in c.KERNEL_MODULES); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
@@ -113,14 +112,14 @@ def test_a_tunable_changed_in_python_reaches_the_kernel_and_its_shared_memory(mo
     """CORR_TAPS = 32 instead of 256, set in gpu/cupy/tunables.py only: the module is built again with
     -DCORR_TAPS=32 and the backend sizes the shared memory from it; k = 100 then takes 4 filter chunks,
     and the result is still the reference's."""
-    from gpu.cupy import correlate, tunables
+    from gpu.cupy import correlate, loader, tunables
 
-    default_build = correlate._module().path
+    default_build = correlate.MODULE.module().path
     args, kwargs = call_args("conv1d", rng, np.float32, (700, 100))
     defines = {**tunables.DEFINES["correlate.cu"], "CORR_TAPS": 32}
     monkeypatch.setattr(tunables, "CORR_TAPS", 32)
     monkeypatch.setitem(tunables.DEFINES, "correlate.cu", defines)
-    monkeypatch.setattr(correlate, "_module", functools.cache(correlate._module.__wrapped__))
+    monkeypatch.setattr(correlate, "MODULE", loader.Source(correlate.SOURCE, correlate.NAMES))
     got = get("conv1d", **SMALL)(*args, **kwargs)
     compare.assert_close("conv1d", got, args, kwargs)
-    assert correlate._module().path != default_build
+    assert correlate.MODULE.module().path != default_build

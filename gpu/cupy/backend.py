@@ -42,12 +42,8 @@ def status() -> Status:
     return Status("unavailable", reason)
 
 
-def _layer_gemm_fits(p, options) -> bool:
-    return auto.layer_uses_gemm(p) and layer_gemm.accepts(p, Launch.of(options))
-
-
 AUTO = auto.step(forward=ladder.VEC, weight_grad=ladder.WG_REGWIN, table="cupy")
-LAYER_AUTO = auto.layer_step(layer_gemm.GEMM, layer.DIRECT, _layer_gemm_fits)
+LAYER_AUTO = auto.layer_step(layer_gemm.GEMM, layer.DIRECT, layer_gemm.accepts, Launch.of)
 STEPS: tuple[Step, ...] = (*(s for m in KERNEL_MODULES for s in m.STEPS), AUTO, LAYER_AUTO)
 
 backend = Backend("cupy", "CUDA C kernels (gpu/cupy/*.cu) through cupy.RawModule, or the CPU emulator gpu.emu",

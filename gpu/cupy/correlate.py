@@ -29,14 +29,11 @@ ENTRIES = ("correlate_naive", "correlate_tiled", "weight_grad_naive", "weight_gr
 NAMES = tuple(f"{entry}<{t}>" for entry in ENTRIES for t in ("float", "double"))
 
 
-@functools.cache
-def _module():
-    """The loaded correlate.cu (cupy.RawModule or gpu.emu.Module), built once."""
-    return loader.load(SOURCE, NAMES)
+MODULE = loader.Source(SOURCE, NAMES)
 
 
 def kernel(name: str, dtype):
-    return _module().get_function(f"{name}<{loader.ctype(dtype)}>")
+    return MODULE.kernel(name, dtype)
 
 
 def shared_bytes(entry: str, block: int, size: int) -> int:

@@ -16,8 +16,9 @@
 //            when the window is aligned and inside sig (scalar otherwise), shared reads of x and f as
 //            vectors (R/4 or R/2 instructions instead of R), vector stores of full output groups;
 //            the padding is one vector per run of R (none where R is a single vector)
-//   vec16    vec with R = 16 outputs per thread: each x and filter value read from shared memory serves 16
-//            FMAs instead of 8, so the shared loads and the window's shifts per FMA halve
+//   vec16    vec with R = 16 outputs per thread (correlate_vec<T, 16, MAXB>): each x and filter value read
+//            from shared memory serves 16 FMAs instead of 8, so the shared loads and the window's shifts per
+//            FMA halve
 // Weight gradient:
 //   naive, tiled (correlate.cu) one thread per tap; 128-tap tiles whatever k (98% wasted at k = 3)
 //   wg_regwin  tap tiles sized to k (G groups of TP contiguous taps, G*TP >= k, TP = 4 for k <= 16
@@ -272,14 +273,6 @@ correlate_vec(const T* __restrict__ sig, long long N, long long offset, int peri
   correlate_window<T, R, true>(sig, N, offset, periodic, f, L, flip, out, M, bias, epilogue, gate);
 }
 
-// Step `vec16`: vec at R = 16 outputs per thread (its only instantiation).
-template <class T, int R, int MAXB>
-__global__ void __launch_bounds__(MAXB, 1)
-correlate_vec16(const T* __restrict__ sig, long long N, long long offset, int periodic,
-              const T* __restrict__ f, long long L, int flip, T* __restrict__ out, long long M,
-              T bias, int epilogue, const T* __restrict__ gate) {
-  correlate_window<T, R, true>(sig, N, offset, periodic, f, L, flip, out, M, bias, epilogue, gate);
-}
 
 // Step `wg_regwin`. Block (tile, split) of a grid (tiles, splits); the block's B threads are G tap groups
 // (G a power of two, B / G >= 32: a warp holds one group) of S = B / G threads. Tap tile i0 = tile * KT,

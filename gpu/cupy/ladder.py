@@ -37,13 +37,13 @@ FORWARD_BOUNDS = {("regwin", "float32", 4): 1024, ("regwin", "float32", 8): 1024
 #: (dtype, taps per thread TP) -> __launch_bounds__ of weight_grad_regwin = the largest block accepted.
 WG_BOUNDS = {("float32", 4): 1024, ("float32", 16): 512, ("float64", 4): 512, ("float64", 16): 256}
 CTYPE = {"float32": "float", "float64": "double"}
-#: Whether a forward step loads 16-byte vectors (its window layout pads by a vector, not an element).
-VECTOR_LOADS = {"regwin": False, "vec": True, "vec16": True}
+#: Forward step -> (its kernel in ladder.cu, whether it loads 16-byte vectors: its window pads by a vector).
+FORWARD = {"regwin": ("correlate_regwin", False), "vec": ("correlate_vec", True), "vec16": ("correlate_vec", True)}
 
 
 def forward_name(step: str, dtype, R: int) -> str:
     d = dtype_name(dtype)
-    return f"correlate_{step}<{CTYPE[d]}, {R}, {FORWARD_BOUNDS[(step, d, R)]}>"
+    return f"{FORWARD[step][0]}<{CTYPE[d]}, {R}, {FORWARD_BOUNDS[(step, d, R)]}>"
 
 
 def wg_name(dtype, TP: int) -> str:
@@ -55,10 +55,7 @@ NAMES = (*(forward_name(step, d, R) for step, d, R in FORWARD_BOUNDS), *(wg_name
          "wg_sum_partials<float>", "wg_sum_partials<double>")
 
 
-@functools.cache
-def _module():
-    """The loaded ladder.cu (cupy.RawModule or gpu.emu.Module), built once."""
-    return loader.load(SOURCE, NAMES)
+MODULE = loader.Source(SOURCE, NAMES)
 
 
 def _bounds(step: str, dtype) -> dict:
@@ -69,11 +66,11 @@ def _bounds(step: str, dtype) -> dict:
 
 def forward_per_thread(step: str, dtype, block: int) -> int:
     """Outputs per thread R the forward `step` takes at `block` by default (gpu.launch.forward_per_thread)."""
-    return plan.forward_per_thread(_bounds(step, dtype), dtype, block, VECTOR_LOADS[step])
+    return plan.forward_per_thread(_bounds(step, dtype), dtype, block, FORWARD[step][1])
 
 
 def _correlate(step, sig, f, out, launch, flip, offset, periodic, bias, epilogue, gate, per_thread):
-    R, shared = plan.forward_plan(_bounds(step, out.dtype), out.dtype, launch.block, f.shape[0], VECTOR_LOADS[step],
+    R, shared = plan.forward_plan(_bounds(step, out.dtype), out.dtype, launch.block, f.shape[0], FORWARD[step][1],
                                   per_thread)
     M = out.shape[0]
     if M == 0:
@@ -81,7 +78,7 @@ def _correlate(step, sig, f, out, launch, flip, offset, periodic, bias, epilogue
     T = out.dtype.type
     args = (sig, np.int64(sig.shape[0]), np.int64(offset), np.int32(periodic), f, np.int64(f.shape[0]), np.int32(flip),
             out, np.int64(M), T(0 if bias is None else bias), np.int32(epilogue), out if gate is None else gate)
-    _module().get_function(forward_name(step, out.dtype, R))((launch.blocks(M, launch.block * R),), (launch.block,),
+    MODULE.get(forward_name(step, out.dtype, R))((launch.blocks(M, launch.block * R),), (launch.block,),
                                                              args, shared_mem=shared)
 
 
@@ -116,9 +113,9 @@ def weight_grad_regwin(x, g, dw, launch, *, flip=False, slice_len=None, splits=N
                                                     slice_len, splits)
     partial = dw if splits == 1 else empty((splits * k,), dw.dtype)
     args = (x, g, partial, np.int64(n), np.int64(m), np.int64(k), np.int32(flip), np.int32(G), np.int32(JS))
-    _module().get_function(wg_name(d, TP))((tiles, splits), (launch.block,), args, shared_mem=shared)
+    MODULE.get(wg_name(d, TP))((tiles, splits), (launch.block,), args, shared_mem=shared)
     if splits > 1:
-        _module().get_function(f"wg_sum_partials<{CTYPE[d]}>")((launch.blocks(k, 1),), (launch.block,),
+        MODULE.get(f"wg_sum_partials<{CTYPE[d]}>")((launch.blocks(k, 1),), (launch.block,),
                                                                 (partial, np.int64(splits), np.int64(k), dw))
 
 
@@ -137,8 +134,8 @@ def forward_kernels(step: str):
         size, out = plan.itemsize(dtype), []
         default_R = forward_per_thread(step, dtype, Launch().block)
         for R, bound in sorted(_bounds(step, dtype).items()):
-            shared = {b: plan.forward_shared_bytes(b, R, TAPS, size, VECTOR_LOADS[step]) for b in BLOCKS if b <= bound}
-            blocks = tuple(b for b, s in shared.items() if plan.forward_shared_bytes(b, R, 1, size, VECTOR_LOADS[step])
+            shared = {b: plan.forward_shared_bytes(b, R, TAPS, size, FORWARD[step][1]) for b in BLOCKS if b <= bound}
+            blocks = tuple(b for b, s in shared.items() if plan.forward_shared_bytes(b, R, 1, size, FORWARD[step][1])
                            <= plan.SHARED_LIMIT)
             out.append(Kernel(forward_name(step, dtype, R), dtype, blocks,
                               {b: min(shared[b], plan.SHARED_LIMIT) for b in blocks}, R == default_R,

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -23,14 +22,11 @@ ENTRIES = ("layer_forward", "layer_input_grad", "layer_param_partials")
 NAMES = tuple(f"{entry}<{t}>" for entry in ENTRIES for t in ("float", "double"))
 
 
-@functools.cache
-def _module():
-    """The loaded layer.cu, built once."""
-    return loader.load(SOURCE, NAMES)
+MODULE = loader.Source(SOURCE, NAMES)
 
 
 def kernel(name: str, dtype):
-    return _module().get_function(f"{name}<{loader.ctype(dtype)}>")
+    return MODULE.kernel(name, dtype)
 
 
 def sizes(p):
@@ -40,7 +36,7 @@ def sizes(p):
 
 
 def forward(p, x, w, b, y, **options):
-    """y[n, co, l] = b[co] + sum_{c, t} w[co, c, t] xpad[n, ci, l*stride + t*dilation - padding]"""
+    """one thread per output element (64-bit flat index, grid-stride), padded taps multiply zeros"""
     launch = Launch.of(options)
     if y.size == 0:
         return
@@ -49,7 +45,7 @@ def forward(p, x, w, b, y, **options):
 
 
 def backward(p, x, w, g, dx, dw, db, **options):
-    """dx by gather, one thread per element; dw and db by chunk partials added in a fixed order."""
+    """dx by gather (one thread per element, no atomics); dw, db by chunk partials added in order"""
     launch = Launch.of(options)
     if dx.size:
         t_step = p.stride // math.gcd(p.stride, p.dilation)
@@ -81,10 +77,5 @@ def kernels(dtype: str):
             *correlate.kernels_of("sum_columns", "fill")(dtype)]
 
 
-DIRECT = Step("direct", {"conv1d_layer": forward, "conv1d_layer_backward": backward},
-              {"conv1d_layer": "one thread per output element (64-bit flat index, grid-stride), padded taps multiply "
-                               "zeros",
-               "conv1d_layer_backward": "dx by gather (one thread per element, no atomics); dw, db by chunk partials "
-                                        "added in order"},
-              kernels=kernels)
+DIRECT = Step.layer("direct", forward, backward, kernels=kernels)
 STEPS = (DIRECT,)

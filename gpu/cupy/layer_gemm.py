@@ -21,7 +21,6 @@ ValueError naming the argument before any work.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -51,10 +50,7 @@ NAMES = (*(f"{k}<{t}, {tm}, {tn}, {BOUND}>" for k in KERNELS for t, (tm, tn) in 
          "layer_gemm_sum_splits<float>", "layer_gemm_sum_splits<double>")
 
 
-@functools.cache
-def _module():
-    """The loaded layer_gemm.cu (cupy.RawModule or gpu.emu.Module), built once."""
-    return loader.load(SOURCE, NAMES)
+MODULE = loader.Source(SOURCE, NAMES)
 
 
 def tile_shape(dtype, block: int) -> tuple[int, int, int, int]:
@@ -119,7 +115,7 @@ def kernel_name(name, dtype, orientation=None) -> str:
 
 
 def _kernel(name, dtype, orientation=None):
-    return _module().get_function(kernel_name(name, dtype, orientation))
+    return MODULE.get(kernel_name(name, dtype, orientation))
 
 
 def forward_tiles(p, block: int) -> int:
@@ -220,10 +216,12 @@ def backward_gemm(p, x, w, g, dx, dw, db, launch, orientation=None):
 # --- the step -----------------------------------------------------------------------------------------------
 
 def forward(p, x, w, b, y, **options):
+    """implicit GEMM per (n, group): register micro-tiles (8x8 float, 8x4 double), w and im2col(x) staged in shared"""
     forward_gemm(p, x, w, b, y, Launch.of(options))
 
 
 def backward(p, x, w, g, dx, dw, db, **options):
+    """dx as a GEMM per stride residue class (no division in the loop); dw, db split-K partials added in order"""
     backward_gemm(p, x, w, g, dx, dw, db, Launch.of(options))
 
 
@@ -237,10 +235,5 @@ def kernels(dtype: str):
             for n in names]
 
 
-GEMM = Step("gemm", {"conv1d_layer": forward, "conv1d_layer_backward": backward},
-            {"conv1d_layer": "implicit GEMM per (n, group): register micro-tiles (8x8 float, 8x4 double), w and "
-                             "im2col(x) staged in shared",
-             "conv1d_layer_backward": "dx as a GEMM per stride residue class (no division in the loop); dw, db split-K "
-                                      "partials added in order"},
-            kernels=kernels)
+GEMM = Step.layer("gemm", forward, backward, kernels=kernels)
 STEPS = (GEMM,)

@@ -100,3 +100,29 @@ def _source(path_or_source, options: tuple) -> tuple[str, str, tuple]:
         return path_or_source, "<source>", options
     path = Path(path_or_source).resolve()
     return path.read_text(), path.name, (*options, f"-I{path.parent}", *tunables.options(tunables.defines_for(path)))
+
+
+class Source:
+    """A .cu file of gpu/cupy/ with the instantiations its launcher lists, loaded (compiled) on first use."""
+
+    def __init__(self, path, names):
+        self.path, self.names = Path(path), tuple(names)
+        self._module = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._module is not None
+
+    def module(self):
+        """The loaded module (cupy.RawModule or gpu.emu.Module), built once."""
+        if self._module is None:
+            self._module = load(self.path, self.names)
+        return self._module
+
+    def get(self, name: str):
+        """The kernel of name expression `name`."""
+        return self.module().get_function(name)
+
+    def kernel(self, entry: str, dtype):
+        """The kernel `entry<T>` for the C type of `dtype`."""
+        return self.get(f"{entry}<{ctype(dtype)}>")

@@ -127,12 +127,8 @@ class NumbaCudaBackend(Backend):
         return serialised
 
 
-def _layer_gemm_fits(p, options) -> bool:
-    return auto.layer_uses_gemm(p) and layer_gemm.accepts(p, Launch.of(options))
-
-
 AUTO = auto.step(forward=ladder.REGWIN, weight_grad=ladder.WG_REGWIN, table="numba_cuda")
-LAYER_AUTO = auto.layer_step(layer_gemm.GEMM, layer.DIRECT, _layer_gemm_fits)
+LAYER_AUTO = auto.layer_step(layer_gemm.GEMM, layer.DIRECT, layer_gemm.accepts, Launch.of)
 STEPS: tuple[Step, ...] = (*(s for m in KERNEL_MODULES for s in m.STEPS), AUTO, LAYER_AUTO)
 
 backend = NumbaCudaBackend("numba_cuda", "numba @cuda.jit kernels (on a GPU, or under numba's CUDA simulator)",

@@ -341,10 +341,12 @@ def input_grad_tiled(p, w, g, dx, launch: Launch):
 # --- implementations -----------------------------------------------------------------------------------
 
 def layer_direct(p, x, w, b, y, **options):
+    """one thread per output element (64-bit flat index, grid-stride), padded taps multiply zeros"""
     forward_direct(p, x, w, b, y, Launch.of(options))
 
 
 def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
+    """dx by gather (one thread per element, no atomics); dw, db by chunk partials added in order"""
     launch = Launch.of(options)
     check_block(launch, DIRECT_MAX_BLOCK, "the direct layer backward")
     input_grad_direct(p, w, g, dx, launch)
@@ -352,11 +354,13 @@ def layer_backward_direct(p, x, w, g, dx, dw, db, **options):
 
 
 def layer_tiled(p, x, w, b, y, **options):
+    """4 output channels x block*per_thread positions per block, x window and filter taps in shared memory"""
     tiled(x, w, b, y, Launch.of(options), stride=p.stride, padding=p.padding, dilation=p.dilation,
           groups=p.groups)
 
 
 def layer_backward_tiled(p, x, w, g, dx, dw, db, **options):
+    """dx by the tiled forward of the transposed layer (g upsampled by stride); dw, db as in direct"""
     launch = Launch.of(options)
     check_block(launch, TILED_MAX_BLOCK, "the tiled layer backward")
     if np.isfinite(w.copy_to_host()).all():  # w is small next to x and g
@@ -410,16 +414,6 @@ def tiled_kernels(dtype: str) -> list[Kernel]:
     return [*out, *transpose_kernels(dtype), *direct_kernels(dtype)]
 
 
-DIRECT = Step("direct", {"conv1d_layer": layer_direct, "conv1d_layer_backward": layer_backward_direct},
-              {"conv1d_layer": "one thread per output element (64-bit flat index, grid-stride), padded taps multiply "
-                               "zeros",
-               "conv1d_layer_backward": "dx by gather (one thread per element, no atomics); dw, db by chunk partials "
-                                        "added in order"},
-              kernels=direct_kernels)
-TILED = Step("tiled", {"conv1d_layer": layer_tiled, "conv1d_layer_backward": layer_backward_tiled},
-             {"conv1d_layer": "4 output channels x block*per_thread positions per block, x window and filter taps in "
-                              "shared memory",
-              "conv1d_layer_backward": "dx by the tiled forward of the transposed layer (g upsampled by stride); "
-                                       "dw, db as in direct"},
-             kernels=tiled_kernels)
+DIRECT = Step.layer("direct", layer_direct, layer_backward_direct, kernels=direct_kernels)
+TILED = Step.layer("tiled", layer_tiled, layer_backward_tiled, kernels=tiled_kernels)
 STEPS = (DIRECT, TILED)

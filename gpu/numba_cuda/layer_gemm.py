@@ -477,11 +477,13 @@ def accepts(p, launch: Launch) -> bool:
 # --- implementations ----------------------------------------------------------------------------------------
 
 def layer_gemm(p, x, w, b, y, **options):
+    """implicit GEMM: micro-tiles of up to 8 channels x 8 positions per thread, x window and taps in shared memory"""
     correlate(x, w, b, y, Launch.of(options), stride=p.stride, padding=p.padding, dilation=p.dilation,
               groups=p.groups)
 
 
 def layer_backward_gemm(p, x, w, g, dx, dw, db, **options):
+    """dx by the implicit GEMM per residue class of stride (no division, no inserted zeros); dw, db split-K"""
     launch = Launch.of(options)
     check_block(launch, GEMM_MAX_BLOCK, "the gemm layer backward")
     input_grad(p, w, g, dx, launch)
@@ -519,10 +521,5 @@ def kernels(dtype: str) -> list[Kernel]:
     return [*out, *transpose_kernels(dtype), *red.sum_kernels(dtype), *common.kernels(dtype)]
 
 
-GEMM = Step("gemm", {"conv1d_layer": layer_gemm, "conv1d_layer_backward": layer_backward_gemm},
-            {"conv1d_layer": "implicit GEMM: micro-tiles of up to 8 channels x 8 positions per thread, x window and "
-                             "taps in shared memory",
-             "conv1d_layer_backward": "dx by the implicit GEMM per residue class of stride (no division, no inserted "
-                                      "zeros); dw, db split-K"},
-            kernels=kernels)
+GEMM = Step.layer("gemm", layer_gemm, layer_backward_gemm, kernels=kernels)
 STEPS = (GEMM,)

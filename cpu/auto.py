@@ -167,6 +167,9 @@ def _use_fft(op, n, k, dtype):
 
 def correlate(x, w, y, zero, bias, relu):
     """y[j] = sum_i x[j+i] w[i] + bias (then max(0, y) when relu)."""
+    if w.shape[0] < fft.MIN_SUM:  # the FFT never serves sums this short: no table lookup
+        blocked.correlate(x, w, y, zero, bias, relu)
+        return
     if _use_fft("conv1d", x.shape[0], w.shape[0], y.dtype) and _fft_correlate(x, w, y, zero):
         if relu or bias != zero:
             blocked.bias_relu(y, 0, y.shape[0], bias, zero, relu)

@@ -53,6 +53,7 @@ from cpu.simd import (
     vzero,
     vzeros,
 )
+from kernels.fft_choice import MIN_SUM
 
 #: Vectors per row: 8 accumulators, 9 loads and 2 broadcasts fit AVX2's 16 vector registers.
 ROW = 8
@@ -257,9 +258,48 @@ def _scratch(dtype):
     return np.empty(ROW * LANES[np.dtype(dtype)], dtype)
 
 
+#: Up to this many multiply-adds `conv1d_whole` sums tap by tap (a few passes over a y that stays in L1 beat the
+#: register-blocked rows, whose vector loads would reach past a short x and fall back to scalar code).
+TAP_BY_TAP_MACS = 2048
+
+
+@njit(["float32[::1](float32[::1], float32[::1])", "float64[::1](float64[::1], float64[::1])"], cache=True)
+def conv1d_whole(x, w):
+    """y = conv1d(x, w) (flip=False) as one compiled call, for a problem too small for threads and a filter
+    shorter than MIN_SUM (the FFT never serves such sums, so `auto` would take this kernel too); an empty array
+    (declined: the public call's other paths take it) otherwise.
+    Compiled for contiguous writable float32 and float64 arrays only: numba raises TypeError for any other."""
+    n, k = x.shape[0], w.shape[0]
+    m = n - k + 1
+    if k < 1 or m < 1 or k >= MIN_SUM or m * k >= PARALLEL_MIN_MACS:
+        return np.empty(0, x.dtype)
+    if m * k > TAP_BY_TAP_MACS:
+        y = np.empty(m, x.dtype)
+        correlate_span(x, w, y, 0, m, 0, k, np.empty(ROW * lanes(y), y.dtype))
+        return y
+    y = np.zeros(m, x.dtype)
+    for i in range(k):  # tap by tap: the loop over j vectorises, and each y[j] still adds its taps in order
+        wi = w[i]
+        for j in range(m):
+            y[j] += x[j + i] * wi
+    return y
+
+
+@njit(cache=True)
+def correlate_small(x, w, y, zero, bias, relu):
+    """`correlate` in one compiled call, for problems too small for threads: a small call's time is mostly
+    its dispatches, so the scratch row, the span and the epilogue share one."""
+    correlate_span(x, w, y, 0, y.shape[0], 0, w.shape[0], np.empty(ROW * lanes(y), y.dtype))
+    if relu or bias != zero:
+        bias_relu(y, 0, y.shape[0], bias, zero, relu)
+
+
 def correlate(x, w, y, zero, bias, relu):
     """y[j] = sum_i x[j+i] w[i] + bias (then max(0, y) when relu)."""
-    if y.shape[0] * w.shape[0] >= PARALLEL_MIN_MACS and threads() > 1:
+    if y.shape[0] * w.shape[0] < PARALLEL_MIN_MACS:
+        correlate_small(x, w, y, zero, bias, relu)
+        return
+    if threads() > 1:
         correlate_parallel(x, w, y, zero, bias, relu, min(threads(), y.shape[0]))
         return
     correlate_span(x, w, y, 0, y.shape[0], 0, w.shape[0], _scratch(y.dtype))

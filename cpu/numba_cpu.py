@@ -42,6 +42,8 @@ class Loops:
     total: Callable  # (g, out, zero): out[0] = sum_j g[j]
     circular: Callable  # (x, y, z, zero): z[s] = sum_i x[i] y[(i+s) mod n]
     circular_convolve: Callable  # (g, x, d, zero): d[i] = sum_s g[s] x[(i-s) mod n]
+    #: (x, w) -> y: a whole small conv1d call compiled in one (kernels.backend `whole_call`), or None
+    conv1d_whole: Callable | None = None
 
 
 def _whole(rows):
@@ -72,11 +74,13 @@ BLOCKED = Loops(
     total=loops.sum_parallel,
     circular=blocked.circular,
     circular_convolve=blocked.circular_convolve,
+    conv1d_whole=blocked.conv1d_whole,
 )
 FFT = Loops(correlate=fft.correlate, full_convolve=fft.full_convolve, weight_grad=fft.weight_grad,
               total=loops.sum_parallel, circular=fft.circular, circular_convolve=fft.circular_convolve)
 AUTO = Loops(correlate=auto.correlate, full_convolve=auto.full_convolve, weight_grad=auto.weight_grad,
-               total=loops.sum_parallel, circular=auto.circular, circular_convolve=auto.circular_convolve)
+             total=loops.sum_parallel, circular=auto.circular, circular_convolve=auto.circular_convolve,
+             conv1d_whole=blocked.conv1d_whole)
 
 #: 1-D variants: (name, loop kernels, note, method, default)
 VARIANTS_1D = (
@@ -120,6 +124,9 @@ def register_loops(variant: str, E: Loops, note: str, method: str = "direct", de
     def conv1d(p, x, w, y):
         zero = p.dtype.type(0)
         E.correlate(x, _oriented(w, p.flip), y, zero, zero, False)
+
+    if E.conv1d_whole is not None:
+        conv1d.whole_call = E.conv1d_whole
 
     @impl("conv1d_weight_grad")
     def weight_grad(p, x, g, dw):

@@ -20,7 +20,10 @@ view of its memory. Anything that cannot be read or written so is a TypeError na
 On host backends, a fast path serves the common call (contiguous float32/float64 NumPy arrays,
 default keywords, no ``out`` or one plain contiguous array): the op's ``fast`` parse performs the same
 checks with less Python, and anything it does not accept takes the general path, which raises the
-errors. Options given to `kernels.get` are checked there, against the implementation's signature.
+errors. An implementation may also carry a ``whole_call``: the whole public call (positional inputs only,
+no ``out``, no keywords) compiled for the cases it serves, returning an empty array to decline and raising
+TypeError for argument types it was not compiled for; a small call then costs one compiled dispatch.
+Options given to `kernels.get` are checked there, against the implementation's signature.
 """
 
 from __future__ import annotations
@@ -231,6 +234,20 @@ def _fast_call(op, impl, fast, general):
                 return general(*args, out=out, **kwargs)
             impl(p, *inputs, y)
             return y
+
+        whole = getattr(impl, "whole_call", None)
+        if whole is not None:
+            fast_single = call
+
+            def call(*args, out=None, **kwargs):
+                if out is None and not kwargs and not POISON:  # poisoned outputs: the path that allocates them
+                    try:
+                        y = whole(*args)
+                    except TypeError:  # argument types it was not compiled for, or a wrong number of them
+                        y = None
+                    if y is not None and y.size:
+                        return y
+                return fast_single(*args, out=out, **kwargs)
     else:
         def call(*args, out=None, **kwargs):
             got = None if out is not None else fast(args, kwargs)

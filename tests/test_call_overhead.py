@@ -146,3 +146,42 @@ def test_fast_and_general_paths_raise_the_same_errors(case, monkeypatch):
             f(*args, **kwargs)
         errors.append((type(info.value), str(info.value)))
     assert errors[0] == errors[1]
+
+
+# --- the whole-call path of small conv1d calls (cpu.blocked.conv1d_whole) ------------------------------------
+
+WHOLE_SIZES = [(1, 1), (2, 1), (5, 5), (100, 3), (100, 31), (100, 32), (300, 31), (2000, 1), (2049, 2),
+               (1500, 31), (4227, 31), (131072, 1), (131073, 1)]
+
+
+@pytest.mark.parametrize("variant", ["auto", "blocked"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_calls_compiled_whole_match_the_reference(variant, dtype, monkeypatch, rng):
+    """Without poisoning (as users call), small conv1d calls take one compiled dispatch: every size it serves,
+    and the sizes it declines on both sides of its thresholds (taps, work), match the reference."""
+    monkeypatch.setattr(kernels.backend, "POISON", False)
+    fn = kernels.get("conv1d", "numba_cpu", variant)
+    for n, k in WHOLE_SIZES:
+        x, w = rng.standard_normal(n).astype(dtype), rng.standard_normal(k).astype(dtype)
+        kernels.assert_close("conv1d", fn(x, w), (x, w))
+
+
+def test_the_whole_call_declines_what_it_was_not_compiled_for(monkeypatch, rng):
+    """Read-only, strided, integer and flipped calls, and bad sizes, leave the compiled path: the same results
+    and the same errors as the general path."""
+    from cpu import blocked
+
+    monkeypatch.setattr(kernels.backend, "POISON", False)
+    fn = kernels.get("conv1d", "numba_cpu")
+    x, w = rng.standard_normal(50), rng.standard_normal(4)
+    ro = x.copy()
+    ro.flags.writeable = False
+    for args, kwargs in (((ro, w), {}), ((x[::2], w), {}), ((x, w), {"flip": True})):
+        kernels.assert_close("conv1d", fn(*args, **kwargs), args, kwargs)
+    with pytest.raises(TypeError):
+        blocked.conv1d_whole(x.astype(np.int64), w)
+    with pytest.raises(ValueError, match=r"w \(filter length\): filter length must be <= signal length"):
+        fn(x[:3], w)
+    with pytest.raises(TypeError, match="x: expected dtype float32 or float64, got int64"):
+        fn(x.astype(np.int64), w)
+    assert blocked.conv1d_whole(x[:3], w).size == 0  # k > n: declined, the general path raises

@@ -10,7 +10,6 @@ Variants (registered by `cpu.numba_cpu`, never renumbered; the older ones live i
     gemm_folded  the samples side by side in the columns (xf[q, ci, n*Lq + m]): one BLAS call per (group, tap),
                  N times larger, for the price of copying y (and g) once; scratch arrays kept per thread
     gemm_numpy   `gemm` with np.matmul and an add in place of CBLAS (the fallback without numpy's OpenBLAS)
-    auto         direct (`cpu.layer`) or gemm_folded per shape, from crossovers measured here (`AUTO_RULE`)
 
 The formulation. Let xpad be x zero-padded by `padding` at both ends (length L_pad = L + 2*padding)
 and split it into s = stride phases of length Lq = ceil(L_pad / s):
@@ -45,7 +44,6 @@ import threading
 import numpy as np
 from numba import njit, prange
 
-from cpu import layer
 from cpu.layer import real_range
 
 # --- BLAS: numpy's own OpenBLAS through its CBLAS interface --------------------------------------------
@@ -349,50 +347,3 @@ def forward_numpy(p, x, w, b, y):
 def backward_numpy(p, x, w, g, dx, dw, db):
     """`gemm` backward with np.matmul in place of the CBLAS calls"""
     backward(p, x, w, g, dx, dw, db, use_cblas=False)
-
-
-# --- auto: gemm or direct per shape ---------------------------------------------------------------------
-
-#: Which variant `auto` runs, as data: the first rule whose test holds wins. From side-by-side runs
-#: (float32, 2 threads, best of 7-30 rounds; cpu/PERFORMANCE.md, "Layer variants"):
-#: - small layers (N=4, C_in=C_out=C, K=3, L=128 and 1024): direct is 2-5x faster than both gemm forms at
-#:   C <= 8; gemm_folded matches direct at C = 16, L = 128 (N*C*C*L_out = 2^17 multiply-adds per tap)
-#:   and is 2x faster at C = 32;
-#: - the layer preset: gemm_folded is at least as fast as gemm on 7 of 8 (shape, pass) pairs, by up to
-#:   1.2x (its N-times larger BLAS calls), and within 4% on the eighth (strided forward).
-AUTO_RULE = (
-    ("depthwise", "direct"),  # C_in/groups == C_out/groups == 1: no matrix product to make
-    ("small", "direct"),  # fewer than SMALL multiply-adds per (group, tap): call overhead dominates
-    ("otherwise", "gemm_folded"),
-)
-SMALL = 1 << 17  # N * (C_out/groups) * (C_in/groups) * L_out
-
-
-def choose(p) -> str:
-    """The variant `auto` runs for the problem p ("gemm", "gemm_folded" or "direct"), by `AUTO_RULE`."""
-    tests = {"depthwise": p.C_in_g == 1 and p.C_out_g == 1, "small": p.N * p.C_out_g * p.C_in_g * p.L_out < SMALL,
-             "otherwise": True}
-    return next(variant for test, variant in AUTO_RULE if tests[test])
-
-
-def forward_auto(p, x, w, b, y):
-    """`gemm`, `gemm_folded` or `direct` per shape (AUTO_RULE): direct for depthwise and tiny products"""
-    variant = choose(p)
-    if variant == "gemm":
-        forward(p, x, w, b, y)
-    elif variant == "gemm_folded":
-        forward_folded(p, x, w, b, y)
-    else:
-        layer.direct_forward(p, x, w, b, y)
-
-
-def backward_auto(p, x, w, g, dx, dw, db):
-    """`gemm`, `gemm_folded` or `direct` per shape (AUTO_RULE): direct for depthwise and tiny products"""
-    variant = choose(p)
-    if variant == "gemm":
-        backward(p, x, w, g, dx, dw, db)
-        return
-    if variant == "gemm_folded":
-        backward_folded(p, x, w, g, dx, dw, db)
-        return
-    layer.direct_backward(p, x, w, g, dx, dw, db)

@@ -28,10 +28,10 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
+
+from kernels import jsonfile
 
 SCHEMA = 1
 #: ops with a row in the table; the input gradient (the same sums, full instead of valid) uses conv1d's.
@@ -68,23 +68,11 @@ def read_table(path: Path, tool: str) -> dict:
 
 def write_table(table: dict, path) -> Path:
     """The one writer of a crossover table (measured by plots.bench.tune, or modelled by
-    plots.model.crossover): validated, then written to `path` atomically (a temporary file in the same
-    folder, then os.replace), so that a reader sees the old table or the new one, never a partial one."""
+    plots.model.crossover): validated, then written atomically (kernels.jsonfile)."""
     validate(table)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(table, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    written = jsonfile.write(table, path)
     read_table.cache_clear()
-    return path
+    return written
 
 
 def validate(table: dict) -> None:

@@ -1,6 +1,7 @@
-"""The BLAS layer variants of numba_cpu (`cpu/layer_gemm.py`): gemm, gemm_folded, gemm_numpy and auto,
-against the float64 reference on random configurations (stride, padding, dilation, groups, bias,
-both dtypes, out= given), plus determinism of dw, the BLAS wrapper's beta = 0 and auto's routing."""
+"""The BLAS layer variants of numba_cpu (`cpu/layer_gemm.py`, `cpu/layer_packed.py`): gemm, gemm_folded,
+gemm_packed, gemm_numpy and auto (`cpu/layer_auto.py`), against the float64 reference on random configurations
+(stride, padding, dilation, groups, bias, both dtypes, out= given), plus determinism of dw, the BLAS wrapper's
+beta = 0 and auto's choice of the nearest measured shape."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from conftest import DTYPES
 
 import cpu.numba_cpu  # noqa: F401  (registers the numba_cpu variants, cpu.layer_gemm among them)
 import kernels
-from cpu import layer_gemm
+from cpu import layer_auto, layer_gemm
 from kernels.layer import LayerProblem
 from kernels.spec import OPS
 
 FORWARD, BACKWARD = "conv1d_layer", "conv1d_layer_backward"
-VARIANTS = ("gemm", "gemm_folded", "gemm_numpy", "auto")
+VARIANTS = ("gemm", "gemm_folded", "gemm_packed", "gemm_numpy", "auto")
 CONFIGS = 12  # random configurations per (variant, dtype)
 
 
@@ -37,7 +38,7 @@ def _problem(op, args, kwargs):
 
 def _routes_to_direct_with_padded_stride(variant, p):
     """auto would run the direct backward at stride >= 2 with padding, whose own tests cover it."""
-    return variant == "auto" and layer_gemm.choose(p) == "direct" and p.stride >= 2 and p.padding > 0
+    return variant == "auto" and layer_auto.choose(p, "backward") == "direct" and p.stride >= 2 and p.padding > 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -107,11 +108,37 @@ def test_gemm_with_beta_zero_ignores_c(dtype, use_cblas, rng):
     (dict(N=8, C_in=256, C_out=256, L=1024, K=5, padding=2), "gemm_folded"),
     (dict(N=8, C_in=128, C_out=128, L=4096, K=7, padding=3, stride=2), "gemm_folded"),
 ])
-def test_auto_routes_by_rule(case, want):
+def test_auto_without_a_table_routes_by_its_fallback_rule(case, want):
     keys = ("stride", "padding", "dilation", "groups")
     p = LayerProblem(case["N"], case["C_in"], case["C_out"], case["L"], case["K"], np.dtype(np.float32),
                      **{k: case[k] for k in keys if k in case})
-    assert layer_gemm.choose(p) == want
+    assert layer_auto.fallback(p) == want and layer_auto.choose(p, "forward", points=()) == want
+
+
+def test_auto_takes_the_choice_of_the_nearest_measured_shape():
+    def point(N, C, L, K, forward, backward, stride=1):
+        p = LayerProblem(N, C, C, L, K, np.dtype(np.float32), stride=stride)
+        return layer_auto.features(p), {"forward": forward, "backward": backward}
+
+    points = (point(8, 64, 4096, 3, "gemm_packed", "gemm_folded"), point(4, 4, 128, 3, "direct", "direct"),
+              point(8, 128, 4096, 7, "gemm_folded", "gemm_packed", stride=2))
+    near_big = LayerProblem(8, 96, 96, 2048, 3, np.dtype(np.float32))
+    near_small = LayerProblem(2, 8, 8, 100, 3, np.dtype(np.float32))
+    strided = LayerProblem(8, 64, 64, 4096, 3, np.dtype(np.float32), stride=2)  # the kind outweighs the sizes
+    assert [layer_auto.choose(near_big, s, points) for s in ("forward", "backward")] == ["gemm_packed", "gemm_folded"]
+    assert layer_auto.choose(near_small, "backward", points) == "direct"
+    assert layer_auto.choose(strided, "backward", points) == "gemm_packed"
+
+
+def test_a_missing_or_broken_layer_table_warns_and_falls_back(tmp_path):
+    (tmp_path / "bad.json").write_text('{"schema": 1, "points": [{"features": [[1], []]}]}')
+    for path in (tmp_path / "missing.json", tmp_path / "bad.json"):
+        with pytest.warns(RuntimeWarning, match=f"{path.name} is (missing|invalid)"):
+            assert layer_auto.load(path) == ()
+
+
+def test_the_committed_layer_table_is_valid():
+    assert layer_auto.load(), "cpu/layer_choice.json: write it with python -m plots.bench.tune --layer"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -119,7 +146,7 @@ def test_auto_depthwise_causal_matches_reference(dtype, rng):
     c = dict(N=2, C_in=8, C_out=8, L=50, K=4, padding=3, groups=8)
     for op in (FORWARD, BACKWARD):
         args, kwargs = OPS[op].make_args(rng, dtype, **c)
-        assert layer_gemm.choose(_problem(op, args, kwargs)) == "direct"
+        assert layer_auto.choose(_problem(op, args, kwargs), "forward" if op == FORWARD else "backward") == "direct"
         kernels.assert_close(op, kernels.get(op, "numba_cpu", "auto")(*args, **kwargs), args, kwargs)
 
 

@@ -123,6 +123,8 @@ LAYER_SHAPES = tuple(dict(N=8, C_in=64, C_out=128, L=4096, K=k, padding=k // 2) 
     dict(N=8, C_in=128, C_out=128, L=4096, K=7, padding=3, stride=2),  # strided
     dict(N=4, C_in=512, C_out=512, L=2048, K=4, padding=3, groups=512),  # causal depthwise (crop the tail)
     dict(N=8, C_in=128, C_out=128, L=2048, K=3, padding=2, dilation=2),  # dilated
+    dict(N=8, C_in=64, C_out=64, L=4096, K=3, padding=2, dilation=2),  # dilated, fewer channels
+    dict(N=8, C_in=96, C_out=192, L=4096, K=9, padding=4, stride=2),  # strided, a longer filter
 )
 LAYER_OPS = ("conv1d_layer", "conv1d_layer_backward")
 #: numba_cpu:naive (serial, a bounds test per tap) takes tens of seconds per call on these shapes.

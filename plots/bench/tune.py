@@ -12,6 +12,11 @@ machine, written atomically (`kernels.fft_choice.write_table`). It takes about h
     python -m plots.bench.tune               # measure and write cpu/crossover.json
     python -m plots.bench.tune --dry-run     # measure and print, write nothing
     python -m plots.bench.tune --backend cupy   # on a GPU: gpu/crossover_cupy.json (also numba_cuda)
+    python -m plots.bench.tune --layer       # the layer's auto: cpu/layer_choice.json
+
+With --layer, the variants the layer's `auto` chooses between (cpu/layer_auto.py VARIANTS) are timed side by
+side (`time_race`, the minimum counts) on LAYER_TUNE_SHAPES, forward and backward, and the fastest of each
+pass is recorded per shape with the raw times, for `auto` to take the choice of the nearest shape.
 
 With --backend, the GPU `auto` variant's crossover is measured instead: the direct step it wraps
 (the `wraps` of its declaration, plots.model.crossover.wrapped) against auto's own FFT path (the accuracy
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import math
 import time
 
@@ -32,11 +38,13 @@ import numba
 import numpy as np
 
 import kernels
-from cpu import auto, blocked, fft, simd
+from cpu import auto, blocked, fft, layer_auto, simd
 from gpu import auto as gpu_auto
 from kernels import fft_choice
+from kernels.spec import OPS
 from plots.bench.machine import cpu_info
-from plots.bench.timing import time_cpu, time_gpu
+from plots.bench.sweeps import LAYER_OPS, LAYER_SHAPES, shape_label
+from plots.bench.timing import time_cpu, time_gpu, time_race
 from plots.model import crossover
 
 N = (10_000, 100_000, 1_000_000)
@@ -144,14 +152,52 @@ def measure(seed: int = 0, backend: str | None = None, ns=None) -> dict:
             "ops": ops, "raw": raw}
 
 
+#: The layer shapes `--layer` measures: the layer preset's, and small and mid-sized ones where direct or a
+#: BLAS product can win.
+LAYER_TUNE_SHAPES = LAYER_SHAPES + tuple(
+    dict(N=4, C_in=c, C_out=c, L=length, K=3, padding=1) for c in (4, 16, 64) for length in (128, 1024))
+
+
+def measure_layer(seed: int = 0, dtype="float32", shapes=LAYER_TUNE_SHAPES, budget: float = 0.4) -> dict:
+    """The layer choice table (cpu/layer_auto.py schema) measured here."""
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    points = []
+    for shape in shapes:
+        point = {"shape": shape}
+        for which, op in zip(layer_auto.PASSES, LAYER_OPS):
+            args, kw = OPS[op].make_args(rng, np.dtype(dtype), **shape)
+            p = OPS[op].parse(*args, **kw)[0]
+            fns = {v: functools.partial(kernels.get(op, "numba_cpu", v), *args, **kw) for v in layer_auto.VARIANTS}
+            times = {v: timing.min for v, timing in time_race(fns, budget=budget).items()}
+            point[which] = min(times, key=times.get)
+            point[f"{which}_seconds"] = times
+        sizes, kinds = layer_auto.features(p)
+        point["features"] = [list(sizes), list(kinds)]
+        points.append(point)
+        print(f"layer {shape_label(shape):<36} forward {point['forward']:<12} backward {point['backward']}", flush=True)
+    return {"schema": layer_auto.SCHEMA, "command": "python -m plots.bench.tune --layer", "dtype": dtype,
+            "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "machine": {**cpu_info(), "threads": numba.get_num_threads()}, "points": points}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m plots.bench.tune", description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print the table, do not write it")
     parser.add_argument("--backend", choices=("cupy", "numba_cuda"),
                         help="measure that GPU backend's auto instead (default out: gpu/crossover_<backend>.json)")
     parser.add_argument("--n", type=int, nargs="+", help="signal lengths (default: N, or GPU_N with --backend)")
+    parser.add_argument("--layer", action="store_true", help="measure the layer's auto (cpu/layer_choice.json)")
     parser.add_argument("--out", help=f"where to write (default: {auto.PATH})")
     args = parser.parse_args(argv)
+    if args.layer:
+        table = measure_layer()
+        layer_auto.validate(table)
+        print(f"measured in {table['seconds']} s")
+        if not args.dry_run:
+            print(f"wrote {layer_auto.write(table, args.out or layer_auto.PATH)}")
+        return
     if args.out is None:
         args.out = str(auto.PATH if args.backend is None else gpu_auto.path(args.backend))
     table = measure(backend=args.backend, ns=args.n)

@@ -507,7 +507,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # compile here (simulator off)
     ap.add_argument("--sass", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--default", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--default", action="store_true", help="only the kernels of the backends' default launches")
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--kernels", help=argparse.SUPPRESS)  # compile these (JSON [[name, dtype], ...]) here
     args = ap.parse_args(argv)
@@ -520,7 +520,7 @@ def main(argv=None) -> int:
     if problem := toolchain_problem():
         print(f"plots.model.resources: {problem}", file=sys.stderr)
         return 2
-    rows = run(args.arch, cache=not args.no_cache)
+    rows = run(args.arch, cache=not args.no_cache, only_default=args.default)
     print(json.dumps(rows, indent=1) if args.json else table(rows))
     bad = failures(rows)
     for line in bad:

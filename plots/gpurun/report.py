@@ -145,6 +145,10 @@ def run_commands(name: str, commands, limit: float, log: Path, env=None) -> dict
             except subprocess.TimeoutExpired:
                 status, rc = "timed out", None
                 break
+            except OSError as e:  # the interpreter or tool is missing
+                f.write(f"{e}\n")
+                status, rc = "failed", None
+                break
             if rc:
                 status = "failed"
     return {"status": status, "seconds": round(time.monotonic() - start, 1), "rc": rc, "log": log.name,

@@ -82,7 +82,8 @@ STEPS = (
     Step("model", lambda c: [_py(c, "-m", "plots.model.oned")], 240, 90,
          "measured here: 324 numba.cuda configurations cold in 11 min on 2 workers of a shared 2-core machine "
          "(~4 min quiet); x 2/16 workers = 30-85 s; then cached. Host only: runs in the background", needs=(),
-         standin=lambda c: [_py(c, "-m", "plots.model.resources", "--default", "--arch", "90")], background=True),
+         standin=lambda c: [_py(c, "-m", "plots.model.resources", "--default", "--arch", "90", "--warn")],
+         background=True),
     Step("tests", lambda c: [_py(c, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
                                  "tests/test_gpu_device.py", f"--junitxml={c.out / 'tests.xml'}")], 180, 110,
          "116 tests: ~40 numba.cuda compiles at ~1.5 s (measured here: 1-2 s each), 1e8-element inputs made on the "
@@ -98,8 +99,7 @@ STEPS = (
          standin=lambda c: [_py(c, "-m", "plots.gpurun.sanitize")]),
     Step("bench", lambda c: [_py(c, "-m", "plots", "bench", *BENCH, "--results-dir", str(c.out / "results"))],
          180, 140, "12 (n, k) points + 16 layer points x ~10 implementations and baselines: 0.05 s timed + "
-                   "warm-up + check each; the float64 reference at n = 1e8, k = 3 (3 s here) once per point",
-         standin=lambda c: [_py(c, "-m", "plots", "bench", *BENCH, "--list")]),
+                   "warm-up + check each; the float64 reference at n = 1e8, k = 3 (3 s here) once per point"),
     Step("tune", lambda c: [_py(c, "-m", "plots.bench.tune", "--backend", "cupy", "--out",
                                 str(c.out / "crossover_cupy.json"))], 60, 40,
          "the crossover sweep of the cupy auto step; only when its limit still fits"),
@@ -239,7 +239,9 @@ def run(args) -> int:
     manifest["summary"] = {s: sum(v["status"] == s for v in manifest["steps"].values())
                            for s in ("passed", "failed", "timed out", "skipped")}
     write()
-    print(f"report: {manifest['summary']} in {manifest['seconds']} s -> {ctx.out}")
+    done = manifest["summary"]
+    print(f"{ctx.out}: manifest.json, a log per step, in {manifest['seconds']} s")
+    print(f"report: {done['passed']} passed, {done['failed'] + done['timed out']} failed, {done['skipped']} skipped")
     return int(any(v["status"] in ("failed", "timed out") for v in manifest["steps"].values()))
 
 

@@ -78,14 +78,6 @@ def status() -> Status:
     return Status("real GPU", f"{name} (compute capability {cc}), {version}")
 
 
-@cuda.jit
-def probe_kernel(a):
-    """a[i] = 2 i + 1: the kernel `run_problem` compiles, launches and reads back."""
-    i = cuda.grid(1)
-    if i < a.shape[0]:
-        a[i] = 2 * i + 1
-
-
 #: What to do about a failure of the tiny kernel, by a piece of its message.
 RUN_HINTS = (
     ("version", "NVVM writes PTX newer than the linker and driver here accept: install nvidia-nvjitlink of NVVM's "
@@ -97,18 +89,18 @@ RUN_HINTS = (
 
 @functools.cache
 def run_problem() -> str | None:
-    """Why a tiny kernel does not compile, launch and read back right on the current device, with what to do;
-    None when it does. Once per process."""
+    """Why a tiny kernel (`common.fill_kernel`, a[i] = 1.25) does not compile, launch and read back right on the
+    current device, with what to do; None when it does. Once per process."""
     n = 1000
     try:
-        a = cuda.device_array(n, np.int64)
-        probe_kernel[(n + 127) // 128, 128](a)
+        a = cuda.device_array(n, np.float64)
+        fill(a, 1.25)
         got = a.copy_to_host()
     except Exception as e:
         message = " ".join(f"{type(e).__name__}: {e}".split())
         hint = next((h for key, h in RUN_HINTS if key in message.lower()), "see the error above")
         return f"a tiny numba.cuda kernel failed ({message[:300]}); {hint}"
-    wrong = np.count_nonzero(got != 2 * np.arange(n) + 1)
+    wrong = np.count_nonzero(got != 1.25)
     return f"a tiny numba.cuda kernel ran but read back {wrong} wrong values of {n}" if wrong else None
 
 

@@ -7,7 +7,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: setup test test-gpu test-asan check list bench plots tune lint clean gpu-report gpu-inspect
+.PHONY: setup test test-gpu test-asan check list bench plots tune lint clean gpu-report gpu-inspect gpu-preflight \
+        gpu-standin
 
 setup: $(STAMP)
 
@@ -56,21 +57,27 @@ gpu-inspect: setup
 	$(PY) -m plots.model.layer
 	$(PY) -m plots.model
 
-# One GPU run in about 8 minutes, with the machine's Python as it is (no venv, no pip: a GPU machine may
-# have no package registry): make gpu-report PY=python3. GPU tests, the gpu-short preset (ceilings
-# included), the measured direct/FFT crossovers of the GPU auto variants (gpu/crossover_*.json), the plots,
-# and the model beside the measurements; versions go to plots/results/.
+# The GPU run, with a GPU machine's Python as it is (no venv, no pip, the project not installed): make gpu-report
+# PY=python3. The preflight (versions, imports, a real compile and assembly, NVRTC, test collection, tools, disk,
+# memory) stops it at once on a missing piece; then tests, ncu counters, compute-sanitizer, a reduced bench, the
+# crossover tune and the plots beside the model, each step within its own limit, in 8 minutes, into one folder with
+# a manifest (plots/gpurun/report.py; --dry-run prints the plan with its estimates).
+gpu-preflight:
+	$(PY) -m plots.gpurun.preflight
+
 gpu-report:
-	@$(PY) -c "import sys; sys.path.insert(0, '.'); from kernels._env import cuda_driver_present as p; \
-	  sys.exit(0 if p() else 'no CUDA device: make gpu-report needs an NVIDIA GPU and its driver')"
-	@mkdir -p plots/results
-	$(PY) -m plots.model.oned --versions | tee plots/results/gpu-report-versions.txt
-	$(PY) -m pytest -q -m gpu -p no:cacheprovider | tee plots/results/gpu-report-tests.txt
-	$(PY) -m plots bench --preset gpu-short
-	$(PY) -m plots.bench.tune --backend cupy
-	$(PY) -m plots.bench.tune --backend numba_cuda
-	$(PY) -m plots draw
-	$(PY) -m plots.model --measured $$(ls -t plots/results/*gpu-short.jsonl | head -1)
+	$(PY) -m plots.gpurun.report
+
+# A stand-in of the GPU machine's Python here (plots/gpurun/standin.txt, Python 3.12, no project install, no pyyaml,
+# ruff, tomli or torch), running every step of the GPU run that needs no device.
+STANDIN        ?= build/gpu-standin
+STANDIN_PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
+                    $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
+gpu-standin:
+	@test -n "$(STANDIN_PYTHON)" || { echo "gpu-standin: no Python 3.12 found (set STANDIN_PYTHON)"; exit 1; }
+	test -x $(STANDIN)/bin/python || $(STANDIN_PYTHON) -m venv $(STANDIN)
+	$(STANDIN)/bin/python -m pip install -q -r plots/gpurun/standin.txt
+	$(STANDIN)/bin/python -m plots.gpurun.report --standin --out $(STANDIN)/run
 
 # Re-measure the direct/FFT crossover that numba_cpu's `auto` variant reads (cpu/crossover.json).
 tune: setup

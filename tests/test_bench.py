@@ -57,16 +57,17 @@ def test_cpu_timer_makes_min_repeats_even_past_the_budget():
 
 
 class FakeClock:
-    """CPU stand-in for CUDA events: record() is a timestamp, flush() is counted."""
+    """CPU stand-in for CUDA events: record() is a timestamp, flush() and hold() are counted."""
 
     name = "fake"
     library = "fake"
     flush_seconds = 0.0
 
     def __init__(self):
-        self.flushes = 0
+        self.flushes, self.holds, self.log = 0, [], []
 
     def record(self):
+        self.log.append("record")
         return time.perf_counter()
 
     def elapsed(self, a, b):
@@ -77,14 +78,44 @@ class FakeClock:
 
     def flush(self):
         self.flushes += 1
+        self.log.append("flush")
+
+    def hold(self, seconds):
+        self.holds.append(seconds)
+        self.log.append("hold")
+        return True
 
 
-def test_gpu_timer_flushes_before_every_timed_call():
+def test_gpu_timer_flushes_before_every_timed_call_behind_a_hold():
     clock, calls = FakeClock(), []
-    t = timing.time_gpu(lambda: calls.append(time.sleep(0.001)), budget=0.02, min_repeats=5, clock=clock)
+    t = timing.time_gpu(lambda: calls.append(time.sleep(0.001)), budget=0.02, min_repeats=5, clock=clock,
+                        sm_clock=lambda: 1980.0)
     assert t.repeats >= 5 and t.min <= t.p20 <= t.median <= t.p80
-    assert clock.flushes == t.repeats + 1  # + the one before the estimate
-    assert len(calls) == t.repeats + 1 + 3  # warm-up + 3 estimate calls
+    assert clock.flushes == t.repeats + 1 + 3  # + the one before the estimate, + the host-time estimate's
+    assert len(calls) == t.repeats + 1 + 3 + 3 + 3  # warm-up, synchronous calls, host and GPU estimates
+    timed = clock.log[clock.log.index("hold"):]
+    assert timed[1:4] == ["flush", "record", "record"] and timed.count("flush") == t.repeats
+    assert sum(clock.holds) >= 1.5 * 0.001 * t.repeats  # each batch is held longer than the host enqueues it
+    assert t.call >= 0.001 and t.sm_clock_mhz == (1980.0, 1980.0) and t.host_bound is False
+
+
+def test_gpu_timer_says_when_the_host_fell_behind_the_hold():
+    clock, slow = FakeClock(), []
+
+    def fn():  # fast while the host time is estimated, then slower than the hold allows for
+        slow.append(None)
+        time.sleep(0.02 if len(slow) > 10 else 0.0001)
+
+    t = timing.time_gpu(fn, budget=0.001, min_repeats=5, max_repeats=5, clock=clock)
+    assert t.host_bound is True
+
+
+def test_rates_over_the_device_limit_are_rejected():
+    limits = {"gflops": 67_000.0, "gbs": 3350.0}
+    assert timing.implausible(1e-3, 1e9, 1e6, limits) is None  # 1 TFLOP/s, 1 GB/s
+    assert "GFLOP/s" in timing.implausible(1e-6, 1e9, 1e3, limits)  # 1 PFLOP/s
+    assert "GB/s" in timing.implausible(1e-6, 1e3, 1e8, limits)  # 100 TB/s
+    assert timing.implausible(1e-9, 1e9, 1e9, {}) is None  # no limits known: nothing rejected
 
 
 # --- analysis -----------------------------------------------------------------------------------------
@@ -494,15 +525,19 @@ def test_gpu_pools_are_released_only_where_imported(monkeypatch):
     assert sessions.release_gpu_pools() == [] or bl.gpu_present()
     freed = []
     pool = types.SimpleNamespace(free_all_blocks=lambda: freed.append("pool"))
+    plans = types.SimpleNamespace(clear=lambda: freed.append("plans"))
     cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(Device=lambda: types.SimpleNamespace(
-        synchronize=lambda: None)), get_default_memory_pool=lambda: pool, get_default_pinned_memory_pool=lambda: pool)
+        synchronize=lambda: None)), get_default_memory_pool=lambda: pool, get_default_pinned_memory_pool=lambda: pool,
+        fft=types.SimpleNamespace(config=types.SimpleNamespace(get_plan_cache=lambda: plans)))
     torch = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: True, synchronize=lambda: None,
-                                                             empty_cache=lambda: freed.append("torch")))
+                                                             empty_cache=lambda: freed.append("torch")),
+                                  backends=types.SimpleNamespace(cuda=types.SimpleNamespace(cufft_plan_cache=plans)))
     monkeypatch.setattr(bl, "gpu_present", lambda: True)
     monkeypatch.setitem(sys.modules, "cupy", cupy)
     monkeypatch.setitem(sys.modules, "torch", torch)
     monkeypatch.delitem(sys.modules, "numba.cuda", raising=False)
-    assert sessions.release_gpu_pools() == ["cupy", "torch"] and freed == ["pool", "pool", "torch"]
+    assert sessions.release_gpu_pools() == ["cupy", "torch"]
+    assert freed == ["plans", "pool", "pool", "plans", "torch"]  # cuFFT plans too, before the pools
     monkeypatch.delitem(sys.modules, "cupy")
     monkeypatch.delitem(sys.modules, "torch")
     assert sessions.release_gpu_pools() == []

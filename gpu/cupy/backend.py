@@ -31,7 +31,8 @@ KERNEL_MODULES = (correlate, ladder, layer, layer_gemm)
 
 
 def status() -> Status:
-    """"real GPU" (CuPy), "emulated" (gpu.emu on the CPU) or "unavailable", with the reason."""
+    """"real GPU" (CuPy, once a tiny kernel compiled, ran and read back right: `loader.mode`), "emulated" (gpu.emu
+    on the CPU) or "unavailable", with the reason."""
     kind, reason = loader.mode()
     if kind == "real GPU":
         import cupy  # optional: only on a GPU

@@ -45,9 +45,12 @@ def declared_names(code: str) -> list[str]:
 
 @functools.cache
 def mode() -> tuple[str, str]:
-    """("real GPU" | "emulated" | "unavailable", reason): how load() runs kernels here."""
+    """("real GPU" | "emulated" | "unavailable", reason): how load() runs kernels here. "real GPU" only once a
+    tiny kernel compiled, ran on the device and read back right (`run_problem`)."""
     device, gpu_reason = _cuda_device()
     if device and os.environ.get("KERNELS_EMULATE") != "1":
+        if problem := run_problem():
+            return "unavailable", f"{device}: {problem}; KERNELS_EMULATE=1 runs the CUDA C on the CPU emulator"
         return "real GPU", device
     problem = emu.toolchain_problem()
     if problem:
@@ -71,6 +74,32 @@ def _cuda_device() -> tuple[str | None, str]:
         return cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), ""
     except cupy.cuda.runtime.CUDARuntimeError as e:
         return None, "no CUDA driver" if "InsufficientDriver" in str(e) else f"no CUDA device ({e})"
+
+
+#: The kernel `run_problem` compiles (NVRTC), launches and reads back: a[i] = 2 i + 1.
+PROBE = """extern "C" __global__ void probe(long long *a, long long n) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i < n) a[i] = 2 * i + 1;
+}"""
+
+
+def run_problem() -> str | None:
+    """Why a tiny CUDA C kernel does not compile (NVRTC), launch and read back right through CuPy, with what to
+    do; None when it does."""
+    import cupy  # optional: the GPU path (mode() found a device through it)
+
+    n = 1000
+    try:
+        a = cupy.empty(n, dtype=cupy.int64)
+        cupy.RawModule(code=PROBE).get_function("probe")(((n + 127) // 128,), (128,), (a, np.int64(n)))
+        got = cupy.asnumpy(a)
+    except Exception as e:
+        message = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        hint = ("install NVRTC of CuPy's CUDA major version (pip install nvidia-cuda-nvrtc)" if "nvrtc" in
+                message.lower() else "see the error")
+        return f"a tiny CUDA C kernel failed through CuPy ({message}); {hint}"
+    wrong = np.count_nonzero(got != 2 * np.arange(n) + 1)
+    return f"a tiny CUDA C kernel ran but read back {wrong} wrong values of {n}" if wrong else None
 
 
 def load(path_or_source, name_expressions=None, options=()):

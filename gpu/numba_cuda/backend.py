@@ -32,7 +32,7 @@ from gpu import auto  # noqa: E402  (after the check above)
 from gpu.launch import NumbaCudaLaunch as Launch  # noqa: E402
 from gpu.numba_cuda import correlate, ladder, layer, layer_gemm  # noqa: E402
 from gpu.numba_cuda.common import copy, fill  # noqa: E402
-from gpu.numba_cuda.jit import config, cuda, devicearray  # noqa: E402
+from gpu.numba_cuda.jit import COMPILER, config, cuda, devicearray  # noqa: E402
 from gpu.steps import Step, register  # noqa: E402
 from kernels.backend import Backend, Status  # noqa: E402
 
@@ -56,8 +56,9 @@ def compiler_problem() -> str | None:
 
 
 def status() -> Status:
-    """"real GPU", "simulated" (numba's CUDA simulator) or "unavailable", with the reason."""
-    version = f"numba-cuda {importlib.metadata.version('numba-cuda')}"
+    """"real GPU" once a tiny kernel compiled, ran on the device and read back right (`run_problem`);
+    "simulated" (numba's CUDA simulator) or "unavailable", with the reason."""
+    version = f"{COMPILER} {importlib.metadata.version(COMPILER)}"
     if config.ENABLE_CUDASIM:
         return Status("simulated", f"numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1), {version}")
     from numba.cuda.cudadrv.driver import driver  # the real driver: not under the simulator
@@ -72,7 +73,35 @@ def status() -> Status:
     device = cuda.get_current_device()
     name = device.name.decode() if isinstance(device.name, bytes) else device.name  # bytes: older versions
     cc = ".".join(map(str, device.compute_capability))
+    if problem := run_problem():
+        return Status("unavailable", f"{name} (compute capability {cc}): {problem}")
     return Status("real GPU", f"{name} (compute capability {cc}), {version}")
+
+
+#: What to do about a failure of the tiny kernel, by a piece of its message.
+RUN_HINTS = (
+    ("version", "NVVM writes PTX newer than the linker and driver here accept: install nvidia-nvjitlink of NVVM's "
+                "release (numba-cuda links through nvJitLink when it loads), or the ptxas/driver of that release"),
+    ("row_stack", "numba-cuda under numpy >= 2.5: import the compiler through gpu.numba_cuda.jit"),
+    ("nvjitlink", "install nvidia-nvjitlink of NVVM's release (pip install 'numba-cuda[cu13]')"),
+)
+
+
+@functools.cache
+def run_problem() -> str | None:
+    """Why a tiny kernel (`common.fill_kernel`, a[i] = 1.25) does not compile, launch and read back right on the
+    current device, with what to do; None when it does. Once per process."""
+    n = 1000
+    try:
+        a = cuda.device_array(n, np.float64)
+        fill(a, 1.25)
+        got = a.copy_to_host()
+    except Exception as e:
+        message = " ".join(f"{type(e).__name__}: {e}".split())
+        hint = next((h for key, h in RUN_HINTS if key in message.lower()), "see the error above")
+        return f"a tiny numba.cuda kernel failed ({message[:300]}); {hint}"
+    wrong = np.count_nonzero(got != 1.25)
+    return f"a tiny numba.cuda kernel ran but read back {wrong} wrong values of {n}" if wrong else None
 
 
 class DeviceArrays:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import functools
 import importlib.metadata
@@ -85,6 +86,28 @@ def _gpu_info_numba() -> dict:
             "sm_count": dev.MULTIPROCESSOR_COUNT, "l2_bytes": dev.L2_CACHE_SIZE,
             "memory_bytes": cuda.current_context().get_memory_info().total,
             "driver": _cuda_version(cuda.cudadrv.driver.driver.get_version()), "via": "numba.cuda"}
+
+
+def sm_clock_mhz(device: int = 0) -> float | None:
+    """The current SM clock of CUDA device `device` in MHz, from NVML (libnvidia-ml, with the driver); None where
+    it cannot be read."""
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    handle, mhz = ctypes.c_void_p(), ctypes.c_uint(0)
+    if nvml.nvmlDeviceGetHandleByIndex_v2(device, ctypes.byref(handle)) or \
+            nvml.nvmlDeviceGetClockInfo(handle, 1, ctypes.byref(mhz)):  # 1: NVML_CLOCK_SM
+        return None
+    return float(mhz.value)
+
+
+@functools.cache
+def _nvml():
+    try:
+        lib = ctypes.CDLL("libnvidia-ml.so.1")
+        return lib if lib.nvmlInit_v2() == 0 else None
+    except (OSError, AttributeError):
+        return None
 
 
 def _cuda_version(v) -> str:

@@ -71,7 +71,9 @@ def check_and_time(base: dict, candidate: Candidate, session, check: PointCheck,
             return row(base, candidate, session.out_preallocated, "skipped",
                        f"a call took {call_s:.2g} s > max_call {preset.max_call} s", check=verdict,
                        first_call_s=first, call_s=call_s)
-        t = session.time(budget, preset.min_repeats)
+        recheck = None if check.check_args is not None else (lambda got: check.check(got, candidate.method))
+        rates = (base["flops"], base["min_bytes"], np.dtype(base["dtype"]).itemsize)
+        t = session.time(budget, preset.min_repeats, verify=recheck, rates=rates)
     except Exception as e:  # one failing candidate must not stop the sweep
         return row(base, candidate, None, "error", f"{type(e).__name__}: {e}")
     return row(base, candidate, session.out_preallocated, "ok", check=verdict, first_call_s=first,

@@ -5,8 +5,12 @@ process of `plots.bench.isolated` (torch on the CPU), so that torch's OpenMP poo
 spin on the same cores. `Sessions` hands out one per candidate and owns the child process.
 
 On a GPU the warm-up call fills the libraries' memory pools (CuPy, torch), so timed calls allocate
-from a pool; numba.cuda's deallocations are deferred while a numba_cuda kernel is timed; and
-`release_gpu_pools` frees the pools between grids. `quiet_spinning` makes idle OpenMP threads sleep.
+from a pool; numba.cuda's deallocations are deferred while a numba_cuda kernel is timed. A GPU timing
+(`timing.time_gpu`: kernel time, the call time beside it, the SM clock) is then judged: the output of the
+last timed call is checked again (`verify`), and a rate over the device's physical limit
+(`gpu_limits`) is rejected (`TimingRejected`). Then the session drops its arrays and
+`release_gpu_pools` frees the pools and cuFFT plan caches, so the next point starts from free memory.
+`quiet_spinning` makes idle OpenMP threads sleep.
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ import time
 from pathlib import Path
 
 from plots.bench import baselines as bl
-from plots.bench import timing
+from plots.bench import machine, timing
 from plots.bench.isolated import Worker
 from plots.bench.plan import Candidate
+
+
+class TimingRejected(RuntimeError):
+    """A GPU timing whose output was wrong after timing, or whose rate is over the device's limit."""
 
 
 class Session:
@@ -28,24 +36,67 @@ class Session:
 
     def __init__(self, candidate: Candidate, use_out: bool):
         self.candidate, self.use_out, self.out_preallocated = candidate, use_out, None
-        self._call = None
+        self._call = self._fetch = None
 
     def call(self, args, kwargs=None):
         self._call = None  # free the previous inputs first
-        self._call, fetch, self.out_preallocated = self.candidate.prepare(args, self.use_out, kwargs)
+        self._call, self._fetch, self.out_preallocated = self.candidate.prepare(args, self.use_out, kwargs)
         t0 = time.perf_counter()
-        got = fetch(self._call())
+        got = self._fetch(self._call())
         return got, time.perf_counter() - t0
 
-    def time(self, budget: float, min_repeats: int) -> timing.Timing:
-        if self.candidate.device == "gpu":
-            if self.candidate.family == "numba_cuda":  # no synchronising cuMemFree inside the timed calls
-                from numba import cuda  # heavy: only for numba_cuda kernels
+    def time(self, budget: float, min_repeats: int, verify=None, rates=None) -> timing.Timing:
+        """Time the last prepared call. On a GPU, `verify(result)` (a verdict dict with "ok") judges the output of
+        the last timed call, and `rates` (flops, min_bytes, itemsize) the rate: TimingRejected where either fails."""
+        if self.candidate.device != "gpu":
+            return timing.time_cpu(self._call, budget=budget, min_repeats=min_repeats, warmup=False)
+        try:
+            return self._time_gpu(budget, max(5, min_repeats), verify, rates)
+        finally:
+            self._call = self._fetch = None
+            release_gpu_pools()
 
-                with cuda.defer_cleanup():
-                    return timing.time_gpu(self._call, budget=budget, min_repeats=max(5, min_repeats))
-            return timing.time_gpu(self._call, budget=budget, min_repeats=max(5, min_repeats))
-        return timing.time_cpu(self._call, budget=budget, min_repeats=min_repeats, warmup=False)
+    def _time_gpu(self, budget, min_repeats, verify, rates) -> timing.Timing:
+        last = []
+
+        def fn():
+            last[:] = [self._call()]
+
+        with _deferred_numba_cleanup(self.candidate.family == "numba_cuda"):
+            t = timing.time_gpu(fn, budget=budget, min_repeats=min_repeats, sm_clock=machine.sm_clock_mhz)
+        if verify is not None and not (verdict := verify(self._fetch(last[0])))["ok"]:
+            raise TimingRejected(f"wrong after timing: {verdict.get('detail', verdict)}")
+        if rates is not None:
+            flops, min_bytes, itemsize = rates
+            if why := timing.implausible(t.median, flops, min_bytes, gpu_limits(itemsize)):
+                raise TimingRejected(why)
+        return t
+
+
+def gpu_limits(itemsize: int) -> dict:
+    """{"gflops", "gbs"}: the physical limits of CUDA device 0 for a dtype of `itemsize` bytes, the highest
+    datasheet figures of the model's devices its name matches (an "H100" by the SXM part's); {} without a
+    device or a match (nothing is then rejected)."""
+    from plots.draw.model import measured_on  # heavy: matplotlib, only when a GPU is timed
+    from plots.model.devices import DEVICES  # the model's device table
+
+    gpu = machine.gpu_info()
+    matched = [d for slug, d in DEVICES.items() if gpu and measured_on(gpu, slug)]
+    if not matched:
+        return {}
+    return {"gflops": max(d.peak_gflops(itemsize) for d in matched), "gbs": max(d.hbm_gbs for d in matched)}
+
+
+@contextlib.contextmanager
+def _deferred_numba_cleanup(numba_kernel: bool):
+    """numba.cuda's deallocations deferred (no synchronising cuMemFree inside the timed calls) for its kernels."""
+    if not numba_kernel:
+        yield
+        return
+    from numba import cuda  # heavy: only for numba_cuda kernels
+
+    with cuda.defer_cleanup():
+        yield
 
 
 class IsolatedSession:
@@ -59,7 +110,7 @@ class IsolatedSession:
     def call(self, args, kwargs=None):
         return self.worker.call(self.candidate.label, self.candidate.op, (*args, *(kwargs or {}).values()))
 
-    def time(self, budget: float, min_repeats: int) -> timing.Timing:
+    def time(self, budget: float, min_repeats: int, verify=None, rates=None) -> timing.Timing:
         return timing.Timing(**self.worker.time(budget, min_repeats))
 
 
@@ -86,8 +137,9 @@ class Sessions:
 
 def release_gpu_pools() -> list[str]:
     """Free the device memory cached by the GPU libraries this process has imported: numba.cuda's
-    pending deallocations, CuPy's device and pinned pools, torch's caching allocator. Called between
-    grids so that one grid's arrays do not crowd the next; libraries not imported (or, for torch and
+    pending deallocations, CuPy's device and pinned pools and cuFFT plan cache, torch's caching allocator and
+    cuFFT plan cache. Called after every GPU timing and between grids, so that one point's arrays and plans do
+    not crowd the next; libraries not imported (or, for torch and
     numba.cuda, not initialised) are left alone, and a failure to release only costs memory. Returns
     the libraries released."""
     if not bl.gpu_present():
@@ -97,12 +149,14 @@ def release_gpu_pools() -> list[str]:
     if cupy is not None:
         with _ignored_failure():
             cupy.cuda.Device().synchronize()
+            cupy.fft.config.get_plan_cache().clear()  # cuFFT plans hold 6-13 GB at n = 1e8
             cupy.get_default_memory_pool().free_all_blocks()
             cupy.get_default_pinned_memory_pool().free_all_blocks()
             done.append("cupy")
     if torch is not None and torch.cuda.is_initialized():
         with _ignored_failure():
             torch.cuda.synchronize()
+            torch.backends.cuda.cufft_plan_cache.clear()
             torch.cuda.empty_cache()
             done.append("torch")
     if "numba.cuda" in sys.modules:

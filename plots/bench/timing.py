@@ -7,13 +7,17 @@ CPU (`time_cpu`): one warm-up call first (it absorbs JIT compilation and first-t
 then ``time.perf_counter`` around each call, repeated until a time budget is spent (and at least
 `min_repeats` times), with the garbage collector off.
 
-GPU (`time_gpu`): warm-up, then CUDA events recorded around each call on the default stream, with
-the L2 cache flushed before every call by a memset of a buffer of max(2 x L2, 256 MiB), so that no
-call finds its inputs cached by the previous one (llm.c, Triton's ``do_bench``). Everything is
-enqueued and the events are read after one synchronisation at the end: while the GPU runs the flush,
-the host prepares the next call, so its launch overhead is not counted.
-The events come from CuPy when it is installed, else from numba.cuda. Without the flush
-(``flush_l2=False``) the library timer ``cupyx.profiler.benchmark`` is used, where CuPy is present.
+GPU (`time_gpu`): kernel time, not call time. After a warm-up, a batch of calls (arguments bound
+beforehand) is enqueued behind a kernel that holds the GPU busy for longer than the host takes to
+enqueue the whole batch (`GpuClock.hold`), so the GPU never waits for Python between two events: each
+sample is [flush L2] -> event -> the call's kernels -> event, with the L2 cache flushed by a memset of
+max(2 x L2, 256 MiB) so that no call finds its inputs cached by the previous one (llm.c, Triton's
+``do_bench``, nvbench's blocking kernel). The events are read after one synchronisation. Where the
+host did take longer than the hold (`Timing.host_bound`), the samples may include launch gaps. The
+call time (a synchronous call, Python included) is measured separately (`Timing.call`), and the SM clock
+is read before and after (`Timing.sm_clock_mhz`, from NVML). `implausible` rejects a rate above the
+device's physical limit. The events come from CuPy when it is installed, else from numba.cuda (which has
+no hold kernel: host_bound is then None).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import gc
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -42,6 +46,9 @@ class Timing:
     repeats: int  # timed calls (warm-up excluded)
     total: float  # seconds spent in timed calls
     clock: str  # what measured them: "perf_counter", "cuda events (cupy)", ...
+    call: float | None = None  # GPU: seconds of one synchronous call, Python and launches included (median)
+    host_bound: bool | None = None  # GPU: the host took longer to enqueue than the hold: launch gaps possible
+    sm_clock_mhz: tuple | None = None  # GPU: the SM clock before and after the samples (NVML), where readable
 
     @classmethod
     def from_samples(cls, samples, clock: str) -> Timing:
@@ -54,6 +61,17 @@ class Timing:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def implausible(seconds: float, flops: float, min_bytes: float, limits: dict) -> str | None:
+    """Why a time is impossible on the device of `limits` ({"gflops": peak FLOP/s / 1e9, "gbs": DRAM bytes/s /
+    1e9}, either may be missing), or None: the rate it implies is over the limit by more than 10%."""
+    for what, amount, unit in (("gflops", flops, "GFLOP/s"), ("gbs", min_bytes, "GB/s")):
+        limit = limits.get(what)
+        if limit and seconds > 0 and amount / seconds / 1e9 > 1.1 * limit:
+            return (f"{amount / seconds / 1e9:.4g} {unit} in {seconds:.3g} s is over the device's limit of "
+                    f"{limit:.4g} {unit}: a wrong timer or result, not a fast kernel")
+    return None
 
 
 # --- CPU -----------------------------------------------------------------------------------------
@@ -140,7 +158,7 @@ class GpuClock:
                 library = "numba"
         self.library = library
         self.name = f"cuda events ({library})"
-        self._flush_buf = None
+        self._flush_buf = self._hold = None
         if library == "cupy":
             import cupy  # optional: only on a GPU
 
@@ -154,6 +172,23 @@ class GpuClock:
             self.l2_bytes = int(cuda.get_current_device().L2_CACHE_SIZE)
         else:
             raise ValueError(f"library: expected 'cupy' or 'numba', got {library!r}")
+
+    #: Holds the GPU for `ns` nanoseconds of its global timer (sleeping between reads).
+    HOLD = r"""extern "C" __global__ void hold(unsigned long long ns) {
+        unsigned long long t0, t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+        do { __nanosleep(1000); asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); } while (t - t0 < ns);
+    }"""
+
+    def hold(self, seconds: float) -> bool:
+        """Enqueue a kernel that keeps the GPU busy for `seconds`, so that the host can enqueue what follows
+        before the GPU reaches it; False where there is none (the numba clock)."""
+        if self.library != "cupy":
+            return False
+        if self._hold is None:
+            self._hold = self._cp.RawKernel(self.HOLD, "hold")
+        self._hold((1,), (1,), (np.uint64(int(seconds * 1e9)),))
+        return True
 
     def record(self):
         if self.library == "cupy":
@@ -207,36 +242,62 @@ def default_clock() -> GpuClock:
 
 
 def time_gpu(fn: Callable[[], object], *, budget: float = 0.1, min_repeats: int = 5,
-             max_repeats: int = 2_000, flush_l2: bool = True, clock: GpuClock | None = None) -> Timing:
-    """Time `fn()` (which launches work on the default stream) with CUDA events.
+             max_repeats: int = 2_000, flush_l2: bool = True, clock: GpuClock | None = None,
+             sm_clock: Callable[[], float | None] = lambda: None) -> Timing:
+    """Kernel time of `fn()` (which launches work on the default stream, its arguments bound) by CUDA events.
 
-    One warm-up call, then an estimate from 3 calls sets the number of repeats that fits `budget`
-    seconds of GPU time (flushes included); each repeat is [flush L2] -> event -> fn() -> event, all
-    enqueued, and the events are read after one synchronisation.
+    One warm-up call; the call time from 3 synchronous calls; an estimate from 3 event-timed calls sets the
+    number of repeats that fits `budget` seconds of GPU time (flushes included). The repeats go in batches,
+    each behind a hold of 1.5 x the host's enqueue time of the batch (`GpuClock.hold`), each repeat
+    [flush L2] -> event -> fn() -> event; the events are read after one synchronisation. `sm_clock()` is read
+    before and after (None where unknown).
     """
-    benchmark = None  # the library timer, used when there is no flush to interleave
-    if not flush_l2 and (clock is None or clock.library == "cupy"):
-        try:
-            from cupyx.profiler import benchmark  # optional: CuPy, only on a GPU
-        except ImportError:
-            pass
     clock = clock or default_clock()
     fn()  # warm-up
     clock.synchronize()
+    calls = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn()
+        clock.synchronize()
+        calls.append(time.perf_counter() - t0)
+    host = _host_seconds(fn, clock)
     est = _estimate_gpu(fn, clock, flush=flush_l2)
     n = _repeats_for(budget, est + (clock.flush_seconds if flush_l2 else 0.0), min_repeats, max_repeats)
-    if benchmark is not None:
-        result = benchmark(fn, n_repeat=n, n_warmup=0)
-        return Timing.from_samples(result.gpu_times[0], "cupyx.profiler.benchmark")
-    pairs = []
-    for _ in range(n):
-        if flush_l2:
-            clock.flush()
-        start = clock.record()
+    before = sm_clock()
+    samples, host_bound = [], None
+    per_batch = max(1, min(200, int(0.5 / max(host, 1e-6))))  # <= 0.5 s of host time, within the launch queue
+    for first in range(0, n, per_batch):
+        count = min(per_batch, n - first)
+        clock.synchronize()
+        held = clock.hold(1.5 * host * count + 1e-3)
+        t0, pairs = time.perf_counter(), []
+        for _ in range(count):
+            if flush_l2:
+                clock.flush()
+            start = clock.record()
+            fn()
+            pairs.append((start, clock.record()))
+        enqueue = time.perf_counter() - t0
+        clock.synchronize()
+        if held:
+            host_bound = bool(host_bound) or enqueue > 1.5 * host * count + 1e-3
+        samples += [clock.elapsed(a, b) for a, b in pairs]
+    return replace(Timing.from_samples(samples, clock.name + (", held" if host_bound is not None else "")),
+                   call=float(np.median(calls)), host_bound=host_bound, sm_clock_mhz=(before, sm_clock()))
+
+
+def _host_seconds(fn, clock: GpuClock, calls: int = 3) -> float:
+    """Seconds the host takes to enqueue one call of `fn` (flush and events included), not waiting for the GPU."""
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        clock.flush()
+        clock.record()
         fn()
-        pairs.append((start, clock.record()))
+        clock.record()
+    host = (time.perf_counter() - t0) / calls
     clock.synchronize()
-    return Timing.from_samples([clock.elapsed(a, b) for a, b in pairs], clock.name)
+    return host
 
 
 def _estimate_gpu(fn, clock: GpuClock, flush: bool, calls: int = 3) -> float:

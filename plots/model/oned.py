@@ -273,6 +273,7 @@ def versions() -> dict:
             out[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             out[package] = "not installed"
+    out.update(resources.versions_of_tools())  # NVVM, nvJitLink, NVRTC, ptxas, the driver
     if smi := shutil.which("nvidia-smi"):
         q = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
                            capture_output=True, text=True)

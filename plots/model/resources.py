@@ -63,7 +63,16 @@ class DeviceStandIn:
 
 
 def stand_in_device(cc: tuple):
-    """Make numba-cuda's dispatcher see a `DeviceStandIn` of compute capability `cc` as the current device."""
+    """Make the compiler see a device of compute capability `cc`: numba-cuda's dispatcher gets a `DeviceStandIn`
+    as the current device; numba-cuda-mlir, which asks the driver for the device's compute capability even when
+    `cc` is given, gets `cc` as the one it caches."""
+    from gpu.numba_cuda import jit  # heavy: numba.cuda, in the compile child (simulator off)
+
+    if jit.COMPILER == "numba-cuda-mlir":
+        from numba_cuda_mlir import tools  # the optional `mlir` extra
+
+        tools._cached_cc = tuple(cc)
+        return
     from numba.cuda import dispatcher  # heavy: numba.cuda, in the compile child (simulator off)
 
     dispatcher.get_current_device = lambda: DeviceStandIn(tuple(cc))
@@ -72,7 +81,10 @@ def stand_in_device(cc: tuple):
 # --- the toolchain ------------------------------------------------------------------------------------------
 
 def find_tool(name: str) -> str | None:
-    """Path of a CUDA binary utility (ptxas, nvdisasm, cuobjdump): the pip wheels first, then PATH/CUDA_HOME."""
+    """Path of a CUDA binary utility (ptxas, nvdisasm, cuobjdump): the pip wheels first, then CUDA_HOME, PATH and
+    /usr/local/cuda/bin; $KERNELS_<NAME> (KERNELS_PTXAS=/path/to/ptxas) chooses one, or none where it does not exist."""
+    if (chosen := os.environ.get(f"KERNELS_{name.upper()}")) is not None:
+        return chosen if Path(chosen).is_file() else None
     try:
         from cuda.pathfinder import find_nvidia_binary_utility  # optional: the `gpu` extra
 
@@ -84,7 +96,7 @@ def find_tool(name: str) -> str | None:
     home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
     if home and (Path(home) / "bin" / name).exists():
         return str(Path(home) / "bin" / name)
-    return shutil.which(name)
+    return shutil.which(name) or shutil.which(name, path="/usr/local/cuda/bin")
 
 
 def nvvm_problem() -> str | None:
@@ -113,8 +125,22 @@ def toolchain_problem() -> str | None:
     return nvvm_problem()
 
 
-def ptxas(ptx: str, arch: int, options=()) -> tuple[str, bytes]:
-    """(the `ptxas -v` log, the cubin) of PTX text assembled for sm_`arch`."""
+class PtxVersionError(RuntimeError):
+    """The PTX is newer than every assembler here accepts: NVVM is newer than ptxas, and no nvJitLink as new."""
+
+
+_PTX_VERSION = re.compile(r"^\s*\.version\s+(\d+\.\d+)", re.M)
+_UNSUPPORTED = re.compile(r"Unsupported \.version (\d+\.\d+); current version is '(\d+\.\d+)'")
+
+
+def ptx_version(ptx: str) -> str | None:
+    """The PTX ISA version a PTX text declares (`.version 9.5` -> "9.5")."""
+    m = _PTX_VERSION.search(ptx)
+    return m[1] if m else None
+
+
+def ptxas_only(ptx: str, arch: int, options=()) -> tuple[str, bytes]:
+    """(the `ptxas -v` log, the cubin) from find_tool's ptxas; RuntimeError with its messages."""
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp, "k.ptx"), Path(tmp, "k.cubin")
         src.write_text(ptx)
@@ -123,6 +149,120 @@ def ptxas(ptx: str, arch: int, options=()) -> tuple[str, bytes]:
         if run.returncode:
             raise RuntimeError(f"ptxas failed (sm_{arch}):\n{run.stderr}")
         return run.stderr + run.stdout, out.read_bytes()
+
+
+def ptxas(ptx: str, arch: int, options=()) -> tuple[str, bytes]:
+    """(the `ptxas -v` log, the cubin) of PTX text assembled for sm_`arch`: by ptxas, or by nvJitLink (which
+    runs the ptxas of its own release) where ptxas is older than the PTX; PtxVersionError, naming both
+    versions, where neither takes it."""
+    try:
+        return ptxas_only(ptx, arch, options)
+    except RuntimeError as e:
+        if not (old := _UNSUPPORTED.search(str(e))):
+            raise
+    try:
+        return nvjitlink_assemble(ptx, arch, options)
+    except ImportError as e:
+        raise PtxVersionError(
+            f"PTX .version {old[1]} (NVVM {versions_of_tools()['NVVM'].split()[0]}) is newer than "
+            f"ptxas {versions_of_tools()['ptxas']} accepts (.version {old[2]}), "
+            f"and nvJitLink cannot assemble it ({e}): install the ptxas of NVVM's release (pip install "
+            "'nvidia-cuda-nvcc==<NVVM release>.*', or set KERNELS_PTXAS) or nvidia-nvjitlink of that release") from None
+
+
+def nvjitlink_assemble(ptx: str, arch: int, options=()) -> tuple[str, bytes]:
+    """(ptxas log, cubin) of PTX assembled by nvJitLink (cuda-bindings + nvidia-nvjitlink), with `-Xptxas=-v`;
+    ImportError when nvJitLink is missing or older than the PTX."""
+    try:
+        from cuda.bindings import nvjitlink  # optional: the `gpu` extra
+    except ImportError as e:
+        raise ImportError(f"cuda.bindings.nvjitlink not importable: {e}") from None
+    opts = [f"-arch=sm_{arch}", "-Xptxas=-v", *(f"-Xptxas={o}" for o in options)]
+    try:
+        handle = nvjitlink.create(len(opts), opts)
+    except Exception as e:  # libnvJitLink not found
+        raise ImportError(f"nvJitLink not loadable: {e}") from None
+    try:
+        data = ptx.encode()
+        try:
+            nvjitlink.add_data(handle, nvjitlink.InputType.PTX, data, len(data), "k.ptx")
+            nvjitlink.complete(handle)
+        except nvjitlink.nvJitLinkError as e:
+            raise ImportError(f"nvJitLink {'.'.join(map(str, nvjitlink.version()))} rejects it ({e}): "
+                              f"{_nvjitlink_log(nvjitlink, handle, 'error')[:300]}") from None
+        cubin = bytearray(nvjitlink.get_linked_cubin_size(handle))
+        nvjitlink.get_linked_cubin(handle, cubin)
+        return _nvjitlink_log(nvjitlink, handle, "info"), bytes(cubin)
+    finally:
+        nvjitlink.destroy(handle)
+
+
+def _nvjitlink_log(nvjitlink, handle, which: str) -> str:
+    size = getattr(nvjitlink, f"get_{which}_log_size")(handle)
+    buf = bytearray(size)
+    getattr(nvjitlink, f"get_{which}_log")(handle, buf)
+    return buf.rstrip(b"\0").decode(errors="replace")
+
+
+@functools.cache
+def versions_of_tools() -> dict:
+    """The releases of the CUDA compilers found here ("not found" where missing): NVVM (what numba-cuda loads),
+    nvJitLink, NVRTC, ptxas (find_tool's) and the driver's CUDA version (where a driver loads)."""
+    out = {"NVVM": nvvm_release()}
+    for name, get in (("nvJitLink", _nvjitlink_version), ("NVRTC", _nvrtc_version), ("driver", _driver_version)):
+        try:
+            out[name] = get()
+        except Exception as e:  # not installed or not loadable
+            out[name] = f"not found ({type(e).__name__})"
+    tool = find_tool("ptxas")
+    release = re.search(r"release (\d+\.\d+)", subprocess.run([tool, "--version"], capture_output=True,
+                                                               text=True).stdout) if tool else None
+    out["ptxas"] = f"{release[1]} ({tool})" if release else "not found"
+    return out
+
+
+#: Compiles an empty kernel with the simulator off and prints the PTX header's release and .version, and libnvvm.
+_NVVM_PROBE = """
+from gpu.numba_cuda.jit import cuda, types
+ptx, _ = cuda.compile_ptx(lambda a: None, (types.float32[::1],), cc=(8, 0))
+from cuda.pathfinder import load_nvidia_dynamic_lib
+release = ptx.split("release ", 1)[1].split(",", 1)[0] if "release " in ptx else "?"
+version = ptx.split(".version ", 1)[1].split()[0]
+print(f"{release} (PTX .version {version}, {load_nvidia_dynamic_lib('nvvm').abs_path})")
+"""
+
+
+def nvvm_release() -> str:
+    """NVVM's CUDA release as numba.cuda compiles with it, the PTX version it writes and the library's path, from
+    an empty kernel compiled in a child process; "not found (...)" with the last error line otherwise."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0",
+           "PYTHONPATH": os.pathsep.join([str(child.ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    run = subprocess.run([sys.executable, "-c", _NVVM_PROBE], env=env, capture_output=True, text=True)
+    if run.returncode:
+        return f"not found ({(run.stderr.strip().splitlines() or ['?'])[-1][:200]})"
+    return run.stdout.strip()
+
+
+def _nvjitlink_version() -> str:
+    from cuda.bindings import nvjitlink  # optional: the `gpu` extra
+
+    return ".".join(map(str, nvjitlink.version()))
+
+
+def _nvrtc_version() -> str:
+    from cuda.bindings import nvrtc  # optional: the `gpu` extra
+
+    _, major, minor = nvrtc.nvrtcVersion()
+    return f"{major}.{minor}"
+
+
+def _driver_version() -> str:
+    from cuda.bindings import driver  # optional: the `gpu` extra
+
+    err, version = driver.cuDriverGetVersion()
+    if err != driver.CUresult.CUDA_SUCCESS:
+        return f"none ({err.name})"
+    return f"{version // 1000}.{version % 1000 // 10}"
 
 
 def sass(cubin: bytes) -> str:
@@ -202,17 +342,20 @@ def kernel_ptx(dispatcher, argtypes, archs) -> dict:
 
     numba-cuda's pipeline (typing, lowering to LLVM IR) runs once, at the highest architecture; NVVM
     then generates PTX for each (`CUDACodeLibrary.get_asm_strs(cc=...)`), as `numba.cuda.compile_ptx`
-    does for one. Falls back to one `compile_ptx` per architecture if that internal API moved."""
-    from numba import cuda  # heavy: in the compile child, after the simulator is switched off
+    does for one. numba-cuda-mlir (gpu/numba_cuda/jit.py), or an internal API that moved: one `compile_ptx` per
+    architecture."""
+    from gpu.numba_cuda.jit import COMPILER, cuda  # heavy: in the compile child, after the simulator is off
 
     opts = dispatcher.targetoptions
     kw = {"fastmath": bool(opts.get("fastmath")), "launch_bounds": opts.get("launch_bounds")}
     ccs = {arch: (arch // 10, arch % 10) for arch in archs}
     stand_in_device(ccs[max(archs)])
-    try:
-        from numba.cuda.compiler import _compile_pyfunc_with_fixup  # heavy, and internal: may have moved
-    except ImportError:
-        _compile_pyfunc_with_fixup = None
+    _compile_pyfunc_with_fixup = None
+    if COMPILER == "numba-cuda":
+        try:
+            from numba.cuda.compiler import _compile_pyfunc_with_fixup  # heavy, and internal: may have moved
+        except ImportError:
+            pass
     if _compile_pyfunc_with_fixup is None:
         out = {}
         for arch, cc in ccs.items():
@@ -364,7 +507,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # compile here (simulator off)
     ap.add_argument("--sass", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--default", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--default", action="store_true", help="only the kernels of the backends' default launches")
+    ap.add_argument("--warn", action="store_true", help="report failed checks as warnings, exit status 0")
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--kernels", help=argparse.SUPPRESS)  # compile these (JSON [[name, dtype], ...]) here
     args = ap.parse_args(argv)
@@ -377,12 +521,12 @@ def main(argv=None) -> int:
     if problem := toolchain_problem():
         print(f"plots.model.resources: {problem}", file=sys.stderr)
         return 2
-    rows = run(args.arch, cache=not args.no_cache)
+    rows = run(args.arch, cache=not args.no_cache, only_default=args.default)
     print(json.dumps(rows, indent=1) if args.json else table(rows))
     bad = failures(rows)
     for line in bad:
-        print(line, file=sys.stderr)
-    return int(bool(bad))
+        print(f"{'warning: ' if args.warn else ''}{line}", file=sys.stderr)
+    return int(bool(bad) and not args.warn)
 
 
 if __name__ == "__main__":

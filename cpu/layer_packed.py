@@ -29,12 +29,12 @@ fixed thread count the results repeat to the bit. Zero padding multiplies like r
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from cpu.layer_gemm import _folded, _taps, fold_grad, gemm, unfold_input_grad, unfold_output, workspace
 
 #: Bytes of one panel: it and the product's tile of y stay in a core's L2 while BLAS runs over them.
-PANEL_BYTES = 1 << 19
+PANEL_BYTES = 1 << 21
 #: Columns of a tile: at least this many (a narrower product runs below the matmul's speed), a multiple of it.
 MIN_COLUMNS = 64
 #: Elements added to the row pitch of y' and dx' when it is a multiple of 4 KiB: a tile's rows then fall on
@@ -54,22 +54,22 @@ def tile_columns(rows: int, itemsize: int, total: int) -> int:
     return min(cols, total)
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def pack_input(xf, c0, Cg, K, qs, offsets, u0, width, P):
     """P[c*K + t, v] = xf[qs[t], c0 + c, u0 + v + offsets[t]] for c < Cg, t < K, v < width."""
-    for c in range(Cg):
+    for c in prange(Cg):
         for t in range(K):
             src = xf[qs[t], c0 + c]
             start = u0 + offsets[t]
             P[c * K + t, :width] = src[start:start + width]
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def pack_grad(gf, o0, Og, offsets, Lq, u0, width, Q):
     """Q[co*T + j, v] = gf[o0 + co, u - offsets[j]] for u = u0 + v, where that column stays in u's sample
     (0 <= (u mod Lq) - offsets[j]), else 0; T = len(offsets)."""
     T = offsets.shape[0]
-    for co in range(Og):
+    for co in prange(Og):
         src = gf[o0 + co]
         for j in range(T):
             row = Q[co * T + j]

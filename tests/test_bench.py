@@ -327,13 +327,16 @@ def test_plots_modules_import_one_way_without_cycles():
         assert not any(i.startswith("plots") for i in _project_imports(path, name)), name
 
 
-def test_a_call_slower_than_max_call_is_recorded_as_skipped(tmp_path):
+def test_a_call_slower_than_max_call_is_timed_once_and_marked(tmp_path):
+    """Measured over max_call: timed with one repeat and marked, not dropped; the next point, estimated over
+    it from this one, is skipped without a call."""
     preset = dataclasses.replace(TINY, max_call=1e-12, grids=(
         Grid("cpu", "float32", (64, 300), (3,), ops=("conv1d",), include=("numpy.correlate",)),))
     run = results.load(runner.run(preset, directory=tmp_path, progress=False, spin=True, log=io.StringIO()))
     assert [r["n"] for r in run.rows] == [64, 300]
     first, second = run.rows
-    assert first["status"] == "skipped" and first["reason"].startswith("a call took") and first["check"]["ok"]
+    assert first["status"] == "ok" and first["over_max_call"] and first["timing"]["repeats"] == 1, first
+    assert first["reason"].startswith("timed once: a call took") and first["check"]["ok"]
     assert second["status"] == "skipped" and second["reason"].startswith("estimated")  # from the first
 
 

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from kernels import registry
 from plots.bench import baselines as bl
 from plots.bench import timing
 from plots.bench.isolated import Worker
@@ -28,14 +29,31 @@ class Session:
 
     def __init__(self, candidate: Candidate, use_out: bool):
         self.candidate, self.use_out, self.out_preallocated = candidate, use_out, None
-        self._call = None
+        self._call = self._written = None
 
     def call(self, args, kwargs=None):
-        self._call = None  # free the previous inputs first
+        self._call = self._written = None  # free the previous inputs first
         self._call, fetch, self.out_preallocated = self.candidate.prepare(args, self.use_out, kwargs)
         t0 = time.perf_counter()
-        got = fetch(self._call())
-        return got, time.perf_counter() - t0
+        result = self._call()
+        got = fetch(result)
+        elapsed = time.perf_counter() - t0
+        if self.out_preallocated:  # every later call writes the same arrays
+            self._written = (result, fetch)
+        return got, elapsed
+
+    def poison_outputs(self):
+        """Fill the preallocated outputs with NaN, so that what the next calls leave unwritten shows."""
+        if self._written is not None:
+            fill = registry.backend(self.candidate.backend).arrays.fill_nan
+            result = self._written[0]
+            for o in (result if isinstance(result, tuple) else (result,)):
+                fill(o)
+
+    def timed_outputs(self):
+        """What the calls since `call` wrote into the preallocated outputs (after `time`: the last timed
+        call's results, as NumPy arrays), or None when each call allocates its own."""
+        return self._written[1](self._written[0]) if self._written is not None else None
 
     def time(self, budget: float, min_repeats: int) -> timing.Timing:
         if self.candidate.device == "gpu":

@@ -373,8 +373,6 @@ def plan(declared, subjects, spec: dict) -> list[tuple]:
         todo = cases.cases(d.op, s.state)
         if wanted:
             todo = [c for c in todo if str(c) in wanted]
-        if spec.get("sizes") == "one":
-            todo = [c for c in todo if not c.flip and c.blocks is None][-4:-2] or todo[:2]
         calls += [(len(calls) + j, s, c, m) for j, (c, m) in enumerate((c, m) for c in todo for m in s.modes())]
     return calls
 
@@ -404,9 +402,8 @@ def child_main(argv=None):
         channel.send(declared=[{"name": str(d), "state": subjects[d].state, "resources": _resources(subjects[d])}
                                for d in declared])
         channel.send(plan=[{"declared": str(s.d), "case": str(c), "mode": m} for _, s, c, m in calls])
-    skip = set(spec.get("skip") or ())
     for i, subject, case, mode in calls:
-        if i < spec["start"] or i in skip:
+        if i < spec["start"]:
             continue
         channel.send(begin=i, limit=spec["limit"])
         try:
@@ -441,14 +438,13 @@ class Report:
 
 
 def check_file(path, *, ops=None, variants=None, backends=None, case_labels=None, seed=None,
-               limit: float = DEFAULT_LIMIT, sizes: str = "matrix", env=None, progress=None) -> Report:
+               limit: float = DEFAULT_LIMIT, env=None) -> Report:
     """Check the kernels FILE declares, each call in a watched child process (`kernels.isolate`).
 
-    ValueError (the file's own message) when it does not load or the filters select nothing;
-    `progress(result)` is called as each case ends."""
+    ValueError (the file's own message) when it does not load or the filters select nothing."""
     seed = secrets.randbits(32) if seed is None else seed
     spec = dict(file=str(Path(path).resolve()), ops=ops, variants=variants, backends=backends,
-                cases=case_labels, seed=seed, limit=limit, sizes=sizes, skip=[])
+                cases=case_labels, seed=seed, limit=limit)
     env = dict(env if env is not None else os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     report, state = Report(seed=seed), isolate.Watch()
@@ -478,10 +474,8 @@ def check_file(path, *, ops=None, variants=None, backends=None, case_labels=None
                 fields = {k: v for k, v in outcome.end.items() if k in CaseResult.__dataclass_fields__}
                 r = CaseResult(c["declared"], c["case"], c["mode"], **fields)
             else:
-                r.kind, r.error = _failure(outcome, env)
+                r.kind, r.error = _failure(outcome)
             ended[outcome.index] = r
-            if progress:
-                progress(r)
     except isolate.Fatal as e:
         raise ValueError(str(e)) from None
     report.declared = next((m["declared"] for m in state.info if "declared" in m), [])
@@ -493,7 +487,7 @@ def check_file(path, *, ops=None, variants=None, backends=None, case_labels=None
     return report
 
 
-def _failure(outcome: isolate.Outcome, env) -> tuple[str, str]:
+def _failure(outcome: isolate.Outcome) -> tuple[str, str]:
     """(kind, message) of a call the child did not survive."""
     tail = outcome.output
     asan = next((line for line in tail.splitlines() if "ERROR: AddressSanitizer" in line), "")

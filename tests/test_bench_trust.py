@@ -47,17 +47,21 @@ def _args(*argv):
 @pytest.mark.parametrize("fixture, reason", [
     ("numba_lazy.py", "the second call, on other inputs, is wrong"),
     ("numba_lazy_later.py", "the outputs of the timed calls are wrong"),
+    ("numba_mutates_inputs.py", "the kernel wrote its input x"),
 ])
-def test_a_kernel_that_caches_its_answer_fails_bench_file(fixture, reason, tmp_path):
-    """Right when checked, wrong when timed: bench FILE records it wrong, draws it nowhere and exits 1."""
+def test_a_kernel_that_caches_its_answer_or_writes_its_inputs_fails_bench_file(fixture, reason, tmp_path):
+    """Right when checked, wrong when timed (or writing its inputs): bench FILE records it wrong, draws it
+    nowhere, leaves the others right, and exits 1."""
     done = bench(PLANTED / fixture, "--n", 1000, "--k", 3, "--budget", 0.01, "--no-progress", "--include",
-                 "numba_cpu:lazy*", "--results-dir", tmp_path / "out")
+                 "numba_cpu:[lm]*", "--include", "numpy.correlate", "--results-dir", tmp_path / "out")
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
     assert reason in done.stderr and "was wrong" in done.stderr, done.stderr[-3000:]
     (rows_file,) = (tmp_path / "out").glob("*/*.jsonl")
     rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
-    mine_rows = [r for r in rows if r.get("impl", "").startswith("numba_cpu:lazy")]
+    mine_rows = [r for r in rows if r.get("impl", "").startswith("numba_cpu:")]
     assert mine_rows and all(r["status"] == "wrong" for r in mine_rows), mine_rows
+    others = [r for r in rows if r.get("impl") == "numpy.correlate"]
+    assert others and all(r["status"] == "ok" for r in others), others
 
 
 def test_timed_inputs_double_every_output_of_every_op():
@@ -132,14 +136,10 @@ def test_a_rate_above_the_runs_ceilings_is_marked_impossible_and_never_fastest(m
 
 # --- bench FILE: flags ------------------------------------------------------------------------------
 
-def _declared(name="numba_write_past_end.py"):
-    return playground.load_file(PLANTED / name)
-
-
 def test_every_flag_applies_to_a_file():
     from plots.bench import cli
 
-    declared = _declared()
+    declared = [playground.Declared("numba_cpu", "conv1d", "naive")]  # as a file declaring it would
     preset, _ = cli.file_preset(_args(PLANTED / "x.py", "--dtype", "float64", "--n", 500, "--k", 7, "--budget",
                                       0.02, "--max-call", 0.3, "--exclude", "scipy.*", "--include", "numba_cpu:*"),
                                 declared)

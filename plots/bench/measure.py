@@ -12,7 +12,9 @@ row every outcome is written as:
 
     ok          checked, timed, checked again; `over_max_call` when one call took longer than the preset's
                 max_call: then it is timed once (a single repeat), not dropped
-    wrong       a checked call was off: the warm-up, the first call on the timed inputs, or the timed calls
+    wrong       a checked call was off: the warm-up, the first call on the timed inputs, or the timed calls;
+                or a call wrote one of its inputs (restored, so that the reference and the other
+                candidates see the point's own values)
     impossible  right, but faster than this run's own ceilings allow (`Ceilings`): its time is kept and it
                 is left out of every comparison (only "ok" rows are plotted and ranked)
     skipped     by the runner, before any call (an estimate over max_call, a point too large for memory)
@@ -84,6 +86,19 @@ class PointCheck:
         self._ref = compare.Reference(op, self.check_args or args, kwargs)  # computed on first check
         self.timed_args = scaled_args(op, args)
         self._timed_ref = None
+        names = parameter_names(op)
+        self._saved = [(name, a, a.copy()) for every in (args, self.timed_args, self.check_args or ())
+                       for name, a in zip(names, every) if isinstance(a, np.ndarray)]
+
+    def written_input(self) -> str:
+        """The name of an input array a call wrote ("" when none did); every input is restored either way,
+        so that the reference and the next candidates see the point's own values."""
+        written = ""
+        for name, a, saved in self._saved:
+            if not np.array_equal(a, saved, equal_nan=True):
+                written = written or name
+                np.copyto(a, saved)
+        return written
 
     def check(self, got, method: str) -> dict:
         return self._ref.check(got, method).as_dict()
@@ -167,11 +182,18 @@ def check_and_time(base: dict, candidate: Candidate, session, check: PointCheck,
     try:
         if check.check_args is not None:
             verdict = check.check(session.call(check.check_args, check.kwargs)[0], candidate.method)
+            written = check.written_input()
+            if written:
+                verdict = {"ok": False, "detail": f"the kernel wrote its input {written} (restored for the others)"}
             if not verdict["ok"]:
                 return row(base, candidate, session.out_preallocated, "wrong", verdict.get("detail", ""),
                            check=verdict)
         first_out, first = session.call(check.args, check.kwargs)  # the warm-up (JIT compilation, first touch)
         out_pre = session.out_preallocated
+        written = check.written_input()
+        if written:
+            return row(base, candidate, out_pre, "wrong", f"the kernel wrote its input {written} (restored for the "
+                       "others)")
         if check.check_args is None:
             verdict = check.check(first_out, candidate.method)
             first_out = None
@@ -189,6 +211,9 @@ def check_and_time(base: dict, candidate: Candidate, session, check: PointCheck,
         timed = getattr(session, "timed_outputs", lambda: None)()
         after = check.check_timed(timed, candidate.method, first_out) if timed is not None else None
         del timed, first_out
+        written = check.written_input()
+        if written:
+            after = {"ok": False, "detail": f"the kernel wrote its input {written} (restored for the others)"}
     except Exception as e:  # one failing candidate must not stop the sweep
         return row(base, candidate, out_pre, "error", f"{type(e).__name__}: {e}")
     rates = dict(gflops=base["flops"] / t.median / 1e9, gbs=base["min_bytes"] / t.median / 1e9)

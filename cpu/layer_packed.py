@@ -7,18 +7,18 @@
                  products of reduction C_in/groups instead, and reads and writes all of y K times (beta = 1):
                  on channel-heavy layers that y traffic, not the multiply-adds, bounds it.
                  dw[G] (C_out/groups x C_in/groups*K) += g[G, tile] @ P^T over the tiles in order (w's own
-                 layout, no repacking); dx per stride phase q as a correlation of g with the taps that land on
-                 q: a panel of g windows (every (co, t) of the phase) and one product of reduction
-                 C_out/groups * taps(q) per tile.
+                 layout, no repacking); dx per window slot i as a correlation of g with the taps that read
+                 slot i: a panel of g windows (every (co, t) of the slot) and one product of reduction
+                 C_out/groups * taps(i) per tile.
 
-The folded layout and the phases are gemm_folded's (`layer_gemm.fold_input`): xf[q, ci, n*Lq + m] =
-xpad[n, ci, m*s + q], and tap t reads phase q_t = (t*d) mod s at column offset o_t = (t*d) div s:
+The folded layout and the slots are gemm_folded's (`layer_gemm.Windows`, `layer_gemm.fold_windows`):
+xf[i, ci, n*W + m] = x[n, ci, start_i + m*s], and tap t reads slot i_t at column offset o_t:
 
-    P[c*K + t, u]           = xf[q_t, G*C_in/groups + c, u + o_t]              (u in the tile)
-    y'[G, u]                = sum_{c, t} w[co, c, t] P[c*K + t, u]             y[n, co, l] = y'[co, n*Lq + l]
-    dw[co, c, t]            = sum_u g'[co, u] P[c*K + t, u]                   g'[co, n*Lq + l] = g[n, co, l]
-    Q_q[co*T_q + j, n*Lq+m] = g'[co, n*Lq + m - o_t]  (0 <= m - o_t < Lq; t = j-th tap of phase q)
-    dxf[q, G*C_in/groups + c, n*Lq + m] = sum_{co, j} w[co, c, t_j] Q_q[co*T_q + j, n*Lq + m]
+    P[c*K + t, u]            = xf[i_t, G*C_in/groups + c, u + o_t]              (u in the tile)
+    y'[G, u]                 = sum_{c, t} w[co, c, t] P[c*K + t, u]             y[n, co, l] = y'[co, n*W + l]
+    dw[co, c, t]             = sum_u g'[co, u] P[c*K + t, u]                   g'[co, n*W + l] = g[n, co, l]
+    Q_i[co*T_i + j, n*W + m] = g'[co, n*W + m - o_t]  (0 <= m - o_t < W; t = j-th tap of slot i)
+    dxf[i, G*C_in/groups + c, n*W + m] = sum_{co, j} w[co, c, t_j] Q_i[co*T_i + j, n*W + m]
 
 Every sum over taps runs inside one BLAS call and the tiles of dw are added in a fixed order, so with a
 fixed thread count the results repeat to the bit. Zero padding multiplies like real zeros (P holds them).
@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from cpu.layer_gemm import _folded, _taps, fold_grad, gemm, unfold_input_grad, unfold_output, workspace
+from cpu.layer_gemm import _folded, fold_grad, gemm, unfold_output, unfold_windows, workspace
 
 #: Bytes of one panel: it and the product's tile of y stay in a core's L2 while BLAS runs over them.
 PANEL_BYTES = 1 << 21
@@ -65,9 +65,9 @@ def pack_input(xf, c0, Cg, K, qs, offsets, u0, width, P):
 
 
 @njit(parallel=True, cache=True)
-def pack_grad(gf, o0, Og, offsets, Lq, u0, width, Q):
+def pack_grad(gf, o0, Og, offsets, W, u0, width, Q):
     """Q[co*T + j, v] = gf[o0 + co, u - offsets[j]] for u = u0 + v, where that column stays in u's sample
-    (0 <= (u mod Lq) - offsets[j]), else 0; T = len(offsets)."""
+    (0 <= (u mod W) - offsets[j]), else 0; T = len(offsets)."""
     T = offsets.shape[0]
     for co in prange(Og):
         src = gf[o0 + co]
@@ -76,17 +76,16 @@ def pack_grad(gf, o0, Og, offsets, Lq, u0, width, Q):
             o = offsets[j]
             for v in range(width):
                 u = u0 + v
-                row[v] = src[u - o] if u % Lq >= o else 0
+                row[v] = src[u - o] if u % W >= o else 0
 
 
 def forward(p, x, w, b, y):
     """im2col panels of a column tile, one product of reduction C_in/groups * K per (group, tile)"""
-    xf, Lq, _ = _folded(p, x)
-    NL, Og, Cg, K = p.N * Lq, p.C_out_g, p.C_in_g, p.K
+    xf, win, _ = _folded(p, x)
+    NL, Og, Cg, K = p.N * win.W, p.C_out_g, p.C_in_g, p.K
     rows = Cg * K
-    taps = _taps(p)
-    qs = np.array([q for _, q, _ in taps], np.int64)
-    offsets = np.array([o for _, _, o in taps], np.int64)
+    slots = np.array([i for _, i, _ in win.taps], np.int64)
+    offsets = np.array([o for _, _, o in win.taps], np.int64)
     wp = np.ascontiguousarray(w).reshape(-1)  # w[co, c, t] is already W[co, c*K + t]
     ld = pitch(NL, p.dtype.itemsize)
     yf = workspace("yf", (p.C_out, ld), p.dtype)
@@ -96,23 +95,22 @@ def forward(p, x, w, b, y):
     for gi in range(p.groups):
         for u0 in range(0, NL, cols):
             width = min(cols, NL - u0)
-            pack_input(xf, gi * Cg, Cg, K, qs, offsets, u0, width, P)
+            pack_input(xf, gi * Cg, Cg, K, slots, offsets, u0, width, P)
             # y'[G, tile] (Og x width) = W[G] (Og x Cg*K) @ P (Cg*K x width, row stride cols)
             gemm(False, False, Og, width, rows, wp, gi * Og * rows, rows, Pf, 0, cols, 0, yff, gi * Og * ld + u0, ld)
-    unfold_output(yf, b, p.has_bias, Lq, y)
+    unfold_output(yf, b, p.has_bias, win.W, y)
 
 
 def backward(p, x, w, g, dx, dw, db):
     """dw from the forward's panels, one product per (group, tile) over the positions in order; dx per stride
-    phase from panels of g windows, one product of reduction C_out/groups * taps per (phase, group, tile)"""
-    xf, Lq, R = _folded(p, x)
-    NL, Og, Cg, K = p.N * Lq, p.C_out_g, p.C_in_g, p.K
+    slot from panels of g windows, one product of reduction C_out/groups * taps per (slot, group, tile)"""
+    xf, win, R = _folded(p, x)
+    NL, Og, Cg, K = p.N * win.W, p.C_out_g, p.C_in_g, p.K
     rows = Cg * K
-    taps = _taps(p)
-    qs = np.array([q for _, q, _ in taps], np.int64)
-    offsets = np.array([o for _, _, o in taps], np.int64)
+    slots = np.array([i for _, i, _ in win.taps], np.int64)
+    offsets = np.array([o for _, _, o in win.taps], np.int64)
     gf = workspace("yf", (p.C_out, NL), p.dtype)
-    fold_grad(g, Lq, gf)
+    fold_grad(g, win.W, gf)
     gff = gf.reshape(-1)
     dwf = dw.reshape(-1)  # dw[co, c, t] = dW[co, c*K + t]
     cols = tile_columns(rows, p.dtype.itemsize, NL)
@@ -121,22 +119,19 @@ def backward(p, x, w, g, dx, dw, db):
     for gi in range(p.groups):
         for u0 in range(0, NL, cols):
             width = min(cols, NL - u0)
-            pack_input(xf, gi * Cg, Cg, K, qs, offsets, u0, width, P)
+            pack_input(xf, gi * Cg, Cg, K, slots, offsets, u0, width, P)
             # dW[G] (Og x Cg*K) (+)= g'[G, tile] (Og x width) @ P^T (width x Cg*K)
             gemm(False, True, Og, rows, width, gff, gi * Og * NL + u0, NL, Pf, 0, cols, 1 if u0 else 0,
                  dwf, gi * Og * rows, rows)
-    dxf = workspace("dxf", (p.stride, p.C_in, R), p.dtype)
+    dxf = workspace("dxf", (win.S, p.C_in, R), p.dtype)
     dxff = dxf.reshape(-1)
     wt = np.ascontiguousarray(w.transpose(1, 0, 2))  # wt[c, co, t] = w[co, c, t]
-    for q in range(p.stride):
-        phase = [t for t, tq, _ in taps if tq == q]
-        if not phase:
-            dxf[q] = 0
-            continue
-        T = len(phase)
-        offs = np.array([taps[t][2] for t in phase], np.int64)
+    for q in range(win.S):  # slot q; every slot holds at least one tap
+        slot_taps = [t for t, i, _ in win.taps if i == q]
+        T = len(slot_taps)
+        offs = np.array([win.taps[t][2] for t in slot_taps], np.int64)
         # Wq[c, co*T + j] = w[co, c, t_j], per group
-        Wq = np.ascontiguousarray(wt[:, :, phase]).reshape(Cg, p.C_out * T)
+        Wq = np.ascontiguousarray(wt[:, :, slot_taps]).reshape(Cg, p.C_out * T)
         qrows = Og * T
         qcols = tile_columns(qrows, p.dtype.itemsize, NL)
         Q = workspace("grad_panel", (qrows, qcols), p.dtype)
@@ -144,10 +139,10 @@ def backward(p, x, w, g, dx, dw, db):
         for gi in range(p.groups):
             for u0 in range(0, NL, qcols):
                 width = min(qcols, NL - u0)
-                pack_grad(gf, gi * Og, Og, offs, Lq, u0, width, Q)
+                pack_grad(gf, gi * Og, Og, offs, win.W, u0, width, Q)
                 # dxf[q, G, tile] (Cg x width) = Wq[G] (Cg x Og*T) @ Q (Og*T x width)
                 gemm(False, False, Cg, width, qrows, Wqf, gi * Og * T, p.C_out * T, Qf, 0, qcols, 0,
                      dxff, (q * p.C_in + gi * Cg) * R + u0, R)
-    unfold_input_grad(dxf, p.stride, p.padding, Lq, dx)
+    unfold_windows(dxf, p.stride, win.starts, win.widths, win.W, dx)
     if p.has_bias:
         db[...] = g.sum(axis=2).sum(axis=0)

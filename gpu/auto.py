@@ -152,8 +152,7 @@ def fft_within_rule(xp, s, f, lower_bound):
     if not (math.isfinite(ms) and math.isfinite(mf)) or ms == 0 or mf == 0:
         return None  # non-finite: one NaN would reach every output; zeros: direct is exact
     es, ef = fft_choice.exponent(ms), fft_choice.exponent(mf)
-    ss = s * s.dtype.type(2.0 ** -es) if abs(es) < 120 else (s.astype(np.float64) * 2.0 ** -es).astype(s.dtype)
-    fs = f * f.dtype.type(2.0 ** -ef) if abs(ef) < 120 else (f.astype(np.float64) * 2.0 ** -ef).astype(f.dtype)
+    ss, fs = _scaled(xp, s, -es), _scaled(xp, f, -ef)
     r_s = block_rms(xp, ss, k)
     fa = xp.abs(fs.astype(np.float64))
     norm_f = math.sqrt(float(fa @ fa))
@@ -170,7 +169,13 @@ def fft_within_rule(xp, s, f, lower_bound):
     y = fft_valid(xp, ss, fs)
     if not fft_choice.within(n, k, block_rms(xp, y, k), slack):
         return None
-    return y * y.dtype.type(2.0 ** es) * y.dtype.type(2.0 ** ef)
+    return _scaled(xp, y, es + ef)
+
+
+def _scaled(xp, a, e: int):
+    """a * 2**e, exact unless the result leaves the dtype's range: ldexp makes no power of two that could
+    overflow or underflow on its own (2**1074 for a subnormal float64 input)."""
+    return xp.ldexp(a, e).astype(a.dtype, copy=False)
 
 
 # --- the layer ---------------------------------------------------------------------------------------

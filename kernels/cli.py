@@ -3,13 +3,14 @@
     list      backends with their status (available / real GPU / simulated / emulated / unavailable),
               their variants, and the ops
     check     every backend and variant against the float64 reference (an op x variant x backend table);
-              `check FILE` runs the kernels a file declares over the whole edge-size matrix
+              `check FILE` runs the kernels a file declares over the whole edge-size matrix, each call in a
+              watched child process (kernels.playground)
     new       write a starter kernel file (numba, numba-cuda or cuda-c) that passes `check` as written
     explain   an op as a matrix (Toeplitz / Hankel), with a numerical check of its gradient
     count     the layer calculator: output shape, parameters and operations of a layer
     bench     benchmarks and plots (runs `python -m plots bench ...`)
 
-Exit status: 0 when everything passed, 1 when a check failed, 2 for bad arguments.
+Exit status: 0 when everything passed, 1 when a check failed, 2 for bad arguments, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ from kernels.spec import OPS
 CHECK_SIZES = {"available": (1000, 31), "real GPU": (1 << 20, 31), "simulated": (300, 7),
                "emulated": (2000, 31)}
 CIRCULAR_MAX_N = {"simulated": 64}
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 class UsageError(Exception):
@@ -113,53 +125,46 @@ def check_table(args) -> int:
 
 
 def check_file(args) -> int:
-    """The kernels of one file over the edge-size matrix; every case printed, exit 1 on any failure."""
-    if args.asan:
-        return _rerun_under_asan(args)
+    """The kernels of one file over the edge-size matrix, each call in a watched child process; every
+    failing case printed with what failed and how to rerun it, exit 1 on any failure."""
+    env = _asan_env() if args.asan else None
     try:
-        declared = playground.load_file(args.file)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+        report = playground.check_file(args.file, ops=args.op, variants=args.variant, backends=args.backend,
+                                       case_labels=args.case, seed=args.seed, limit=args.timeout, env=env)
+    except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
-    for flag, attr in (("--op", "op"), ("--variant", "variant"), ("--backend", "backend")):
-        wanted = getattr(args, attr)
-        have = sorted({getattr(d, attr) for d in declared})
-        if wanted and not set(wanted) & set(have):
-            raise UsageError(f"{flag}: {args.file} declares {have}, got {wanted}")
-        declared = [d for d in declared if not wanted or getattr(d, attr) in wanted]
-    for d in declared:
-        st = kernels.status(d.backend)
-        if not st.usable:
-            raise UsageError(f"{d}: backend {d.backend} is unavailable here ({st.reason})")
-    results = playground.check_declared(declared, seed=args.seed)
-    failed = [r for r in results if not r.ok]
+    failed = report.failed
     if args.json:
-        print(json.dumps([r.as_dict() for r in results], indent=1))
-    else:
-        for d in declared:
-            print(f"{d}  ({kernels.status(d.backend).state})")
-            report = getattr(registry.backend(d.backend).impls[d.op][d.variant], "resources", None)
-            for line in report() if report else ():
-                print(f"  resources: {line}")
-        for r in results:
-            if args.verbose or not r.ok:
-                print(r.line())
-        sizes = sorted({r.case for r in failed})
-        print(f"{len(results) - len(failed)} passed, {len(failed)} failed"
-              + (f"; failing cases: {', '.join(sizes[:12])}{' ...' if len(sizes) > 12 else ''}" if failed else ""))
+        print(json.dumps([r.as_dict() for r in report.results], indent=1))
+        return 1 if failed else 0
+    for d in report.declared:
+        print(f"{d['name']}  ({d['state']})")
+        for line in d["resources"]:
+            print(f"  resources: {line}")
+    for r in report.results:
+        if args.verbose or not r.ok:
+            print(r.line())
+        if not r.ok and r.kind != "not run":
+            print(f"      rerun: python -m kernels check {args.file} --case '{r.case}' --seed {report.seed}")
+    counts = ", ".join(f"{k} {n}" for k, n in report.counts().items() if n or k != "not run")
+    failing = list(dict.fromkeys(r.case for r in failed))  # in plan order: by kernel, then size
+    print(f"{len(report.results) - len(failed)} passed, {len(failed)} failed"
+          + (f" (caught by {counts})" if failed else "") + f"; seed {report.seed}"
+          + (f"; failing cases: {', '.join(failing[:12])}{' ...' if len(failing) > 12 else ''}" if failed else ""))
     return 1 if failed else 0
 
 
-def _rerun_under_asan(args) -> int:
-    """`check FILE --asan`: the same check in a child process whose emulated kernels are built with ASan."""
+def _asan_env() -> dict:
+    """`check FILE --asan`: the environment of a child whose emulated kernels are built with ASan."""
     cxx = os.environ.get("CXX", "g++")
     try:
         runtime = subprocess.run([cxx, "-print-file-name=libasan.so"], capture_output=True, text=True,
                                  check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError) as e:
         raise UsageError(f"--asan: cannot locate libasan.so with CXX={cxx} ({e})") from None
-    env = {**os.environ, "KERNELS_EMU_ASAN": "1", "LD_PRELOAD": runtime, "ASAN_OPTIONS": "detect_leaks=0"}
-    argv = [a for a in sys.argv[1:] if a != "--asan"] if sys.argv[1:2] == ["check"] else ["check", args.file]
-    return subprocess.call([sys.executable, "-m", "kernels", *argv], env=env)
+    if not os.path.isabs(runtime):
+        raise UsageError(f"--asan: CXX={cxx} has no libasan.so")
+    return {**os.environ, "KERNELS_EMU_ASAN": "1", "LD_PRELOAD": runtime, "ASAN_OPTIONS": "detect_leaks=0"}
 
 
 def cmd_check(args) -> int:
@@ -173,6 +178,8 @@ def cmd_new(args) -> int:
         path = starters.write(args.op, args.lang, args.output, force=args.force)
     except (KeyError, ValueError, FileExistsError) as e:
         raise UsageError(e.args[0] if e.args else str(e)) from None
+    except OSError as e:  # a folder that does not exist, a read-only one
+        raise UsageError(f"-o: cannot write {e.filename or args.output}: {e.strerror or e}") from None
     print(f"wrote {path}: a naive {args.op} kernel in {args.lang}. Next:\n"
           f"  python -m kernels check {path}\n  python -m kernels bench {path}")
     return 0
@@ -199,8 +206,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="implementations against the float64 reference (a table, or a FILE's kernels)",
                        description="Without FILE: every usable backend and variant at one size per op and dtype. "
                                    "With FILE: the kernels it declares over the edge-size matrix (k=1, k=n, n=1, "
-                                   "primes, block boundaries, both dtypes and flips, NaN-poisoned outputs; emulated "
-                                   "CUDA C in forward and reverse thread order, strict mode).")
+                                   "primes, block boundaries, both dtypes and flips, layer settings, NaN-poisoned "
+                                   "outputs, inputs and outputs against guard pages, inputs compared with a "
+                                   "snapshot, a capped grid for GPU kernels; emulated CUDA C in forward and reverse "
+                                   "thread order, strict mode), each call in a child process with a time limit.")
     p.add_argument("file", nargs="?",
                    help="a Python file declaring kernels (kernels.kernel, gpu.cupy.playground.cuda_c)")
     p.add_argument("--backend", action="append", help="only this backend (repeatable)")
@@ -210,6 +219,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="FILE: print every case as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="FILE: print passing cases too")
     p.add_argument("--asan", action="store_true", help="FILE: build emulated CUDA C with AddressSanitizer")
+    p.add_argument("--timeout", type=_seconds, default=playground.DEFAULT_LIMIT, metavar="SECONDS",
+                   help=f"FILE: seconds one call may take, JIT compilation included (default "
+                        f"{playground.DEFAULT_LIMIT:g}); a call past it is killed and fails as 'time'")
+    p.add_argument("--case", action="append", metavar="LABEL",
+                   help="FILE: only the case with this label, as a failing case prints it (repeatable); "
+                        "with --seed, the same inputs")
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("new", help="write a starter kernel file that passes `check` as written")
@@ -243,6 +258,9 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"python -m kernels {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"python -m kernels {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def bench(argv) -> int:

@@ -103,6 +103,21 @@ def compare_output(name, got, ref, mag, rtol, atol) -> Mismatch:
                     tuple(int(i) for i in worst), bad_nonfinite, int(ref.size))
 
 
+def faults(name: str, got: np.ndarray, ref: np.ndarray) -> dict:
+    """Where `got` is non-finite and the reference is not: {unwritten: count of NaN (an output left
+    unwritten: outputs are poisoned with NaN), first_unwritten: "name[i]", nonfinite: count of other
+    non-finite values (Inf; a NaN the arithmetic made reads as unwritten), first_nonfinite}."""
+    got = np.asarray(got)
+    out = {}
+    for key, bad in (("unwritten", np.isnan(got) & ~np.isnan(ref)),
+                     ("nonfinite", ~np.isnan(got) & ~np.isfinite(got) & np.isfinite(ref))):
+        count = int(np.count_nonzero(bad))
+        out[key] = count
+        first = np.unravel_index(int(np.argmax(bad)), bad.shape) if count else None
+        out[f"first_{key}"] = f"{name}{list(map(int, first))}" if count else ""
+    return out
+
+
 def assert_close(op_name: str, got, args, kwargs=None):
     """Raise AssertionError listing every output that is off, with its worst element."""
     report = compare(op_name, got, args, kwargs)
@@ -139,11 +154,28 @@ class Reference:
     def __init__(self, op_name: str, args, kwargs=None):
         self.op_name, self.args, self.kwargs, self._ref = op_name, tuple(args), dict(kwargs or {}), None
 
-    def check(self, got, method: str = "direct") -> Verdict:
-        """Judge `got` (array or tuple of arrays) for an implementation computing by `method`."""
+    def compute(self) -> Reference:
+        """Compute the reference now (before the call it judges, which might change the inputs)."""
         if self._ref is None:
             self._ref = reference(self.op_name, self.args, self.kwargs)
-        p, _, ref, mag = self._ref
+        return self
+
+    def scaled(self, factor: float, args) -> Reference:
+        """The reference of the same op on `args`, which are this call's inputs with every output scaled by
+        `factor` (a power of two: exact); computed from this one at no cost."""
+        p, inputs, ref, mag = self.compute()._ref
+        out = Reference(self.op_name, args, self.kwargs)
+        out._ref = (p, inputs, tuple(r * factor for r in ref), tuple(m * abs(factor) for m in mag))
+        return out
+
+    @property
+    def outputs(self) -> tuple:
+        """The float64 reference outputs."""
+        return self.compute()._ref[2]
+
+    def check(self, got, method: str = "direct") -> Verdict:
+        """Judge `got` (array or tuple of arrays) for an implementation computing by `method`."""
+        p, _, ref, mag = self.compute()._ref
         op = OPS[self.op_name]
         got = (got,) if op.single else tuple(got)
         if len(got) != len(ref):

@@ -12,13 +12,17 @@ from pathlib import Path
 LANGS = ("numba", "numba-cuda", "cuda-c")
 BACKEND = {"numba": "numba_cpu", "numba-cuda": "numba_cuda", "cuda-c": "cupy"}
 
-# Per op: the formula, the implementation's arguments, the output, the inner loop (one output index
-# `j` of `count` outputs) in Python and in C, and the flip rule.
+# Per op: the formula, the implementation's arguments, the output count, the settings the loop takes
+# from p (`params`, as `p.<name>`), the inner loop (one output index `j` of `count` outputs) in Python and
+# in C, and the C kernel's arguments and how the declaration passes them.
+_CONV_PARAMS = ("flip",)
+_LAYER_PARAMS = ("stride", "padding", "dilation", "groups", "has_bias")
 STARTER_OPS = {
     "conv1d": dict(
         formula="y[j] = sum_i x[j+i] w[i]  (flip=True: w reversed)",
-        args="x, w, y", count="y.shape[0]", c_args="const T* x, const T* w, T* y, long long m, long long k",
-        c_call="x, w, y, np.int64(p.m), np.int64(p.k)",
+        args="x, w, y", count="y.shape[0]", params=_CONV_PARAMS,
+        c_args="const T* x, const T* w, T* y, long long m, long long k, int flip", c_count="m",
+        c_call="x, w, y, np.int64(p.m), np.int64(p.k), np.int32(p.flip)",
         py_loop="""acc = zero
         k = w.shape[0]
         for i in range(k):
@@ -31,8 +35,9 @@ STARTER_OPS = {
   the filter in registers or shared memory; a tile of x plus its k-1 halo staged in shared memory (GPU)"""),
     "conv1d_weight_grad": dict(
         formula="dw[i] = sum_j grad_y[j] x[j+i]  (flip=True: dw reversed)",
-        args="x, g, dw", count="dw.shape[0]", c_args="const T* x, const T* g, T* dw, long long m, long long k",
-        c_call="x, g, dw, np.int64(p.m), np.int64(p.k)",
+        args="x, g, dw", count="dw.shape[0]", params=_CONV_PARAMS,
+        c_args="const T* x, const T* g, T* dw, long long m, long long k, int flip", c_count="k",
+        c_call="x, g, dw, np.int64(p.m), np.int64(p.k), np.int32(p.flip)",
         py_loop="""acc = zero
         for t in range(g.shape[0]):
             acc += g[t] * x[t + j]
@@ -44,8 +49,9 @@ STARTER_OPS = {
   add the partials in a fixed order (deterministic); several taps per thread from one window of x"""),
     "conv1d_input_grad": dict(
         formula="dx[t] = sum_i grad_y[t-i] w[i] over 0 <= t-i < m  (flip=True: w reversed)",
-        args="w, g, dx", count="dx.shape[0]", c_args="const T* w, const T* g, T* dx, long long m, long long k",
-        c_call="w, g, dx, np.int64(p.m), np.int64(p.k)",
+        args="w, g, dx", count="dx.shape[0]", params=_CONV_PARAMS,
+        c_args="const T* w, const T* g, T* dx, long long m, long long k, int flip", c_count="m + k - 1",
+        c_call="w, g, dx, np.int64(p.m), np.int64(p.k), np.int32(p.flip)",
         py_loop="""acc = zero
         k, m = w.shape[0], g.shape[0]
         for i in range(max(0, j - m + 1), min(k, j + 1)):
@@ -57,6 +63,52 @@ STARTER_OPS = {
         dx[j] = acc;""",
         hints="""it is a correlation of g, zero-padded by k-1 on both sides, with w reversed: reuse a fast forward
   kernel; avoid the bounds test per tap by splitting the edges from the interior"""),
+    "circular_correlate": dict(
+        formula="z[s] = sum_i x[i] y[(i+s) mod n]",
+        args="x, y, z", count="z.shape[0]", params=(),
+        c_args="const T* x, const T* y, T* z, long long n", c_count="n", c_call="x, y, z, np.int64(p.n)",
+        py_loop="""acc = zero
+        n = x.shape[0]
+        for i in range(n):
+            acc += x[i] * y[(i + j) % n]
+        z[j] = acc""",
+        c_loop="""T acc = 0;
+        for (long long i = 0; i < n; ++i) acc += x[i] * y[(i + j) % n];
+        z[j] = acc;""",
+        hints="""split the sum at the wrap (i + s < n, then the rest) so that no modulo is left in the loop;
+  for large n an FFT: z = irfft(conj(rfft(x)) * rfft(y)), O(n log n) instead of O(n^2)"""),
+    "conv1d_layer": dict(
+        formula="y[n,co,l] = b[co] + sum_{c,t} w[co,c,t] x[n, G*C_in/groups + c, l*stride + t*dilation - padding]",
+        args="x, w, b, y", count="y.size", params=_LAYER_PARAMS,
+        c_args="const T* x, const T* w, const T* b, T* y, long long N, long long C_in, long long C_out, "
+               "long long L, long long K, long long L_out, long long stride, long long padding, "
+               "long long dilation, long long groups, int has_bias",
+        c_count="N * C_out * L_out",
+        c_call="x, w, b, y, *(np.int64(v) for v in (p.N, p.C_in, p.C_out, p.L, p.K, p.L_out, p.stride, "
+               "p.padding, p.dilation, p.groups)), np.int32(p.has_bias)",
+        py_loop="""N, C_out, L_out = y.shape
+        C_g, K, L = w.shape[1], w.shape[2], x.shape[2]
+        n, co, l = j // (C_out * L_out), j // L_out % C_out, j % L_out
+        acc = b[co] if has_bias else zero
+        for c in range(C_g):
+            ci = co // (C_out // groups) * C_g + c  # channel c of the group of co
+            for t in range(K):
+                i = l * stride + t * dilation - padding  # outside [0, L): the zero padding
+                if 0 <= i < L:
+                    acc += w[co, c, t] * x[n, ci, i]
+        y[n, co, l] = acc""",
+        c_loop="""long long n = j / (C_out * L_out), co = j / L_out % C_out, l = j % L_out;
+        long long C_g = C_in / groups, ci0 = co / (C_out / groups) * C_g;
+        T acc = has_bias ? b[co] : T(0);
+        for (long long c = 0; c < C_g; ++c)
+            for (long long t = 0; t < K; ++t) {
+                long long i = l * stride + t * dilation - padding;  // outside [0, L): the zero padding
+                if (i >= 0 && i < L) acc += w[(co * C_g + c) * K + t] * x[(n * C_in + ci0 + c) * L + i];
+            }
+        y[j] = acc;""",
+        hints="""treat it as a matrix product per tap: y[n, :, l] += W_t @ x[n, :, l*stride + t*dilation] (BLAS
+  on the CPU, cpu/layer_gemm.py; an implicit GEMM with register tiles on a GPU, gpu/cupy/layer_gemm.cu);
+  keep the interior (no padding test) apart from the edges"""),
 }
 
 NUMBA = '''"""My {op} kernel on the numba_cpu backend: {formula}.
@@ -75,7 +127,7 @@ import kernels
 
 
 @njit
-def loop({args}, flip, zero):
+def loop({args}, {params}zero):
     """{formula}, one output at a time; `zero` is a 0 of the arrays' dtype, so sums keep it."""
     for j in range({count}):
         {py_loop}
@@ -84,7 +136,7 @@ def loop({args}, flip, zero):
 @kernels.kernel("{op}", backend="numba_cpu", name="{variant}")
 def {variant}(p, {args}):
     """naive: one output element per loop iteration (a starter)"""
-    loop({args}, p.flip, p.dtype.type(0))
+    loop({args}, {p_params}p.dtype.type(0))
 '''
 
 NUMBA_CUDA = '''"""My {op} kernel on the numba_cuda backend (a GPU, or numba's CUDA simulator): {formula}.
@@ -103,7 +155,7 @@ import kernels
 
 
 @cuda.jit
-def loop({args}, flip, zero):
+def loop({args}, {params}zero):
     """{formula}: one thread per output, grid-stride, 64-bit index."""
     j = int64(cuda.grid(1))
     while j < {count}:
@@ -114,8 +166,8 @@ def loop({args}, flip, zero):
 @kernels.kernel("{op}", backend="numba_cuda", name="{variant}")
 def {variant}(p, {args}, *, block=128):
     """naive: one thread per output element, operands from global memory (a starter)"""
-    blocks = min(65535, ({count} + block - 1) // block)
-    loop[blocks, block]({args}, p.flip, p.dtype.type(0))
+    blocks = min(65535, ({count} + block - 1) // block)  # capped: the kernel strides over the rest
+    loop[blocks, block]({args}, {p_params}p.dtype.type(0))
 '''
 
 CUDA_C_PY = '''"""My {op} kernel in CUDA C ({cu}), on the cupy backend: {formula}.
@@ -133,7 +185,7 @@ import numpy as np
 from gpu.cupy.playground import cuda_c
 
 cuda_c("{op}", name="{variant}", source="{cu}", entry="{variant}<{{T}}>",
-       args=lambda p, {args}: ({c_call}, np.int32(p.flip)))
+       args=lambda p, {args}: ({c_call}))
 '''
 
 CUDA_C_CU = '''// My {op} kernel: {formula}.
@@ -141,7 +193,7 @@ CUDA_C_CU = '''// My {op} kernel: {formula}.
 // name_expressions: {variant}<float>, {variant}<double>
 
 template <typename T>
-__global__ void {variant}({c_args}, int flip) {{
+__global__ void {variant}({c_args}) {{
     long long count = {c_count};
     for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < count;
          j += (long long)gridDim.x * blockDim.x) {{
@@ -150,9 +202,6 @@ __global__ void {variant}({c_args}, int flip) {{
 }}
 '''
 
-C_COUNT = {"conv1d": "m", "conv1d_weight_grad": "k", "conv1d_input_grad": "m + k - 1"}
-
-
 def render(op: str, lang: str, path: Path) -> dict[Path, str]:
     """{file: text} of the starter for `op` in `lang` written at `path`."""
     if op not in STARTER_OPS:
@@ -160,14 +209,15 @@ def render(op: str, lang: str, path: Path) -> dict[Path, str]:
     if lang not in LANGS:
         raise ValueError(f"--lang: expected one of {LANGS}, got {lang!r}")
     spec = STARTER_OPS[op]
-    variant = f"my_{op}".replace("conv1d_", "")
-    fields = dict(spec, op=op, name=path.name, variant=variant)
+    variant = f"my_{op}".replace("conv1d_", "").replace("circular_", "")
+    fields = dict(spec, op=op, name=path.name, variant=variant, params="".join(f"{q}, " for q in spec["params"]),
+                  p_params="".join(f"p.{q}, " for q in spec["params"]))
     if lang == "numba":
         return {path: _tidy(NUMBA.format(**fields))}
     if lang == "numba-cuda":
         return {path: _tidy(NUMBA_CUDA.format(**fields, py_loop_cuda=spec["py_loop"]))}
     cu = path.with_suffix(".cu")
-    fields.update(cu=cu.name, c_count=C_COUNT[op], hints_c=" ".join(spec["hints"].split()))
+    fields.update(cu=cu.name, hints_c=" ".join(spec["hints"].split()))
     return {path: _tidy(CUDA_C_PY.format(**fields)), cu: CUDA_C_CU.format(**fields)}
 
 

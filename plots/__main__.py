@@ -20,7 +20,12 @@ def cmd_draw(args) -> int:
     from plots import draw  # heavy: matplotlib, not needed by `python -m plots bench`
 
     if args.files:
-        runs = [(run, device) for run in map(results.load, args.files) for device in run.devices()]
+        try:
+            runs = [(run, device) for run in map(results.load, args.files) for device in run.devices()]
+        except (OSError, ValueError) as e:  # a missing file, or one that is not a results file
+            message = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) else str(e)
+            print(f"python -m plots draw: error: {message}", file=sys.stderr)
+            return 2
     else:
         runs = results.newest_per_device(Path(args.results_dir))
     if not runs:

@@ -1,99 +1,39 @@
 """Guard pages: arrays placed flush against a PROT_NONE page, and a child process that calls ops on them.
 
-`guarded(a, side)` copies `a` into fresh anonymous memory (mmap) so that it ends exactly where a
-PROT_NONE page begins (side "end") or begins exactly where one ends (side "start"): reading or
-writing one element past the array faults at once, instead of picking up whatever lies there.
+`kernels.guard.Arena().guarded(a, side)` copies `a` into fresh anonymous memory (mmap) so that it ends
+exactly where a PROT_NONE page begins (side "end") or begins exactly where one ends (side "start"):
+reading or writing one element past the array faults at once, instead of picking up whatever lies there.
 
-A fault kills the process, so the calls run in a child (`python tests/guard.py SPEC`), which prints
-
-    B <i> <description>        before call i
-    R <i> ok                   after it, when every output is within tolerance of the reference and
-                               the inputs are unchanged
-    R <i> FAIL <description>   when an output is off, or the call raised
-
-`run` (in the parent) starts the child, and when it dies (a fault), records the call it died in as
-failed and starts a new child after it, so that one fault does not hide the calls behind it.
+A fault kills the process, so the calls run in a child (`python tests/guard.py SPEC`) watched by
+`kernels.isolate` (the mechanism of `python -m kernels check FILE`): the child reports each call's begin
+(its description) and end ("ok" when every output is within tolerance of the reference and the inputs
+are unchanged, else what failed); `run` (in the parent) records a call the child died in as failed and
+starts a new child after it, so that one fault does not hide the calls behind it.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
-import mmap
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from kernels import isolate
+from kernels.cases import LAYER_SETTINGS  # (N, C_in, C_out, K, stride, padding, dilation, groups, bias)
+from kernels.guard import PAGE, SIDES, Arena  # noqa: F401  (PAGE, Arena: the tests of the guard use them)
+
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = mmap.PAGESIZE
 
 #: n around block boundaries (8 float32 lanes, blocks of 32 and 128), and the filter lengths tried.
 SIGNAL_N = (1, 7, 8, 9, 31, 32, 33, 127, 128, 129)
 FILTER_K = (1, 2, 3, 8, 9, 31, 32, 33)
 LAYER_L = (1, 3, 5, 7, 8, 9, 31, 32, 33, 127, 128, 129)
-#: Layer settings tried at every L of LAYER_L where the dilated filter fits:
-#: (N, C_in, C_out, K, stride, padding, dilation, groups, bias)
-LAYER_SETTINGS = (
-    (1, 1, 1, 1, 1, 0, 1, 1, True),
-    (2, 3, 4, 3, 1, 1, 1, 1, True),
-    (1, 2, 3, 3, 2, 1, 1, 1, False),
-    (1, 1, 1, 2, 3, 2, 5, 1, False),  # taps that reach no real input, stride 3
-    (1, 3, 3, 5, 3, 2, 2, 3, True),  # depthwise, strided, dilated
-    (2, 4, 2, 4, 2, 3, 1, 2, True),  # padding > K - 1
-    (1, 2, 2, 8, 1, 0, 1, 1, True),
-    (2, 2, 4, 9, 4, 4, 1, 2, False),
-)
-SIDES = ("end", "start")
 OPS_1D = ("conv1d", "conv1d_weight_grad", "conv1d_bias_grad", "conv1d_input_grad", "conv1d_relu",
           "conv1d_relu_backward", "circular_correlate", "circular_correlate_backward")
 FLIP_OPS = ("conv1d", "conv1d_weight_grad", "conv1d_input_grad", "conv1d_relu", "conv1d_relu_backward")
-
-
-# --- guarded memory (child side) -----------------------------------------------------------------
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-MAP_FAILED = ctypes.c_void_p(-1).value
-PROT_NONE = 0  # (the mmap module has PROT_READ and PROT_WRITE, not PROT_NONE)
-
-
-class Arena:
-    """Mappings made for one call, unmapped together by `release` (after every view of them is gone)."""
-
-    def __init__(self):
-        self.maps = []
-
-    def guarded(self, a: np.ndarray, side: str) -> np.ndarray:
-        """A C-contiguous copy of `a` flush against a PROT_NONE page at its `side` ("end" or "start")."""
-        a = np.asarray(a)
-        if a.nbytes == 0:
-            return a.copy()
-        pages = -(-a.nbytes // PAGE)
-        size = (pages + 1) * PAGE
-        addr = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                          -1, 0)
-        if addr in (None, MAP_FAILED):
-            raise OSError(ctypes.get_errno(), "mmap failed")
-        self.maps.append((addr, size))
-        guard, start = (addr + pages * PAGE, addr + pages * PAGE - a.nbytes) if side == "end" else \
-            (addr, addr + PAGE)
-        if _libc.mprotect(guard, PAGE, PROT_NONE) != 0:
-            raise OSError(ctypes.get_errno(), "mprotect failed")
-        view = np.frombuffer((ctypes.c_char * a.nbytes).from_address(start), a.dtype).reshape(a.shape)
-        view[...] = a
-        return view
-
-    def release(self):
-        for addr, size in self.maps:
-            _libc.munmap(addr, size)
-        self.maps = []
 
 
 # --- the calls (child side) ----------------------------------------------------------------------
@@ -132,12 +72,13 @@ def describe(op, variant, dtype, sizes, flip, side, use_out):
 
 
 def child(spec: dict):
-    """Run the calls of `spec` from spec["start"] on, printing B/R lines (see the module docstring)."""
+    """Run the calls of `spec` from spec["start"] on, each between begin and end reports."""
     import kernels
     import kernels.backend
     from kernels.spec import OPS
 
     kernels.backend.POISON = True
+    channel = isolate.Channel.from_env()
     backend = kernels.registry.backend(spec["backend"])
     ops = spec["ops"]
     todo = [c for c in calls(spec["family"]) if c[0] in ops]
@@ -157,7 +98,7 @@ def child(spec: dict):
             p, _ = OPS[op].parse(*args, **kwargs)
             outs = tuple(arena.guarded(np.full(s, np.nan, dtype), side) for s in OPS[op].out_shapes(p))
             out = (outs[0] if OPS[op].single else outs) if use_out else None
-            print(f"B {i} {what}", flush=True)
+            channel.send(begin=i, limit=spec["limit"], what=what)
             try:
                 got = fns[op](*guarded, out=out, **kwargs)
                 if use_out and got is not out:
@@ -166,11 +107,11 @@ def child(spec: dict):
                 verdict = kernels.Reference(op, args, kwargs).check(got, backend.method(op, spec["variant"]))
                 changed = [j for j, (g, a) in enumerate(zip(guarded, args)) if isinstance(a, np.ndarray)
                            and not np.array_equal(g, a, equal_nan=True)]
-                result = (f"FAIL {what}: inputs {changed} were written" if changed else
-                          "ok" if verdict.ok else f"FAIL {what}: {verdict.detail}")
+                result = (f"{what}: inputs {changed} were written" if changed else
+                          "ok" if verdict.ok else f"{what}: {verdict.detail}")
             except Exception as e:  # a wrong answer or an error: both count as failed calls
-                result = f"FAIL {what}: {type(e).__name__}: {e}"
-            print(f"R {i} {result}", flush=True)
+                result = f"{what}: {type(e).__name__}: {e}"
+            channel.send(end=i, result=result)
         finally:
             guarded = outs = out = got = None  # no view of the mappings may outlive them
             arena.release()
@@ -198,38 +139,32 @@ def run(backend: str, variant: str, family: str, ops, *, seed: int, options=None
         timeout=600) -> Report:
     """Run the guarded calls of (backend, variant, family, ops) in child processes; collect the results."""
     report = Report()
-    start = 0
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "KERNELS_POISON": "1"}
-    while True:
+
+    def command(start):
         spec = dict(backend=backend, variant=variant, family=family, ops=list(ops), seed=seed, start=start,
-                    options=options or {})
-        proc = subprocess.run([sys.executable, __file__, json.dumps(spec)], capture_output=True, text=True,
-                              env=env, cwd=ROOT, timeout=timeout)
-        begun = None
-        for line in proc.stdout.splitlines():
-            tag, _, rest = line.partition(" ")
-            index, _, text = rest.partition(" ")
-            if tag == "B":
-                begun = (int(index), text)
-            elif tag == "R":
-                report.ran += 1
-                begun = None
-                if text != "ok":
-                    report.failures.append(text.removeprefix("FAIL "))
-        if proc.returncode == 0 and begun is None:
-            return report
-        if begun is None:  # died outside a call: report it and stop
-            report.stopped = f"child exited with {proc.returncode} outside a call: {proc.stderr[-2000:]}"
-            return report
-        report.ran += 1
-        report.failures.append(f"{begun[1]}: child died with exit code {proc.returncode} (a fault: "
-                               f"{'SIGSEGV' if proc.returncode == -11 else 'see stderr'}) {proc.stderr[-300:]}")
+                    options=options or {}, limit=timeout)
+        return [sys.executable, __file__, json.dumps(spec)]
+
+    def resume(outcome):
         if report.restarts == max_restarts:
-            report.stopped = f"stopped after {max_restarts} restarts: the calls after #{begun[0]} did not run"
-            return report
+            report.stopped = f"stopped after {max_restarts} restarts: the calls after #{outcome.index} did not run"
+            return None
         report.restarts += 1
-        start = begun[0] + 1
+        return outcome.index + 1
+
+    try:
+        for outcome in isolate.watch(command, env=env, cwd=ROOT, resume=resume):
+            report.ran += 1
+            if outcome.end is None:
+                report.failures.append(f"{outcome.begin.get('what', f'call {outcome.index}')}: child "
+                                       f"{outcome.failure} {outcome.output[-300:]}")
+            elif outcome.end["result"] != "ok":
+                report.failures.append(outcome.end["result"])
+    except isolate.Fatal as e:  # died outside a call: report it and stop
+        report.stopped = str(e)[-2000:]
+    return report
 
 
 if __name__ == "__main__":

@@ -267,7 +267,9 @@ def test_layer_preset_covers_the_named_shapes():
     cpu = PRESETS["layer"].grids[0]
     assert cpu.device == "cpu" and cpu.dtype == "float32" and cpu.shapes == LAYER_SHAPES
     assert set(cpu.ops) == {"conv1d_layer", "conv1d_layer_backward"} and cpu.points() == []
-    assert {s["K"] for s in LAYER_SHAPES if s["L"] == 4096} == {3, 7, 31}
+    assert {s["K"] for s in LAYER_SHAPES if s["L"] == 4096 and (s["C_in"], s["C_out"]) == (64, 128)} == {3, 7, 31}
+    assert any(s.get("dilation", 1) == 2 and s["C_in"] == 64 for s in LAYER_SHAPES)  # dilated at 64 channels
+    assert any(s.get("stride", 1) > 1 and s["K"] == 9 for s in LAYER_SHAPES)  # strided with a 9-tap filter
     # "same" padding of the dilated filter, except the causal shape (padding K - 1, the tail cropped by the caller)
     causal = [s for s in LAYER_SHAPES if s["padding"] == s["K"] - 1 and s.get("groups", 1) == s["C_in"]]
     assert len(causal) == 1
@@ -358,13 +360,16 @@ def test_plots_modules_import_one_way_without_cycles():
         assert not any(i.startswith("plots") for i in _project_imports(path, name)), name
 
 
-def test_a_call_slower_than_max_call_is_recorded_as_skipped(tmp_path):
+def test_a_call_slower_than_max_call_is_timed_once_and_marked(tmp_path):
+    """Measured over max_call: timed with one repeat and marked, not dropped; the next point, estimated over
+    it from this one, is skipped without a call."""
     preset = dataclasses.replace(TINY, max_call=1e-12, grids=(
         Grid("cpu", "float32", (64, 300), (3,), ops=("conv1d",), include=("numpy.correlate",)),))
     run = results.load(runner.run(preset, directory=tmp_path, progress=False, spin=True, log=io.StringIO()))
     assert [r["n"] for r in run.rows] == [64, 300]
     first, second = run.rows
-    assert first["status"] == "skipped" and first["reason"].startswith("a call took") and first["check"]["ok"]
+    assert first["status"] == "ok" and first["over_max_call"] and first["timing"]["repeats"] == 1, first
+    assert first["reason"].startswith("timed once: a call took") and first["check"]["ok"]
     assert second["status"] == "skipped" and second["reason"].startswith("estimated")  # from the first
 
 

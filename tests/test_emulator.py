@@ -6,6 +6,7 @@ bug in tests/fixtures/kernels_broken.cu is caught (wrong numbers, a strict-mode 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -519,3 +520,47 @@ def test_load_without_a_gpu_gives_the_emulator():
     mod.get_function("corr_tiled<float>")(((n - k + block) // block,), (block,), (x, w, y, n, k),
                                           shared_mem=(block + k - 1) * 4)  # a cupy.RawKernel call
     assert (y == k).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# The build cache is verified before a build is loaded; every build links the runtime
+
+NO_BUILTIN = 'extern "C" __global__ void serial(float* y, long long n) { for (long long i = 0; i < n; ++i) y[i] = i; }'
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_a_damaged_cached_build_is_built_again(damage, monkeypatch, tmp_path):
+    """A build cut short, emptied or overwritten is rebuilt, never loaded (a truncated library is a SIGBUS)."""
+    monkeypatch.setenv("KERNELS_EMU_CACHE", str(tmp_path))
+    built = emu.build(FILL, ["fill"], filename="fill.cu")
+    good = built.read_bytes()
+    damaged = {"truncated": good[: len(good) // 3], "empty": b"", "garbage": b"\x7fELF" + b"\0" * 64}[damage]
+    built.write_bytes(damaged)
+    code = ("import sys, numpy as np; from gpu import emu; "
+            "k = emu.Module(sys.argv[1], ['fill'], filename='fill.cu').get_function('fill'); "
+            "y = np.zeros(32, np.float32); k((1,), (32,), (y, np.float32(2))); print(y.sum())")
+    env = {k: v for k, v in os.environ.items() if k not in ("KERNELS_EMU_ASAN", "LD_PRELOAD")}  # the build above
+    child = subprocess.run([sys.executable, "-c", code, FILL], capture_output=True, text=True, timeout=300,
+                           env={**env, "KERNELS_EMU_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT)})
+    assert child.returncode == 0 and child.stdout.strip() == "64.0", (child.returncode, child.stderr[-2000:])
+    assert built.read_bytes() == good or len(built.read_bytes()) > len(damaged), "the build was redone"
+
+
+def test_a_build_without_its_record_is_built_again(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERNELS_EMU_CACHE", str(tmp_path))
+    built = emu.build(FILL, ["fill"], filename="fill.cu")
+    record = built.with_name(built.name + ".sha256")
+    assert record.read_text().split()[0] == str(built.stat().st_size)
+    record.unlink()
+    before = built.stat().st_mtime_ns
+    assert emu.build(FILL, ["fill"], filename="fill.cu") == built
+    assert record.exists() and built.stat().st_mtime_ns != before
+
+
+def test_a_kernel_that_names_no_builtin_links_the_runtime(monkeypatch, tmp_path):
+    """One thread looping over everything references nothing of the runtime; the launcher must still be there."""
+    monkeypatch.setenv("KERNELS_EMU_CACHE", str(tmp_path))  # a fresh cache: the build runs
+    kern = emu.Module(NO_BUILTIN, ["serial"], filename="serial.cu").get_function("serial")
+    y = np.zeros(10, np.float32)
+    kern((1,), (1,), (y, np.int64(10)))
+    np.testing.assert_array_equal(y, np.arange(10, dtype=np.float32))

@@ -133,3 +133,21 @@ def test_sums_shorter_than_min_sum_stay_direct(backend, fft_everywhere):
     x, w = rng.standard_normal(200), rng.standard_normal(fft_choice.MIN_SUM - 1)
     kernels.get("conv1d", backend, "auto", **SMALL[backend])(x, w)
     assert not fft_everywhere
+
+
+@pytest.mark.parametrize("backend, scale", params([(s,) for s in ("subnormal_x", "subnormal_both", "huge_x")]))
+def test_scaling_survives_subnormal_and_extreme_float64_inputs(backend, scale, fft_everywhere):
+    """Inputs whose largest |value| is subnormal (2**1074 does not exist as a float) or near the top of the
+    range: auto answers as the reference does, whichever path the rule takes."""
+    rng = np.random.default_rng()
+    x, w = rng.standard_normal(300), rng.standard_normal(40)
+    if scale == "subnormal_x":
+        x *= 1e-310
+    elif scale == "subnormal_both":
+        x, w = x * 1e-310, w * 1e-309
+    else:
+        x *= 1e300
+    got = kernels.get("conv1d", backend, "auto", **SMALL[backend])(x, w)
+    assert np.all(np.isfinite(compare.to_host(got)))
+    verdict = compare.check("conv1d", got, (x, w), method="auto")
+    assert verdict.ok, verdict

@@ -107,11 +107,13 @@ def test_a_fault_is_a_failed_call_and_the_calls_after_it_still_run(monkeypatch, 
     """The parent records the call a child died in, and restarts after it (here: every call faults)."""
     monkeypatch.setattr(guard, "__file__", str(tmp_path / "faulty.py"))
     (tmp_path / "faulty.py").write_text(
-        "import json, os, sys\nspec = json.loads(sys.argv[1])\n"
-        "for i in range(spec['start'], 3):\n    print(f'B {i} call {i}', flush=True)\n    os.abort()\n")
+        "import json, os, sys\nfrom kernels.isolate import Channel\nspec = json.loads(sys.argv[1])\n"
+        "for i in range(spec['start'], 3):\n    Channel.from_env().send(begin=i, what=f'call {i}')\n"
+        "    os.abort()\n")
     report = guard.run("numba_cpu", "naive", "1d", ("conv1d",), seed=0)
     assert report.ran == 3 and report.restarts == 3 and len(report.failures) == 3, report
-    assert all(f"call {i}" in report.failures[i] for i in range(3)), report.failures
+    assert all(f"call {i}" in report.failures[i] and "SIGABRT" in report.failures[i] for i in range(3)), \
+        report.failures
 
 
 def test_every_op_is_covered():

@@ -68,7 +68,7 @@ def test_every_cpu_starter_passes_check(tmp_path, op):
     (("check", "nosuch.py"), ["no such file"]),
     (("check", "--backend", "numba-cpu"), ["--backend", "numba_cpu"]),
     (("check", "--variant", "nosuch"), ["--variant", "blocked"]),
-    (("new", "conv1d_layer", "--lang", "numba"), ["OP"]),
+    (("new", "conv1d_relu", "--lang", "numba"), ["OP"]),
     (("explain", "conv1d", "--n", "3", "--k", "5"), ["--k"]),
 ])
 def test_bad_command_lines_exit_2_with_a_message(tmp_path, args, words):

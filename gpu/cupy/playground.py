@@ -13,10 +13,15 @@ which launch rule (`grid(p, block)` -> blocks; default one thread per element of
 capped at 65535 blocks, so the kernel strides over the rest). It registers variant `name` on the cupy
 backend: on a GPU CuPy compiles the file with NVRTC, without one the emulator (gpu/emu) builds the same
 file with g++. Scalars go in with explicit NumPy types (np.int64 for `long long`, np.int32 for `int`).
+
+`launches(cap, dry)` is the launch control `python -m kernels check` uses: inside it every launch of a
+declared kernel is recorded as (blocks, threads per block), its grid cut to `cap` blocks, or (dry) not run.
+`caps_grid(impl)` says whether a declaration's launch rule caps the grid (the default rule does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from pathlib import Path
@@ -28,6 +33,8 @@ from gpu.cupy import loader, nvrtc
 from kernels.spec import OPS
 
 MAX_BLOCKS = 65535
+#: The launch control of `launches`: a grid cap, a dry run, the list the launches are recorded in.
+_CONTROL = {"cap": None, "dry": False, "record": None}
 
 
 def cuda_c(op: str, *, name: str, source, entry: str, args, grid=None, block: int = 128, shared_mem: int = 0,
@@ -60,12 +67,36 @@ def cuda_c(op: str, *, name: str, source, entry: str, args, grid=None, block: in
             count = int(np.prod(OPS[op].out_shapes(p)[0]))
             blocks = max(1, min(MAX_BLOCKS, -(-count // block)))
         smem = shared_mem(p, block) if callable(shared_mem) else shared_mem
-        kern((blocks,), (block,), args(p, *arrays), shared_mem=int(smem))
+        if _CONTROL["cap"] is not None:
+            blocks = min(blocks, _CONTROL["cap"])
+        if _CONTROL["record"] is not None:
+            _CONTROL["record"].append((blocks, block))
+        if not _CONTROL["dry"]:
+            kern((blocks,), (block,), args(p, *arrays), shared_mem=int(smem))
 
     impl.__doc__ = f"{entry} of {path.name} (CUDA C)"
+    impl.caps_grid = grid is None
     impl.resources = functools.partial(resources, path)
     kernels.kernel(op, backend="cupy", name=name, method=method)(impl)
     return impl
+
+
+@contextlib.contextmanager
+def launches(cap: int | None = None, dry: bool = False):
+    """Inside the block, every launch of a declared kernel is recorded in the list it yields as (blocks,
+    threads per block), with the grid cut to `cap` blocks, or (dry) recorded and not run."""
+    saved, record = dict(_CONTROL), []
+    _CONTROL.update(cap=cap, dry=dry, record=record)
+    try:
+        yield record
+    finally:
+        _CONTROL.update(saved)
+
+
+def caps_grid(impl) -> bool | None:
+    """True when the launch rule of a declared kernel caps its grid (the default rule: MAX_BLOCKS), so that
+    the kernel must stride over the outputs past it; None when it is the declaration's own (probe it)."""
+    return True if getattr(impl, "caps_grid", False) else None
 
 
 def resources(path: Path) -> list[str]:

@@ -25,7 +25,12 @@ have the pointer's element type, and a NumPy scalar the parameter's type. CuPy p
 as int64 and a Python float as float64, so these fit only 64-bit integer and double parameters.
 
 Builds are cached in $KERNELS_EMU_CACHE (default ~/.cache/kernels-emu), keyed by their inputs and the
-compiler. $CXX names the compiler (default g++; it must be a C++20 compiler that links the C++ runtime).
+compiler. Each goes in by an atomic rename beside a record of its size and SHA-256 (`<build>.sha256`,
+renamed into place after it), and is verified against that record before it is loaded: a build cut short,
+emptied or overwritten is built again rather than mapped (a truncated shared library kills the process with
+SIGBUS when the loader touches its missing pages). Every kernel library links the runtime even when the
+kernel names no CUDA built-in (`--no-as-needed`: the launcher the emulator calls lives there). $CXX names
+the compiler (default g++; it must be a C++20 compiler that links the C++ runtime).
 Only -D, -U and -I options reach it; NVRTC-only options are ignored. A bad setting (CXX,
 KERNELS_EMU_CACHE, KERNELS_EMU_THREADS, KERNELS_EMU_ORDER, KERNELS_EMU_SEED) is named in the error.
 
@@ -67,6 +72,9 @@ CXXFLAGS = ("-std=c++20", "-O2", "-fPIC", "-fno-extern-tls-init", "-pthread")
 # Every symbol of a library must resolve when it is linked: a C compiler as CXX then fails here, with
 # the missing C++ runtime symbols named, instead of loading only where libstdc++ happens to be loaded.
 LINK_CHECK = ("-Wl,-z,defs",)
+# A kernel that names no CUDA built-in references nothing in the runtime, and a linker that drops unused
+# libraries (--as-needed, the default of some distributions) would leave out the launcher the emulator calls.
+NO_AS_NEEDED = "-Wl,--no-as-needed"
 ASAN_FLAGS = ("-fsanitize=address", "-fno-omit-frame-pointer", "-g")
 SHARED_DEFAULT = 48 << 10  # dynamic shared memory allowed without opting in
 SHARED_OPTIN = 227 << 10  # the most a kernel can opt in to (sm_90)
@@ -135,9 +143,9 @@ def build(code: str, name_expressions, options=(), *, filename="kernel.cu", asan
     flags = [*CXXFLAGS, *(ASAN_FLAGS if asan else ()), *gxx_options(options)]
     unit = _translation_unit(code, name_expressions, filename)
     includes = [f[2:] for f in flags if f.startswith("-I")]
-    so = _cached("kernel", [compiler(), runtime.name, HEADER.read_text(), unit, *flags,
+    so = _cached("kernel", [compiler(), runtime.name, HEADER.read_text(), unit, *flags, *LINK_CHECK, NO_AS_NEEDED,
                             *_included(code, includes)])
-    if not so.exists():
+    if not _verified(so):
         with tempfile.TemporaryDirectory(dir=so.parent) as tmp:
             src, obj, lib = (Path(tmp, "kernel" + ext) for ext in (".cpp", ".o", ".so"))
             src.write_text(unit)
@@ -148,22 +156,44 @@ def build(code: str, name_expressions, options=(), *, filename="kernel.cu", asan
                        for s in _undefined_tls(obj) if not s.startswith("__emu")]
             if renames:
                 _run(["objcopy", *renames, str(obj)], filename)
-            _run([compiler(), *flags, "-shared", *LINK_CHECK, str(obj), str(runtime), "-Xlinker", "-rpath",
-                  "-Xlinker", str(runtime.parent), "-o", str(lib)], filename)
-            os.replace(lib, so)
+            _run([compiler(), *flags, "-shared", *LINK_CHECK, str(obj), NO_AS_NEEDED, str(runtime), "-Xlinker",
+                  "-rpath", "-Xlinker", str(runtime.parent), "-o", str(lib)], filename)
+            _publish(lib, so)
     return so
 
 
 def _runtime() -> Path:
     """The scheduler library that kernel modules link (with or without ASan), built once."""
     so = _cached("runtime", [compiler(), ABI.read_text(), RUNTIME.read_text(), *CXXFLAGS])
-    if not so.exists():
+    if not _verified(so):
         with tempfile.TemporaryDirectory(dir=so.parent) as tmp:
             lib = Path(tmp, so.name)
             _run([compiler(), *CXXFLAGS, "-fvisibility=hidden", "-shared", *LINK_CHECK, f"-Wl,-soname,{so.name}",
                   str(RUNTIME), "-o", str(lib)], RUNTIME.name)
-            os.replace(lib, so)
+            _publish(lib, so)
     return so
+
+
+def _record(path: Path) -> str:
+    """'<size> <sha256>' of the file at `path`."""
+    data = path.read_bytes()
+    return f"{len(data)} {hashlib.sha256(data).hexdigest()}"
+
+
+def _publish(built: Path, so: Path) -> None:
+    """Move a finished build into the cache, then its record beside it (each by an atomic rename)."""
+    record = built.with_name(built.name + ".sha256")
+    record.write_text(_record(built))
+    os.replace(built, so)
+    os.replace(record, so.with_name(so.name + ".sha256"))
+
+
+def _verified(so: Path) -> bool:
+    """True when the cached build `so` exists and matches its record (size and SHA-256)."""
+    try:
+        return so.with_name(so.name + ".sha256").read_text().strip() == _record(so)
+    except OSError:
+        return False
 
 
 def _cached(kind: str, parts: list[str]) -> Path:

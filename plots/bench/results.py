@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,10 +89,24 @@ class Run:
         return sorted({r["device"] for r in self.rows if r.get("status") == "ok"})
 
 
-def load(path) -> Run:
-    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    if not records or records[0].get("type") != "meta":
-        raise ValueError(f"{path}: not a results file (first line is not a metadata record)")
+def load(path, log=None) -> Run:
+    """The run of the results file at `path`. A record that is not JSON (a line cut short by a run that
+    died) is left out with a message naming the file and line; ValueError when the first line is not
+    the metadata record, OSError when the file cannot be read."""
+    lines = Path(path).read_text().splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number == 1:
+                raise ValueError(f"{path}:1: not a results file (the metadata record does not read: {e})") from None
+            print(f"{path}:{number}: a bad record left out ({e.msg} at column {e.colno}: "
+                  f"{line[:60]!r}{' ...' if len(line) > 60 else ''})", file=log or sys.stderr)
+    if not records or not isinstance(records[0], dict) or records[0].get("type") != "meta":
+        raise ValueError(f"{path}:1: not a results file (first line is not a metadata record)")
     run = Run(Path(path), records[0])
     for r in records[1:]:
         (run.ceilings if r.get("type") == "ceiling" else run.rows).append(r)
@@ -105,7 +120,8 @@ def newest_per_device(directory: Path = RESULTS_DIR) -> list[tuple[Run, str]]:
     for path in sorted(Path(directory).glob("*.jsonl")):
         try:
             run = load(path)
-        except (ValueError, json.JSONDecodeError):
+        except ValueError as e:  # not a results file: said, and the others drawn
+            print(f"skipped: {e}", file=sys.stderr)
             continue
         for device in run.devices():
             name = (run.device_name(device), any("shape" in r for r in run.rows))

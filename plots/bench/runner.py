@@ -11,9 +11,11 @@ each point, one set of inputs is made with the op's own generator and each candi
    previous n or k; (n, k) points only) is over the preset's `max_call`;
 2. called once through its session (`plots.bench.sessions`), the warm-up, and its result checked
    against the point's float64 reference (`plots.bench.measure`); a wrong result is recorded and not
-   timed, a call slower than `max_call` (after a second try, past JIT compilation) is skipped;
-3. timed with `plots.bench.timing` (CPU: perf_counter until the budget; GPU: CUDA events, L2 flushed)
-   and written as one row.
+   timed; then called on other inputs (checked too), and timed on those: once where that call took
+   longer than `max_call`;
+3. timed with `plots.bench.timing` (CPU: perf_counter until the budget; GPU: CUDA events, L2 flushed);
+   what the timed calls wrote is checked, and a rate above the run's ceilings marks the row
+   impossible; written as one row.
 
 `finish` measures the ceilings again and publishes the file; an interrupted run leaves its partial
 results in the writer's temporary file.
@@ -57,12 +59,13 @@ def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool 
         raise ValueError(f"nothing to measure: {why}")
     total = plan.tasks(blocks)
     print(f"bench: preset {preset.name!r}, {total} timings over {len(blocks)} (grid, op) blocks", file=log)
-    writer, meta, sessions = start(preset, blocks, left_out, directory, use_out, seed, omp, log)
+    writer, meta, sessions, ceils = start(preset, blocks, left_out, directory, use_out, seed, omp, log)
+    limits = measure.Ceilings.of(ceils)
 
     rng = np.random.default_rng(seed)
     est = plan.Estimates()
     bar = tqdm(total=total, unit="timing", disable=not progress, dynamic_ncols=True, file=log)
-    counts = {"ok": 0, "skipped": 0, "wrong": 0, "error": 0}
+    counts = {"ok": 0, "skipped": 0, "wrong": 0, "impossible": 0, "error": 0}
     last_grid = None
     try:
         for gi, grid, op, candidates in blocks:
@@ -94,12 +97,12 @@ def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool 
                                           f"estimated {guess:.2g} s per call > max_call {preset.max_call} s")
                     else:
                         row = measure.check_and_time(base, candidate, sessions.get(candidate), check, preset,
-                                                     grid.budget or preset.budget)
-                        guess = row["timing"]["median"] if row["status"] == "ok" else row.get("call_s")
+                                                     grid.budget or preset.budget, limits)
+                        guess = row["timing"]["median"] if "timing" in row else row.get("call_s")
                     if guess is not None and point.shape is None:
                         est.add(key, point.n, point.k, guess)  # skipped ones too: larger points are skipped
                     counts[row["status"]] += 1
-                    if row["status"] in ("wrong", "error"):
+                    if row["status"] in ("wrong", "impossible", "error"):
                         tqdm.write(f"  {row['status']}: {op} {candidate.label} {grid.dtype} {point.label()}: "
                                    f"{row['reason']}", file=log)
                     writer.write(row)
@@ -118,7 +121,7 @@ def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool 
 
 
 def start(preset: Preset, blocks, left_out, directory, use_out, seed, omp, log):
-    """Report what is not timed, measure the ceilings, write the metadata: (writer, meta, sessions).
+    """Report what is not timed, measure the ceilings, write the metadata: (writer, meta, sessions, ceilings).
     `omp` is what `quiet_spinning` returned, called before anything loaded OpenMP."""
     states = backend_states()
     for name, st in states.items():
@@ -156,7 +159,7 @@ def start(preset: Preset, blocks, left_out, directory, use_out, seed, omp, log):
     writer.write(meta)
     for c in ceils:
         writer.write({**c, "when": "start"})
-    return writer, meta, sessions
+    return writer, meta, sessions, ceils
 
 
 def finish(preset: Preset, meta, writer, sessions) -> Path:

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from kernels import registry
 from plots.bench import baselines as bl
 from plots.bench import machine, timing
 from plots.bench.isolated import Worker
@@ -28,7 +29,12 @@ from plots.bench.plan import Candidate
 
 
 class TimingRejected(RuntimeError):
-    """A GPU timing whose output was wrong after timing, or whose rate is over the device's limit."""
+    """A GPU timing whose output was wrong after timing ("wrong"), or whose rate is over the device's limit
+    ("impossible"): `status` is the result row's."""
+
+    def __init__(self, why: str, status: str):
+        super().__init__(why)
+        self.status = status
 
 
 class Session:
@@ -36,14 +42,31 @@ class Session:
 
     def __init__(self, candidate: Candidate, use_out: bool):
         self.candidate, self.use_out, self.out_preallocated = candidate, use_out, None
-        self._call = self._fetch = None
+        self._call = self._fetch = self._written = None
 
     def call(self, args, kwargs=None):
-        self._call = None  # free the previous inputs first
+        self._call = self._written = None  # free the previous inputs first
         self._call, self._fetch, self.out_preallocated = self.candidate.prepare(args, self.use_out, kwargs)
         t0 = time.perf_counter()
-        got = self._fetch(self._call())
-        return got, time.perf_counter() - t0
+        result = self._call()
+        got = self._fetch(result)
+        elapsed = time.perf_counter() - t0
+        if self.out_preallocated:  # every later call writes the same arrays
+            self._written = (result, self._fetch)
+        return got, elapsed
+
+    def poison_outputs(self):
+        """Fill the preallocated outputs with NaN, so that what the next calls leave unwritten shows."""
+        if self._written is not None:
+            fill = registry.backend(self.candidate.backend).arrays.fill_nan
+            result = self._written[0]
+            for o in (result if isinstance(result, tuple) else (result,)):
+                fill(o)
+
+    def timed_outputs(self):
+        """What the calls since `call` wrote into the preallocated outputs (after `time`: the last timed
+        call's results, as NumPy arrays), or None when each call allocates its own."""
+        return self._written[1](self._written[0]) if self._written is not None else None
 
     def time(self, budget: float, min_repeats: int, verify=None, rates=None) -> timing.Timing:
         """Time the last prepared call. On a GPU, `verify(result)` (a verdict dict with "ok") judges the output of
@@ -65,11 +88,11 @@ class Session:
         with _deferred_numba_cleanup(self.candidate.family == "numba_cuda"):
             t = timing.time_gpu(fn, budget=budget, min_repeats=min_repeats, sm_clock=machine.sm_clock_mhz)
         if verify is not None and not (verdict := verify(self._fetch(last[0])))["ok"]:
-            raise TimingRejected(f"wrong after timing: {verdict.get('detail', verdict)}")
+            raise TimingRejected(f"wrong after timing: {verdict.get('detail', verdict)}", "wrong")
         if rates is not None:
             flops, min_bytes, itemsize = rates
             if why := timing.implausible(t.median, flops, min_bytes, gpu_limits(itemsize)):
-                raise TimingRejected(why)
+                raise TimingRejected(why, "impossible")
         return t
 
 

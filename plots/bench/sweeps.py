@@ -130,7 +130,7 @@ LAYER_OPS = ("conv1d_layer", "conv1d_layer_backward")
 #: numba_cpu:naive (serial, a bounds test per tap) takes tens of seconds per call on these shapes.
 PRESETS["layer"] = Preset(
     "layer", "conv1d layer fwd+bwd float32: N=8 C_in=64 C_out=128 L=4096 K=3,7,31, N=1 C=16 L=262144 K=31, "
-    "C=256 K5, strided, causal depthwise and dilated shapes",
+    "C=256 K5, strided (K7, K9), causal depthwise and dilated (128 and 64 channels) shapes",
     grids=(Grid("cpu", "float32", (), ops=LAYER_OPS, shapes=LAYER_SHAPES,
                 exclude=DEFAULT_EXCLUDE + ("numba_cpu:naive",)),
            Grid("gpu", "float32", (), ops=LAYER_OPS, shapes=LAYER_SHAPES, budget=0.05,

@@ -258,6 +258,7 @@ def test_block_1024_takes_four_outputs_per_thread_in_float64(rng):
     print(*compare.assert_close("conv1d", get("conv1d", "regwin", block=1024)(*args, **kwargs), args, kwargs))
 
 
+@pytest.mark.exhaustive
 def test_every_accepted_launch_is_compiled_and_fits():
     """plots.model.resources compiles regwin at every (block, R) its launcher accepts and wg_regwin at every
     (block, TP), both dtypes, sm_80 and sm_90: no spills, registers x block within the register file,

@@ -106,6 +106,10 @@ def tables(run: Run, device: str) -> list[Table]:
 
 @dataclass(frozen=True)
 class Crossover:
+    """Where FFT starts to win, as the interval between two measured k: it loses (or ties) at `last_direct`
+    and wins at `first_k` and every larger k measured; the interpolated `k_star` lies between them and is no
+    more precise than that interval."""
+
     family: str  # a backend or library, or "all" (best direct vs best FFT of everything)
     n: int
     k_star: float | None  # interpolated k where FFT becomes faster for good; None: it never does
@@ -114,12 +118,18 @@ class Crossover:
     fft: str
     ks: tuple = ()
 
+    @property
+    def last_direct(self) -> int | None:
+        """The largest measured k below first_k (where direct still wins); None when FFT wins everywhere."""
+        below = [k for k in self.ks if self.first_k is not None and k < self.first_k]
+        return below[-1] if below else None
+
     def describe(self) -> str:
         if self.k_star is None:
             return f"FFT never wins up to k={self.ks[-1]}" if self.ks else "no data"
-        if self.first_k == self.ks[0]:
-            return f"FFT wins at every k measured (k* <= {self.ks[0]})"
-        return f"k* ~ {self.k_star:.0f} (FFT wins from k={self.first_k})"
+        if self.last_direct is None:
+            return f"FFT wins at every k measured (k* <= {self.first_k})"
+        return f"FFT wins from k={self.first_k} on: {self.last_direct} < k* <= {self.first_k}"
 
 
 def crossover_k(ks, t_direct: dict, t_fft: dict) -> tuple[float | None, int | None]:

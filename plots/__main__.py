@@ -34,6 +34,7 @@ def draw_runs(runs, out: Path) -> list[Path]:
     palette = draw.Palette({r["impl"] for run, _ in runs for r in run.rows}, ladders)
     written = []
     for run, device in runs:
+        print(f"drawing {run.path.name} ({device}) ...", flush=True)
         files = draw.draw_run(run, device, out, palette)
         print(f"{run.device_name(device)} ({run.path.name}): {len(files)} files in "
               f"{files[0].parent if files else out}", flush=True)

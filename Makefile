@@ -1,29 +1,59 @@
 # Convolution kernel playground. Every target creates the virtual environment it needs.
-#   make plots   measure every backend available here and draw the plots (the main job)
-#   make test    the whole test suite (GPU tests skip with their reason when there is no device)
+#   make plots   measure every backend available here and draw the plots (the main job; plots/figures/)
+#   make test    the test suite without its exhaustive sweeps (GPU tests skip with their reason without a device)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
+# The CUDA major version of the GPU wheels: 13 (driver R580 or newer) or 12 (`make setup CUDA=12`, R525 or newer).
+CUDA   ?= 13
+GPU_EXTRA := $(if $(filter 12,$(CUDA)),gpu-cu12,gpu)
+# The oldest and newest Python the project supports, each checked by a fast job in `make test-all`.
+PYTHONS ?= python3.10 python3.13
 
-.PHONY: setup test test-gpu test-asan check list bench plots tune lint clean gpu-report gpu-inspect gpu-preflight \
-        gpu-standin
+.PHONY: setup test test-all test-pythons test-gpu test-asan check list bench plots publish tune lint clean \
+	gpu-report gpu-inspect gpu-preflight gpu-standin
 
 setup: $(STAMP)
 
 # The project installs into the venv in editable mode with its extras from pyproject.toml; torch is
-# optional (a baseline and a test oracle) and its absence is reported, not fatal.
+# optional (a baseline and a test oracle) and its absence is reported, not fatal. A venv is named .venv* (git
+# ignores those); its stamp records the CUDA wheels it has, so `make setup CUDA=12` reinstalls them.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,gpu]"
+	$(PY) -m pip install -q -e ".[test,$(GPU_EXTRA)]"
 	$(PY) -m pip install -q -e ".[torch]" \
 	  || echo "torch not installed: its baselines and comparisons will be skipped"
-	touch $(STAMP)
+	echo "$(GPU_EXTRA)" > $(STAMP)
 
+ifneq ($(wildcard $(STAMP)),)
+ifneq ($(shell cat $(STAMP)),$(GPU_EXTRA))
+.PHONY: $(STAMP)
+endif
+endif
+
+# Everything but the tests marked `exhaustive`; --durations lists the slowest.
 test: setup
-	$(PY) -m pytest -n $(JOBS) -q --durations=10
+	$(PY) -m pytest -n $(JOBS) -q -m "not exhaustive" --durations=15
+
+# The exhaustive sweeps (every accepted launch compiled, the model's coverage, long property runs), then
+# the fast job on the oldest and newest Python. CI runs `make test` and this.
+test-all: setup
+	$(PY) -m pytest -n $(JOBS) -q -m exhaustive --durations=10
+	$(MAKE) test-pythons
+
+# One fast job per Python of PYTHONS, each in its own venv (.venv310, .venv313): the conformance matrix of the
+# CPU backends and the workflow.
+test-pythons:
+	@for py in $(PYTHONS); do \
+	  v=.venv$$(echo $$py | tr -dc 0-9); \
+	  command -v $$py >/dev/null || { echo "$$py not found: skipping it"; continue; }; \
+	  $(MAKE) --no-print-directory setup PYTHON=$$py VENV=$$v && \
+	  $$v/bin/python -m pytest -n $(JOBS) -q -k "numpy or numba_cpu" tests/test_conformance.py && \
+	  $$v/bin/python -m pytest -n $(JOBS) -q tests/test_workflow.py tests/test_project.py || exit 1; \
+	done
 
 test-gpu: setup
 	$(PY) -m pytest -q -m gpu
@@ -40,7 +70,8 @@ list: setup
 	$(PY) -m kernels list -v
 
 # Benchmarks: `make bench PRESET=full` for the long sweep; results go to plots/results/ (one new file
-# per run), `make plots` measures the quick preset and draws plots/<device>/ from the newest results.
+# per run, ignored by git). `make plots` measures the quick and layer presets and draws plots/figures/<cpu>/
+# (and the static GPU model when its predictions for these sources are at hand; `make gpu-inspect` makes them).
 PRESET ?= quick
 bench: setup
 	$(PY) -m plots bench --preset $(PRESET)
@@ -50,8 +81,14 @@ plots: setup
 	$(PY) -m plots bench --preset layer
 	$(PY) -m plots draw
 
+# The only target that writes plots/published/ (tracked: the README shows it): the newest runs of this machine
+# and the model's predictions are copied there, and everything published is drawn again.
+publish: setup
+	$(PY) -m plots publish
+	@git status --short -- plots/published | sed 's/^/changed: /'
+
 # The static performance model of every GPU kernel (no GPU needed): resources, SASS mix, counted traffic,
-# predicted bounds for an H100 SXM and an H200; then its plots (plots/<device>-model/).
+# predicted bounds for an H100 SXM and an H200; then its plots (plots/figures/<device>-model/).
 gpu-inspect: setup
 	$(PY) -m plots.model.oned
 	$(PY) -m plots.model.layer
@@ -79,14 +116,15 @@ gpu-standin:
 	$(STANDIN)/bin/python -m pip install -q -r plots/gpurun/standin.txt
 	$(STANDIN)/bin/python -m plots.gpurun.report --standin --out $(STANDIN)/run
 
-# Re-measure the direct/FFT crossover that numba_cpu's `auto` variant reads (cpu/crossover.json).
+# Re-measure the direct/FFT crossover that numba_cpu's `auto` variant reads (cpu/crossover.json, tracked).
 tune: setup
 	$(PY) -m plots.bench.tune
+	@git status --short -- cpu/crossover.json | sed 's/^/changed (tracked): /'
 
 lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $${KERNELS_EMU_CACHE:-$$HOME/.cache/kernels-emu} \
+	rm -rf $(VENV) .venv3* plots/results plots/figures .pytest_cache .ruff_cache .hypothesis $${KERNELS_EMU_CACHE:-$$HOME/.cache/kernels-emu} \
 	  $${KERNELS_COMPILE_CACHE:-$$HOME/.cache/kernels-compile}
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

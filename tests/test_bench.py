@@ -128,6 +128,8 @@ def test_crossover_is_where_fft_wins_from_then_on():
     assert first == 15 and 7 < k_star < 15
     assert analysis.crossover_k(ks, direct, {k: 100.0 for k in ks}) == (None, None)
     assert analysis.crossover_k(ks, direct, {k: 0.1 for k in ks}) == (1.0, 1)
+    described = analysis.Crossover("x", 10**6, *analysis.crossover_k(ks, direct, fft), "d", "f", tuple(ks)).describe()
+    assert described == "FFT wins from k=15 on: 7 < k* <= 15"  # an interval of measured k, no invented digits
 
 
 def test_estimates_scale_with_n_and_k():
@@ -212,6 +214,69 @@ def test_results_have_ceilings_and_checked_rows(tiny_run):
         assert r["check"]["ok"] and r["timing"]["repeats"] >= 2
         assert r["out_preallocated"] is (r["kind"] == "kernel")
     assert {r["impl"] for r in run.rows} >= {"numba_cpu:parallel", "numpy.correlate", "scipy.correlate[fft]"}
+
+
+
+# --- where results and figures go; what a run says about load ------------------------------------------------
+
+ZEN3 = {"model": "AMD EPYC", "family": "25", "model_id": "1", "usable_cores": 2, "isa": ["avx2", "fma"],
+        "machine": "x86_64"}
+ZEN4 = {**ZEN3, "model_id": "17", "isa": ["avx512f", "avx2", "fma"]}
+
+
+def test_cpus_of_one_name_get_their_own_folder_by_isa_and_cpuid():
+    from plots.bench import machine
+
+    assert machine.cpu_slug(ZEN3) == "amd-epyc-avx2-f25m1-2c"
+    assert machine.cpu_slug(ZEN4) == "amd-epyc-avx-512-f25m17-2c"
+    assert machine.cpu_slug({**ZEN4, "model_id": "1"}) != machine.cpu_slug(ZEN3)  # same CPUID, other ISA
+    assert machine.cpu_name(ZEN4) == "AMD EPYC (2 cores, AVX-512)"
+    old = results.Run(Path("old.jsonl"), {"cpu": {**ZEN3, "name": "AMD EPYC (2 cores)", "slug": "amd-epyc-2c"}})
+    assert old.device_slug("cpu") == "amd-epyc-avx2-f25m1-2c"  # a file recorded before the ISA joined the slug
+
+
+def test_results_and_figures_go_to_folders_git_ignores():
+    root = Path(__file__).resolve().parent.parent
+    paths = [results.RESULTS_DIR / "x.jsonl", results.FIGURES_DIR / "cpu" / "x.png", root / ".venv310" / "x",
+             root / ".venv" / "x", root / "bench-mine" / "x"]
+    out = subprocess.run(["git", "check-ignore", "--no-index", *map(str, paths)], cwd=root, capture_output=True,
+                         text=True)
+    assert sorted(out.stdout.split()) == sorted(map(str, paths)), out.stdout
+    published = results.PUBLISHED_DIR / "results" / "x.jsonl"
+    assert subprocess.run(["git", "check-ignore", "-q", "--no-index", str(published)], cwd=root).returncode == 1
+
+
+def _ceiling(when, value, kind="flops", dtype="float32"):
+    return {"type": "ceiling", "device": "cpu", "kind": kind, "dtype": dtype, "value": value,
+            "value_median": value, "unit": "GFLOP/s", "method": "m", "when": when}
+
+
+def test_a_run_whose_ceilings_moved_says_the_machine_was_loaded_and_by_how_much():
+    quiet = [_ceiling("start", 200.0), _ceiling("end", 190.0)]
+    assert analysis.load_note(quiet, "cpu") is None
+    loaded = [_ceiling("start", 207.0), _ceiling("end", 65.0), _ceiling("start", 90, dtype="float64"),
+              _ceiling("end", 92, dtype="float64")]
+    note = analysis.load_note(loaded, "cpu")
+    assert note.startswith("machine loaded") and "207" in note and "65" in note and "3.2x" in note
+    assert analysis.load_note([_ceiling("start", 207.0)], "cpu") is None  # measured once: nothing to compare
+    run = results.Run(Path("r.jsonl"), {"cpu": {**ZEN3, "name": "n", "slug": "s"}}, ceilings=loaded)
+    assert any("Machine loaded" in line for line in analysis.summary(run, "cpu"))
+
+
+def test_the_fft_variant_is_drawn_as_the_direct_kernel_below_min_sum_taps():
+    from kernels.fft_choice import MIN_SUM
+    from plots.draw import measured
+
+    rows = [{"impl": i, "kind": kind, "method": m, "family": "numba_cpu", "n": 1000, "k": k,
+             "timing": {"median": 1.0}} for i, kind, m in (("numba_cpu:fft", "kernel", "fft"),
+                                                           ("scipy.correlate[fft]", "baseline", "fft"))
+            for k in (MIN_SUM - 1, MIN_SUM)]
+    table = analysis.Table(None, "cpu", "conv1d", "float32", rows)
+    assert measured.runs_direct(table, "numba_cpu:fft", 1000, MIN_SUM - 1)
+    assert not measured.runs_direct(table, "numba_cpu:fft", 1000, MIN_SUM)
+    assert not measured.runs_direct(table, "scipy.correlate[fft]", 1000, 3)  # a baseline's FFT is always one
+    wg = analysis.Table(None, "cpu", "conv1d_weight_grad", "float32", rows)
+    assert measured.runs_direct(wg, "numba_cpu:fft", 40, 10)  # 31 terms per sum: n - k + 1 < MIN_SUM
 
 
 def test_plots_are_written_for_both_ops(tiny_run, tmp_path):

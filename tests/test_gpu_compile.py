@@ -1,6 +1,7 @@
 """Real compilation with no GPU: every numba.cuda kernel through numba-cuda's compiler and ptxas, every
-CUDA C kernel through NVRTC, at every launch the backends accept; no spill, and registers x threads
-and shared memory within what a block may use on sm_80 and sm_90.
+CUDA C kernel through NVRTC; no spill, and registers x threads and shared memory within what a block may
+use on sm_80 and sm_90. `make test` compiles every numba kernel at its default launch; the sweep over every
+launch the backends accept (minutes with a cold cache) is marked `exhaustive` (make test-all).
 
 The numba kernels compile in one child process with the simulator off (plots.model.resources), cached in
 $KERNELS_COMPILE_CACHE between runs.
@@ -31,6 +32,22 @@ def numba_rows():
 
 
 @needs_toolchain
+@pytest.mark.parametrize("arch", resources.ARCHS)
+def test_every_numba_kernel_compiles_at_its_default_launch(arch):
+    """Every @cuda.jit kernel of the backend, both dtypes, at the launch its backend runs by default: no spill,
+    registers x threads within the register file (one architecture per test, so that they run in parallel)."""
+    rows = resources.run(archs=(arch,), want_sass=False, only_default=True)  # ptxas -v alone: no SASS needed
+    assert {r["arch"] for r in rows} == {arch}
+    defined = defined_kernels()
+    compiled = {r["kernel"].split("[")[0] for r in rows}
+    assert defined <= compiled, f"not compiled: {sorted(defined - compiled)}"
+    assert {r["dtype"] for r in rows} == {"float32", "float64"}
+    bad = resources.failures(rows)
+    assert not bad, "\n".join(bad)
+
+
+@needs_toolchain
+@pytest.mark.exhaustive
 def test_every_numba_kernel_compiles_without_spills_and_fits_the_register_file(numba_rows):
     assert {r["arch"] for r in numba_rows} == set(resources.ARCHS)
     print(resources.table([r for r in numba_rows if r["arch"] == 90 and (r["registers"] > 64 or r["stack"])]))
@@ -79,12 +96,19 @@ def second(b):
     assert jit_kernels(text) == {"plain", "first", "second", "finish_kernel"}
 
 
-def test_every_jit_kernel_of_the_backend_is_compiled(numba_rows):
-    """Each @cuda.jit kernel (not device function) defined in gpu/numba_cuda/*.py is in the compile set,
-    for both dtypes and, for the kernel factories, every block size they accept."""
+def defined_kernels() -> set:
+    """'module.kernel' of every @cuda.jit kernel (not device function) defined in gpu/numba_cuda/*.py."""
     defined = set()
     for path in sorted((ROOT / "gpu" / "numba_cuda").glob("*.py")):
         defined |= {f"{path.stem}.{name}" for name in jit_kernels(path.read_text())}
+    return defined
+
+
+@pytest.mark.exhaustive
+def test_every_jit_kernel_of_the_backend_is_compiled(numba_rows):
+    """Each @cuda.jit kernel (not device function) defined in gpu/numba_cuda/*.py is in the compile set,
+    for both dtypes and, for the kernel factories, every block size they accept."""
+    defined = defined_kernels()
     compiled = {}
     for r in numba_rows:
         compiled.setdefault(r["kernel"].split("[")[0], set()).update((r["dtype"], b) for b in r["blocks"])
@@ -95,6 +119,7 @@ def test_every_jit_kernel_of_the_backend_is_compiled(numba_rows):
 
 
 @needs_nvrtc
+@pytest.mark.exhaustive
 def test_every_cuda_c_kernel_fits_at_every_block_size():
     rows = resources.cuda_c_rows()
     assert {r["arch"] for r in rows} == set(resources.ARCHS) and len(rows) > 20

@@ -182,6 +182,7 @@ def test_the_naive_weight_gradient_is_bound_by_its_serial_chain():
 
 @pytest.mark.skipif((resources.toolchain_problem() or NVRTC or DISASM) is not None,
                     reason=str(resources.toolchain_problem() or NVRTC or DISASM))
+@pytest.mark.exhaustive
 def test_inspect_covers_every_gpu_kernel_and_variant():
     rows = oned.kernel_table()
     names = {(r["backend"], r["kernel"].split("[")[0], r["dtype"], r["arch"]) for r in rows}

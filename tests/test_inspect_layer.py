@@ -124,6 +124,7 @@ def test_numba_gemm_shapes_follow_the_launch_code(dtype, monkeypatch):
 
 
 @needs_sass
+@pytest.mark.exhaustive
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_numba_model_of_the_target_layer(dtype):
     """By the static model (H100 SXM, block 128): every numba_cuda launch time finite and positive, gemm several

@@ -264,6 +264,7 @@ def _sass_problem():
 
 
 @pytest.mark.skipif(_sass_problem() is not None, reason=str(_sass_problem()))
+@pytest.mark.exhaustive
 def test_model_of_the_target_layer():
     """By the static model (H100 SXM, float32, N=8, C 64 -> 128, L=4096, K=3, block 128): gemm reaches >= 50%
     of the FP32 FMA peak forward and >= 35% backward, several times direct; the chunk loop found in each gemm

@@ -103,8 +103,9 @@ def test_engine_features(features, dtype, per_thread, rng):
 
 
 @pytest.mark.parametrize("block, slices, splits", [(32, 1, 3), (64, 2, 2), (32, 1, 1)])
-@pytest.mark.parametrize("k, dtype", [(3, np.float32), (3, np.float64), (40, np.float64)], ids=["3-f32", "3-f64",
-                                                                                               "40-f64"])
+@pytest.mark.parametrize("k, dtype", [(3, np.float32), (3, np.float64),
+                                      pytest.param(40, np.float64, marks=pytest.mark.exhaustive)],  # ~15 s each
+                         ids=["3-f32", "3-f64", "40-f64"])
 def test_weight_grad_chunks_per_split(k, dtype, block, slices, splits, rng):
     """Several j chunks per split (and one split writing dw directly), tap tiles grid-strided
     (max_blocks=1); slice lengths of one or two runs of TP."""
@@ -140,7 +141,8 @@ def test_padding_terms_are_skipped(variant, rng):
     print(*compare.assert_close("conv1d_weight_grad", got, (x, g, k)))
 
 
-@pytest.mark.parametrize("k, dtype, repeats", [(3, np.float32, 3), (3, np.float64, 3), (20, np.float64, 2)],
+@pytest.mark.parametrize("k, dtype, repeats", [(3, np.float32, 3), (3, np.float64, 3),
+                                               pytest.param(20, np.float64, 2, marks=pytest.mark.exhaustive)],
                          ids=["3-f32", "3-f64", "20-f64"])
 def test_weight_grad_repeats_bit_for_bit(k, dtype, repeats, rng):
     """Fixed-order reductions (warp tree, warps in order, splits in order by the second pass): repeated runs
@@ -258,6 +260,7 @@ def test_block_1024_takes_four_outputs_per_thread_in_float64(rng):
     print(*compare.assert_close("conv1d", get("conv1d", "regwin", block=1024)(*args, **kwargs), args, kwargs))
 
 
+@pytest.mark.exhaustive
 def test_every_accepted_launch_is_compiled_and_fits():
     """plots.model.resources compiles regwin at every (block, R) its launcher accepts and wg_regwin at every
     (block, TP), both dtypes, sm_80 and sm_90: no spills, registers x block within the register file,

@@ -164,6 +164,7 @@ def run_property(impl, op_name, examples, check, limits=None):
     return len(seen)
 
 
+@pytest.mark.exhaustive
 @pytest.mark.parametrize("op,impl", impls(FORWARD, BACKWARD))
 def test_matches_torch_on_random_layers(op, impl):
     """Forward (y) or backward (dx, dw, db) of every implementation agree with torch within tolerance."""
@@ -223,6 +224,7 @@ def layer_function(impl, torch_forward):
     return Layer.apply
 
 
+@pytest.mark.exhaustive
 @pytest.mark.parametrize("torch_forward", [True, False], ids=["torch-forward", "own-forward"])
 @pytest.mark.parametrize("op,impl", impls(BACKWARD, known={}))
 def test_gradcheck(op, impl, torch_forward):

@@ -106,6 +106,10 @@ def tables(run: Run, device: str) -> list[Table]:
 
 @dataclass(frozen=True)
 class Crossover:
+    """Where FFT starts to win, as the interval between two measured k: it loses (or ties) at `last_direct`
+    and wins at `first_k` and every larger k measured; the interpolated `k_star` lies between them and is no
+    more precise than that interval."""
+
     family: str  # a backend or library, or "all" (best direct vs best FFT of everything)
     n: int
     k_star: float | None  # interpolated k where FFT becomes faster for good; None: it never does
@@ -114,12 +118,18 @@ class Crossover:
     fft: str
     ks: tuple = ()
 
+    @property
+    def last_direct(self) -> int | None:
+        """The largest measured k below first_k (where direct still wins); None when FFT wins everywhere."""
+        below = [k for k in self.ks if self.first_k is not None and k < self.first_k]
+        return below[-1] if below else None
+
     def describe(self) -> str:
         if self.k_star is None:
             return f"FFT never wins up to k={self.ks[-1]}" if self.ks else "no data"
-        if self.first_k == self.ks[0]:
-            return f"FFT wins at every k measured (k* <= {self.ks[0]})"
-        return f"k* ~ {self.k_star:.0f} (FFT wins from k={self.first_k})"
+        if self.last_direct is None:
+            return f"FFT wins at every k measured (k* <= {self.first_k})"
+        return f"FFT wins from k={self.first_k} on: {self.last_direct} < k* <= {self.first_k}"
 
 
 def crossover_k(ks, t_direct: dict, t_fft: dict) -> tuple[float | None, int | None]:
@@ -180,6 +190,42 @@ def ceiling_values(run: Run, device: str) -> dict:
     return {key: c["value"] for key, c in best_ceilings(run, device).items()}
 
 
+# --- load: the ceilings at the start of a run against those at its end -----------------------------
+
+#: Ceilings of one kind measured at the start and at the end of a run that differ by more than this factor
+#: (1.15: 15%) mean that other work loaded the machine during the run; the summary and the figures say so.
+LOAD_MARGIN = 1.15
+
+
+def drift(records: list[dict], device: str) -> list[dict]:
+    """Per ceiling measured both at the start and at the end of a run on `device`: {what, start, end, unit,
+    factor}, factor = the larger over the smaller value (1.0: unchanged), largest first."""
+    seen: dict = {}
+    for c in records:
+        if c.get("device") == device and c.get("when") in ("start", "end"):
+            what = f"{c['kind']} {c.get('dtype') or c.get('level')}"
+            seen.setdefault(what, {})[c["when"]] = c
+    out = []
+    for what, pair in seen.items():
+        if {"start", "end"} <= set(pair) and min(pair["start"]["value"], pair["end"]["value"]) > 0:
+            start, end = pair["start"]["value"], pair["end"]["value"]
+            out.append({"what": what, "start": start, "end": end, "unit": pair["start"]["unit"],
+                        "factor": max(start, end) / min(start, end)})
+    return sorted(out, key=lambda d: -d["factor"])
+
+
+def load_note(records: list[dict], device: str) -> str | None:
+    """One line saying that the machine was loaded and by how much, when a ceiling moved by more than
+    LOAD_MARGIN between the start and the end of the run; None when none did (or one was measured once)."""
+    moved = [d for d in drift(records, device) if d["factor"] > LOAD_MARGIN]
+    if not moved:
+        return None
+    w = moved[0]
+    return (f"machine loaded during the run: {w['what']} ceiling {w['start']:.0f} {w['unit']} at the start, "
+            f"{w['end']:.0f} at the end ({w['factor']:.1f}x apart; margin {LOAD_MARGIN}x): times may be "
+            f"up to {w['factor']:.1f}x slower than on a quiet machine")
+
+
 def summary(run: Run, device: str) -> list[str]:
     """Markdown lines: device, ceilings, crossover k*, best implementation per (n, k), kernel vs baselines."""
     name = run.device_name(device)
@@ -188,7 +234,11 @@ def summary(run: Run, device: str) -> list[str]:
              f"Results: `{run.path.name}` ({meta.get('date')}, preset {meta.get('preset')}, "
              f"git {(meta.get('git') or {}).get('commit', '')[:10]}). Times are medians; kernels "
              f"{'with' if meta.get('out_preallocated') else 'without'} preallocated `out=`, baselines "
-             "allocate.", "", "## Measured ceilings", ""]
+             "allocate.", ""]
+    note = load_note(run.ceilings, device)
+    lines += [f"**{note[0].upper()}{note[1:]}.**" if note else
+              f"Quiet machine: every ceiling within {LOAD_MARGIN}x between the start and the end of the run.", "",
+              "## Measured ceilings", ""]
     for (kind, what), c in best_ceilings(run, device).items():
         lines.append(f"- {kind} {what}: **{c['value']:.1f} {c['unit']}** (fastest call; median "
                      f"{c['value_median']:.1f}; {c['method']}; measured at the {c.get('when', 'start')} "

@@ -8,6 +8,7 @@ its numbers in `layer`), with n = L and k = K. This module only reads results.
 from __future__ import annotations
 
 from plots.bench import results
+from plots.bench.analysis import load_note
 
 
 def is_layer_run(run: results.Run) -> bool:
@@ -38,6 +39,9 @@ def summary(run: results.Run, device: str = "cpu") -> list[str]:
     lines = [f"## {run.device_name(device)}: conv1d layer, best kernel vs best baseline",
              "", "| op | shape | best kernel | GFLOP/s | baseline | GFLOP/s | kernel speed / baseline |",
              "|---|---|---|---|---|---|---|"]
+    note = load_note(run.ceilings, device)
+    if note:
+        lines[1:1] = ["", f"**{note[0].upper()}{note[1:]}.**"]
     for r in ratios(run, device):
         def f(v, fmt):
             return "-" if v is None else format(v, fmt)

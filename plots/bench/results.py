@@ -2,6 +2,11 @@
 
     plots/results/<date>-<time>-<device>-<preset>.jsonl
 
+Where the lab writes: RESULTS_DIR and FIGURES_DIR are the working folders (git ignores them: a run or a draw
+never changes a tracked file); PUBLISHED_DIR holds the runs, predictions and figures the README shows, and
+only `python -m plots publish` (make publish) writes it. A device's folder is named by its slug
+(plots.bench.machine.cpu_slug: model, vector ISA, CPUID family and model, cores), so two CPUs never share one.
+
 Line 1 is the metadata record ({"type": "meta", ...}: machine, versions, threads, git commit, date,
 the sweep, the timing policy); then one {"type": "ceiling", ...} per measured ceiling, then one
 {"type": "result", ...} per (op, implementation, dtype, n, k). Records are appended to a temporary
@@ -19,9 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
+from plots.bench import machine
 from plots.bench.machine import ROOT
 
+#: Every run's results file and the static model's predictions (git-ignored).
 RESULTS_DIR = ROOT / "plots" / "results"
+#: What `python -m plots draw` draws: plots/figures/<device slug>/ and plots/figures/<gpu>-model/ (git-ignored).
+FIGURES_DIR = ROOT / "plots" / "figures"
+#: The published runs (results/), their figures and the model's (tracked; written by `python -m plots publish`).
+PUBLISHED_DIR = ROOT / "plots" / "published"
 
 
 class Writer:
@@ -76,13 +87,20 @@ class Run:
     rows: list = field(default_factory=list)
 
     def device_name(self, device: str) -> str | None:
-        """'cpu' or 'gpu' -> the device's name in this run (None if the run has none)."""
+        """'cpu' or 'gpu' -> the device's name in this run (None if the run has none); a CPU's with its
+        cores and vector ISA (machine.cpu_name)."""
         info = self.meta.get(device)
-        return info["name"] if info else None
+        if not info:
+            return None
+        return machine.cpu_name(info) if device == "cpu" and "model" in info else info["name"]
 
     def device_slug(self, device: str) -> str | None:
+        """The folder name of this run's device: a CPU's from its recorded model, ISA and CPUID
+        (machine.cpu_slug, so files written before the ISA joined the slug get it too)."""
         info = self.meta.get(device)
-        return info["slug"] if info else None
+        if not info:
+            return None
+        return machine.cpu_slug(info) if device == "cpu" and "model" in info else info["slug"]
 
     def devices(self) -> list[str]:
         """'cpu' and/or 'gpu': the devices this run has measured results for."""
@@ -124,7 +142,7 @@ def newest_per_device(directory: Path = RESULTS_DIR) -> list[tuple[Run, str]]:
             print(f"skipped: {e}", file=sys.stderr)
             continue
         for device in run.devices():
-            name = (run.device_name(device), any("shape" in r for r in run.rows))
+            name = (run.device_slug(device), any("shape" in r for r in run.rows))
             key = (run.meta.get("date", ""), path.name)
             if name not in newest or key > newest[name][0]:
                 newest[name] = (key, run, device)

@@ -17,8 +17,10 @@ each point, one set of inputs is made with the op's own generator and each candi
    what the timed calls wrote is checked, and a rate above the run's ceilings marks the row
    impossible; written as one row.
 
-`finish` measures the ceilings again and publishes the file; an interrupted run leaves its partial
-results in the writer's temporary file.
+`finish` measures the ceilings again and publishes the file; when a ceiling moved by more than
+`analysis.LOAD_MARGIN` between the start and the end, the run says that the machine was loaded (so do the
+summaries and the figures' footers). An interrupted run leaves its partial results in the writer's
+temporary file.
 
 The playground's kernels are called through the public API (`kernels.get`) with preallocated outputs
 (`out=`); baselines allocate theirs. FLOPs and minimum bytes come from the op (`OPS[op].flops`,
@@ -40,7 +42,7 @@ import numpy as np
 
 import kernels
 from kernels.spec import OPS
-from plots.bench import ceilings, machine, measure, plan, results
+from plots.bench import analysis, ceilings, machine, measure, plan, results
 from plots.bench.sessions import Sessions, quiet_spinning, release_gpu_pools
 from plots.bench.sweeps import Preset
 
@@ -117,6 +119,8 @@ def run(preset: Preset, *, directory: Path = results.RESULTS_DIR, use_out: bool 
     release_gpu_pools()
     path = finish(preset, meta, writer, sessions)
     print(f"bench: {counts} in {time.perf_counter() - started:.0f} s -> {path}", file=log)
+    for note in filter(None, (analysis.load_note(results.load(path).ceilings, d) for d in ("cpu", "gpu"))):
+        print(f"bench: {note}", file=log)
     return path
 
 
@@ -131,7 +135,8 @@ def start(preset: Preset, blocks, left_out, directory, use_out, seed, omp, log):
     for s in left_out:
         print(f"  not timed: baseline {s['label']} ({s['reason']})", file=log)
 
-    print("bench: measuring ceilings (again at the end; the plots use the better of the two)", file=log)
+    print(f"bench: measuring ceilings (again at the end; the plots use the better of the two, and a change over "
+          f"{analysis.LOAD_MARGIN}x is reported as load)", file=log)
     ceils = ceilings.cpu(preset.ceilings)
     meta = machine.metadata()  # after a numba parallel kernel ran (threading layer)
     meta["threads"].update(omp)

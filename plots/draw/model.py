@@ -5,8 +5,9 @@ results file beside them when there is one:
     plots/<device>-model/<op>-float32-model-vs-k.png   the same against k at n = 1e8
     plots/<device>-model/targets.md                    the ladder's targets: the default step's share, met or not
 
-one line per modelled step (auto drawn wide under the step it runs), each with its CSV; titled "model, no GPU
-measured", or with a third panel of measured / model when measured rows of that device are given.
+one line per modelled step (auto drawn wide under the step it runs; an FFT's effective rate circled), each
+with its CSV; the legend below the panels; titled "model, no GPU measured", or with a third panel of
+measured / model when measured rows of that device are given.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from plots.draw.style import plt
+from plots.draw.style import AUTO_BAND, MARKERS, Palette, layered, plt, ticks_at
 from plots.model import predict
 from plots.model.devices import DEVICES
 
@@ -63,13 +64,21 @@ def _figure(plt, folder, slug, op, axis, rows, variants, measured) -> list[Path]
     fixed = KS_AT if axis == "n" else (N_AT,)
     with_measured = any((b, v, op, p["n"], p["k"]) in measured for p in rows for b, v in variants)
     panels = 3 if with_measured else 2
-    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 6.4), squeeze=False)
     axes = axes[0]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ladders = {}
+    for b, v in variants:
+        ladders.setdefault(b, []).append(v)
+    palette = Palette([f"{b}:{v}" for b, v in variants], ladders)  # a hue per backend, a shade per ladder step
     styles = ("-", "--", ":")
     table = []
     for vi, (backend, variant) in enumerate(variants):
-        color = colors[vi % len(colors)]
+        color = palette(f"{backend}:{variant}")
+        f = layered(vi, len(variants))  # drawn earlier, wider: a line under a later one still shows
+        look = dict(lw=1.3 * f, marker=MARKERS["kernel"][vi % len(MARKERS["kernel"])], ms=3.0 * f, mec="white",
+                    mew=0.4, zorder=2 + vi / len(variants))
+        if variant == "auto":
+            look.update(AUTO_BAND)  # under the step it runs
         for fi, value in enumerate(fixed):
             pts = sorted((p for p in rows if (p["backend"], p["variant"]) == (backend, variant)
                           and (p["k"] if axis == "n" else p["n"]) == value), key=lambda p: p[axis])
@@ -78,17 +87,20 @@ def _figure(plt, folder, slug, op, axis, rows, variants, measured) -> list[Path]
             if not pts:
                 continue
             xs = [p[axis] for p in pts]
-            name = f"{backend}:{variant}" + (f" k={value}" if axis == "n" else "")
-            wide = {"lw": 4, "alpha": 0.35, "zorder": 1} if variant == "auto" else {}  # under the step it runs
+            name = f"{backend}:{variant}"
             for ax, key in zip(axes[:2], ("gbs", "gflops")):
-                ax.plot(xs, [p[key] for p in pts], styles[fi % 3], color=color, label=name, **wide)
+                ax.plot(xs, [p[key] for p in pts], styles[fi % 3], color=color, label=name if fi == 0 else "_",
+                        **look)
+                fft = [p for p in pts if p["bound"] == "fft"]  # an FFT's rate counts the direct FLOPs: effective
+                ax.plot([p[axis] for p in fft], [p[key] for p in fft], "o", mfc="none", mec="black", ms=8,
+                        mew=1.0, zorder=5, label="FFT: effective rate (direct FLOPs / FFT time)" if fft else "_")
             got = [(p, measured.get((backend, variant, op, p["n"], p["k"]))) for p in pts]
             got = [(p, m) for p, m in got if m]
             if got:
                 for ax, key in zip(axes[:2], ("gbs", "gflops")):
                     ax.plot([p[axis] for p, _ in got], [m[key] for _, m in got], "o", color=color, ms=4)
                 axes[2].plot([p[axis] for p, _ in got], [m["gflops"] / p["gflops"] for p, m in got],
-                             "o" + styles[fi % 3], color=color, label=name)
+                             "o" + styles[fi % 3], color=color, label=name if fi == 0 else "_")
             for p in pts:
                 m = measured.get((backend, variant, op, p["n"], p["k"]))
                 table.append({"variant": f"{backend}:{variant}", "n": p["n"], "k": p["k"], "bound": p["bound"],
@@ -101,17 +113,31 @@ def _figure(plt, folder, slug, op, axis, rows, variants, measured) -> list[Path]
     axes[1].axhline(peak, color="grey", lw=0.8)
     axes[1].text(0.02, 0.97, f"FP32 peak {peak / 1e3:.1f} TFLOP/s", transform=axes[1].transAxes, va="top",
                  fontsize=8)
-    for ax, ylabel in zip(axes, ("GB/s (min bytes / time)", "GFLOP/s (2 k m / time)", "measured / model")):
+    for ax, ylabel in zip(axes, ("GB/s (min bytes / time)", "GFLOP/s (2 k m / time; FFT: effective)",
+                                 "measured / model")):
         ax.set_xscale("log", base=10 if axis == "n" else 2)
         ax.set_yscale("log")
         ax.set_xlabel(axis)
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
+        if axis == "k":
+            ticks_at(ax.xaxis, KS)  # the modelled k (2^j - 1), not the powers of two
+            ax.tick_params(axis="x", labelsize=7)
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if axis == "n":  # the line style says which k
+        handles += [plt.Line2D([], [], color="0.3", ls=styles[i % 3]) for i in range(len(fixed))]
+        labels += [f"k = {k}" for k in fixed]
+    ncol = 5
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
     where = f"k in {KS_AT}" if axis == "n" else f"n = {N_AT:.0e}"
     label = "model (lines) and measured (dots)" if with_measured else LABEL
     fig.suptitle(f"{device.name}: {op} float32 vs {axis} ({where}): {label}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, (0.2 * -(-len(labels) // ncol) + 0.15) / fig.get_figheight(), 1, 1))
     stem = folder / f"{op}-float32-model-vs-{axis}"
     fig.savefig(stem.with_suffix(".png"), dpi=110)
     plt.close(fig)

@@ -3,8 +3,13 @@ legends placed outside the axes, and how figures and their CSVs are written.
 
     colour     a hue per backend or baseline library (HUES), shaded by the member's place in its family: the
                ladder's order for a backend's variants (results record it), so a new step needs no edit
-    line       by method: direct solid, FFT dashed, auto dotted
-    marker     by kind: a playground kernel a circle, a baseline a square
+    line       by method: direct solid, FFT dashed; `auto` a wide translucent band under the step it runs
+    marker     by kind and member: playground kernels circles, triangles, ...; baselines squares, diamonds, ...
+    layering   lines and markers drawn first are wider and larger, so one that coincides with a later one
+               still shows around it: no line is fully hidden
+    legends    outside the axes (below the panels, or to the right of a single one)
+    rates      an FFT method's GFLOP/s counts the direct method's 2k(n-k+1) FLOPs: an effective rate, so
+               labelled
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
-from matplotlib.ticker import LogLocator  # noqa: E402
+from matplotlib.ticker import FixedFormatter, FixedLocator, LogLocator, NullLocator  # noqa: E402
 
 #: FLOPs are the direct method's 2k(n-k+1) for every implementation, so FFT methods show an effective rate.
-GFLOPS_LABEL = "GFLOP/s = 2k(n-k+1) / time"
+GFLOPS_LABEL = "GFLOP/s = 2k(n-k+1) / time\n(FFT methods: effective rate)"
+#: What an FFT method's label carries in a figure of rates.
+EFFECTIVE = " (effective)"
 
 #: The hue of each backend and baseline library (a matplotlib colormap): an implementation's colour is a shade
 #: of its family's, by its place in the family (the ladder's order for a backend), so no table names variants.
@@ -28,8 +35,11 @@ HUES = {"numba_cpu": "Blues", "numba_cuda": "Greens", "cupy": "Oranges", "numpy"
 OTHER_HUE = "Greys"
 #: The shades used, light to dark: light enough to tell apart, never white.
 SHADES = (0.35, 0.95)
-LINESTYLE = {"direct": "-", "fft": "--", "auto": ":"}
-MARKER = {"kernel": "o", "baseline": "s"}
+LINESTYLE = {"direct": "-", "fft": "--", "auto": "-"}
+#: Markers by kind, one per member in drawing order (cycled): coinciding points of two members stay apart.
+MARKERS = {"kernel": ("o", "^", "v", "D", "p", "h", "<", ">"), "baseline": ("s", "D", "P", "X", "*", "d")}
+#: The wide band an `auto` variant is drawn as, under the step it runs.
+AUTO_BAND = dict(lw=7.0, alpha=0.35, zorder=1.5)
 CEILING_STYLE = {"flops": dict(color="black", lw=1.2), "dram": dict(color="black", lw=1.2, ls="--"),
                  "cache": dict(color="0.45", lw=1.0, ls=":")}
 
@@ -64,7 +74,6 @@ class Palette:
         return self.colours.get(label, "black")
 
 
-
 def write_csv(path: Path, header, rows):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -78,15 +87,37 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def legend(fig, handles_from, ncol=6):
+def layered(rank: int, count: int) -> float:
+    """Size factor of the `rank`-th of `count` members drawn (1.8 for the first, 1.0 for the last): a member
+    drawn earlier is wider, so a later one lying on it leaves it visible at both sides."""
+    return 1.0 + 0.8 * (count - 1 - rank) / max(1, count - 1)
+
+
+def legend(fig, handles_from, ncol=6, y=0.03) -> int:
+    """One legend for the figure, below its panels (outside every axes), its bottom at figure fraction `y`;
+    returns its number of rows, for the caller's layout."""
     handles, labels = [], []
     for ax in handles_from:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=False):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=min(ncol, len(labels)), fontsize=8,
-               bbox_to_anchor=(0.5, 0.025), frameon=False)
+    ncol = max(1, min(ncol, len(labels)))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, bbox_to_anchor=(0.5, y),
+               frameon=False)
+    return -(-len(labels) // ncol)
+
+
+def side_legend(ax, **kwargs):
+    """The legend of one axes, to its right (outside it)."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, **kwargs)
+
+
+def ticks_at(axis, values, fmt=str):
+    """Major ticks exactly at `values` (the measured k or n), no minor ticks."""
+    axis.set_major_locator(FixedLocator(list(values)))
+    axis.set_major_formatter(FixedFormatter([fmt(v) for v in values]))
+    axis.set_minor_locator(NullLocator())
 
 
 def log_axes(ax, x=True, y=True, **labels):

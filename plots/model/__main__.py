@@ -6,9 +6,8 @@ that module: predict writes the data, plots/draw/ draws it, and this entry point
 
 import argparse
 import sys
-from pathlib import Path
 
-from plots.bench.results import load
+from plots.bench.results import FIGURES_DIR, load
 from plots.draw import model as draw_model
 from plots.model import predict
 from plots.model.devices import DEVICES
@@ -18,7 +17,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m plots.model", description=predict.__doc__.splitlines()[0])
     ap.add_argument("--device", nargs="+", default=list(predict.DEVICES_DRAWN), choices=sorted(DEVICES))
     ap.add_argument("--measured", help="a results file measured on a GPU (plots/results/*.jsonl)")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1]))
+    ap.add_argument("--out", default=str(FIGURES_DIR), help="where <device>-model/ goes (plots/figures/)")
     args = ap.parse_args(argv)
     path = predict.write(tuple(args.device))
     print(path)

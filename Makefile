@@ -116,10 +116,12 @@ gpu-standin:
 	$(STANDIN)/bin/python -m pip install -q -r plots/gpurun/standin.txt
 	$(STANDIN)/bin/python -m plots.gpurun.report --standin --out $(STANDIN)/run
 
-# Re-measure the direct/FFT crossover that numba_cpu's `auto` variant reads (cpu/crossover.json, tracked).
+# Re-measure what numba_cpu's `auto` variants read: the direct/FFT crossover (cpu/crossover.json) and the layer's
+# variant per shape (cpu/layer_choice.json), both tracked.
 tune: setup
 	$(PY) -m plots.bench.tune
-	@git status --short -- cpu/crossover.json | sed 's/^/changed (tracked): /'
+	$(PY) -m plots.bench.tune --layer
+	@git status --short -- cpu/crossover.json cpu/layer_choice.json | sed 's/^/changed (tracked): /'
 
 lint: setup
 	$(PY) -m ruff check .

@@ -164,10 +164,15 @@ def test_discovery_times_only_what_runs_for_real():
 
 
 def test_bench_makes_idle_openmp_threads_sleep_unless_told(monkeypatch):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert sessions.quiet_spinning(spin=True)["omp_wait_policy"].startswith("runtime default")
+    import cpu
+
+    monkeypatch.setattr(cpu, "USER_WAIT_POLICY", None)
+    monkeypatch.setenv("OMP_WAIT_POLICY", cpu.WAIT_POLICY)  # what importing the product set
+    assert cpu.WAIT_POLICY == "PASSIVE"
+    assert sessions.quiet_spinning(spin=True)["omp_wait_policy"] == "ACTIVE"
     assert sessions.quiet_spinning(spin=False)["omp_wait_policy"] == "PASSIVE"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice wins
+    monkeypatch.setattr(cpu, "USER_WAIT_POLICY", "ACTIVE")  # the user's choice wins
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert sessions.quiet_spinning(spin=False)["omp_wait_policy"] == "ACTIVE"
 
 

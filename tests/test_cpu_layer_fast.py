@@ -5,6 +5,10 @@ beta = 0 and auto's choice of the nearest measured shape."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import DTYPES
@@ -167,3 +171,12 @@ def test_gemm_with_short_column_spans(dtype, rng, monkeypatch):
             p = _problem(op, args, kwargs)
             assert len(layer_gemm.column_spans(p)) == -(-p.L_out // 3)  # spans of MIN_SPAN = 3 columns
             kernels.assert_close(op, kernels.get(op, "numba_cpu", "gemm")(*args, **kwargs), args, kwargs)
+
+
+@pytest.mark.parametrize("user", [None, "ACTIVE"])
+def test_the_cpu_backend_makes_idle_openmp_threads_sleep_unless_the_user_chose(user):
+    # numba's loops and OpenBLAS's threads take turns on the cores: a spinning idle thread costs a time slice
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": user} if user else {})
+    code = "import os, kernels; kernels.get('conv1d_layer', 'numba_cpu'); print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split()[-1] == (user or "PASSIVE")

@@ -66,7 +66,7 @@ def register(subparsers):
     p.add_argument("--max-call", type=_seconds, help="skip points estimated slower than this per call (s)")
     p.add_argument("--no-out", action="store_true", help="call kernels without out= (allocation timed too)")
     p.add_argument("--spin", action="store_true",
-                   help="leave OpenMP's wait policy alone (default: OMP_WAIT_POLICY=PASSIVE, see plots.bench.sessions)")
+                   help="idle OpenMP threads spin (OMP_WAIT_POLICY=ACTIVE; default PASSIVE, see plots.bench.sessions)")
     p.add_argument("--results-dir", help="where the results file goes (default plots/results; with FILE: "
                                          "bench-<file name>/, one folder per run with its plots)")
     p.add_argument("--seed", type=int, default=0, help="input seed")

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import cpu
 from kernels import registry
 from plots.bench import baselines as bl
 from plots.bench import machine, timing
@@ -207,18 +208,18 @@ def _ignored_failure():
 
 
 def quiet_spinning(spin: bool = False) -> dict:
-    """Make idle OpenMP threads sleep instead of spin (OMP_WAIT_POLICY=PASSIVE) unless `spin` or the
-    user set the policy. Must run before the first parallel numba call loads libgomp.
+    """Idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE, the policy `cpu` sets for the product), or spin
+    with `spin` (ACTIVE), unless the user set the policy. Must run before the first parallel numba call loads
+    libgomp.
 
-    Measured on the 2-core machine with one other busy process: with spinning (the default), every
-    numba prange call at n=1e3..1e5 took one scheduler time slice, 8 ms, because the thread done
-    first spins on the core its partner needs; with PASSIVE the same calls took 0.06-2.5 ms.
+    Measured on the 2-core machine with one other busy process: with spinning, every numba prange call at
+    n=1e3..1e5 took one scheduler time slice, 8 ms, because the thread done first spins on the core its
+    partner needs; with PASSIVE the same calls took 0.06-2.5 ms.
     """
     loaded = any("libgomp" in line or "libiomp" in line for line in _maps())
-    if not spin:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    return {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "runtime default (spin, then sleep)"),
-            "openmp_loaded_before_setting": loaded}
+    if cpu.USER_WAIT_POLICY is None:
+        os.environ["OMP_WAIT_POLICY"] = "ACTIVE" if spin else cpu.WAIT_POLICY
+    return {"omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "openmp_loaded_before_setting": loaded}
 
 
 def _maps():

@@ -67,16 +67,32 @@ def test_a_fatal_report_or_a_death_outside_a_call_is_raised():
 
 
 def test_ctrl_c_stops_check_at_once_and_leaves_no_child(tmp_path):
+    out_file, err_file = (tmp_path / "out").open("w+"), (tmp_path / "err").open("w+")  # a pipe unread could block it
     proc = subprocess.Popen([sys.executable, "-m", "kernels", "check", str(PLANTED / "numba_hang.py"), "--timeout",
-                             "600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    time.sleep(12)  # compiled, and hanging in the first case past n = 100
-    assert proc.poll() is None, proc.communicate()
+                             "600"], stdout=out_file, stderr=err_file, text=True, env=ENV, preexec_fn=_interruptible)
+    deadline = time.monotonic() + 300  # a cold compile cache on a loaded machine takes a while
+    while not _children_of("numba_hang") and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    time.sleep(5)  # the watched child compiled, and hanging in the first case past n = 100
+    assert proc.poll() is None and _children_of("numba_hang"), (proc.poll(), _children_of(""))
     proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
-    out, err = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    err = (tmp_path / "err").read_text()
     assert time.monotonic() - sent < 5 and proc.returncode == 130 and "interrupted" in err, (proc.returncode, err)
-    left = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "child_main" not in "".join(line for line in left.splitlines() if "numba_hang" in line)
+    assert not _children_of("numba_hang")
+
+
+def _interruptible():
+    """SIGINT at its default in the child, so that Python installs its Ctrl-C handler there: a shell's
+    background job (as a CI runner may start the tests) ignores SIGINT, and that is inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _children_of(name: str) -> list[str]:
+    """The command lines of watched `check` children running the kernel file `name`."""
+    ps = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if name in line and "child_main" in line]
 
 
 # --- reports ---------------------------------------------------------------------------------------------

@@ -160,6 +160,8 @@ def test_a_stride_too_wide_for_shared_memory_is_refused():
 
 @pytest.mark.skipif(resources.toolchain_problem() is not None,
                     reason=f"real compile: {resources.toolchain_problem()}")
+@pytest.mark.exhaustive  # every accepted launch: minutes with a cold cache (make test-all); the default launch of
+# every kernel is compiled by make test (tests/test_gpu_compile.py)
 def test_every_gemm_kernel_compiles_for_real_without_spills_within_limits():
     """Every gemm kernel at every block and micro-tile it may be launched with, for sm_80 and sm_90 and both
     dtypes (plots.model.resources, cached): no spill, registers x threads within the register file, static

@@ -250,19 +250,25 @@ def wg_most_shared(block: int, TP: int, size: int) -> int:
 
 def forward_shape(n: int, k: int, R: int, launch: Launch) -> dict:
     """Blocks, executed FMAs and the longest dependent-FMA chain per thread of a forward-step launch with R
-    contiguous outputs per thread: every output k FMAs, a tile of block*R outputs, R independent chains."""
+    contiguous outputs per thread: every output k FMAs, a tile of block*R outputs, R independent chains. Its
+    chunks (a tile and a filter chunk of up to TAPS taps): how many, the values a block stages per chunk (the
+    window, block*R + taps - 1, and the taps) and each thread's FMAs per chunk (R*taps)."""
     m, tile = n - k + 1, launch.block * R
     tiles = -(-m // tile)
     blocks = launch.blocks(m, tile)
-    return {"blocks": blocks, "fmas": tiles * tile * k, "chain": k * -(-tiles // blocks)}
+    taps = min(k, TAPS)
+    return {"blocks": blocks, "fmas": tiles * tile * k, "chain": k * -(-tiles // blocks),
+            "chunks": tiles * -(-k // TAPS), "staged": tile + 2 * taps - 1, "chunk_fmas": R * taps}
 
 
 def wg_shape(n: int, k: int, dtype, launch: Launch) -> dict:
     """The same of a weight-gradient step launch: (tap tiles x splits) blocks of KT = G*TP taps (taps past k
-    computed too), each thread's TP chains JS long per chunk over ceil(chunks / splits) chunks."""
+    computed too), each thread's TP chains JS long per chunk over ceil(chunks / splits) chunks; a chunk stages
+    JC values of g and JC + KT of x, and each thread does JS*TP FMAs in it."""
     m = n - k + 1
     TP, G, JS = wg_layout(k, launch.block, itemsize(dtype))
     KT, JC = G * TP, launch.block // G * JS
     tiles, grid_x, chunks = -(-k // KT), launch.blocks(k, KT), -(-m // JC)
     splits = weight_grad_splits(m, JC, grid_x, launch)
-    return {"blocks": grid_x * splits, "fmas": tiles * KT * m, "chain": JS * -(-chunks // splits) * -(-tiles // grid_x)}
+    return {"blocks": grid_x * splits, "fmas": tiles * KT * m, "chain": JS * -(-chunks // splits) * -(-tiles // grid_x),
+            "chunks": tiles * chunks, "staged": 2 * JC + KT, "chunk_fmas": JS * TP}

@@ -345,7 +345,7 @@ def launch_time(device, source, name, shape_name, p, block) -> dict:
     itemsize = p.dtype.itemsize
     hz, sms = device.clock_ghz * 1e9, device.sms
     lanes = device.fp32_fma_per_clk_sm if itemsize == 4 else device.fp64_fma_per_clk_sm
-    t = {"dram": shape["bytes"] / (device.hbm_gbs * 1e9)}
+    t = {"dram": shape["bytes"] / (device.copy_gbs * 1e9)}
     row = {"kernel": name, "shape": shape_name}
     if shape["kind"] == "direct":
         k = kernel_sass(source, name, ARCH[device.slug])

@@ -241,7 +241,7 @@ def test_targets_judge_the_default_step_and_compare_numba_with_cuda_c():
              _pred("cupy", "vec", "conv1d", "float32", 511, 1.0, 0.3, 0.75),
              _pred("cupy", "naive", "conv1d", "float32", 511, 0.5, 0.3, 0.8),  # faster, not the default
              _pred("numba_cuda", numba_step, "conv1d", "float32", 511, 2.0, 0.2, 0.375),
-             _pred("cupy", "wg_regwin", "conv1d_weight_grad", "float64", 3, 1.0, 0.5, 0.01)]
+             _pred("cupy", wrapped("cupy")["conv1d_weight_grad"], "conv1d_weight_grad", "float64", 3, 1.0, 0.5, 0.01)]
     rows = {(r["backend"], r["op"].split()[0], r["k"]): r for r in model.targets(preds, "h100-sxm")}
     vec = rows["cupy", "conv1d", 511]
     assert vec["default"] == "auto: vec" and vec["met"] == "yes" and vec["share"].startswith("75.0%")

@@ -15,11 +15,11 @@
    raw pointers and cannot record accesses. The ladder steps of gpu/cupy/ladder.cu (regwin, vec, wg_regwin)
    take the fit of cupy tiled for the same op (the same unique bytes); their numba twins
    (gpu/numba_cuda/ladder.py: regwin, wg_regwin) are traced themselves.
-4. The model, for conv1d and conv1d_weight_grad of every GPU variant at (n, k), on a device of
-   plots.model.devices:
+4. The optimistic bound, for conv1d and conv1d_weight_grad of every GPU variant at (n, k), on a device of
+   plots.model.devices (latency hidden, the hot loop only):
 
-       T >= max(T_dram, T_fma, T_issue, T_shared, T_l1, T_chain)
-       T_dram   = max(min bytes, unique bytes) / HBM bandwidth
+       T_opt = max(T_dram, T_fma, T_issue, T_shared, T_l1, T_chain)
+       T_dram   = max(min bytes, unique bytes) / the measured copy bandwidth (devices.copy_gbs, not the datasheet)
        T_fma    = executed FMAs / (FMA lanes x active SMs x clock)
        T_issue  = executed FMAs / 32 / (FMA per instruction) / (4 issues x active SMs x clock)
        T_shared = executed FMAs / 32 x LDS per FMA x (itemsize / 4) / (active SMs x clock)
@@ -28,13 +28,25 @@
 
    with active SMs = min(SMs, blocks of the launch), and executed FMAs counting the taps a tile
    computes beyond k (the tiled weight gradients and wg_regwin compute whole tap tiles). The ladder steps
-   use the instantiation gpu/cupy/ladder.py launches at block 128 (R outputs, TP taps per thread, MAXB),
-   named kernel[R,MAXB] / kernel[TP,MAXB] in the resource rows. The predicted GB/s
-   (min bytes / T) and GFLOP/s (2 k m / T) are upper bounds: the model assumes perfect latency hiding,
-   caches that catch every reuse beyond the unique bytes, no bank conflicts, no launch overhead, and
-   ignores the second pass of the split reductions (splits x k additions). Not captured either: the
-   ladder steps' own traffic (taken from cupy tiled: their L1 sectors differ, their unique bytes do
-   not), and their dynamic shared memory in the occupancy column (it depends on k).
+   use the instantiation gpu/cupy/ladder.py launches at block 128 (R outputs, TP taps per thread, MAXB).
+5. The latency-aware estimate, the prediction (`time_s`, `bound`): the largest of T_dram, T_chain, the per-SM
+   bounds above times the last wave's tail (bounds.waves: blocks over resident blocks x SMs), and
+
+       latency_dram  the bytes read / (SMs x resident threads x bytes in flight per thread / DRAM latency)
+       latency_l2    the bytes loaded through L1 / (the same / L2 latency)             (Little's law)
+       life          for a step whose shape declares its chunks (gpu.launch forward_shape, wg_shape): the
+                     busiest block slot's chunks (its waves included) x the longest of, per chunk,
+                     round trips x mean load latency + the block's own issue, the SM's issue of all its
+                     resident blocks, and their FMAs on the FMA pipe (bounds.chunk_round)
+
+   where a chunk's instructions are its whole life read from the SASS (plots.model.sass.chunk_life): the hot
+   loop's trips, the staging loop's trips (its loads in flight per trip set the round trips and the bytes
+   in flight), the chunk's straight-line code, the prologue and epilogue spread over the block's chunks.
+   Latencies and the copy ceiling are in plots.model.devices with their sources. The band of a prediction
+   runs from it to the optimistic bound (`optimistic`). Both still assume caches that catch every reuse
+   beyond the unique bytes, no bank conflicts, the boost clock, no launch overhead, and leave out the second
+   pass of the split reductions (splits x k additions); the CUDA C kernels' traffic comes from their numba
+   twins (the emulator runs raw pointers), the ladder steps' from cupy tiled (their unique bytes are the same).
 """
 
 from __future__ import annotations

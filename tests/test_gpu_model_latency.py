@@ -102,3 +102,21 @@ def test_loads_in_flight_stop_at_the_first_use_and_count_vector_widths():
     life = sass.chunk_life(instrs, sass.predicated_branches(STAGING))
     assert life["staging"]["bytes_in_flight"] == 20 and life["bytes_in_flight"] == 20
     assert life["hot"]["fma"] == 1
+
+
+def test_measured_runs_print_the_error_of_each_kernel_against_its_band(tmp_path):
+    import json
+
+    from plots.draw import model as model_figures
+
+    p = {"type": "prediction", "backend": "cupy", "variant": "vec", "op": "conv1d", "dtype": "float32", "n": N,
+         "k": 3, "device": "h100-sxm", "gflops": 100.0, "bound": "life", "optimistic": {"gflops": 130.0}}
+    path = tmp_path / "model-x.jsonl"
+    path.write_text(json.dumps({"type": "meta", "kind": "model", "devices": {"h100-sxm": {}}}) + "\n"
+                    + json.dumps(p) + "\n")
+    row = {"backend": "cupy", "variant": "vec", "op": "conv1d", "n": N, "k": 3, "device": "gpu", "status": "ok",
+           "dtype": "float32", "gflops": 80.0}
+    run = SimpleNamespace(meta={"gpu": {"name": "NVIDIA H100 80GB HBM3"}}, rows=[row])
+    (line,) = model_figures.errors(path, run)
+    assert "measured 80 GFLOP/s" in line and "model 100 (life) to 130" in line and line.endswith("0.80")
+    assert model_figures.errors(path, SimpleNamespace(meta={"gpu": {"name": "NVIDIA H200"}}, rows=[row])) == []

@@ -17,7 +17,7 @@ Per launch, on a device of plots.model.devices with S SMs at clock f, the time b
     T_fma     FMA lanes' work on the busiest SM / (FMA lanes per SM x f)
     T_shared  shared-memory wavefronts on the busiest SM / f            (one 128-byte wavefront per clock)
     T_l1      global load and store wavefronts on the busiest SM / f     (128 bytes of L1 per clock)
-    T_dram    bytes that must move (inputs once, outputs once, workspaces) / HBM bandwidth
+    T_dram    bytes that must move (inputs once, outputs once, workspaces) / the measured copy bandwidth
 
 `direct` (gpu/cupy/layer.cu): one thread per output; its innermost loop's mix (FMA per instruction,
 global loads per FMA) from the SASS scales with the FMAs. `gemm` (gpu/cupy/layer_gemm.cu): per reduction

@@ -3,7 +3,7 @@ accurate enough. `step(forward=..., weight_grad=..., table=...)` declares a back
 direct steps (their engines wrapped by `engines`, gpu/steps.py); `layer_step` its layer auto step, which
 chooses by `layer_uses_gemm` between the implicit GEMM and one thread per output.
 
-    auto    the direct step (cupy: vec + wg_regwin, numba_cuda: its best step), or an FFT for a valid
+    auto    the direct step (cupy: vec + wg_stream, numba_cuda: its best step), or an FFT for a valid
             correlation whose (n, k) lies past the crossover of gpu/crossover_<backend>.json AND whose error the
             accuracy rule of kernels.fft_choice keeps within a direct sum's per-output tolerance
 

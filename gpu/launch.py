@@ -96,10 +96,10 @@ class NumbaCudaLaunch(Launch):
         return launch
 
 
-def weight_grad_splits(m: int, chunk: int, tiles: int, launch: Launch) -> int:
+def weight_grad_splits(m: int, chunk: int, tiles: int, launch: Launch, target: int = REDUCTION_BLOCKS) -> int:
     """Blocks along grid axis y for a weight gradient over m values of g in chunks of `chunk`, with
-    `tiles` tap tiles along x: ceil(m / chunk), at most REDUCTION_BLOCKS / tiles (and the grid caps)."""
-    return max(1, min(-(-m // chunk), max(1, REDUCTION_BLOCKS // tiles), launch.max_blocks, MAX_GRID_Y))
+    `tiles` tap tiles along x: ceil(m / chunk), at most target / tiles (and the grid caps)."""
+    return max(1, min(-(-m // chunk), max(1, target // tiles), launch.max_blocks, MAX_GRID_Y))
 
 
 def sum_blocks(m: int, launch: Launch) -> int:
@@ -152,6 +152,9 @@ TAPS = 256
 #: Taps per thread of the weight gradient: TP_SMALL up to k = TP_SMALL_MAX_K, else TP_LARGE.
 TP_SMALL, TP_SMALL_MAX_K, TP_LARGE = 4, 16, 16
 TAPS_PER_THREAD = (TP_SMALL, TP_LARGE)
+#: wg_stream: 16-byte loads in flight per thread while staging, bytes of j per thread slice (wg_regwin: 128), and
+#: the grid it aims at (wg_regwin: REDUCTION_BLOCKS), so that the last wave is a small part of the run.
+STAGE_LOADS, STREAM_SLICE_BYTES, STREAM_BLOCKS = 4, 256, 16 * REDUCTION_BLOCKS
 
 
 def skew(q: int, run: int, pad: int) -> int:
@@ -201,10 +204,11 @@ def wg_shared_bytes(block: int, G: int, TP: int, JS: int, size: int) -> int:
     return (skew(JC - 1, JS, 1) + 1 + skew(JC + KT - 1, JS, 1) + 1 + block // 32 * TP) * size
 
 
-def wg_layout(k: int, block: int, size: int, slice_len=None) -> tuple[int, int, int]:
+def wg_layout(k: int, block: int, size: int, slice_len=None, slice_bytes: int = 128) -> tuple[int, int, int]:
     """(TP, G, JS) of the weight-gradient step: TP taps per thread, G tap groups per block (a power of two, at
     most block / 32, G * TP covering k where it can), JS values of j per thread and chunk (a power of two in
-    [TP, block]; by default up to 128 bytes of elements, the largest whose shared memory fits SHARED_LIMIT)."""
+    [TP, block]; by default up to `slice_bytes` of elements and at most block, the largest whose shared memory
+    fits SHARED_LIMIT)."""
     TP = TP_SMALL if k <= TP_SMALL_MAX_K else TP_LARGE
     G = 1
     while G * TP < k and G * 2 <= block // 32:
@@ -215,24 +219,24 @@ def wg_layout(k: int, block: int, size: int, slice_len=None) -> tuple[int, int, 
             raise ValueError(f"slice_len: expected a power of two in [{TP}, {block}] ({TP} taps per thread at "
                              f"k = {k}), got {slice_len!r}")
         return TP, G, slice_len
-    JS = 128 // size
+    JS = min(slice_bytes // size, block)  # JS <= block: slot(q + block) = slot(q) + block + block / JS
     while JS > TP and wg_shared_bytes(block, G, TP, JS, size) > SHARED_LIMIT:
         JS //= 2
     return TP, G, JS
 
 
-def wg_plan(m: int, k: int, dtype, launch: Launch, bound_of, slice_len=None, splits=None) -> tuple:
+def wg_plan(m: int, k: int, dtype, launch: Launch, bound_of, slice_len=None, splits=None, stream=False) -> tuple:
     """(TP, G, JS, shared bytes, tap tiles, splits) of a weight-gradient step launch, after the checks:
     ValueError naming `block` (over the launch bound of TP, `bound_of(TP)`), `slice_len` (shared memory over
-    SHARED_LIMIT) or `splits` (not a positive integer)."""
+    SHARED_LIMIT) or `splits` (not a positive integer). `stream`: wg_stream's slices and grid."""
     size, block = itemsize(dtype), launch.block
-    TP, G, JS = wg_layout(k, block, size, slice_len)
+    TP, G, JS = wg_layout(k, block, size, slice_len, STREAM_SLICE_BYTES if stream else 128)
     check_block(block, bound_of(TP), f"wg_regwin with {TP} {dtype_name(dtype)} taps per thread (k = {k})")
     shared = wg_shared_bytes(block, G, TP, JS, size)
     check_shared(shared, f"wg_regwin with slices of {JS}", "slice_len")
     tiles = launch.blocks(k, G * TP)
     if splits is None:
-        splits = weight_grad_splits(m, block // G * JS, tiles, launch)
+        splits = weight_grad_splits(m, block // G * JS, tiles, launch, STREAM_BLOCKS if stream else REDUCTION_BLOCKS)
     elif isinstance(splits, bool) or not isinstance(splits, int) or splits < 1:
         raise ValueError(f"splits: expected a positive integer, got {splits!r}")
     return TP, G, JS, shared, tiles, splits
@@ -242,27 +246,34 @@ def wg_plan(m: int, k: int, dtype, launch: Launch, bound_of, slice_len=None, spl
 WG_LAYOUT_KS = (1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 64, 65, 128, 129, 256, 257, 512, 513, 1024, 1025, 10**6)
 
 
-def wg_most_shared(block: int, TP: int, size: int) -> int:
+def wg_most_shared(block: int, TP: int, size: int, stream=False) -> int:
     """The most dynamic shared memory a weight-gradient launch at `block` with TP taps per thread asks for."""
+    slice_bytes = STREAM_SLICE_BYTES if stream else 128
     return max((wg_shared_bytes(block, G, tp, JS, size) for tp, G, JS in
-                {wg_layout(k, block, size) for k in WG_LAYOUT_KS} if tp == TP), default=0)
+                {wg_layout(k, block, size, None, slice_bytes) for k in WG_LAYOUT_KS} if tp == TP), default=0)
 
 
 def forward_shape(n: int, k: int, R: int, launch: Launch) -> dict:
     """Blocks, executed FMAs and the longest dependent-FMA chain per thread of a forward-step launch with R
-    contiguous outputs per thread: every output k FMAs, a tile of block*R outputs, R independent chains."""
+    contiguous outputs per thread: every output k FMAs, a tile of block*R outputs, R independent chains. Its
+    chunks (a tile and a filter chunk of up to TAPS taps): how many, the values a block stages per chunk (the
+    window, block*R + taps - 1, and the taps) and each thread's FMAs per chunk (R*taps)."""
     m, tile = n - k + 1, launch.block * R
     tiles = -(-m // tile)
     blocks = launch.blocks(m, tile)
-    return {"blocks": blocks, "fmas": tiles * tile * k, "chain": k * -(-tiles // blocks)}
+    taps = min(k, TAPS)
+    return {"blocks": blocks, "fmas": tiles * tile * k, "chain": k * -(-tiles // blocks),
+            "chunks": tiles * -(-k // TAPS), "staged": tile + 2 * taps - 1, "chunk_fmas": R * taps}
 
 
-def wg_shape(n: int, k: int, dtype, launch: Launch) -> dict:
+def wg_shape(n: int, k: int, dtype, launch: Launch, stream=False) -> dict:
     """The same of a weight-gradient step launch: (tap tiles x splits) blocks of KT = G*TP taps (taps past k
-    computed too), each thread's TP chains JS long per chunk over ceil(chunks / splits) chunks."""
+    computed too), each thread's TP chains JS long per chunk over ceil(chunks / splits) chunks; a chunk stages
+    JC values of g and JC + KT of x, and each thread does JS*TP FMAs in it."""
     m = n - k + 1
-    TP, G, JS = wg_layout(k, launch.block, itemsize(dtype))
+    TP, G, JS = wg_layout(k, launch.block, itemsize(dtype), None, STREAM_SLICE_BYTES if stream else 128)
     KT, JC = G * TP, launch.block // G * JS
     tiles, grid_x, chunks = -(-k // KT), launch.blocks(k, KT), -(-m // JC)
-    splits = weight_grad_splits(m, JC, grid_x, launch)
-    return {"blocks": grid_x * splits, "fmas": tiles * KT * m, "chain": JS * -(-chunks // splits) * -(-tiles // grid_x)}
+    splits = weight_grad_splits(m, JC, grid_x, launch, STREAM_BLOCKS if stream else REDUCTION_BLOCKS)
+    return {"blocks": grid_x * splits, "fmas": tiles * KT * m, "chain": JS * -(-chunks // splits) * -(-tiles // grid_x),
+            "chunks": tiles * chunks, "staged": 2 * JC + KT, "chunk_fmas": JS * TP}

@@ -58,7 +58,7 @@ def test_the_ladder_steps_are_registered_without_vec():
     for op in FORWARD_OPS:
         assert {"regwin"} <= set(kernels.variants(op, "numba_cuda")) and "vec" not in kernels.variants(op, "numba_cuda")
     others = {"naive", "tiled", "atomic", "auto"}
-    assert set(kernels.variants("conv1d_weight_grad", "numba_cuda")) - others == {"wg_regwin"}
+    assert set(kernels.variants("conv1d_weight_grad", "numba_cuda")) - others == {"wg_regwin", "wg_stream"}
 
 
 # (op, n, k, block, variant): two filter chunks (TAPS = 256), tiles of 64 threads x 8 outputs; weight-gradient

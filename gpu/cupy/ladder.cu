@@ -26,6 +26,11 @@
 //            over x; per-thread partials, __shfl_down_sync tree, warps added in order into a workspace
 //            of per-block partials, then wg_sum_partials adds each column in a fixed order: the same
 //            bits on every run. 2-D grid (tap tiles x j splits) for large k.
+//   wg_stream  wg_regwin with STAGE_LOADS = 4 loads of 16 bytes (float4 / double2) in flight per thread
+//            while staging (wg_regwin: 2 scalar loads, 8 or 16 bytes), all issued before the first shared
+//            store, so a chunk waits for a few round trips to DRAM instead of ~30; slices of up to 256
+//            bytes of j per thread where the shared memory allows (more FMAs per staged value); and ~16
+//            times more blocks (j splits), so the last wave's tail is a small part of the run
 //
 // Each step's predicted share of the HBM bandwidth or of the FMA peak, and what bounds it, is in the targets
 // table the static model writes (python -m plots.model; plots/<device>-model/targets.md).
@@ -45,6 +50,9 @@
 
 #ifndef LADDER_TAPS
 #error "ladder.cu needs LADDER_TAPS as a -D option: gpu/cupy/tunables.py (DEFINES) lists it"
+#endif
+#ifndef STAGE_LOADS
+#error "ladder.cu needs STAGE_LOADS as a -D option: gpu/cupy/tunables.py (DEFINES) lists it"
 #endif
 
 // Shared-memory skew: element q lives at slot q + pad * (q >> shift), a padding of `pad` elements after
@@ -274,7 +282,45 @@ correlate_vec(const T* __restrict__ sig, long long N, long long offset, int peri
 }
 
 
-// Step `wg_regwin`. Block (tile, split) of a grid (tiles, splits); the block's B threads are G tap groups
+// dst[skew(q, sh, 1)] = src[q] for q < count (src 16-byte aligned, count a multiple of a vector, runs of
+// 2^sh a multiple of a vector: a vector's elements stay in one run): STAGE_LOADS vectors per thread loaded
+// into registers, then stored, so that they are all in flight at once.
+template <class T>
+__device__ __forceinline__ void stage_skewed_vec(T* dst, const T* __restrict__ src, int count, int sh) {
+  typedef typename Vec16<T>::type V;
+  constexpr int W = 16 / sizeof(T);
+  const int t = threadIdx.x, B = blockDim.x, nvec = count / W;
+  const V* vs = reinterpret_cast<const V*>(src);
+  int v = t;
+  for (; v + (STAGE_LOADS - 1) * B < nvec; v += STAGE_LOADS * B) {
+    V r[STAGE_LOADS];
+#pragma unroll
+    for (int u = 0; u < STAGE_LOADS; ++u) r[u] = vs[v + u * B];
+#pragma unroll
+    for (int u = 0; u < STAGE_LOADS; ++u) {
+      T* d = dst + skew((v + u * B) * W, sh, 1);
+      d[0] = r[u].x;
+      d[1] = r[u].y;
+      if constexpr (W == 4) {
+        d[2] = r[u].z;
+        d[3] = r[u].w;
+      }
+    }
+  }
+  for (; v < nvec; v += B) {
+    const V r = vs[v];
+    T* d = dst + skew(v * W, sh, 1);
+    d[0] = r.x;
+    d[1] = r.y;
+    if constexpr (W == 4) {
+      d[2] = r.z;
+      d[3] = r.w;
+    }
+  }
+}
+
+// Step `wg_regwin` (STREAM = false) and `wg_stream` (STREAM = true: vector staging where g and x are 16-byte
+// aligned, scalar otherwise). Block (tile, split) of a grid (tiles, splits); the block's B threads are G tap groups
 // (G a power of two, B / G >= 32: a warp holds one group) of S = B / G threads. Tap tile i0 = tile * KT,
 // KT = G * TP; thread t is group tg = t / S, slice js = t % S and owns taps i0 + tg * TP + u (u < TP).
 // j goes over the chunks split, split + splits, ... of JC = S * JS values (JS a multiple of TP):
@@ -284,9 +330,8 @@ correlate_vec(const T* __restrict__ sig, long long N, long long offset, int peri
 // taken TP values of j at a time with a window xa[0 .. 2TP-1] in registers. Then the S partial sums of
 // a tap are added in a fixed order: __shfl_down_sync within the warp, the S / 32 warps in order through
 // shared memory red[warp][TP], stored at partial[split * k + i] (i reversed when flip).
-template <class T, int TP, int MAXB>
-__global__ void __launch_bounds__(MAXB, 1)
-weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ partial, long long n,
+template <class T, int TP, int MAXB, bool STREAM>
+__device__ __forceinline__ void weight_grad_window(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ partial, long long n,
                    long long m, long long k, int flip, int G, int JS) {
   const int B = blockDim.x, t = threadIdx.x, S = B / G, tg = t / S, js = t % S, lane = t % 32, w = t / 32;
   const int KT = G * TP, JC = S * JS, XW = JC + KT - 1;
@@ -297,6 +342,8 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
   const long long split = blockIdx.y, splits = gridDim.y;
   const long long tiles = (k + KT - 1) / KT, chunks = (m + JC - 1) / JC;
   const int jb = js * JS, ib = jb + tg * TP;
+  // vector staging: g and x 16-byte aligned (j0 and i0 are multiples of a vector, as JC and KT are)
+  const bool vec = STREAM && aligned16(g, 0) && aligned16(x, 0);
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const long long i0 = tile * KT;
     T acc[TP];
@@ -305,10 +352,12 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
     for (long long chunk = split; chunk < chunks; chunk += splits) {
       const long long j0 = chunk * JC;
       __syncthreads();  // everyone is done reading the previous chunk
-      if (j0 + JC <= m) stage_run<T>(gs, g + j0, JC, skew(t, sh, 1), skew(B, sh, 1));  // no bounds checks
+      if (STREAM && vec && j0 + JC <= m) stage_skewed_vec<T>(gs, g + j0, JC, sh);
+      else if (j0 + JC <= m) stage_run<T>(gs, g + j0, JC, skew(t, sh, 1), skew(B, sh, 1));  // no bounds checks
       else
         for (int q = t; q < JC; q += B) gs[skew(q, sh, 1)] = j0 + q < m ? g[j0 + q] : T(0);
-      if (j0 + i0 + XW < n) stage_run<T>(xs, x + j0 + i0, XW + 1, skew(t, sh, 1), skew(B, sh, 1));
+      if (STREAM && vec && j0 + i0 + XW < n) stage_skewed_vec<T>(xs, x + j0 + i0, XW + 1, sh);
+      else if (j0 + i0 + XW < n) stage_run<T>(xs, x + j0 + i0, XW + 1, skew(t, sh, 1), skew(B, sh, 1));
       else
         for (int q = t; q <= XW; q += B) xs[skew(q, sh, 1)] = j0 + i0 + q < n ? x[j0 + i0 + q] : T(0);
       __syncthreads();
@@ -364,6 +413,20 @@ weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restri
       }
     }
   }
+}
+
+template <class T, int TP, int MAXB>
+__global__ void __launch_bounds__(MAXB, 1)
+weight_grad_regwin(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ partial, long long n,
+                   long long m, long long k, int flip, int G, int JS) {
+  weight_grad_window<T, TP, MAXB, false>(x, g, partial, n, m, k, flip, G, JS);
+}
+
+template <class T, int TP, int MAXB>
+__global__ void __launch_bounds__(MAXB, 1)
+weight_grad_stream(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ partial, long long n,
+                   long long m, long long k, int flip, int G, int JS) {
+  weight_grad_window<T, TP, MAXB, true>(x, g, partial, n, m, k, flip, G, JS);
 }
 
 // out[c] = sum_{b < rows} partial[b * cols + c], one block per column (grid-stride over columns): thread

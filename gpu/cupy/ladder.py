@@ -6,6 +6,8 @@ layouts in gpu/launch.py, the same for the numba.cuda twins of gpu/numba_cuda/la
     vec        regwin with 16-byte loads and stores (float4 / double2) where aligned: fewer load instructions
     wg_regwin  the weight gradient with tap tiles sized to k, contiguous taps and j per thread with a register
                window; warp shuffles, then fixed-order block and partial sums (deterministic)
+    wg_stream  wg_regwin with 16-byte staging loads, STAGE_LOADS in flight per thread, slices of up to 256 bytes
+               of j and ~16x the blocks (gpu.launch.STREAM_BLOCKS): latency covered, a short last wave
 
 Engine signatures (gpu.steps.Engines): `correlate_regwin`, `correlate_vec` (forward, every op of
 gpu.steps.FORWARD_OPS) and `weight_grad_regwin`; the bias sum is tiled's. The launch bounds of each
@@ -46,12 +48,13 @@ def forward_name(step: str, dtype, R: int) -> str:
     return f"{FORWARD[step][0]}<{CTYPE[d]}, {R}, {FORWARD_BOUNDS[(step, d, R)]}>"
 
 
-def wg_name(dtype, TP: int) -> str:
+def wg_name(dtype, TP: int, stream=False) -> str:
     d = dtype_name(dtype)
-    return f"weight_grad_regwin<{CTYPE[d]}, {TP}, {WG_BOUNDS[(d, TP)]}>"
+    return f"weight_grad_{'stream' if stream else 'regwin'}<{CTYPE[d]}, {TP}, {WG_BOUNDS[(d, TP)]}>"
 
 
-NAMES = (*(forward_name(step, d, R) for step, d, R in FORWARD_BOUNDS), *(wg_name(d, TP) for d, TP in WG_BOUNDS),
+NAMES = (*(forward_name(step, d, R) for step, d, R in FORWARD_BOUNDS),
+         *(wg_name(d, TP, stream) for d, TP in WG_BOUNDS for stream in (False, True)),
          "wg_sum_partials<float>", "wg_sum_partials<double>")
 
 
@@ -101,27 +104,33 @@ def correlate_vec16(sig, f, out, launch, *, flip=False, offset=0, periodic=False
     _correlate("vec16", sig, f, out, launch, flip, offset, periodic, bias, epilogue, gate, per_thread)
 
 
-def weight_grad_regwin(x, g, dw, launch, *, flip=False, slice_len=None, splits=None):
+def weight_grad_regwin(x, g, dw, launch, *, flip=False, slice_len=None, splits=None, stream=False):
     """Step wg_regwin: dw[i] = sum_{j<m} g[j] x[j+i] (stored at k-1-i when flip), deterministic.
 
     Per-block partials partial[split * k + i] over the j chunks of each split, then wg_sum_partials adds the
     splits in a fixed order (skipped with one split: the block writes dw). `slice_len` (JS) and `splits`
-    override the layout (tests use them to reach several chunks per split)."""
+    override the layout (tests use them to reach several chunks per split). `stream`: step wg_stream (16-byte
+    staging, longer slices, more splits)."""
     d = dtype_name(dw.dtype)
     n, m, k = x.shape[0], g.shape[0], dw.shape[0]
     TP, G, JS, shared, tiles, splits = plan.wg_plan(m, k, dw.dtype, launch, lambda TP: WG_BOUNDS[(d, TP)],
-                                                    slice_len, splits)
+                                                    slice_len, splits, stream)
     partial = dw if splits == 1 else empty((splits * k,), dw.dtype)
     args = (x, g, partial, np.int64(n), np.int64(m), np.int64(k), np.int32(flip), np.int32(G), np.int32(JS))
-    MODULE.get(wg_name(d, TP))((tiles, splits), (launch.block,), args, shared_mem=shared)
+    MODULE.get(wg_name(d, TP, stream))((tiles, splits), (launch.block,), args, shared_mem=shared)
     if splits > 1:
         MODULE.get(f"wg_sum_partials<{CTYPE[d]}>")((launch.blocks(k, 1),), (launch.block,),
                                                                 (partial, np.int64(splits), np.int64(k), dw))
 
 
-def engines(correlate_step) -> Engines:
-    """A ladder step's engines: its forward, the weight-gradient step and tiled's bias sum."""
-    return Engines(correlate_step, weight_grad_regwin, functools.partial(correlate.total, tiled=True),
+def weight_grad_stream(x, g, dw, launch, *, flip=False, slice_len=None, splits=None):
+    """Step wg_stream: wg_regwin with 16-byte staging loads in flight, longer slices and more splits."""
+    weight_grad_regwin(x, g, dw, launch, flip=flip, slice_len=slice_len, splits=splits, stream=True)
+
+
+def engines(correlate_step, weight_grad=weight_grad_regwin) -> Engines:
+    """A ladder step's engines: its forward, a weight-gradient step and tiled's bias sum."""
+    return Engines(correlate_step, weight_grad, functools.partial(correlate.total, tiled=True),
                    empty=empty, launch_of=Launch.of)
 
 
@@ -144,15 +153,17 @@ def forward_kernels(step: str):
     return kernels
 
 
-def wg_kernels(dtype: str):
-    """A Kernel per instantiation TP of weight_grad_regwin, with the most shared memory of its layouts; the
-    second pass; and tiled's bias sum."""
-    size, t = plan.itemsize(dtype), CTYPE[dtype]
-    default_TP = plan.wg_layout(3, Launch().block, size)[0]
-    out = [Kernel(wg_name(dtype, TP), dtype, tuple(b for b in BLOCKS if b <= WG_BOUNDS[(dtype, TP)]),
-                  {b: plan.wg_most_shared(b, TP, size) for b in BLOCKS if b <= WG_BOUNDS[(dtype, TP)]},
-                  TP == default_TP, SOURCE.name) for TP in TAPS_PER_THREAD]
-    return [*out, Kernel(f"wg_sum_partials<{t}>", dtype, BLOCKS, default=True, source=SOURCE.name)]
+def wg_kernels(stream=False):
+    """dtype -> a Kernel per instantiation TP of weight_grad_regwin (or _stream), with the most shared memory of
+    its layouts; the second pass; and tiled's bias sum."""
+    def kernels(dtype: str):
+        size, t = plan.itemsize(dtype), CTYPE[dtype]
+        default_TP = plan.wg_layout(3, Launch().block, size)[0]
+        out = [Kernel(wg_name(dtype, TP, stream), dtype, tuple(b for b in BLOCKS if b <= WG_BOUNDS[(dtype, TP)]),
+                      {b: plan.wg_most_shared(b, TP, size, stream) for b in BLOCKS if b <= WG_BOUNDS[(dtype, TP)]},
+                      TP == default_TP, SOURCE.name) for TP in TAPS_PER_THREAD]
+        return [*out, Kernel(f"wg_sum_partials<{t}>", dtype, BLOCKS, default=True, source=SOURCE.name)]
+    return kernels
 
 
 def _forward_shape(step):
@@ -166,8 +177,8 @@ def _forward_hot(step):
     return lambda dtype, k: forward_name(step, dtype, forward_per_thread(step, dtype, Launch().block))
 
 
-def _wg_hot(dtype, k):
-    return wg_name(dtype, plan.wg_layout(k, Launch().block, plan.itemsize(dtype))[0])
+def _wg_hot(stream):
+    return lambda dtype, k: wg_name(dtype, plan.wg_layout(k, Launch().block, plan.itemsize(dtype))[0], stream)
 
 
 REGWIN = Step("regwin", correlation_impls(engines(correlate_regwin), FORWARD_OPS), NOTES["regwin"],
@@ -178,7 +189,7 @@ VEC = Step("vec", correlation_impls(engines(correlate_vec), FORWARD_OPS),
            kernels=forward_kernels("vec"), hot={"conv1d": _forward_hot("vec")}, shape=_forward_shape("vec"),
            traced_as="tiled", engines=engines(correlate_vec))
 WG_REGWIN = Step("wg_regwin", correlation_impls(engines(correlate_regwin), ("conv1d_weight_grad",)), NOTES["wg_regwin"],
-                 kernels=wg_kernels, hot={"conv1d_weight_grad": _wg_hot},
+                 kernels=wg_kernels(), hot={"conv1d_weight_grad": _wg_hot(False)},
                  shape=lambda op, n, k, dtype: plan.wg_shape(n, k, dtype, Launch()), traced_as="tiled",
                  engines=engines(correlate_regwin))
 VEC16 = Step("vec16", correlation_impls(engines(correlate_vec16), FORWARD_OPS),
@@ -186,4 +197,10 @@ VEC16 = Step("vec16", correlation_impls(engines(correlate_vec16), FORWARD_OPS),
                   "halving the shared loads per FMA"},
              kernels=forward_kernels("vec16"), hot={"conv1d": _forward_hot("vec16")}, shape=_forward_shape("vec16"),
              traced_as="tiled", engines=engines(correlate_vec16))
-STEPS = (REGWIN, VEC, VEC16, WG_REGWIN)
+WG_STREAM = Step("wg_stream", correlation_impls(engines(correlate_regwin, weight_grad_stream), ("conv1d_weight_grad",)),
+                 {"": "wg_regwin with 16-byte staging loads, 4 in flight per thread before the shared stores, slices "
+                      "of up to 256 bytes of j and 16x the blocks: DRAM latency covered, a short last wave"},
+                 kernels=wg_kernels(stream=True), hot={"conv1d_weight_grad": _wg_hot(True)},
+                 shape=lambda op, n, k, dtype: plan.wg_shape(n, k, dtype, Launch(), stream=True), traced_as="tiled",
+                 engines=engines(correlate_regwin, weight_grad_stream))
+STEPS = (REGWIN, VEC, VEC16, WG_REGWIN, WG_STREAM)

@@ -9,7 +9,8 @@ by hand. A `.cu` file has no defaults: it stops with ``#error`` when one is miss
                      filter taps per chunk; a block tile is blockDim.x * CORR_PER_THREAD outputs.
                      weight_grad_tiled: WG_TJ values of g per chunk, WG_WI threads along the taps (one warp),
                      WG_PER_THREAD taps per thread, WG_TI = WG_WI * WG_PER_THREAD taps per tile
-    ladder.cu        LADDER_TAPS filter taps per chunk of the forward steps (gpu.launch.TAPS)
+    ladder.cu        LADDER_TAPS filter taps per chunk of the forward steps (gpu.launch.TAPS), STAGE_LOADS
+                     16-byte loads in flight per thread in wg_stream's staging (gpu.launch.STAGE_LOADS)
     layer_gemm.cu    LAYER_BK reduction steps per staged chunk, LAYER_TX threads along the positions,
                      LAYER_PAD elements of padding per shared row
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpu.launch import TAPS
+from gpu.launch import STAGE_LOADS, TAPS
 from gpu.steps import GATE, NONE, RELU
 
 CORR_PER_THREAD, CORR_TAPS = 4, 256
@@ -37,7 +38,7 @@ EPILOGUES = {"EPI_NONE": NONE, "EPI_RELU": RELU, "EPI_GATE": GATE}
 DEFINES: dict[str, dict[str, int]] = {
     "correlate.cu": {"CORR_PER_THREAD": CORR_PER_THREAD, "CORR_TAPS": CORR_TAPS, "WG_TJ": WG_TJ, "WG_WI": WG_WI,
                      "WG_PER_THREAD": WG_PER_THREAD, "WG_TI": WG_TI},
-    "ladder.cu": {"LADDER_TAPS": TAPS},
+    "ladder.cu": {"LADDER_TAPS": TAPS, "STAGE_LOADS": STAGE_LOADS},
     "layer.cu": {},
     "layer_gemm.cu": {"LAYER_BK": LAYER_BK, "LAYER_TX": LAYER_TX, "LAYER_PAD": LAYER_PAD},
 }

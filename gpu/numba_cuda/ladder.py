@@ -24,6 +24,9 @@ Steps (registered by gpu/numba_cuda/backend.py under these names, never renumber
                thread a contiguous slice of JS values of j with a register window over x; per-thread
                partials, a `cuda.shfl_down_sync` tree, the warps added in order into per-block partials,
                then `sum_partials_kernel` adds each column in a fixed order: the same bits on every run
+    wg_stream  wg_regwin with 64 bytes of staging loads in flight per thread (16 floats or 8 doubles loaded into
+               registers before any shared store: `stage_hoisted`; wg_regwin: one), slices of up to 256 bytes
+               of j and ~16x the blocks (gpu.launch STREAM_SLICE_BYTES, STREAM_BLOCKS), as the CUDA C step
     vec        not here: numba has no float4 / double2 loads (a numba array access is one scalar access),
                so the CUDA C `vec` step has no numba twin
 
@@ -103,6 +106,33 @@ def stage_run(dst, first, step, src, start, count, t, B):
         q = uint32(q + B)
         slot = uint32(slot + step)
         gi += B
+
+
+@functools.cache
+def stage_hoisted_factory(loads: int):
+    """stage_hoisted(dst, first, step, src, start, count, t, B, buf): `stage_run` with `loads` values per thread
+    loaded into the local array buf (registers) before any is stored, so that all of them are in flight at
+    once; the rest (fewer than loads * B) one at a time."""
+    @cuda.jit(device=True)
+    def stage_hoisted(dst, first, step, src, start, count, t, B, buf):
+        q = uint32(t)
+        slot = uint32(first)
+        gi = int64(start) + t
+        while q + (loads - 1) * B < count:
+            for u in range(loads):
+                buf[u] = src[uint64(gi + u * B)]
+            for u in range(loads):
+                dst[uint64(slot + u * step)] = buf[u]
+            q = uint32(q + loads * B)
+            slot = uint32(slot + loads * step)
+            gi += loads * B
+        while q < count:
+            dst[uint64(slot)] = src[uint64(gi)]
+            q = uint32(q + B)
+            slot = uint32(slot + step)
+            gi += B
+
+    return stage_hoisted
 
 
 @functools.cache
@@ -282,14 +312,17 @@ def correlate_regwin(sig, f, out, launch: Launch, *, flip=False, offset=0, perio
 # --- wg_regwin: the weight-gradient step -----------------------------------------------------------------
 
 @functools.cache
-def wg_regwin_kernel(dtype: np.dtype, block: int, taps_per_thread: int):
+def wg_regwin_kernel(dtype: np.dtype, block: int, taps_per_thread: int, stream: bool = False):
     """The wg_regwin weight gradient for one dtype, block and TP (compile-time constants); the tap groups
-    G and the slice length JS are arguments (powers of two, as `gpu.launch.wg_layout` picks them)."""
+    G and the slice length JS are arguments (powers of two, as `gpu.launch.wg_layout` picks them). `stream`:
+    step wg_stream, staging by `stage_hoisted` with plan.STAGE_LOADS 16-byte vectors' worth of values."""
     B, TP = block, taps_per_thread
     TP2, LOG_B, LOG_TP = 2 * TP, _log2(block), _log2(taps_per_thread)
     T = scalar_type(dtype)
     warp_sum = warp_sum_factory(np.dtype(dtype), B, TP)
     options = _kernel_options(B, WG_BOUNDS[(plan.dtype_name(np.dtype(dtype)), TP)])
+    LOADS = plan.STAGE_LOADS * 16 // np.dtype(dtype).itemsize if stream else 1
+    stage = stage_hoisted_factory(LOADS)
 
     @cuda.jit(**options)
     def kernel(x, g, partial, k, zero, flip, log_s, log_js):
@@ -309,6 +342,7 @@ def wg_regwin_kernel(dtype: np.dtype, block: int, taps_per_thread: int):
         sm = cuda.shared.array(0, T)
         acc = cuda.local.array(TP, T)
         xa = cuda.local.array(TP2, T)
+        buf = cuda.local.array(LOADS, T)
         t = uint32(cuda.threadIdx.x)
         ls, lj = uint32(log_s), uint32(log_js)
         S, JS = uint32(1 << ls), uint32(1 << lj)
@@ -335,14 +369,14 @@ def wg_regwin_kernel(dtype: np.dtype, block: int, taps_per_thread: int):
                 cuda.syncthreads()  # everyone is done reading the previous chunk
                 s = uint32(t + (t >> lj))
                 if j0 + JC <= m:  # no bounds checks
-                    stage_run(sm, s, STEP, g, j0, JC, t, B)
+                    stage(sm, s, STEP, g, j0, JC, t, B, buf)
                 else:
                     for q in range(t, JC, B):
                         sm[s] = g[j0 + q] if j0 + q < m else zero
                         s = uint32(s + STEP)
                 s = uint32(XS + t + (t >> lj))
                 if j0 + i0 + XW < n:
-                    stage_run(sm, s, STEP, x, j0 + i0, XW + 1, t, B)
+                    stage(sm, s, STEP, x, j0 + i0, XW + 1, t, B, buf)
                 else:
                     for q in range(t, XW + 1, B):
                         sm[s] = x[j0 + i0 + q] if j0 + i0 + q < n else zero
@@ -433,20 +467,20 @@ def sum_partials_kernel(dtype: np.dtype, block: int):
     return kernel
 
 
-def weight_grad_regwin(x, g, dw, launch: Launch, *, flip=False, slice_len=None, splits=None):
+def weight_grad_regwin(x, g, dw, launch: Launch, *, flip=False, slice_len=None, splits=None, stream=False):
     """Step wg_regwin: dw[i] = sum_{j<m} g[j] x[j+i] (stored at k-1-i when flip), deterministic.
 
     Per-block partials partial[split*k + i] over the j chunks of each split (splits: gpu.launch's
     weight_grad_splits), then `sum_partials_kernel` adds the splits in a fixed order (skipped with one
     split: the block writes dw). `slice_len` (JS) and `splits` override the layout (tests use them to
-    reach several chunks per split)."""
+    reach several chunks per split). `stream`: step wg_stream."""
     name, block = plan.dtype_name(np.dtype(dw.dtype)), launch.block
     m, k = g.shape[0], dw.shape[0]
     TP, G, JS, shared, tiles, splits = plan.wg_plan(m, k, dw.dtype, launch, lambda TP: WG_BOUNDS[(name, TP)],
-                                                    slice_len, splits)
+                                                    slice_len, splits, stream)
     T = np.dtype(dw.dtype).type
     partial = dw if splits == 1 else cuda.device_array(splits * k, dw.dtype)
-    kernel = wg_regwin_kernel(np.dtype(dw.dtype), block, TP)
+    kernel = wg_regwin_kernel(np.dtype(dw.dtype), block, TP, stream)
     kernel[(tiles, splits), block, 0, shared](x, g, partial, k, T(0), bool(flip), _log2(block // G), _log2(JS))
     if splits > 1:
         sum_partials_kernel(np.dtype(dw.dtype), block)[launch.blocks(k, 1), block](partial, splits, dw, T(0))
@@ -476,16 +510,19 @@ def regwin_kernels(dtype: str) -> list[Kernel]:
     return [*out, *reduce.tiled_kernels(atomic=False)(dtype), *common.kernels(dtype)]
 
 
-def wg_kernels(dtype: str) -> list[Kernel]:
-    """wg_regwin for each TP up to its bound, with the most shared memory of its layouts, and the second pass."""
+def wg_kernels(dtype: str, stream: bool = False) -> list[Kernel]:
+    """wg_regwin (or wg_stream) for each TP up to its bound, with the most shared memory of its layouts, and the
+    second pass."""
     T, size, out = getattr(types, dtype), plan.itemsize(dtype), []
     a1 = types.Array(T, 1, "C")
+    name = "wg_stream_kernel" if stream else "wg_regwin_kernel"
     for b in BLOCKS:
         for TP in TAPS_PER_THREAD:
             if b <= WG_BOUNDS[(dtype, TP)]:
-                out.append(Kernel(f"ladder.wg_regwin_kernel[B={b},TP={TP}]", dtype, (b,),
-                                  {b: plan.wg_most_shared(b, TP, size)}, b == DEFAULT_LAUNCH.block,
-                                  build=functools.partial(lambda b, TP: (wg_regwin_kernel(np.dtype(dtype), b, TP),
+                out.append(Kernel(f"ladder.{name}[B={b},TP={TP}]", dtype, (b,),
+                                  {b: plan.wg_most_shared(b, TP, size, stream)}, b == DEFAULT_LAUNCH.block,
+                                  build=functools.partial(lambda b, TP: (wg_regwin_kernel(np.dtype(dtype), b, TP,
+                                                                                          stream),
                                                                          (a1, a1, a1, int64, T, boolean, int64, int64)),
                                                           b, TP)))
         out.append(Kernel(f"ladder.sum_partials_kernel[B={b}]", dtype, (b,), default=b == DEFAULT_LAUNCH.block,
@@ -506,4 +543,14 @@ WG_REGWIN = Step("wg_regwin", correlation_impls(ENGINES, ("conv1d_weight_grad",)
                  hot={"conv1d_weight_grad": lambda d, k: f"ladder.wg_regwin_kernel[B={B0},"
                                                          f"TP={plan.wg_layout(k, B0, plan.itemsize(d))[0]}]"},
                  shape=lambda op, n, k, d: plan.wg_shape(n, k, d, DEFAULT_LAUNCH), engines=ENGINES)
-STEPS = (REGWIN, WG_REGWIN)
+STREAM_ENGINES = Engines(correlate_regwin, functools.partial(weight_grad_regwin, stream=True), reduce.total_tiled,
+                         empty=cuda.device_array, launch_of=Launch.of)
+WG_STREAM = Step("wg_stream", correlation_impls(STREAM_ENGINES, ("conv1d_weight_grad",)),
+                 {"": "wg_regwin with 64 bytes of staging loads in flight per thread (loaded into registers before "
+                      "the shared stores), slices of up to 256 bytes of j and 16x the blocks: DRAM latency covered, "
+                      "a short last wave"},
+                 kernels=functools.partial(wg_kernels, stream=True),
+                 hot={"conv1d_weight_grad": lambda d, k: f"ladder.wg_stream_kernel[B={B0},"
+                                                         f"TP={plan.wg_layout(k, B0, plan.itemsize(d))[0]}]"},
+                 shape=lambda op, n, k, d: plan.wg_shape(n, k, d, DEFAULT_LAUNCH, stream=True), engines=STREAM_ENGINES)
+STEPS = (REGWIN, WG_REGWIN, WG_STREAM)

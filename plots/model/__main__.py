@@ -24,6 +24,8 @@ def main(argv=None) -> int:
     measured = load(args.measured) if args.measured else None
     for written in draw_model.draw(path, args.out, measured):
         print(written)
+    if measured is not None:
+        print("\n".join(draw_model.errors(path, measured)) or "no measured row matches a prediction of these devices")
     return 0
 
 

@@ -48,7 +48,7 @@ def fft_time(n: int, k: int, itemsize: int, device) -> float:
     P = n  # the fast length is within a few per cent of n
     passes = max(1, math.ceil(math.log(P) / math.log(PASS_POINTS)))
     moved = itemsize * (3 * passes * 2 * P + 3 * P + 8 * n) + 8 * 2 * n
-    return moved / (device.hbm_gbs * 1e9) + FFT_OVERHEAD_S
+    return moved / (device.copy_gbs * 1e9) + FFT_OVERHEAD_S
 
 
 def table(backend: str, slug: str = "h100-sxm") -> dict:

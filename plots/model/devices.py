@@ -19,6 +19,19 @@ Sources:
           48 KB without; 1 KB of shared memory per block is reserved by the system.
   [TUNE]  NVIDIA Hopper / Ampere tuning guides: 32 shared-memory banks of 4 bytes, i.e. 128 bytes of
           shared memory per clock per SM; L1 serves 128 bytes (4 sectors of 32 bytes) per clock per SM.
+  [COPY]  A plain device-to-device copy measured on this project's GPU machines (/work/shared/NOTES.md,
+          `make gpu-report` measures it again): ~3.0 TB/s on the H100 SXM, ~4.3 TB/s on the H200, reads plus
+          writes, 90% of the datasheet. No A100 was measured: 90% of its datasheet, by the same ratio.
+  [LAT]   Loaded latencies of Hopper (GH100) from published microbenchmarks: Luo et al., "Benchmarking and
+          Dissecting the Nvidia Hopper GPU Architecture" (arXiv:2402.13499) and Chips and Cheese, "Nvidia's
+          H100: Funny L2, and Tons of Bandwidth" (2023): an L2 hit ~200-270 cycles (the far partition the
+          upper end), a DRAM access ~480 ns unloaded pointer chasing and more under a streaming load (queues
+          in the memory controllers), ~480-600 ns. Chosen: L2 270 cycles and DRAM 600 ns, the upper ends,
+          since the kernels modelled stream at the bandwidth ceiling, where the queues are full. A100: the
+          same figures (its clock is lower, its DRAM latency similar), not measured.
+
+The peak FMA rates are at the boost clock `clock_ghz` (1.98 GHz on GH100): a kernel that keeps the SM below it
+(power, temperature) is slower than the model by that ratio; the GPU run records the SM clock beside its times.
 """
 
 from __future__ import annotations
@@ -33,13 +46,16 @@ class Device:
     cc: tuple  # compute capability
     sms: int
     clock_ghz: float  # boost clock the FLOP/s peaks are quoted at
-    hbm_gbs: float  # DRAM bandwidth, GB/s (10**9 bytes per second)
+    hbm_gbs: float  # DRAM bandwidth of the datasheet, GB/s (10**9 bytes per second)
+    copy_gbs: float  # what a device-to-device copy reaches, reads + writes [COPY]: the model's DRAM ceiling
     fp32_fma_per_clk_sm: int  # FP32 FMA lanes per SM: peak FP32 = 2 * lanes * sms * clock
     fp64_fma_per_clk_sm: int  # FP64 FMA lanes per SM
     issue_per_clk_sm: int  # warp instructions issued per clock per SM (one per sub-partition)
     shared_bytes_per_clk_sm: int  # shared-memory bandwidth per SM [TUNE]
     l1_bytes_per_clk_sm: int  # L1 load bandwidth per SM [TUNE]
     l2_mb: float
+    dram_latency_ns: float = 600.0  # loaded DRAM latency [LAT]
+    l2_latency_cycles: int = 270  # loaded L2 hit latency [LAT]
     registers_per_sm: int = 65536
     max_registers_per_thread: int = 255
     register_unit: int = 256  # registers are given to a warp in units of this many
@@ -57,25 +73,30 @@ class Device:
     def fp64_gflops(self) -> float:
         return 2 * self.fp64_fma_per_clk_sm * self.sms * self.clock_ghz
 
+    @property
+    def dram_latency_cycles(self) -> float:
+        return self.dram_latency_ns * self.clock_ghz
+
     def peak_gflops(self, itemsize: int) -> float:
         return self.fp32_gflops if itemsize == 4 else self.fp64_gflops
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "fp32_gflops": self.fp32_gflops, "fp64_gflops": self.fp64_gflops}
+        return {**asdict(self), "fp32_gflops": self.fp32_gflops, "fp64_gflops": self.fp64_gflops,
+                "dram_latency_cycles": self.dram_latency_cycles}
 
 
 # H100 SXM: 2 * 128 * 132 * 1.98 GHz = 66.9 TFLOPS FP32 and 2 * 64 * 132 * 1.98 = 33.5 FP64 [H100].
-H100_SXM = Device("NVIDIA H100 SXM", "h100-sxm", (9, 0), sms=132, clock_ghz=1.98, hbm_gbs=3350,
+H100_SXM = Device("NVIDIA H100 SXM", "h100-sxm", (9, 0), sms=132, clock_ghz=1.98, hbm_gbs=3350, copy_gbs=3000,
                   fp32_fma_per_clk_sm=128, fp64_fma_per_clk_sm=64, issue_per_clk_sm=4,
                   shared_bytes_per_clk_sm=128, l1_bytes_per_clk_sm=128, l2_mb=50,
                   shared_per_sm=228 << 10, shared_per_block_optin=227 << 10)
 # H200 SXM: the H100's compute with HBM3e at 4.8 TB/s [H200].
-H200 = Device("NVIDIA H200", "h200", (9, 0), sms=132, clock_ghz=1.98, hbm_gbs=4800,
+H200 = Device("NVIDIA H200", "h200", (9, 0), sms=132, clock_ghz=1.98, hbm_gbs=4800, copy_gbs=4300,
               fp32_fma_per_clk_sm=128, fp64_fma_per_clk_sm=64, issue_per_clk_sm=4,
               shared_bytes_per_clk_sm=128, l1_bytes_per_clk_sm=128, l2_mb=50,
               shared_per_sm=228 << 10, shared_per_block_optin=227 << 10)
 # A100 SXM 80GB: 2 * 64 * 108 * 1.41 = 19.5 TFLOPS FP32, 2 * 32 * 108 * 1.41 = 9.7 FP64 [A100].
-A100 = Device("NVIDIA A100 SXM 80GB", "a100", (8, 0), sms=108, clock_ghz=1.41, hbm_gbs=2039,
+A100 = Device("NVIDIA A100 SXM 80GB", "a100", (8, 0), sms=108, clock_ghz=1.41, hbm_gbs=2039, copy_gbs=1835,
               fp32_fma_per_clk_sm=64, fp64_fma_per_clk_sm=32, issue_per_clk_sm=4,
               shared_bytes_per_clk_sm=128, l1_bytes_per_clk_sm=128, l2_mb=40,
               shared_per_sm=164 << 10, shared_per_block_optin=163 << 10)

@@ -17,7 +17,7 @@ Per launch, on a device of plots.model.devices with S SMs at clock f, the time b
     T_fma     FMA lanes' work on the busiest SM / (FMA lanes per SM x f)
     T_shared  shared-memory wavefronts on the busiest SM / f            (one 128-byte wavefront per clock)
     T_l1      global load and store wavefronts on the busiest SM / f     (128 bytes of L1 per clock)
-    T_dram    bytes that must move (inputs once, outputs once, workspaces) / HBM bandwidth
+    T_dram    bytes that must move (inputs once, outputs once, workspaces) / the measured copy bandwidth
 
 `direct` (gpu/cupy/layer.cu): one thread per output; its innermost loop's mix (FMA per instruction,
 global loads per FMA) from the SASS scales with the FMAs. `gemm` (gpu/cupy/layer_gemm.cu): per reduction
@@ -345,7 +345,7 @@ def launch_time(device, source, name, shape_name, p, block) -> dict:
     itemsize = p.dtype.itemsize
     hz, sms = device.clock_ghz * 1e9, device.sms
     lanes = device.fp32_fma_per_clk_sm if itemsize == 4 else device.fp64_fma_per_clk_sm
-    t = {"dram": shape["bytes"] / (device.hbm_gbs * 1e9)}
+    t = {"dram": shape["bytes"] / (device.copy_gbs * 1e9)}
     row = {"kernel": name, "shape": shape_name}
     if shape["kind"] == "direct":
         k = kernel_sass(source, name, ARCH[device.slug])

@@ -15,11 +15,11 @@
    raw pointers and cannot record accesses. The ladder steps of gpu/cupy/ladder.cu (regwin, vec, wg_regwin)
    take the fit of cupy tiled for the same op (the same unique bytes); their numba twins
    (gpu/numba_cuda/ladder.py: regwin, wg_regwin) are traced themselves.
-4. The model, for conv1d and conv1d_weight_grad of every GPU variant at (n, k), on a device of
-   plots.model.devices:
+4. The optimistic bound, for conv1d and conv1d_weight_grad of every GPU variant at (n, k), on a device of
+   plots.model.devices (latency hidden, the hot loop only):
 
-       T >= max(T_dram, T_fma, T_issue, T_shared, T_l1, T_chain)
-       T_dram   = max(min bytes, unique bytes) / HBM bandwidth
+       T_opt = max(T_dram, T_fma, T_issue, T_shared, T_l1, T_chain)
+       T_dram   = max(min bytes, unique bytes) / the measured copy bandwidth (devices.copy_gbs, not the datasheet)
        T_fma    = executed FMAs / (FMA lanes x active SMs x clock)
        T_issue  = executed FMAs / 32 / (FMA per instruction) / (4 issues x active SMs x clock)
        T_shared = executed FMAs / 32 x LDS per FMA x (itemsize / 4) / (active SMs x clock)
@@ -28,13 +28,25 @@
 
    with active SMs = min(SMs, blocks of the launch), and executed FMAs counting the taps a tile
    computes beyond k (the tiled weight gradients and wg_regwin compute whole tap tiles). The ladder steps
-   use the instantiation gpu/cupy/ladder.py launches at block 128 (R outputs, TP taps per thread, MAXB),
-   named kernel[R,MAXB] / kernel[TP,MAXB] in the resource rows. The predicted GB/s
-   (min bytes / T) and GFLOP/s (2 k m / T) are upper bounds: the model assumes perfect latency hiding,
-   caches that catch every reuse beyond the unique bytes, no bank conflicts, no launch overhead, and
-   ignores the second pass of the split reductions (splits x k additions). Not captured either: the
-   ladder steps' own traffic (taken from cupy tiled: their L1 sectors differ, their unique bytes do
-   not), and their dynamic shared memory in the occupancy column (it depends on k).
+   use the instantiation gpu/cupy/ladder.py launches at block 128 (R outputs, TP taps per thread, MAXB).
+5. The latency-aware estimate, the prediction (`time_s`, `bound`): the largest of T_dram, T_chain, the per-SM
+   bounds above times the last wave's tail (bounds.waves: blocks over resident blocks x SMs), and
+
+       latency_dram  the bytes read / (SMs x resident threads x bytes in flight per thread / DRAM latency)
+       latency_l2    the bytes loaded through L1 / (the same / L2 latency)             (Little's law)
+       life          for a step whose shape declares its chunks (gpu.launch forward_shape, wg_shape): the
+                     busiest block slot's chunks (its waves included) x the longest of, per chunk,
+                     round trips x mean load latency + the block's own issue, the SM's issue of all its
+                     resident blocks, and their FMAs on the FMA pipe (bounds.chunk_round)
+
+   where a chunk's instructions are its whole life read from the SASS (plots.model.sass.chunk_life): the hot
+   loop's trips, the staging loop's trips (its loads in flight per trip set the round trips and the bytes
+   in flight), the chunk's straight-line code, the prologue and epilogue spread over the block's chunks.
+   Latencies and the copy ceiling are in plots.model.devices with their sources. The band of a prediction
+   runs from it to the optimistic bound (`optimistic`). Both still assume caches that catch every reuse
+   beyond the unique bytes, no bank conflicts, the boost clock, no launch overhead, and leave out the second
+   pass of the split reductions (splits x k additions); the CUDA C kernels' traffic comes from their numba
+   twins (the emulator runs raw pointers), the ladder steps' from cupy tiled (their unique bytes are the same).
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ import argparse
 import functools
 import importlib.metadata
 import json
+import math
 import platform
 import shutil
 import subprocess
@@ -56,7 +69,7 @@ from kernels import registry
 from kernels.spec import OPS as SPECS
 from plots.model import bounds, child, resources, traffic
 from plots.model.devices import ARCH, DEVICES, occupancy
-from plots.model.sass import hot_loop, sass_functions
+from plots.model.sass import chunk_life, hot_loop, predicated_branches, sass_functions
 
 DTYPES = ("float32", "float64")
 BLOCK = 128  # the default launch's block (gpu.launch.Launch)
@@ -86,14 +99,16 @@ def cuda_c_kernels(archs=resources.ARCHS) -> list[dict]:
             log, cubin, lowered = nvrtc.compile_log(code, names, arch, tunables.compile_options(path), path.name,
                                                     cubin=True)
             usage = {u.kernel: u for u in nvrtc.parse_ptxas(log, lowered, path.name)}
-            funcs = sass_functions(resources.sass(cubin))
+            text = resources.sass(cubin)
+            funcs, conditional = sass_functions(text), predicated_branches(text)
             for mangled, name in lowered.items():
                 u, k = usage[name], declared.get(name)
                 rows.append({"backend": "cupy", "file": path.name, "dtype": k.dtype if k else "float32",
                              "arch": arch, "kernel": name, "registers": u.registers, "shared": u.shared,
                              "stack": u.stack, "spill_stores": u.spill_stores, "spill_loads": u.spill_loads,
                              "dynamic_shared": k.shared.get(BLOCK, 0) if k else 0,
-                             "hot_loop": hot_loop(funcs.get(mangled, []))})
+                             "hot_loop": hot_loop(funcs.get(mangled, [])),
+                             "life": _life(funcs.get(mangled, []), conditional)})
     return rows
 
 
@@ -104,12 +119,22 @@ def numba_kernels(archs=resources.ARCHS) -> list[dict]:
         if not r["default"]:
             continue
         r = dict(r)
-        funcs = sass_functions(r.pop("sass"))
+        text = r.pop("sass")
+        funcs = sass_functions(text)
         instrs = max(funcs.values(), key=len) if funcs else []
         shared = r.pop("dynamic_shared") or {}
         rows.append({"backend": "numba_cuda", "file": "", **r,
-                     "dynamic_shared": shared.get(str(BLOCK), shared.get(BLOCK, 0)), "hot_loop": hot_loop(instrs)})
+                     "dynamic_shared": shared.get(str(BLOCK), shared.get(BLOCK, 0)), "hot_loop": hot_loop(instrs),
+                     "life": _life(instrs, predicated_branches(text))})
     return rows
+
+
+def _life(instrs, conditional) -> dict | None:
+    """`chunk_life` of a kernel with a loop of FMAs; None for one without (a second pass, a fill)."""
+    try:
+        return chunk_life(instrs, conditional)
+    except ValueError:
+        return None
 
 
 # --- counted traffic (simulator, child process) -------------------------------------------------------------
@@ -149,7 +174,8 @@ def traffic_fit(counts: dict, step, op: str, dtype: str) -> dict:
     (k0, c0), (k1, c1) = sorted(rows.items())
     m0, m1 = TRACE_N - k0 + 1, TRACE_N - k1 + 1
     fit = {}
-    for key, get in (("sectors", lambda c: c["sectors"]), ("unique_bytes", lambda c: c["unique_bytes"])):
+    for key, get in (("sectors", lambda c: c["sectors"]), ("unique_bytes", lambda c: c["unique_bytes"]),
+                     ("load_sectors", lambda c: c["load"]["sectors"])):
         y0, y1 = get(c0) / m0, get(c1) / m1
         b = (y1 - y0) / (k1 - k0)
         fit[key] = (y0 - b * k0, b)
@@ -162,22 +188,27 @@ def traffic_fit(counts: dict, step, op: str, dtype: str) -> dict:
 # --- the model ----------------------------------------------------------------------------------------------
 
 def predict(kernel_row: dict, fit: dict, device, backend: str, step, op: str, n: int, k: int, dtype: str) -> dict:
-    """The time bound and the roofline position of `op` of `step` at (n, k) on `device`."""
+    """The time of `op` of `step` at (n, k) on `device`: the latency-aware estimate (`time_s`, `bound`) and the
+    optimistic bound (`optimistic`), the band the prediction lies in (module docstring)."""
     itemsize = 4 if dtype == "float32" else 8
     m = n - k + 1
-    variant = step.variant
     shape = step.shape(op, n, k, dtype)
-    loop = kernel_row["hot_loop"]
+    loop, life = kernel_row["hot_loop"], kernel_row.get("life")
     occ = occupancy(device, kernel_row["registers"], BLOCK, kernel_row["shared"] + kernel_row["dynamic_shared"])
-    sms = min(device.sms, shape["blocks"] * 1.0)
+    blocks = shape["blocks"]
+    sms = min(device.sms, blocks * 1.0)
     hz = device.clock_ghz * 1e9
     lanes = device.fp32_fma_per_clk_sm if itemsize == 4 else device.fp64_fma_per_clk_sm
     fmas = shape["fmas"]
-    min_bytes = itemsize * (n + k + (m if op == "conv1d" else m))
+    written = itemsize * (m if op == "conv1d" else k)
+    min_bytes = itemsize * (n + k + m)
     sectors = max(0.0, fit["sectors"][0] + fit["sectors"][1] * k) * m
+    loaded = max(0.0, fit["load_sectors"][0] + fit["load_sectors"][1] * k) * m * traffic.SECTOR if (
+        "load_sectors" in fit) else sectors * traffic.SECTOR
     unique = max(0.0, fit["unique_bytes"][0] + fit["unique_bytes"][1] * k) * m
+    moved = max(min_bytes, unique)
     t = {
-        "dram": max(min_bytes, unique) / (device.hbm_gbs * 1e9),
+        "dram": moved / (device.copy_gbs * 1e9),
         "fma": fmas / (lanes * sms * hz),
         "issue": (fmas / 32 / loop["fma_per_instruction"] / (device.issue_per_clk_sm * sms * hz)
                   if loop["fma_per_instruction"] else 0.0),
@@ -185,16 +216,66 @@ def predict(kernel_row: dict, fit: dict, device, backend: str, step, op: str, n:
         "l1": bounds.pipe_time(sectors / (device.l1_bytes_per_clk_sm / 32) / sms, device),
         "chain": shape["chain"] * FMA_LATENCY[itemsize] / hz,
     }
-    bound = max(t, key=t.get)
-    time = t[bound]
+    optimistic = max(t, key=t.get)
+    latency, parts = _latency_times(life, shape, occ["blocks_per_sm"], device, itemsize, lanes, moved - written,
+                                    max(loaded, moved - written), min_bytes)
+    honest = {**t, **latency}
+    _, tail = bounds.waves(blocks, occ["blocks_per_sm"] * device.sms)
+    for key in ("fma", "issue", "shared", "l1"):  # per-SM pipes: the last wave's tail idles the others
+        honest[key] *= tail
+    bound = max(honest, key=honest.get)
     flops = 2 * k * m
-    return {"backend": backend, "variant": variant, "op": op, "dtype": dtype, "n": n, "k": k,
-            "device": device.slug, "time_s": time, "bound": bound, "times": t,
-            "gbs": min_bytes / time / 1e9, "gflops": flops / time / 1e9,
-            "hbm_fraction": min_bytes / time / 1e9 / device.hbm_gbs,
-            "peak_fraction": flops / time / 1e9 / device.peak_gflops(itemsize),
-            "intensity": flops / min_bytes, "blocks": shape["blocks"], "executed_fma_ratio": fmas / (k * m),
-            "occupancy": occ["occupancy"]}
+
+    def rates(time):
+        return {"time_s": time, "gbs": min_bytes / time / 1e9, "gflops": flops / time / 1e9,
+                "hbm_fraction": min_bytes / time / 1e9 / device.copy_gbs,
+                "peak_fraction": flops / time / 1e9 / device.peak_gflops(itemsize)}
+
+    return {"backend": backend, "variant": step.variant, "op": op, "dtype": dtype, "n": n, "k": k,
+            "device": device.slug, **rates(honest[bound]), "bound": bound, "times": honest,
+            "optimistic": {**rates(t[optimistic]), "bound": optimistic},
+            "intensity": flops / min_bytes, "blocks": blocks, "executed_fma_ratio": fmas / (k * m),
+            "occupancy": occ["occupancy"], "blocks_per_sm": occ["blocks_per_sm"],
+            "waves": blocks / max(1, occ["blocks_per_sm"] * device.sms), "tail": tail, "life": parts}
+
+
+def _latency_times(life, shape, resident: int, device, itemsize: int, lanes: int, read: float, loaded: float,
+                   min_bytes: float) -> tuple[dict, dict]:
+    """The latency-aware bounds of a launch (module docstring, 5.): `latency_dram` and `latency_l2` (Little's law
+    on the bytes each thread keeps in flight: the `read` bytes DRAM serves, the `loaded` bytes L2 serves) and,
+    for a step that declares its chunks, `life` (every chunk of the busiest block slot, counted from the SASS,
+    `plots.model.sass.chunk_life`, its round trips at the mean latency of a load: DRAM's for the share of the
+    staged values read for the first time, read / (chunks x staged), L2's for the rest (the other tap tiles and
+    the halos read them again); all L2's when the data fits in L2); none without a SASS life.
+    Second, what the life bound counted per chunk."""
+    if not life or not resident:
+        return {}, {}
+    blocks, warps = shape["blocks"], BLOCK // 32
+    sms = min(device.sms, blocks)
+    per_sm = min(resident, -(-blocks // device.sms))  # blocks on one SM at once
+    inflight = life["bytes_in_flight"]
+    dram_s, l2_s = device.dram_latency_ns * 1e-9, device.l2_latency_cycles / (device.clock_ghz * 1e9)
+    out = {"latency_dram": bounds.little_time(read, sms, per_sm * BLOCK, inflight, dram_s),
+           "latency_l2": bounds.little_time(loaded, sms, per_sm * BLOCK, inflight, l2_s)}
+    if "chunks" not in shape:
+        return out, {}
+    chunks, hot, stage = shape["chunks"], life["hot"], life["staging"]
+    per_thread = shape["staged"] / BLOCK
+    trips = math.ceil(per_thread * itemsize / stage["bytes_in_flight"]) if stage else 0
+    instructions = (life["straight"]["instructions"] + life["outer"]["instructions"] * blocks / chunks
+                    + trips * (stage["instructions"] if stage else 0)
+                    + shape["chunk_fmas"] * hot["instructions"] / max(1, hot["fma"]))
+    round_trips = trips + (1 if life["straight"]["ldg"] else 0)
+    staged = chunks * shape["staged"] * itemsize  # every chunk's loads; DRAM answers the first touch of each value
+    first = min(1.0, read / staged) if min_bytes > device.l2_mb * 1e6 else 0.0
+    latency = first * device.dram_latency_cycles + (1 - first) * device.l2_latency_cycles
+    cycles = bounds.chunk_round(per_sm, warps, instructions, round_trips, latency,
+                                shape["chunk_fmas"] * BLOCK, device, lanes)
+    slots = resident * device.sms
+    rounds = math.ceil(blocks / slots) * chunks / blocks if blocks > slots else math.ceil(chunks / blocks)
+    out["life"] = rounds * max(cycles.values()) / (device.clock_ghz * 1e9)
+    return out, {"instructions_per_chunk": instructions, "round_trips_per_chunk": round_trips, "rounds": rounds,
+                 "cycles_per_round": cycles}
 
 
 @functools.cache

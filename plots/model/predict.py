@@ -45,8 +45,13 @@ def auto_predictions(predictions) -> list[dict]:
             scale = p["time_s"] / t
             row.update(time_s=t, bound="fft", gbs=p["gbs"] * scale, gflops=p["gflops"] * scale,
                        hbm_fraction=p["hbm_fraction"] * scale, peak_fraction=p["peak_fraction"] * scale)
+            row["optimistic"] = {key: row[key] for key in RATES}
         rows.append(row)
     return rows
+
+
+#: The numbers of a prediction that its optimistic bound has too (the band's other end).
+RATES = ("time_s", "bound", "gbs", "gflops", "hbm_fraction", "peak_fraction")
 
 
 #: The ladder's targets by the model at n = 1e8: (op, small k?) -> (what, least share); the input gradient
@@ -61,8 +66,9 @@ BACKEND_RATIO = 1.5
 def targets(predictions, slug: str) -> list[dict]:
     """Per backend, op, dtype and k of TARGET_KS at N_AT: the default's direct step (what `auto` runs there,
     plots.model.crossover.wrapped), its share of HBM bandwidth (k <= 7) or of the dtype's FMA peak (k >= 127), the
-    target and whether it is met, the fastest variant by the model when another, and numba.cuda's default
-    against CUDA C's (within BACKEND_RATIO)."""
+    target and whether it is met (by the latency-aware estimate), the band up to the optimistic bound, the
+    fastest variant by the model when another, and numba.cuda's default against CUDA C's (within
+    BACKEND_RATIO). HBM shares are of the measured copy ceiling (plots.model.devices copy_gbs)."""
     at, best = {}, {}
     for p in predictions:
         if p["device"] != slug or p["n"] != N_AT or p["k"] not in TARGET_KS or p["variant"] == "auto":
@@ -78,7 +84,8 @@ def targets(predictions, slug: str) -> list[dict]:
         fastest = best[(backend, op, dtype, k)]
         row = {"backend": backend, "op": op + (" (and conv1d_input_grad)" if op == "conv1d" else ""),
                "dtype": dtype, "k": k, "default": f"auto: {p['variant']}", "bound": p["bound"],
-               "share": f"{p[what]:.1%} of {'HBM' if what == 'hbm_fraction' else 'FMA peak'}",
+               "share": f"{p[what]:.1%} of {'HBM (copy)' if what == 'hbm_fraction' else 'FMA peak'}",
+               "band": f"{p[what]:.1%} - {p.get('optimistic', p)[what]:.1%} ({p.get('optimistic', p)['bound']})",
                "target": f">= {least:.0%}", "met": "yes" if p[what] >= least else f"no ({p[what] / least:.2f}x)",
                "fastest": "" if fastest is p else f"{fastest['variant']} ({fastest[what]:.1%})"}
         cuda_c = at.get(("cupy", op, dtype, k))

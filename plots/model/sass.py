@@ -5,6 +5,7 @@
     direct_loop(instrs)                   # a one-thread-per-output kernel's tap loop
     chunk_profile(instrs, fma_per_chunk)  # a GEMM kernel's chunk loop: straight-line code and staging loops
     nested_profile(instrs, trips, ...)    # the cost of the hot loop with the loops around it
+    chunk_life(instrs, conditional)       # a staged kernel's chunk: staging loop, loads in flight, other code
 
 A loop is the span of a backward branch; an instruction counts as FMA (FFMA, DFMA), LDS, STS, LDG (global or
 generic loads) or STG (global stores, reductions and atomics).
@@ -210,3 +211,103 @@ def nested_profile(instrs, trips, hot_fma: int, conditional=frozenset()) -> dict
     for n, inner, outer in zip(trips, mixes, mixes[1:]):
         cost = {k: outer[k] - inner[k] + n * cost[k] for k in cost}
     return {"chunk": cost, "hot": mixes[0]}
+
+
+# --- the whole life of a chunk: staging, straight-line code, the hot loop ------------------------------------
+
+_REG = re.compile(r"\bR(\d+)\b")
+_STORES = ("ST", "STS", "STG", "RED", "ATOM", "ATOMG", "BRA")
+
+
+def predicated_branches(text: str) -> frozenset:
+    """Offsets of the predicated branches (`@P0 BRA`) of nvdisasm / cuobjdump -sass output: the conditional
+    edges `if_else_arms` reads."""
+    return frozenset(int(m[1], 16) for line in text.splitlines()
+                     if (m := _INSTR.search(line)) and m[2] and m[3].startswith("BRA"))
+
+
+def load_bytes(opcode: str) -> int:
+    """Bytes one lane loads with an LDG / LD: 16 (.128), 8 (.64), else 4."""
+    parts = opcode.split(".")
+    return 16 if "128" in parts else 8 if "64" in parts else 4
+
+
+def loads_in_flight(rows) -> tuple[int, int]:
+    """(loads, bytes per lane) issued before the first instruction that reads one of their results: what a
+    thread keeps in flight at once in straight-line code or one trip of a loop."""
+    pending, loads, nbytes = set(), 0, 0
+    for _, op, operands, _ in rows:
+        base = op.split(".")[0]
+        sources = operands if base.startswith(_STORES) else operands.partition(",")[2]
+        if pending & {int(r) for r in _REG.findall(sources)}:
+            break
+        if base in ("LDG", "LD"):
+            width = load_bytes(op)
+            m = _REG.search(operands.partition(",")[0])
+            if m:
+                pending |= set(range(int(m[1]), int(m[1]) + max(1, width // 4)))
+            loads += 1
+            nbytes += width
+    return loads, nbytes
+
+
+def chunk_life(instrs, conditional=frozenset()) -> dict:
+    """One chunk of a staged kernel, read from its SASS. The chunk loop is the loop around the hot loop (the
+    whole function when there is none). Of each if/else in it (`if_else_arms`) the arm without the hot loop is
+    left out, or of two arms without it the longer one (the checked paths: edges, unaligned or padded windows).
+    In what is left, the staging loop is the loop of global loads and shared stores that moves the most bytes
+    per instruction (the unchecked path the bulk of the data takes). Other loops with FMAs (the remainder of an
+    unrolled hot loop), and code a predicated forward branch skips that holds FMAs (a window's tail), are left
+    out: a chunk's FMAs are all charged at the hot loop's rate. The rest is counted once
+    per chunk:
+
+        hot       mix of one trip of the hot loop
+        staging   mix of one staging trip, and its loads in flight (loads and bytes per lane, `loads_in_flight`)
+        straight  mix of the chunk's other code: straight-line code and one trip of every other loop without FMAs
+        outer     mix of the code outside the chunk loop (prologue, epilogue, once per block and tile)
+        inflight  bytes per lane in flight where no staging loop exists: the best loop's (or the straight code's)
+    """
+    loop = hot_loop(instrs)["loop"]
+    if loop is None:
+        raise ValueError("no loop with FMAs in this kernel")
+    index = {off: i for i, (off, _, _, _) in enumerate(instrs)}
+    hot = (index[loop[0]], index[loop[1]])
+    around = _enclosing(instrs, hot)
+    lo, hi = around[0] if around else (0, len(instrs) - 1)
+    dropped = []
+    for then, other in if_else_arms(instrs, conditional, lo, hi):
+        if any(a <= then[0] <= b for a, b in dropped):
+            continue
+        if then[0] <= hot[0] and hot[1] <= then[1]:
+            dropped.append(other)
+        elif not (other[0] <= hot[0] and hot[1] <= other[1]):
+            dropped.append(max((then, other), key=lambda s: s[1] - s[0]))
+        else:
+            dropped.append(then)
+    where = {label: i for i, (_, _, _, labels) in enumerate(instrs) for label in labels}
+    for a in range(lo, hi + 1):  # code a predicated forward branch skips, holding FMAs: a window's tail
+        m = _TARGET.search(instrs[a][2]) if instrs[a][0] in conditional else None
+        x = where.get(m[1]) if m else None
+        if x is not None and a < x <= hi + 1 and not a <= hot[0] < x and _mix(instrs[a + 1:x])["fma"]:
+            dropped.append((a + 1, x - 1))
+    kept = [i for i in range(lo, hi + 1) if not any(a <= i <= b for a, b in dropped)]
+    kept_set = set(kept)
+    inner = [s for s in _loops(instrs) if lo <= s[0] and s[1] <= hi and s != (lo, hi) and s[0] in kept_set]
+    inner = [s for s in inner if not any(t != s and t[0] <= s[0] and s[1] <= t[1] for t in inner)]
+    mixes = {s: _mix(instrs[s[0]:s[1] + 1]) for s in inner}
+    staging = [s for s in inner if s != hot and mixes[s]["ldg"] and mixes[s]["sts"] and not mixes[s]["fma"]]
+    per_instr = {s: loads_in_flight(instrs[s[0]:s[1] + 1])[1] / mixes[s]["instructions"] for s in staging}
+    stage = max(staging, key=lambda s: (per_instr[s], -s[0])) if staging else None
+    skipped = [hot, *([stage] if stage else []), *(t for t in inner if mixes[t]["fma"])]  # FMAs: at the hot rate
+    straight = _mix(instrs[i] for i in kept if not any(a <= i <= b for a, b in skipped))
+    outer = _mix(r for i, r in enumerate(instrs) if not lo <= i <= hi)
+    if stage:
+        inflight = loads_in_flight(instrs[stage[0]:stage[1] + 1])
+    else:
+        with_loads = [s for s in inner if mixes[s]["ldg"]]
+        inflight = max((loads_in_flight(instrs[a:b + 1]) for a, b in with_loads), key=lambda f: f[1],
+                       default=loads_in_flight([instrs[i] for i in kept]))
+    return {"hot": mixes.get(hot) or _mix(instrs[hot[0]:hot[1] + 1]),
+            "staging": {**mixes[stage], "loads_in_flight": inflight[0], "bytes_in_flight": inflight[1]}
+            if stage else None,
+            "straight": straight, "outer": outer, "loads_in_flight": inflight[0], "bytes_in_flight": inflight[1]}

@@ -1,0 +1,45 @@
+"""Step wg_stream of gpu/numba_cuda/ladder.py under numba's CUDA simulator (or on a GPU) against the float64
+reference: chunks long enough for the hoisted staging (16 floats or 8 doubles per thread in flight), several
+chunks per split, the remainder staged one value at a time, flip, and the same bits on every run. The
+conformance matrix (tests/test_conformance.py) runs its edge sizes. The simulator is slow: sizes stay small."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import STATE_MARKS
+
+import kernels
+from gpu import launch as plan
+from kernels import compare
+
+STATUS = kernels.status("numba_cuda")
+pytestmark = [pytest.mark.skipif(not STATUS.usable, reason=f"numba_cuda: {STATUS.reason}"),
+              *([STATE_MARKS[STATUS.state]] if STATUS.state in STATE_MARKS else [])]
+
+
+@pytest.mark.parametrize("dtype, k, splits", [(np.float32, 3, 2), (np.float64, 5, 1), (np.float32, 20, 3)])
+def test_hoisted_staging_matches_the_reference_and_repeats(dtype, k, splits, rng):
+    from numba import cuda
+
+    from gpu.numba_cuda import ladder
+
+    n, block = 2600, 32
+    loads = plan.STAGE_LOADS * 16 // np.dtype(dtype).itemsize
+    TP, G, JS = plan.wg_layout(k, block, np.dtype(dtype).itemsize, None, plan.STREAM_SLICE_BYTES)
+    assert block // G * JS >= loads * block  # a chunk of g takes the hoisted path at least once
+    x, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n - k + 1).astype(dtype)
+    runs = []
+    for _ in range(2):
+        dw = cuda.to_device(np.full(k, np.nan, dtype))
+        ladder.weight_grad_regwin(cuda.to_device(x), cuda.to_device(g), dw,
+                                  plan.NumbaCudaLaunch(block=block, max_blocks=1), flip=True, splits=splits,
+                                  stream=True)
+        runs.append(dw.copy_to_host())
+        print(*compare.assert_close("conv1d_weight_grad", runs[-1], (x, g, k), {"flip": True}))
+    assert np.array_equal(runs[0], runs[1])
+
+
+def test_the_step_is_registered_in_both_backends():
+    for backend in ("cupy", "numba_cuda"):
+        assert "wg_stream" in kernels.variants("conv1d_weight_grad", backend)

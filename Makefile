@@ -9,8 +9,11 @@ JOBS   ?= 2
 # The CUDA major version of the GPU wheels: 13 (driver R580 or newer) or 12 (`make setup CUDA=12`, R525 or newer).
 CUDA   ?= 13
 GPU_EXTRA := $(if $(filter 12,$(CUDA)),gpu-cu12,gpu)
-# The oldest and newest Python the project supports, each checked by a fast job in `make test-all`.
-PYTHONS ?= python3.10 python3.13
+# The oldest and newest Python the project supports, each checked by a fast job in `make test-all`. Each is
+# found as pythonX.Y on the PATH or under pyenv's versions (a pyenv shim of a version not selected fails to run).
+PYTHONS ?= 3.10 3.13
+FIND_PYTHON = for p in python$(1) $$HOME/.pyenv/versions/$(1)*/bin/python$(1); do \
+                $$p -c 'import sys; assert "%d.%d" % sys.version_info[:2] == sys.argv[1]' $(1) 2>/dev/null && { echo $$p; break; }; done
 
 .PHONY: setup test test-all test-pythons test-gpu test-asan check list bench plots publish tune lint clean \
 	gpu-report gpu-inspect gpu-preflight gpu-standin
@@ -47,12 +50,13 @@ test-all: setup
 # One fast job per Python of PYTHONS, each in its own venv (.venv310, .venv313): the conformance matrix of the
 # CPU backends and the workflow.
 test-pythons:
-	@for py in $(PYTHONS); do \
-	  v=.venv$$(echo $$py | tr -dc 0-9); \
-	  command -v $$py >/dev/null || { echo "$$py not found: skipping it"; continue; }; \
-	  $(MAKE) --no-print-directory setup PYTHON=$$py VENV=$$v && \
-	  $$v/bin/python -m pytest -n $(JOBS) -q -k "numpy or numba_cpu" tests/test_conformance.py && \
-	  $$v/bin/python -m pytest -n $(JOBS) -q tests/test_workflow.py tests/test_project.py || exit 1; \
+	@for v in $(PYTHONS); do \
+	  py=$$($(call FIND_PYTHON,$$v)); \
+	  test -n "$$py" || { echo "Python $$v not found: skipping it"; continue; }; \
+	  venv=.venv$$(echo $$v | tr -dc 0-9); \
+	  $(MAKE) --no-print-directory setup PYTHON=$$py VENV=$$venv && \
+	  $$venv/bin/python -m pytest -n $(JOBS) -q -k "numpy or numba_cpu" tests/test_conformance.py && \
+	  $$venv/bin/python -m pytest -n $(JOBS) -q tests/test_workflow.py tests/test_project.py || exit 1; \
 	done
 
 test-gpu: setup
@@ -108,8 +112,7 @@ gpu-report:
 # A stand-in of the GPU machine's Python here (plots/gpurun/standin.txt, Python 3.12, no project install, no pyyaml,
 # ruff, tomli or torch), running every step of the GPU run that needs no device.
 STANDIN        ?= build/gpu-standin
-STANDIN_PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
-                    $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
+STANDIN_PYTHON ?= $(shell $(call FIND_PYTHON,3.12))
 gpu-standin:
 	@test -n "$(STANDIN_PYTHON)" || { echo "gpu-standin: no Python 3.12 found (set STANDIN_PYTHON)"; exit 1; }
 	test -x $(STANDIN)/bin/python || $(STANDIN_PYTHON) -m venv $(STANDIN)

@@ -96,6 +96,18 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize(_matrix_args(names), params)
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items):
+    """A simulated backend's float64 cases are exhaustive (make test-all): numba's CUDA simulator runs the
+    same Python for both dtypes, at ~1 s a case, and the real compile (tests/test_gpu_compile.py) builds
+    every kernel in float64 too."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        impl = params.get("impl")
+        if isinstance(impl, Impl) and impl.state == "simulated" and params.get("dtype") in (np.float64, "float64"):
+            item.add_marker(pytest.mark.exhaustive)
+
+
 def _matrix_args(names):
     return [n for n in ("op_name", "impl", "size", "flip") if n in names]
 

@@ -13,6 +13,7 @@ import pytest
 from conftest import call_args
 
 import kernels
+import kernels.registry
 from kernels.backend import overlaps
 from kernels.spec import OPS
 
@@ -128,8 +129,10 @@ def _impls():
                                            id=f"{op_name}-{name}"))
                 continue
             variants = list(kernels.variants(op_name, name)) if name == "numba_cpu" else [None]
-            for v in variants:
-                params.append(pytest.param(op_name, name, v, id=f"{op_name}-{name}-{v or 'default'}"))
+            default = kernels.registry.backend(name).defaults.get(op_name)
+            for v in variants:  # make test: the defaults; each numba_cpu variant in make test-all
+                marks = [] if v in (None, default) else [pytest.mark.exhaustive]
+                params.append(pytest.param(op_name, name, v, id=f"{op_name}-{name}-{v or 'default'}", marks=marks))
     return params
 
 

@@ -44,10 +44,10 @@ def _args(*argv):
 
 # --- the timed calls are checked -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("fixture, reason", [
-    ("numba_lazy.py", "the second call, on other inputs, is wrong"),
+@pytest.mark.parametrize("fixture, reason", [  # make test: the subtlest; each is a bench in a child (~20 s)
+    pytest.param("numba_lazy.py", "the second call, on other inputs, is wrong", marks=pytest.mark.exhaustive),
     ("numba_lazy_later.py", "the outputs of the timed calls are wrong"),
-    ("numba_mutates_inputs.py", "the kernel wrote its input x"),
+    pytest.param("numba_mutates_inputs.py", "the kernel wrote its input x", marks=pytest.mark.exhaustive),
 ])
 def test_a_kernel_that_caches_its_answer_or_writes_its_inputs_fails_bench_file(fixture, reason, tmp_path):
     """Right when checked, wrong when timed (or writing its inputs): bench FILE records it wrong, draws it
@@ -152,12 +152,12 @@ def test_every_flag_applies_to_a_file():
     assert all(g.ops == ("conv1d",) for g in full.grids)
 
 
-@pytest.mark.parametrize("argv, message", [
+@pytest.mark.parametrize("argv, message", [  # make test: two; each is a bench in a child
     (["--op", "conv1d_weight_grad"], "--op: "),
     (["--preset", "layer"], "nothing to measure"),
-    (["--device", "gpu"], "nothing to measure"),
-    (["--results-dir", "afile/sub"], "--results-dir: "),
-    (["--include", "nosuch:*"], "no implementation matches"),
+    pytest.param(["--device", "gpu"], "nothing to measure", marks=pytest.mark.exhaustive),
+    pytest.param(["--results-dir", "afile/sub"], "--results-dir: ", marks=pytest.mark.exhaustive),
+    pytest.param(["--include", "nosuch:*"], "no implementation matches", marks=pytest.mark.exhaustive),
 ])
 def test_a_flag_that_selects_nothing_for_a_file_is_refused(argv, message, tmp_path):
     (tmp_path / "afile").write_text("not a folder")

@@ -180,7 +180,7 @@ def test_the_layer_cases_follow_torch():
 @pytest.mark.parametrize("lang", [pytest.param(lang, marks=[{"numba-cuda": pytest.mark.cudasim,
                                                              "cuda-c": pytest.mark.emulated}[lang]]
                                                if lang != "numba" else []) for lang in starters.LANGS])
-@pytest.mark.parametrize("op", ["conv1d_layer", "circular_correlate"])
+@pytest.mark.parametrize("op", ["conv1d_layer", pytest.param("circular_correlate", marks=pytest.mark.exhaustive)])
 def test_layer_and_circular_starters_pass_as_written(op, lang, tmp_path):
     assert kernels_cli("new", op, "--lang", lang, "-o", "mine.py", cwd=tmp_path).returncode == 0
     done = kernels_cli("check", "mine.py", "--json", cwd=tmp_path)

@@ -66,6 +66,10 @@ EXPECTED = {
                                                                       _size(case, "dilation", 1)) > 1),
 }
 BACKEND_MARKS = {"numba_cuda": pytest.mark.cudasim, "cuda_c": pytest.mark.emulated}
+#: `make test` runs one fixture per kind of check and language (each `check` is a child process of ~10-30 s);
+#: the others are exhaustive (make test-all).
+FAST = {"numba_write_past_end", "numba_hang", "numba_mutates_inputs", "numba_last_unwritten",
+        "numba_cuda_no_grid_stride", "cuda_c_read_past_end", "cuda_c_layer_no_stride"}
 
 
 def _size(case: str, name: str, default: int | None = None) -> int:
@@ -84,7 +88,8 @@ def params():
     out = []
     for name in sorted(EXPECTED):
         lang = next((k for k in BACKEND_MARKS if name.startswith(k)), None)
-        out.append(pytest.param(name, marks=[BACKEND_MARKS[lang]] if lang else [], id=name))
+        marks = ([BACKEND_MARKS[lang]] if lang else []) + ([] if name in FAST else [pytest.mark.exhaustive])
+        out.append(pytest.param(name, marks=marks, id=name))
     return out
 
 
@@ -106,6 +111,7 @@ def test_a_planted_bug_is_caught_by_its_kind_where_it_shows(name):
 
 
 @pytest.mark.emulated
+@pytest.mark.exhaustive  # the runtime's linking is also tests/test_emulator.py's, without the checker's child
 def test_a_kernel_that_names_no_cuda_builtin_passes():
     done, rows = check(PLANTED / "cuda_c_no_builtins.py")
     assert done.returncode == 0 and rows and all(r["ok"] for r in rows), done.stdout[-2000:] + done.stderr[-2000:]
@@ -113,7 +119,7 @@ def test_a_kernel_that_names_no_cuda_builtin_passes():
 
 def test_the_fixtures_table_covers_three_languages_the_layer_and_circular_correlation():
     files = {p.stem for p in PLANTED.glob("*.py")}
-    assert set(EXPECTED) <= files
+    assert set(EXPECTED) <= files and FAST <= set(EXPECTED)
     for prefix in ("numba_", "numba_cuda_", "cuda_c_"):
         assert any(n.startswith(prefix) for n in EXPECTED)
     assert any("layer" in n for n in EXPECTED) and any("circular" in n for n in EXPECTED)

@@ -105,6 +105,7 @@ def full_preflight(tmp_path_factory):
 
 
 @needs_toolchain
+@pytest.mark.exhaustive  # the whole preflight, a real compile included (make gpu-standin also runs it)
 def test_preflight_passes_here_with_every_check_on_its_line(full_preflight):
     rc, out = full_preflight
     assert rc == 0, out
@@ -116,15 +117,16 @@ def test_preflight_passes_here_with_every_check_on_its_line(full_preflight):
 
 @needs_toolchain
 @pytest.mark.parametrize("check, hide, hide_libs, env, extra, words", [
-    ("imports", ["cupy"], [], {}, [], ["cupy", "pip install cupy-cuda13x"]),
-    ("imports", ["cuda.core"], [], {}, [], ["cuda.core", "pip install cuda-core"]),
-    ("compile", [], ["nvvm"], {}, [], ["numba-cuda cannot compile a project kernel", "nvvm"]),
-    ("compile", [], [], {"KERNELS_PTXAS": "/nonexistent/ptxas"}, [], ["ptxas not found"]),
-    ("nvrtc", ["cuda.bindings.nvrtc"], [], {}, [], ["cuda-bindings", "nvidia-cuda-nvrtc"]),
-    ("collection", ["numba"], [], {}, [], ["pytest cannot collect", "numba"]),
-    ("disk", [], [], {}, ["--min-disk-gb", "1e9"], ["GiB free", "free some space"]),
-    ("memory", [], [], {}, ["--min-memory-gb", "1e9"], ["GiB available"]),
-], ids=["cupy", "cuda-core", "nvvm", "ptxas", "nvrtc", "collection", "disk", "memory"])
+    pytest.param("imports", ["cupy"], [], {}, [], ["cupy", "pip install cupy-cuda13x"], id="cupy"),
+    pytest.param("imports", ["cuda.core"], [], {}, [], ["cuda.core", "pip install cuda-core"], id="cuda-core"),
+    pytest.param("compile", [], ["nvvm"], {}, [], ["numba-cuda cannot compile a project kernel", "nvvm"], id="nvvm"),
+    pytest.param("compile", [], [], {"KERNELS_PTXAS": "/nonexistent/ptxas"}, [], ["ptxas not found"], id="ptxas",
+                 marks=pytest.mark.exhaustive),  # the compile check runs up to ptxas: a minute with a cold cache
+    pytest.param("nvrtc", ["cuda.bindings.nvrtc"], [], {}, [], ["cuda-bindings", "nvidia-cuda-nvrtc"], id="nvrtc"),
+    pytest.param("collection", ["numba"], [], {}, [], ["pytest cannot collect", "numba"], id="collection"),
+    pytest.param("disk", [], [], {}, ["--min-disk-gb", "1e9"], ["GiB free", "free some space"], id="disk"),
+    pytest.param("memory", [], [], {}, ["--min-memory-gb", "1e9"], ["GiB available"], id="memory"),
+])
 def test_preflight_fails_with_a_clear_line_for_each_thing_removed(tmp_path, check, hide, hide_libs, env, extra,
                                                                   words):
     rc, out = preflight(tmp_path, check, hide=hide, hide_libs=hide_libs, extra=extra, **env)
@@ -142,6 +144,7 @@ def old_ptxas() -> str | None:
 
 
 @needs_toolchain
+@pytest.mark.exhaustive  # two preflights with real compiles
 @pytest.mark.skipif(old_ptxas() is None, reason="no older ptxas here (/usr/local/cuda-13.0) to mismatch NVVM with")
 def test_a_ptxas_older_than_nvvm_is_avoided_through_nvjitlink_or_named(tmp_path):
     rc, out = preflight(tmp_path, "compile", KERNELS_PTXAS=old_ptxas())

@@ -4,7 +4,8 @@ Every CPU variant (numba_cpu) and the emulated CUDA C (cupy backend: there, inpu
 host memory), for the 1-D ops and the layer, at sizes around the block boundaries (`tests/guard.py`
 lists them), with the guard page after the arrays and before them, with and without `out=` (the `out`
 arrays are guarded too). The calls run in child processes (a fault is a failed call, not a crashed
-pytest), and every result is also checked against the float64 reference.
+pytest), and every result is also checked against the float64 reference. `make test` guards each backend's
+default variants; every other variant is exhaustive (make test-all).
 
 The children run numba and BLAS on one thread: which addresses a call touches does not depend on the
 thread count at these sizes, and two threads per child, competing with the other test workers for two
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 import kernels
+import kernels.registry
 from kernels.spec import OPS
 
 LAYER_OPS = ("conv1d_layer", "conv1d_layer_backward")
@@ -47,7 +49,9 @@ def cases():
         for variant, family, ops in units:
             known = [KNOWN_FAILURES[backend, variant, op] for op in ops if (backend, variant, op) in KNOWN_FAILURES]
             ident = f"{backend}-{variant}-" + (family if family == "1d" else ops[0])
-            params.append(pytest.param(backend, variant, family, ops, id=ident, marks=marks + known))
+            default = variant in {kernels.registry.backend(backend).defaults.get(op) for op in ops}
+            speed = [] if default else [pytest.mark.exhaustive]  # make test: the defaults (a child each)
+            params.append(pytest.param(backend, variant, family, ops, id=ident, marks=marks + known + speed))
     return params
 
 

@@ -236,6 +236,7 @@ def test_blocks_beyond_the_launch_bounds_are_refused():
 
 
 @needs_nvrtc
+@pytest.mark.exhaustive  # every accepted launch; make test compiles ladder.cu in tests/test_nvrtc.py
 @pytest.mark.parametrize("arch", nvrtc.ARCHS)
 def test_nvrtc_no_spills_within_launch_bounds(arch):
     """Every instantiation, compiled with the launcher's -D options: no spills, and its registers times

@@ -49,8 +49,10 @@ def layer_sizes(s):
                 groups=groups, bias=bias)
 
 
-def impl_and_layers(op_name, layers=None):
-    """pytest params (impl, layer) for every backend/variant of `op_name`; unusable backends skip once."""
+def impl_and_layers(op_name, layers=None, simulated_exhaustive=False):
+    """pytest params (impl, layer) for every backend/variant of `op_name`; unusable backends skip once. With
+    `simulated_exhaustive`, the simulated backend's params run in make test-all only (a second check of what
+    the reference tests already cover, at ~1 s per simulated layer)."""
     params = []
     for param in impl_params(op_name):
         impl = param.values[0]
@@ -60,7 +62,8 @@ def impl_and_layers(op_name, layers=None):
         chosen = layers or LAYERS
         if impl.state == "simulated":  # the CUDA simulator is ~1000x slower: small layers only
             chosen = [s for s in chosen if s in LAYERS_SIMULATED] or LAYERS_SIMULATED[-1:]
-        params += [pytest.param(impl, s, id=f"{param.id}-{layer_id(s)}", marks=param.marks) for s in chosen]
+        marks = [*param.marks, *[pytest.mark.exhaustive] * (simulated_exhaustive and impl.state == "simulated")]
+        params += [pytest.param(impl, s, id=f"{param.id}-{layer_id(s)}", marks=marks) for s in chosen]
     return params
 
 
@@ -116,7 +119,7 @@ def assert_close_to(name, got, expected, mag, rtol, atol):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("impl,layer", impl_and_layers(BACKWARD))
+@pytest.mark.parametrize("impl,layer", impl_and_layers(BACKWARD, simulated_exhaustive=True))
 def test_matches_torch_and_autograd(impl, layer, dtype, rng):
     """Forward and all gradients against torch (the reference too: torch is an independent oracle)."""
     sizes = layer_sizes(layer)

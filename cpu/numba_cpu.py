@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpu import auto, blocked, fft, layer, layer_auto, layer_gemm, layer_packed, loops
+from cpu import auto, blocked, fft, layer, layer_auto, layer_blocked, layer_gemm, layer_packed, loops
 from kernels.backend import Backend
 
 backend = Backend("numba_cpu", "numba @njit kernels on the CPU")
@@ -104,6 +104,7 @@ LAYER_VARIANTS = (
     ("gemm_numpy", layer_gemm.forward_numpy, layer_gemm.backward_numpy, "direct", False),
     ("gemm_folded", layer_gemm.forward_folded, layer_gemm.backward_folded, "direct", False),
     ("gemm_packed", layer_packed.forward, layer_packed.backward, "direct", False),
+    ("blocked", layer_blocked.forward, layer_blocked.backward, "direct", False),
     ("auto", layer_auto.forward, layer_auto.backward, "auto", True),
 )
 

@@ -39,7 +39,17 @@ import numpy as np
 from numba import njit, prange
 
 from cpu import layer_gemm
-from cpu.simd import LANES, REGISTER_BYTES, lanes, vfma_outer, vfma_tile, vstore_tile, vzeros
+from cpu.simd import (
+    LANES,
+    REGISTER_BYTES,
+    lanes,
+    vfma_outer,
+    vfma_tile,
+    vload_row,
+    vstore_row,
+    vstore_tile,
+    vzeros,
+)
 
 #: Output channels per tile and vectors of positions per tile: MR*NR accumulators plus NR loads and a broadcast
 #: fit the vector registers (32 with AVX-512: 4 x 6 = 24 accumulators; 16 with AVX2: 4 x 3 = 12).
@@ -118,11 +128,19 @@ def forward_tiles(xp, wp, bp, toff, y, groups, C_in_g, K):
                         y[n, co0 + m, l] = scratch[m * width + l - l0]
 
 
+#: Columns of l per chunk of the weight gradient: a chunk of every (c, t) pair's x row (C_in/groups rows of
+#: CHUNK + (K-1)*d values) stays in L2 while every pair block of a channel block passes over it.
+CHUNK = 512
+
+
 @njit(parallel=True, cache=True)
 def weight_grad_tiles(xp, gp, offs, dw, groups, L_out):
     """dw[co, c, t] = sum_n sum_{l < L_out} gp[n, co', l] xp[n, ci, q_t, l + o_t]; offs[G, j] is the offset of
-    pair j = c*K + t in xp[n] (the last pair repeated past C_in_g*K). prange over (G, co block, pair block):
-    each task owns its outputs and sums n, then l (vectors, then the scalar tail), in a fixed order."""
+    pair j = c*K + t in xp[n] (the last pair repeated past C_in_g*K). prange over (G, channel block); the sum
+    over l is cut into chunks of CHUNK columns with every pair block inside a chunk (partial tiles kept in
+    memory between chunks), so g's rows are read once per task and x's chunk is reused from L2 by every pair
+    block. Each output sums n, then chunks and lanes in order, then its scalar tail: a fixed order,
+    whatever the threads (deterministic)."""
     C_out, C_in_g, K = dw.shape
     N, C_in, S, Lrow = xp.shape
     C_out_g = C_out // groups
@@ -133,35 +151,41 @@ def weight_grad_tiles(xp, gp, offs, dw, groups, L_out):
     xpf, gpf = xp.reshape(-1), gp.reshape(-1)
     L = lanes(xpf)
     full = L_out // L * L
-    for task in prange(groups * nCb * nJb):
-        G, rest = task // (nCb * nJb), task % (nCb * nJb)
-        cb, jb = rest // nJb, rest % nJb
-        acc = vzeros(xpf, TILE)
-        tail = np.zeros(TILE, dw.dtype)
+    for task in prange(groups * nCb):
+        G, cb = task // nCb, task % nCb
+        part = np.zeros(nJb * TILE * L, dw.dtype)
+        tail = np.zeros(nJb * TILE, dw.dtype)
         for n in range(N):
             gb = ((n * groups + G) * nCb * MR + cb * MR) * Lg
             xb = n * C_in * S * Lrow
-            ob = G * nJb * NR + jb * NR
-            for l in range(0, full, L):
-                acc = vfma_outer(acc, gpf, gb + l, Lg, xpf, xb + l, offs, ob, NR)
+            for l0 in range(0, full, CHUNK):
+                l1 = min(full, l0 + CHUNK)
+                for jb in range(nJb):
+                    acc = vload_row(part, jb * TILE * L, TILE)
+                    ob = G * nJb * NR + jb * NR
+                    for l in range(l0, l1, L):
+                        acc = vfma_outer(acc, gpf, gb + l, Lg, xpf, xb + l, offs, ob, NR)
+                    vstore_row(part, jb * TILE * L, acc)
+            for jb in range(nJb):
+                ob = G * nJb * NR + jb * NR
+                for m in range(MR):
+                    for j in range(NR):
+                        o = xb + offs[ob + j]
+                        s = tail[jb * TILE + m * NR + j]
+                        for l in range(full, L_out):
+                            s += gpf[gb + m * Lg + l] * xpf[o + l]
+                        tail[jb * TILE + m * NR + j] = s
+        for jb in range(nJb):
             for m in range(MR):
+                co = cb * MR + m
                 for j in range(NR):
-                    o = xb + offs[ob + j]
-                    s = tail[m * NR + j]
-                    for l in range(full, L_out):
-                        s += gpf[gb + m * Lg + l] * xpf[o + l]
-                    tail[m * NR + j] = s
-        lanes_out = np.empty(TILE * L, dw.dtype)
-        vstore_tile(lanes_out, 0, NR * L, acc, NR, np.zeros(MR, dw.dtype), 0)
-        for m in range(MR):
-            co = cb * MR + m
-            for j in range(NR):
-                pj = jb * NR + j
-                if co < C_out_g and pj < J:
-                    s = lanes_out[m * NR * L + j * L]
-                    for i in range(1, L):
-                        s += lanes_out[m * NR * L + j * L + i]
-                    dw[G * C_out_g + co, pj // K, pj % K] = s + tail[m * NR + j]
+                    pj = jb * NR + j
+                    if co < C_out_g and pj < J:
+                        i0 = (jb * TILE + m * NR + j) * L
+                        s = part[i0]
+                        for i in range(1, L):
+                            s += part[i0 + i]
+                        dw[G * C_out_g + co, pj // K, pj % K] = s + tail[jb * TILE + m * NR + j]
 
 
 @njit(parallel=True, cache=True)

@@ -381,3 +381,21 @@ def vstore_tile(typingctx, y, ybase, ystride, acc, nr, b, bbase):
         return context.get_dummy_value()
 
     return types.none(y, ybase, ystride, acc, nr, b, bbase), codegen
+
+
+@intrinsic
+def vload_row(typingctx, arr, index, count):
+    """A tuple of `count` (a literal int) vectors arr[index + r*LANES : ...] (vstore_row's inverse)."""
+    if not (_is_float_array(arr) and isinstance(index, types.Integer) and isinstance(count, types.IntegerLiteral)):
+        return None
+    vty = _vec_of(arr.dtype)
+    tty = types.UniTuple(vty, count.literal_value)
+
+    def codegen(context, builder, sig, args):
+        vs = _loads(context, builder, sig.args[0], args[0], (sig.args[1], args[1]), vty, count.literal_value)
+        out = ir.Constant(context.get_value_type(tty), ir.Undefined)
+        for r, v in enumerate(vs):
+            out = builder.insert_value(out, v, r)
+        return out
+
+    return tty(arr, index, count), codegen

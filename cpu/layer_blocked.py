@@ -25,7 +25,7 @@ Padding: xp holds the padded zeros, so the tile's inner loop has no bounds tests
 w or g reaches y and dw as in torch. Edges: tiles past L_out or past the group's last output channel compute
 on zero weights / spare packed columns into a scratch tile, and only the valid part is copied out.
 
-The input gradient falls back to `gemm_folded`'s backward where the transposed form does not hold: stride > 1
+The whole backward pass runs `gemm_folded`'s where dx's transposed form does not hold: stride > 1
 (dx sums over the taps whose l*s lands on j, a different tap set per phase of j) and non-finite w (the
 transposed form would multiply the padding of g by w, where torch drops those products). dw is
 deterministic: each task owns its outputs and sums over n, then l, in one order; lanes are added in order.

@@ -1,11 +1,12 @@
 """The conv1d layer's `auto` variant: per shape, the variant measured fastest on the nearest measured shape.
 
-    auto    direct (cpu/layer.py), gemm_folded (cpu/layer_gemm.py) or gemm_packed (cpu/layer_packed.py), forward
-            and backward chosen apart, from `cpu/layer_choice.json`, which `make tune` (python -m
-            plots.bench.tune --layer) measures on this machine
+    auto    direct (cpu/layer.py), gemm_folded (cpu/layer_gemm.py), gemm_packed (cpu/layer_packed.py) or blocked
+            (cpu/layer_blocked.py), forward and backward chosen apart, from `cpu/layer_choice.json`, which
+            `make tune` (python -m plots.bench.tune --layer) measures on this machine
 
-The table holds measured shapes, each with the fastest variant of each pass. A problem takes the choice of the
-nearest one, by the distance of the shape features that decide the variants' speed:
+The table holds measured shapes, each with the fastest variant of each pass (a table measured before a variant
+joined VARIANTS stays valid: only the winners' names are read, not every variant's times). A problem takes the
+choice of the nearest one, by the distance of the shape features that decide the variants' speed:
 
     log2 of N*L_out (the columns of every product), C_in/groups and C_out/groups (its reduction and rows), K
     and whether stride > 1, dilation > 1, and the layer is depthwise (C_in/groups = C_out/groups = 1)
@@ -22,7 +23,7 @@ import math
 import warnings
 from pathlib import Path
 
-from cpu import layer, layer_gemm, layer_packed
+from cpu import layer, layer_blocked, layer_gemm, layer_packed
 from kernels import jsonfile
 
 PATH = Path(__file__).with_name("layer_choice.json")
@@ -31,7 +32,8 @@ SCHEMA = 1
 #: The variants auto chooses between: name -> (forward, backward).
 VARIANTS = {"direct": (layer.direct_forward, layer.direct_backward),
             "gemm_folded": (layer_gemm.forward_folded, layer_gemm.backward_folded),
-            "gemm_packed": (layer_packed.forward, layer_packed.backward)}
+            "gemm_packed": (layer_packed.forward, layer_packed.backward),
+            "blocked": (layer_blocked.forward, layer_blocked.backward)}
 PASSES = ("forward", "backward")
 DIFFERENT_KIND = 100.0
 #: Without a table: direct for depthwise layers and products under SMALL multiply-adds per (group, tap)
@@ -107,10 +109,10 @@ def choose(p, which: str, points=None) -> str:
 
 
 def forward(p, x, w, b, y):
-    """direct, gemm_folded or gemm_packed per shape: the fastest on the nearest shape measured here"""
+    """direct, gemm_folded, gemm_packed or blocked per shape: the fastest on the nearest shape measured here"""
     VARIANTS[choose(p, "forward")][0](p, x, w, b, y)
 
 
 def backward(p, x, w, g, dx, dw, db):
-    """direct, gemm_folded or gemm_packed per shape: the fastest on the nearest shape measured here"""
+    """direct, gemm_folded, gemm_packed or blocked per shape: the fastest on the nearest shape measured here"""
     VARIANTS[choose(p, "backward")][1](p, x, w, g, dx, dw, db)

@@ -14,9 +14,9 @@ them; they never import it. A variant is one row of `VARIANTS_1D` (a choice of `
               cpu/crossover.json), fft only where its error stays within the per-output tolerance:
               the default
 
-The conv1d layer (cpu/layer.py, cpu/layer_gemm.py, cpu/layer_packed.py; their headers have the ladder): naive,
-direct, im2col, gemm, gemm_numpy, gemm_folded, gemm_packed, and auto (the default, cpu/layer_auto.py: per shape
-the variant measured fastest here on the nearest measured shape).
+The conv1d layer (cpu/layer.py, cpu/layer_gemm.py, cpu/layer_packed.py, cpu/layer_blocked.py; their headers have
+the ladder): naive, direct, im2col, gemm, gemm_numpy, gemm_folded, gemm_packed, blocked, and auto (the default,
+cpu/layer_auto.py: per shape the variant measured fastest here on the nearest measured shape).
 
 Every 1-D op is written once in terms of six loop kernels (`Loops`). flip=True reverses the filter before
 the loop (forward, input gradient) or the result after it (weight gradient), as in the math of
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpu import auto, blocked, fft, layer, layer_auto, layer_gemm, layer_packed, loops
+from cpu import auto, blocked, fft, layer, layer_auto, layer_blocked, layer_gemm, layer_packed, loops
 from kernels.backend import Backend
 
 backend = Backend("numba_cpu", "numba @njit kernels on the CPU")
@@ -104,6 +104,7 @@ LAYER_VARIANTS = (
     ("gemm_numpy", layer_gemm.forward_numpy, layer_gemm.backward_numpy, "direct", False),
     ("gemm_folded", layer_gemm.forward_folded, layer_gemm.backward_folded, "direct", False),
     ("gemm_packed", layer_packed.forward, layer_packed.backward, "direct", False),
+    ("blocked", layer_blocked.forward, layer_blocked.backward, "direct", False),
     ("auto", layer_auto.forward, layer_auto.backward, "auto", True),
 )
 

@@ -286,3 +286,116 @@ def vadd_rows(typingctx, a, b):
         return out
 
     return a(a, b), codegen
+
+
+# --- tiles: MR rows of NR vectors (a tuple of MR*NR accumulators, row-major), for the conv1d layer -----
+
+
+def _tile_of(acc, nr):
+    return _row_of(acc) and isinstance(nr, types.IntegerLiteral) and acc.count % nr.literal_value == 0
+
+
+@intrinsic
+def vfma_tile(typingctx, acc, x, xbase, w, wbase, nr):
+    """acc[m*NR + r] += x[xbase + r*LANES : ...] * w[wbase + m] for m < MR, r < NR (NR = nr, a literal;
+    MR = len(acc) / NR): NR vector loads and MR broadcasts feed MR*NR multiply-adds."""
+    if not (_tile_of(acc, nr) and _is_float_array(x) and _is_float_array(w) and isinstance(xbase, types.Integer)
+            and isinstance(wbase, types.Integer) and acc.dtype == _vec_of(x.dtype) == _vec_of(w.dtype)):
+        return None
+    vty, NR = acc.dtype, nr.literal_value
+    MR = acc.count // NR
+
+    def codegen(context, builder, sig, args):
+        xs = _loads(context, builder, sig.args[1], args[1], (sig.args[2], args[2]), vty, NR)
+        wb = context.cast(builder, args[4], sig.args[4], types.intp)
+        wdata = context.make_array(sig.args[3])(context, builder, args[3]).data
+        out = args[0]
+        for m in range(MR):
+            s = builder.load(builder.gep(wdata, [builder.add(wb, ir.Constant(wb.type, m))]))
+            v = builder.insert_element(ir.Constant(xs[0].type, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
+            wv = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), vty.lanes), [0] * vty.lanes))
+            for r in range(NR):
+                i = m * NR + r
+                out = builder.insert_value(out, _fmuladd(builder, vty, xs[r], wv, builder.extract_value(out, i)), i)
+        return out
+
+    return acc(acc, x, xbase, w, wbase, nr), codegen
+
+
+@intrinsic
+def vfma_outer(typingctx, acc, g, gbase, gstride, x, xbase, offs, obase, nr):
+    """acc[m*NR + j] += g[gbase + m*gstride : ... + LANES] * x[xbase + offs[obase + j] : ... + LANES] for m < MR,
+    j < NR (NR = nr, a literal): MR + NR vector loads feed MR*NR multiply-adds, lanes along the sum."""
+    if not (_tile_of(acc, nr) and _is_float_array(g) and _is_float_array(x)
+            and isinstance(offs, types.Array) and offs.ndim == 1 and isinstance(offs.dtype, types.Integer)
+            and all(isinstance(a, types.Integer) for a in (gbase, gstride, xbase, obase))
+            and acc.dtype == _vec_of(g.dtype) == _vec_of(x.dtype)):
+        return None
+    vty, NR = acc.dtype, nr.literal_value
+    MR = acc.count // NR
+
+    def codegen(context, builder, sig, args):
+        ints = [context.cast(builder, args[i], sig.args[i], types.intp) for i in (2, 3, 5, 7)]
+        gb, gs, xb, ob = ints
+        odata = context.make_array(sig.args[6])(context, builder, args[6]).data
+        gv = [builder.load(_element_pointer(context, builder, sig.args[1], args[1],
+                                            builder.add(gb, builder.mul(gs, ir.Constant(gs.type, m))), vty),
+                           align=g.dtype.bitwidth // 8) for m in range(MR)]
+        out = args[0]
+        for j in range(NR):
+            o = builder.load(builder.gep(odata, [builder.add(ob, ir.Constant(ob.type, j))]))
+            o = context.cast(builder, o, offs.dtype, types.intp)
+            xv = builder.load(_element_pointer(context, builder, sig.args[4], args[4], builder.add(xb, o), vty),
+                              align=x.dtype.bitwidth // 8)
+            for m in range(MR):
+                i = m * NR + j
+                out = builder.insert_value(out, _fmuladd(builder, vty, gv[m], xv, builder.extract_value(out, i)), i)
+        return out
+
+    return acc(acc, g, gbase, gstride, x, xbase, offs, obase, nr), codegen
+
+
+@intrinsic
+def vstore_tile(typingctx, y, ybase, ystride, acc, nr, b, bbase):
+    """y[ybase + m*ystride + r*LANES : ...] = acc[m*NR + r] + b[bbase + m] for m < MR, r < NR."""
+    if not (_tile_of(acc, nr) and _is_float_array(y) and _is_float_array(b) and acc.dtype == _vec_of(y.dtype)
+            and all(isinstance(a, types.Integer) for a in (ybase, ystride, bbase))):
+        return None
+    vty, NR = acc.dtype, nr.literal_value
+    MR = acc.count // NR
+
+    def codegen(context, builder, sig, args):
+        yb, ys, bb = (context.cast(builder, args[i], sig.args[i], types.intp) for i in (1, 2, 6))
+        bdata = context.make_array(sig.args[5])(context, builder, args[5]).data
+        for m in range(MR):
+            s = builder.load(builder.gep(bdata, [builder.add(bb, ir.Constant(bb.type, m))]))
+            v = builder.insert_element(ir.Constant(context.get_value_type(vty), ir.Undefined), s,
+                                       ir.Constant(ir.IntType(32), 0))
+            bv = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), vty.lanes), [0] * vty.lanes))
+            row = builder.add(yb, builder.mul(ys, ir.Constant(ys.type, m)))
+            for r in range(NR):
+                i = builder.add(row, ir.Constant(row.type, r * vty.lanes))
+                builder.store(builder.fadd(builder.extract_value(args[3], m * NR + r), bv),
+                              _element_pointer(context, builder, sig.args[0], args[0], i, vty),
+                              align=y.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(y, ybase, ystride, acc, nr, b, bbase), codegen
+
+
+@intrinsic
+def vload_row(typingctx, arr, index, count):
+    """A tuple of `count` (a literal int) vectors arr[index + r*LANES : ...] (vstore_row's inverse)."""
+    if not (_is_float_array(arr) and isinstance(index, types.Integer) and isinstance(count, types.IntegerLiteral)):
+        return None
+    vty = _vec_of(arr.dtype)
+    tty = types.UniTuple(vty, count.literal_value)
+
+    def codegen(context, builder, sig, args):
+        vs = _loads(context, builder, sig.args[0], args[0], (sig.args[1], args[1]), vty, count.literal_value)
+        out = ir.Constant(context.get_value_type(tty), ir.Undefined)
+        for r, v in enumerate(vs):
+            out = builder.insert_value(out, v, r)
+        return out
+
+    return tty(arr, index, count), codegen

@@ -1,10 +1,11 @@
-"""The BLAS layer variants of numba_cpu (`cpu/layer_gemm.py`, `cpu/layer_packed.py`): gemm, gemm_folded,
-gemm_packed, gemm_numpy and auto (`cpu/layer_auto.py`), against the float64 reference on random configurations
-(stride, padding, dilation, groups, bias, both dtypes, out= given), plus determinism of dw, the BLAS wrapper's
-beta = 0 and auto's choice of the nearest measured shape."""
+"""The BLAS and register-blocked layer variants of numba_cpu (`cpu/layer_gemm.py`, `cpu/layer_packed.py`,
+`cpu/layer_blocked.py`): gemm, gemm_folded, gemm_packed, gemm_numpy, blocked and auto (`cpu/layer_auto.py`),
+against the float64 reference on random configurations (stride, padding, dilation, groups, bias, both dtypes,
+out= given), plus determinism of dw, the BLAS wrapper's beta = 0 and auto's choice of the nearest measured shape."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from kernels.layer import LayerProblem
 from kernels.spec import OPS
 
 FORWARD, BACKWARD = "conv1d_layer", "conv1d_layer_backward"
-VARIANTS = ("gemm", "gemm_folded", "gemm_packed", "gemm_numpy", "auto")
+VARIANTS = ("gemm", "gemm_folded", "gemm_packed", "gemm_numpy", "blocked", "auto")
 CONFIGS = 12  # random configurations per (variant, dtype)
 
 
@@ -73,9 +74,9 @@ def test_out_given_is_overwritten(variant, rng):
         kernels.assert_close(op, got, args, kwargs)
 
 
-@pytest.mark.parametrize("variant", ("gemm", "gemm_folded"))
-def test_weight_grad_is_deterministic(variant, rng):
-    args, kwargs = OPS[BACKWARD].make_args(rng, np.float32, N=4, C_in=32, C_out=48, L=300, K=5, stride=2,
+@pytest.mark.parametrize("variant,stride", (("gemm", 2), ("gemm_folded", 2), ("blocked", 1)))
+def test_weight_grad_is_deterministic(variant, stride, rng):
+    args, kwargs = OPS[BACKWARD].make_args(rng, np.float32, N=4, C_in=32, C_out=48, L=300, K=5, stride=stride,
                                            padding=2, dilation=1, groups=2)
     bwd = kernels.get(BACKWARD, "numba_cpu", variant)
     first = bwd(*args, **kwargs)
@@ -143,6 +144,17 @@ def test_a_missing_or_broken_layer_table_warns_and_falls_back(tmp_path):
 
 def test_the_committed_layer_table_is_valid():
     assert layer_auto.load(), "cpu/layer_choice.json: write it with python -m plots.bench.tune --layer"
+
+
+def test_a_table_without_times_of_a_newer_variant_stays_valid(tmp_path):
+    """A table written before a variant joined VARIANTS lacks its times; only the winners' names are read."""
+    table = json.loads(layer_auto.PATH.read_text())
+    for pt in table["points"]:
+        for which in layer_auto.PASSES:
+            pt[f"{which}_seconds"].pop("blocked", None)
+    (tmp_path / "old.json").write_text(json.dumps(table))
+    points = layer_auto.load(tmp_path / "old.json")
+    assert points and all(v in layer_auto.VARIANTS for _, choice in points for v in choice.values())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -149,12 +149,14 @@ def itemsize(dtype) -> int:
 
 #: Filter taps per chunk of the forward steps.
 TAPS = 256
-#: Taps per thread of the weight gradient: TP_SMALL up to k = TP_SMALL_MAX_K, else TP_LARGE.
+#: Taps per thread of the weight gradient: TP_SMALL up to k = TP_SMALL_MAX_K, else TP_LARGE; a `wide` layout (CUDA C
+#: wg_stream, float32) takes TP_WIDE beyond k = TP_LARGE_MAX_K: twice the FMAs per staged value and per chunk.
 TP_SMALL, TP_SMALL_MAX_K, TP_LARGE = 4, 16, 16
+TP_WIDE, TP_LARGE_MAX_K = 32, 64
 TAPS_PER_THREAD = (TP_SMALL, TP_LARGE)
 #: wg_stream: 16-byte loads in flight per thread while staging, bytes of j per thread slice (wg_regwin: 128), and
 #: the grid it aims at (wg_regwin: REDUCTION_BLOCKS), so that the last wave is a small part of the run.
-STAGE_LOADS, STREAM_SLICE_BYTES, STREAM_BLOCKS = 4, 256, 16 * REDUCTION_BLOCKS
+STAGE_LOADS, STREAM_SLICE_BYTES, STREAM_BLOCKS = 4, 512, 16 * REDUCTION_BLOCKS
 
 
 def skew(q: int, run: int, pad: int) -> int:
@@ -204,12 +206,15 @@ def wg_shared_bytes(block: int, G: int, TP: int, JS: int, size: int) -> int:
     return (skew(JC - 1, JS, 1) + 1 + skew(JC + KT - 1, JS, 1) + 1 + block // 32 * TP) * size
 
 
-def wg_layout(k: int, block: int, size: int, slice_len=None, slice_bytes: int = 128) -> tuple[int, int, int]:
-    """(TP, G, JS) of the weight-gradient step: TP taps per thread, G tap groups per block (a power of two, at
+def wg_layout(k: int, block: int, size: int, slice_len=None, slice_bytes: int = 128,
+              wide: bool = False) -> tuple[int, int, int]:
+    """(TP, G, JS) of the weight-gradient step: TP taps per thread (TP_WIDE where `wide`, float32 and
+    k > TP_LARGE_MAX_K), G tap groups per block (a power of two, at
     most block / 32, G * TP covering k where it can), JS values of j per thread and chunk (a power of two in
     [TP, block]; by default up to `slice_bytes` of elements and at most block, the largest whose shared memory
     fits SHARED_LIMIT)."""
-    TP = TP_SMALL if k <= TP_SMALL_MAX_K else TP_LARGE
+    TP = (TP_SMALL if k <= TP_SMALL_MAX_K else TP_WIDE if wide and size == 4 and k > TP_LARGE_MAX_K
+          else TP_LARGE)
     G = 1
     while G * TP < k and G * 2 <= block // 32:
         G *= 2
@@ -225,12 +230,13 @@ def wg_layout(k: int, block: int, size: int, slice_len=None, slice_bytes: int = 
     return TP, G, JS
 
 
-def wg_plan(m: int, k: int, dtype, launch: Launch, bound_of, slice_len=None, splits=None, stream=False) -> tuple:
+def wg_plan(m: int, k: int, dtype, launch: Launch, bound_of, slice_len=None, splits=None, stream=False,
+            wide=False) -> tuple:
     """(TP, G, JS, shared bytes, tap tiles, splits) of a weight-gradient step launch, after the checks:
     ValueError naming `block` (over the launch bound of TP, `bound_of(TP)`), `slice_len` (shared memory over
-    SHARED_LIMIT) or `splits` (not a positive integer). `stream`: wg_stream's slices and grid."""
+    SHARED_LIMIT) or `splits` (not a positive integer). `stream`: wg_stream's slices and grid; `wide`: TP_WIDE."""
     size, block = itemsize(dtype), launch.block
-    TP, G, JS = wg_layout(k, block, size, slice_len, STREAM_SLICE_BYTES if stream else 128)
+    TP, G, JS = wg_layout(k, block, size, slice_len, STREAM_SLICE_BYTES if stream else 128, wide)
     check_block(block, bound_of(TP), f"wg_regwin with {TP} {dtype_name(dtype)} taps per thread (k = {k})")
     shared = wg_shared_bytes(block, G, TP, JS, size)
     check_shared(shared, f"wg_regwin with slices of {JS}", "slice_len")
@@ -246,11 +252,11 @@ def wg_plan(m: int, k: int, dtype, launch: Launch, bound_of, slice_len=None, spl
 WG_LAYOUT_KS = (1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 64, 65, 128, 129, 256, 257, 512, 513, 1024, 1025, 10**6)
 
 
-def wg_most_shared(block: int, TP: int, size: int, stream=False) -> int:
+def wg_most_shared(block: int, TP: int, size: int, stream=False, wide=False) -> int:
     """The most dynamic shared memory a weight-gradient launch at `block` with TP taps per thread asks for."""
     slice_bytes = STREAM_SLICE_BYTES if stream else 128
     return max((wg_shared_bytes(block, G, tp, JS, size) for tp, G, JS in
-                {wg_layout(k, block, size, None, slice_bytes) for k in WG_LAYOUT_KS} if tp == TP), default=0)
+                {wg_layout(k, block, size, None, slice_bytes, wide) for k in WG_LAYOUT_KS} if tp == TP), default=0)
 
 
 def forward_shape(n: int, k: int, R: int, launch: Launch) -> dict:
@@ -266,12 +272,12 @@ def forward_shape(n: int, k: int, R: int, launch: Launch) -> dict:
             "chunks": tiles * -(-k // TAPS), "staged": tile + 2 * taps - 1, "chunk_fmas": R * taps}
 
 
-def wg_shape(n: int, k: int, dtype, launch: Launch, stream=False) -> dict:
+def wg_shape(n: int, k: int, dtype, launch: Launch, stream=False, wide=False) -> dict:
     """The same of a weight-gradient step launch: (tap tiles x splits) blocks of KT = G*TP taps (taps past k
     computed too), each thread's TP chains JS long per chunk over ceil(chunks / splits) chunks; a chunk stages
     JC values of g and JC + KT of x, and each thread does JS*TP FMAs in it."""
     m = n - k + 1
-    TP, G, JS = wg_layout(k, launch.block, itemsize(dtype), None, STREAM_SLICE_BYTES if stream else 128)
+    TP, G, JS = wg_layout(k, launch.block, itemsize(dtype), None, STREAM_SLICE_BYTES if stream else 128, wide)
     KT, JC = G * TP, launch.block // G * JS
     tiles, grid_x, chunks = -(-k // KT), launch.blocks(k, KT), -(-m // JC)
     splits = weight_grad_splits(m, JC, grid_x, launch, STREAM_BLOCKS if stream else REDUCTION_BLOCKS)

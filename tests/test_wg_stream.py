@@ -1,8 +1,8 @@
 """Step wg_stream of gpu/cupy/ladder.cu (16-byte staging loads in flight, longer slices, more splits) under the
 CPU emulator against the float64 reference: the edge-size matrix of the weight gradient in both dtypes and
 thread orders, several chunks per split, misaligned inputs (the scalar staging), non-finite values, and the
-same bits on every run; and its plan: 64 bytes in flight per thread, slices of 256 bytes where the shared
-memory allows, a grid of about gpu.launch.STREAM_BLOCKS blocks."""
+same bits on every run; and its plan: 64 bytes in flight per thread, slices of 512 bytes where the shared
+memory allows, 32 taps per thread in float32 beyond k = 64, a grid of about gpu.launch.STREAM_BLOCKS blocks."""
 
 from __future__ import annotations
 
@@ -45,12 +45,13 @@ def test_edge_sizes(n, k, flip, dtype, order, monkeypatch, rng):
 @emulated
 @pytest.mark.parametrize("block, slices, splits", [(32, 1, 3), (64, 2, 2), (128, 1, 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("k", [3, 40])
+@pytest.mark.parametrize("k", [3, 40, 100])
 def test_chunks_per_split_and_misaligned_inputs(k, dtype, block, slices, splits, rng):
     """Several j chunks per split, tap tiles grid-strided; then x and g one element into their buffers: not
     16-byte aligned, staged by scalar loads."""
     n = 3000
-    slice_len = slices * plan.wg_layout(k, block, np.dtype(dtype).itemsize)[0]
+    wide = cupy_ladder._wide(np.dtype(dtype).name, block, True)  # 32 taps per thread at k = 100 in float32
+    slice_len = slices * plan.wg_layout(k, block, np.dtype(dtype).itemsize, wide=wide)[0]
     x, g = rng.standard_normal(n + 1).astype(dtype), rng.standard_normal(n - k + 2).astype(dtype)
     launch = Launch(block=block, max_blocks=1)
     _check(x[:n], g[:n - k + 1], k, True, launch, slice_len=slice_len, splits=splits)
@@ -73,7 +74,7 @@ def test_repeats_bit_for_bit(k, monkeypatch, rng):
     runs = []
     for order in ("forward", "reverse", "random"):
         monkeypatch.setenv("KERNELS_EMU_ORDER", order)
-        runs.append(_check(x, g, k, False, Launch(block=128), slice_len=plan.TP_LARGE))
+        runs.append(_check(x, g, k, False, Launch(block=128), slice_len=plan.TP_WIDE))
     assert all(np.array_equal(runs[0], r) for r in runs[1:]), "wg_stream: bits differ between runs"
 
 
@@ -84,4 +85,7 @@ def test_its_plan_streams_more_and_splits_wider():
         assert wide["blocks"] >= 8 * base["blocks"] and wide["fmas"] == base["fmas"]
         TP, G, JS = plan.wg_layout(k, launch.block, 4, None, plan.STREAM_SLICE_BYTES)
         assert plan.wg_shared_bytes(launch.block, G, TP, JS, 4) <= plan.SHARED_LIMIT
-    assert plan.wg_layout(511, 128, 4, None, plan.STREAM_SLICE_BYTES)[2] == 64  # 256 bytes of j per slice
+    assert plan.wg_layout(511, 128, 4, None, plan.STREAM_SLICE_BYTES)[2] == 128  # 512 bytes of j per slice
+    assert plan.wg_layout(127, 128, 4, None, plan.STREAM_SLICE_BYTES, wide=True)[:2] == (plan.TP_WIDE, 4)
+    assert plan.wg_layout(64, 128, 4, None, plan.STREAM_SLICE_BYTES, wide=True)[0] == plan.TP_LARGE
+    assert plan.wg_layout(127, 128, 8, None, plan.STREAM_SLICE_BYTES, wide=True)[0] == plan.TP_LARGE

@@ -28,9 +28,11 @@
 //            bits on every run. 2-D grid (tap tiles x j splits) for large k.
 //   wg_stream  wg_regwin with STAGE_LOADS = 4 loads of 16 bytes (float4 / double2) in flight per thread
 //            while staging (wg_regwin: 2 scalar loads, 8 or 16 bytes), all issued before the first shared
-//            store, so a chunk waits for a few round trips to DRAM instead of ~30; slices of up to 256
-//            bytes of j per thread where the shared memory allows (more FMAs per staged value); and ~16
-//            times more blocks (j splits), so the last wave's tail is a small part of the run
+//            store, so a chunk waits for a few round trips to DRAM instead of ~30; slices of up to 512
+//            bytes of j per thread where the shared memory allows (more FMAs per chunk against its fixed
+//            code: syncs, checks, tail); TP = 32 taps per thread in float32 for k > 64 at blocks up to 256
+//            (twice the FMAs per staged value and per chunk); and ~16 times more blocks (j splits), so the
+//            last wave's tail is a small part of the run
 //
 // Each step's predicted share of the HBM bandwidth or of the FMA peak, and what bounds it, is in the targets
 // table the static model writes (python -m plots.model; plots/<device>-model/targets.md).

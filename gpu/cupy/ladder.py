@@ -6,8 +6,9 @@ layouts in gpu/launch.py, the same for the numba.cuda twins of gpu/numba_cuda/la
     vec        regwin with 16-byte loads and stores (float4 / double2) where aligned: fewer load instructions
     wg_regwin  the weight gradient with tap tiles sized to k, contiguous taps and j per thread with a register
                window; warp shuffles, then fixed-order block and partial sums (deterministic)
-    wg_stream  wg_regwin with 16-byte staging loads, STAGE_LOADS in flight per thread, slices of up to 256 bytes
-               of j and ~16x the blocks (gpu.launch.STREAM_BLOCKS): latency covered, a short last wave
+    wg_stream  wg_regwin with 16-byte staging loads, STAGE_LOADS in flight per thread, slices of up to 512 bytes
+               of j, 32 taps per thread in float32 beyond k = 64 (gpu.launch.TP_WIDE) and ~16x the blocks
+               (gpu.launch.STREAM_BLOCKS): latency covered, the per-chunk code a small share, a short last wave
 
 Engine signatures (gpu.steps.Engines): `correlate_regwin`, `correlate_vec` (forward, every op of
 gpu.steps.FORWARD_OPS) and `weight_grad_regwin`; the bias sum is tiled's. The launch bounds of each
@@ -36,11 +37,20 @@ FORWARD_BOUNDS = {("regwin", "float32", 4): 1024, ("regwin", "float32", 8): 1024
                   ("regwin", "float64", 8): 512, ("vec", "float32", 4): 1024, ("vec", "float32", 8): 1024,
                   ("vec", "float64", 4): 512, ("vec", "float64", 8): 512,
                   ("vec16", "float32", 16): 512, ("vec16", "float64", 16): 256}
-#: (dtype, taps per thread TP) -> __launch_bounds__ of weight_grad_regwin = the largest block accepted.
-WG_BOUNDS = {("float32", 4): 1024, ("float32", 16): 512, ("float64", 4): 512, ("float64", 16): 256}
+#: (dtype, taps per thread TP) -> __launch_bounds__ of weight_grad_regwin = the largest block accepted; TP_WIDE:
+#: weight_grad_stream only (151 registers at sm_90).
+WG_BOUNDS = {("float32", 4): 1024, ("float32", 16): 512, ("float32", 32): 256, ("float64", 4): 512,
+             ("float64", 16): 256}
 CTYPE = {"float32": "float", "float64": "double"}
+
 #: Forward step -> (its kernel in ladder.cu, whether it loads 16-byte vectors: its window pads by a vector).
 FORWARD = {"regwin": ("correlate_regwin", False), "vec": ("correlate_vec", True), "vec16": ("correlate_vec", True)}
+
+
+def _wide(dtype: str, block: int, stream: bool) -> bool:
+    """Whether wg_stream takes plan.TP_WIDE taps per thread at `block` (float32 beyond TP_LARGE_MAX_K, up to its
+    launch bound; larger blocks keep TP_LARGE)."""
+    return stream and block <= WG_BOUNDS.get((dtype, plan.TP_WIDE), 0)
 
 
 def forward_name(step: str, dtype, R: int) -> str:
@@ -54,7 +64,7 @@ def wg_name(dtype, TP: int, stream=False) -> str:
 
 
 NAMES = (*(forward_name(step, d, R) for step, d, R in FORWARD_BOUNDS),
-         *(wg_name(d, TP, stream) for d, TP in WG_BOUNDS for stream in (False, True)),
+         *(wg_name(d, TP, stream) for d, TP in WG_BOUNDS for stream in (False, True) if stream or TP != plan.TP_WIDE),
          "wg_sum_partials<float>", "wg_sum_partials<double>")
 
 
@@ -114,7 +124,7 @@ def weight_grad_regwin(x, g, dw, launch, *, flip=False, slice_len=None, splits=N
     d = dtype_name(dw.dtype)
     n, m, k = x.shape[0], g.shape[0], dw.shape[0]
     TP, G, JS, shared, tiles, splits = plan.wg_plan(m, k, dw.dtype, launch, lambda TP: WG_BOUNDS[(d, TP)],
-                                                    slice_len, splits, stream)
+                                                    slice_len, splits, stream, _wide(d, launch.block, stream))
     partial = dw if splits == 1 else empty((splits * k,), dw.dtype)
     args = (x, g, partial, np.int64(n), np.int64(m), np.int64(k), np.int32(flip), np.int32(G), np.int32(JS))
     MODULE.get(wg_name(d, TP, stream))((tiles, splits), (launch.block,), args, shared_mem=shared)
@@ -160,8 +170,10 @@ def wg_kernels(stream=False):
         size, t = plan.itemsize(dtype), CTYPE[dtype]
         default_TP = plan.wg_layout(3, Launch().block, size)[0]
         out = [Kernel(wg_name(dtype, TP, stream), dtype, tuple(b for b in BLOCKS if b <= WG_BOUNDS[(dtype, TP)]),
-                      {b: plan.wg_most_shared(b, TP, size, stream) for b in BLOCKS if b <= WG_BOUNDS[(dtype, TP)]},
-                      TP == default_TP, SOURCE.name) for TP in TAPS_PER_THREAD]
+                      {b: plan.wg_most_shared(b, TP, size, stream, _wide(dtype, b, stream))
+                       for b in BLOCKS if b <= WG_BOUNDS[(dtype, TP)]},
+                      TP == default_TP, SOURCE.name)
+               for TP in (*TAPS_PER_THREAD, *[plan.TP_WIDE] * _wide(dtype, BLOCKS[0], stream))]
         return [*out, Kernel(f"wg_sum_partials<{t}>", dtype, BLOCKS, default=True, source=SOURCE.name)]
     return kernels
 
@@ -178,7 +190,9 @@ def _forward_hot(step):
 
 
 def _wg_hot(stream):
-    return lambda dtype, k: wg_name(dtype, plan.wg_layout(k, Launch().block, plan.itemsize(dtype))[0], stream)
+    block = Launch().block
+    return lambda dtype, k: wg_name(dtype, plan.wg_layout(k, block, plan.itemsize(dtype),
+                                                          wide=_wide(dtype, block, stream))[0], stream)
 
 
 REGWIN = Step("regwin", correlation_impls(engines(correlate_regwin), FORWARD_OPS), NOTES["regwin"],
@@ -199,8 +213,11 @@ VEC16 = Step("vec16", correlation_impls(engines(correlate_vec16), FORWARD_OPS),
              traced_as="tiled", engines=engines(correlate_vec16))
 WG_STREAM = Step("wg_stream", correlation_impls(engines(correlate_regwin, weight_grad_stream), ("conv1d_weight_grad",)),
                  {"": "wg_regwin with 16-byte staging loads, 4 in flight per thread before the shared stores, slices "
-                      "of up to 256 bytes of j and 16x the blocks: DRAM latency covered, a short last wave"},
+                      "of up to 512 bytes of j, 32 taps per thread in float32 beyond k = 64 and 16x the blocks: DRAM "
+                      "latency covered, the per-chunk code a small share, a short last wave"},
                  kernels=wg_kernels(stream=True), hot={"conv1d_weight_grad": _wg_hot(True)},
-                 shape=lambda op, n, k, dtype: plan.wg_shape(n, k, dtype, Launch(), stream=True), traced_as="tiled",
+                 shape=lambda op, n, k, dtype: plan.wg_shape(n, k, dtype, Launch(), stream=True,
+                                                             wide=_wide(dtype, Launch().block, True)),
+                 traced_as="tiled",
                  engines=engines(correlate_regwin, weight_grad_stream))
 STEPS = (REGWIN, VEC, VEC16, WG_REGWIN, WG_STREAM)

@@ -25,8 +25,10 @@ Steps (registered by gpu/numba_cuda/backend.py under these names, never renumber
                partials, a `cuda.shfl_down_sync` tree, the warps added in order into per-block partials,
                then `sum_partials_kernel` adds each column in a fixed order: the same bits on every run
     wg_stream  wg_regwin with 64 bytes of staging loads in flight per thread (16 floats or 8 doubles loaded into
-               registers before any shared store: `stage_hoisted`; wg_regwin: one), slices of up to 256 bytes
-               of j and ~16x the blocks (gpu.launch STREAM_SLICE_BYTES, STREAM_BLOCKS), as the CUDA C step
+               registers before any shared store: `stage_hoisted`; wg_regwin: one), slices of up to 512 bytes
+               of j and ~16x the blocks (gpu.launch STREAM_SLICE_BYTES, STREAM_BLOCKS), as the CUDA C step;
+               TP stays 16 beyond k = 64 (the CUDA C's TP_WIDE = 32: LLVM leaves a 32 x 32 block of FMAs
+               rolled, on local memory)
     vec        not here: numba has no float4 / double2 loads (a numba array access is one scalar access),
                so the CUDA C `vec` step has no numba twin
 
@@ -547,7 +549,7 @@ STREAM_ENGINES = Engines(correlate_regwin, functools.partial(weight_grad_regwin,
                          empty=cuda.device_array, launch_of=Launch.of)
 WG_STREAM = Step("wg_stream", correlation_impls(STREAM_ENGINES, ("conv1d_weight_grad",)),
                  {"": "wg_regwin with 64 bytes of staging loads in flight per thread (loaded into registers before "
-                      "the shared stores), slices of up to 256 bytes of j and 16x the blocks: DRAM latency covered, "
+                      "the shared stores), slices of up to 512 bytes of j and 16x the blocks: DRAM latency covered, "
                       "a short last wave"},
                  kernels=functools.partial(wg_kernels, stream=True),
                  hot={"conv1d_weight_grad": lambda d, k: f"ladder.wg_stream_kernel[B={B0},"

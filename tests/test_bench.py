@@ -284,6 +284,18 @@ def test_the_fft_variant_is_drawn_as_the_direct_kernel_below_min_sum_taps():
     assert measured.runs_direct(wg, "numba_cpu:fft", 40, 10)  # 31 terms per sum: n - k + 1 < MIN_SUM
 
 
+def test_an_fft_variant_running_its_direct_kernel_is_no_fft_win_in_the_crossover():
+    from kernels.fft_choice import MIN_SUM
+
+    ks, big = (3, MIN_SUM - 1, 4 * MIN_SUM), 4 * MIN_SUM
+    times = {"numba_cpu:blocked": {3: 1.0, MIN_SUM - 1: 2.0, big: 8.0},
+             "numba_cpu:fft": {3: 0.9, MIN_SUM - 1: 1.9, big: 4.0}}  # direct below MIN_SUM: a hair faster
+    rows = [{"impl": i, "kind": "kernel", "method": "fft" if i.endswith("fft") else "direct", "family": "numba_cpu",
+             "n": 10**5, "k": k, "timing": {"median": times[i][k]}} for i in times for k in ks]
+    (c, *_), = [analysis.crossovers(analysis.Table(None, "cpu", "conv1d", "float32", rows), 10**5)]
+    assert (c.first_k, c.last_direct) == (big, MIN_SUM - 1), c  # not "FFT wins at every k measured"
+
+
 def test_plots_are_written_for_both_ops(tiny_run, tmp_path):
     from plots import draw
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from kernels.fft_choice import MIN_SUM
 from plots.bench.results import Run
 
 #: The n the summary quotes speedups at, when measured (else the largest n measured).
@@ -92,6 +93,16 @@ class Table:
         return [i for i in self.impls if self.info[i]["method"] == method
                 and (family is None or self.info[i]["family"] == family)]
 
+    def runs_direct(self, impl: str, n: int, k: int) -> bool:
+        """True where a playground kernel of method "fft" runs its direct kernel: sums shorter than MIN_SUM
+        terms (kernels.fft_choice: as accurate and faster there), k terms for the forward op, n - k + 1 for
+        the weight gradient."""
+        info = self.info[impl]
+        if info["kind"] != "kernel" or info["method"] != "fft":
+            return False
+        terms = {"conv1d": k, "conv1d_input_grad": k, "conv1d_weight_grad": n - k + 1}.get(self.op)
+        return terms is not None and terms < MIN_SUM
+
 
 def tables(run: Run, device: str) -> list[Table]:
     """One table per (op, dtype) measured on `device`, in the order they appear."""
@@ -159,8 +170,13 @@ def crossovers(table: Table, n: int) -> list[Crossover]:
     for family, direct, fft in groups:
         if not direct or not fft:
             continue
-        td = {k: t for k in table.ks if (t := table.best(direct, n, k)[1]) is not None}
-        tf = {k: t for k in table.ks if (t := table.best(fft, n, k)[1]) is not None}
+        # an FFT variant where it runs its direct kernel counts as direct, not as an FFT winning
+        td = {k: t for k in table.ks if (t := table.best(
+            direct + [i for i in fft if table.runs_direct(i, n, k)], n, k)[1]) is not None}
+        tf = {k: t for k in table.ks if (t := table.best(
+            [i for i in fft if not table.runs_direct(i, n, k)], n, k)[1]) is not None}
+        tf.update({k: math.inf for k in td.keys() - tf.keys()  # no FFT ran at k: it did not win there
+                   if any(table.runs_direct(i, n, k) for i in fft if (i, n, k) in table.t)})
         ks = tuple(k for k in table.ks if k in td and k in tf)
         if len(ks) < 2:
             continue

@@ -86,14 +86,8 @@ def looks(table: analysis.Table, palette: Palette, rates: bool = False) -> dict[
 
 
 def runs_direct(table: analysis.Table, impl: str, n: int, k: int) -> bool:
-    """True where a playground kernel of method "fft" runs its direct kernel: sums shorter than MIN_SUM terms
-    (kernels.fft_choice: as accurate and faster there), k terms for the forward op, n - k + 1 for the weight
-    gradient."""
-    info = table.info[impl]
-    if info["kind"] != "kernel" or info["method"] != "fft":
-        return False
-    terms = {"conv1d": k, "conv1d_input_grad": k, "conv1d_weight_grad": n - k + 1}.get(table.op)
-    return terms is not None and terms < MIN_SUM
+    """`analysis.Table.runs_direct`: where a kernel of method "fft" runs its direct kernel."""
+    return table.runs_direct(impl, n, k)
 
 
 def series(ax, table, impl, points, xs, ys, st, err=None):

@@ -142,7 +142,9 @@ def _figure(plt, folder, slug, op, axis, rows, variants, measured) -> list[Path]
     where = f"k in {KS_AT}" if axis == "n" else f"n = {N_AT:.0e}"
     label = "model (lines) and measured (dots)" if with_measured else LABEL
     fig.suptitle(f"{device.name}: {op} float32 vs {axis} ({where}): {label}\n"
-                 "lines: latency-aware estimate; shaded: the default's band up to the optimistic bound (latency hidden)", fontsize=10)
+                 "lines: latency-aware estimate; "
+                 "shaded: the default's band up to the optimistic bound (latency hidden)",
+                 fontsize=10)
     fig.tight_layout(rect=(0, (0.2 * -(-len(labels) // ncol) + 0.15) / fig.get_figheight(), 1, 1))
     stem = folder / f"{op}-float32-model-vs-{axis}"
     fig.savefig(stem.with_suffix(".png"), dpi=110)

@@ -63,14 +63,15 @@ def _tiles(count, size):
 
 
 @njit(parallel=True, cache=True)
-def pack_input(x, stride, padding, xp):
-    """xp[n, ci, q, m] = x[n, ci, m*stride + q - padding], 0 outside [0, L) (padding may be negative)."""
+def pack_input(x, stride, padding, phases, xp):
+    """xp[n, ci, i, m] = x[n, ci, m*stride + phases[i] - padding], 0 outside [0, L) (padding may be negative)."""
     N, C, L = x.shape
     Lrow = xp.shape[3]
     for r in prange(N * C):
         n, ci = r // C, r % C
-        for q in range(stride):
-            row = xp[n, ci, q]
+        for i in range(phases.shape[0]):
+            q = phases[i]
+            row = xp[n, ci, i]
             for m in range(Lrow):
                 j = m * stride + q - padding
                 row[m] = x[n, ci, j] if 0 <= j < L else 0
@@ -205,13 +206,17 @@ def pack_grad(g, groups, mr, gp):
 
 
 def _packed_input(x, stride, padding, dilation, K, L_out):
-    """xp (N, C, stride, Lrow) and toff[t] = q_t*Lrow + o_t: rows long enough for whole tiles of L_out."""
+    """xp (N, C, P, Lrow): the P <= min(K, stride) stride phases the taps read, q_t = t*dilation % stride, and
+    toff[t] = index(q_t)*Lrow + o_t: rows long enough for whole tiles of L_out (a workspace of O(K) rows per
+    channel, whatever the stride)."""
     width = NR * LANES[x.dtype]
     omax = (K - 1) * dilation // stride
     Lrow = _tiles(L_out, width) * width + omax
-    xp = np.empty((x.shape[0], x.shape[1], stride, Lrow), x.dtype)
-    pack_input(np.ascontiguousarray(x), stride, padding, xp)
-    toff = np.array([(t * dilation) % stride * Lrow + (t * dilation) // stride for t in range(K)], np.int64)
+    phases = np.array(sorted({t * dilation % stride for t in range(K)}), np.int64)
+    xp = np.empty((x.shape[0], x.shape[1], phases.shape[0], Lrow), x.dtype)
+    pack_input(np.ascontiguousarray(x), stride, padding, phases, xp)
+    index = {int(q): i for i, q in enumerate(phases)}
+    toff = np.array([index[t * dilation % stride] * Lrow + (t * dilation) // stride for t in range(K)], np.int64)
     return xp, toff
 
 
@@ -233,9 +238,22 @@ def _conv(x, w, b, y, stride, padding, dilation, groups):
     return xp, toff
 
 
+def _bounded(L_in, L_out, stride, dilation, K, dtype) -> bool:
+    """True when the packed rows (P phases x Lrow) stay within twice the input row plus a few tiles; a padding or
+    dilation far past the input would make them mostly zeros, and gemm_folded's bounded workspace runs instead."""
+    width = NR * LANES[np.dtype(dtype)]
+    phases = len({t * dilation % stride for t in range(K)})
+    Lrow = _tiles(L_out, width) * width + (K - 1) * dilation // stride
+    return phases * Lrow <= 2 * L_in + 4 * width
+
+
 def forward(p, x, w, b, y):
     """MR output channels x NR vectors of positions in registers, the C_in/groups*K reduction inside (explicit
-    FMAs on weights packed per call, x packed into stride phases: no bounds tests, no BLAS)"""
+    FMAs on weights packed per call, x packed into stride phases: no bounds tests, no BLAS); gemm_folded's where
+    the packed rows would outgrow the input (`_bounded`)"""
+    if not _bounded(p.L, p.L_out, p.stride, p.dilation, p.K, p.dtype):
+        layer_gemm.forward_folded(p, x, w, b, y)
+        return
     _conv(x, w, b if p.has_bias else None, y, p.stride, p.padding, p.dilation, p.groups)
 
 
@@ -260,8 +278,10 @@ def _weight_grad(p, xp, toff, g, dw):
 def backward(p, x, w, g, dx, dw, db):
     """dw: MR output channels x NR (c, t) pairs in registers, lanes along l, a fixed-order sum over (n, l); dx at
     stride 1: the forward tile kernel on g with the flipped, transposed weights; at stride > 1 or with a
-    non-finite w, gemm_folded's backward does the whole pass"""
-    if p.stride > 1 or not np.isfinite(w).all():
+    non-finite w, or where the packed rows would outgrow the input (`_bounded`), gemm_folded's backward does
+    the whole pass"""
+    if (p.stride > 1 or not np.isfinite(w).all() or not _bounded(p.L, p.L_out, 1, p.dilation, p.K, p.dtype)
+            or not _bounded(p.L_out, p.L, 1, p.dilation, p.K, p.dtype)):
         layer_gemm.backward_folded(p, x, w, g, dx, dw, db)
         return
     Og, Cg, K, d = p.C_out_g, p.C_in_g, p.K, p.dilation

@@ -17,7 +17,7 @@ import kernels
 from cpu import layer_gemm
 from kernels import compare
 
-VARIANTS = ("gemm", "gemm_folded", "gemm_numpy", "auto")
+VARIANTS = ("gemm", "gemm_folded", "gemm_numpy", "gemm_packed", "blocked", "auto")
 PEAK_BYTES = 16 << 20
 #: (x shape, w shape, settings): torch answers these at once.
 EXTREMES = {

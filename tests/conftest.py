@@ -34,6 +34,8 @@ _keywords = cases.keywords
 STATE_MARKS = {"real GPU": pytest.mark.gpu, "simulated": pytest.mark.cudasim,
                "emulated": pytest.mark.emulated}
 SMALL_BLOCKS = cases.SMALL_BLOCKS
+#: The simulated matrix's one size past the edge cases (several blocks and taps past a warp), in make test-all.
+SIMULATED_LARGEST = max(cases.SIZES_SIMULATED, key=lambda s: s[0] * s[1])
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,14 @@ def pytest_generate_tests(metafunc):
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(items):
-    """A simulated backend's float64 cases are exhaustive (make test-all): numba's CUDA simulator runs the
-    same Python for both dtypes, at ~1 s a case, and the real compile (tests/test_gpu_compile.py) builds
-    every kernel in float64 too."""
+    """A simulated backend's float64 cases and its largest size are exhaustive (make test-all): numba's CUDA
+    simulator runs the same Python for both dtypes, at ~1 s a case, and the real compile
+    (tests/test_gpu_compile.py) builds every kernel in float64 too."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         impl = params.get("impl")
-        if isinstance(impl, Impl) and impl.state == "simulated" and params.get("dtype") in (np.float64, "float64"):
+        if isinstance(impl, Impl) and impl.state == "simulated" and (
+                params.get("dtype") in (np.float64, "float64") or params.get("size") == SIMULATED_LARGEST):
             item.add_marker(pytest.mark.exhaustive)
 
 

@@ -528,7 +528,8 @@ def test_load_without_a_gpu_gives_the_emulator():
 NO_BUILTIN = 'extern "C" __global__ void serial(float* y, long long n) { for (long long i = 0; i < n; ++i) y[i] = i; }'
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+@pytest.mark.parametrize("damage", ["truncated", *[pytest.param(d, marks=pytest.mark.exhaustive)
+                                                    for d in ("empty", "garbage")]])
 def test_a_damaged_cached_build_is_built_again(damage, monkeypatch, tmp_path):
     """A build cut short, emptied or overwritten is rebuilt, never loaded (a truncated library is a SIGBUS)."""
     monkeypatch.setenv("KERNELS_EMU_CACHE", str(tmp_path))

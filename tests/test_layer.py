@@ -150,7 +150,8 @@ def dot(a, b):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("impl,layer", impl_and_layers(BACKWARD, [LAYERS[i] for i in (4, 9, 11, 13)]))
+@pytest.mark.parametrize("impl,layer", impl_and_layers(BACKWARD, [LAYERS[i] for i in (4, 9, 11, 13)],
+                                                       simulated_exhaustive=True))
 def test_adjoints(impl, layer, dtype, rng):
     """y = A(w) x + b = B(x) w + b: <g, y> = <dx, x> + <db, b> = <dw, w> + <db, b>."""
     sizes = {**layer_sizes(layer), "bias": True}
@@ -170,7 +171,7 @@ def test_adjoints(impl, layer, dtype, rng):
 
 # --- the bias contract, out=, strided inputs, determinism -------------------------------------------
 
-@pytest.mark.parametrize("impl,layer", impl_and_layers(BACKWARD, [LAYERS[4], LAYERS[10]]))
+@pytest.mark.parametrize("impl,layer", impl_and_layers(BACKWARD, [LAYERS[4], LAYERS[10]], simulated_exhaustive=True))
 def test_no_bias_contract(impl, layer, rng):
     """b=None is a zero bias; has_bias=False gives the same dx, dw and an empty db of shape (0,)."""
     (x, w, b), kwargs = OPS[FORWARD].make_args(rng, np.float64, **{**layer_sizes(layer), "bias": True})
@@ -185,7 +186,7 @@ def test_no_bias_contract(impl, layer, rng):
         np.testing.assert_array_equal(host(a), host(c))
 
 
-@pytest.mark.parametrize("impl,layer", impl_and_layers(BACKWARD, [LAYERS[9]]))
+@pytest.mark.parametrize("impl,layer", impl_and_layers(BACKWARD, [LAYERS[9]], simulated_exhaustive=True))
 def test_out_arguments_and_strided_inputs(impl, layer, rng):
     """out= is written and returned; views with non-trivial strides give the same results."""
     for op_name in LAYER_OPS:
@@ -209,7 +210,7 @@ def _strided_copy(a, rng):
     return view
 
 
-@pytest.mark.parametrize("impl,layer", impl_and_layers(BACKWARD, [LAYERS[13]]))
+@pytest.mark.parametrize("impl,layer", impl_and_layers(BACKWARD, [LAYERS[13]], simulated_exhaustive=True))
 def test_backward_is_deterministic(impl, layer, rng):
     """The dw and db reductions over (n, l) give bitwise the same result on every call."""
     args, kwargs = OPS[BACKWARD].make_args(rng, np.float32, **layer_sizes(layer))

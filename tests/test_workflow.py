@@ -103,8 +103,9 @@ def test_explain_prints_the_matrices_and_checks_they_agree(op):
     assert checks and all(line.endswith("(equal)") for line in checks), text
 
 
-@pytest.mark.parametrize("lang", LANGS)
-def test_new_check_bench_plot_from_a_folder_outside_the_repo(tmp_path, lang):
+@pytest.mark.parametrize("lang", [lang if lang == "numba" else pytest.param(lang, marks=pytest.mark.exhaustive)
+                                  for lang in LANGS])  # make test: the numba loop; the GPU languages' starters
+def test_new_check_bench_plot_from_a_folder_outside_the_repo(tmp_path, lang):  # pass check as written above
     """The whole loop, one command each; CPU kernels are timed and plotted, GPU ones (simulated or emulated
     here) are checked and said to be untimed."""
     assert run(tmp_path, "kernels", "new", "conv1d", "--lang", lang, "-o", "mine.py").returncode == 0

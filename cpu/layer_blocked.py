@@ -205,14 +205,18 @@ def pack_grad(g, groups, mr, gp):
                 gp[n, G, m, :] = 0
 
 
-def _packed_input(x, stride, padding, dilation, K, L_out):
-    """xp (N, C, P, Lrow): the P <= min(K, stride) stride phases the taps read, q_t = t*dilation % stride, and
-    toff[t] = index(q_t)*Lrow + o_t: rows long enough for whole tiles of L_out (a workspace of O(K) rows per
-    channel, whatever the stride)."""
-    width = NR * LANES[x.dtype]
-    omax = (K - 1) * dilation // stride
-    Lrow = _tiles(L_out, width) * width + omax
+def _row_layout(L_out, stride, dilation, K, dtype):
+    """(phases, Lrow, width): the P <= min(K, stride) stride phases the taps read, q_t = t*dilation % stride, and
+    rows long enough for whole tiles of L_out plus the largest tap offset."""
+    width = NR * LANES[np.dtype(dtype)]
     phases = np.array(sorted({t * dilation % stride for t in range(K)}), np.int64)
+    return phases, _tiles(L_out, width) * width + (K - 1) * dilation // stride, width
+
+
+def _packed_input(x, stride, padding, dilation, K, L_out):
+    """xp (N, C, P, Lrow) over `_row_layout`'s phases and toff[t] = index(q_t)*Lrow + o_t (a workspace of O(K)
+    rows per channel, whatever the stride)."""
+    phases, Lrow, _ = _row_layout(L_out, stride, dilation, K, x.dtype)
     xp = np.empty((x.shape[0], x.shape[1], phases.shape[0], Lrow), x.dtype)
     pack_input(np.ascontiguousarray(x), stride, padding, phases, xp)
     index = {int(q): i for i, q in enumerate(phases)}
@@ -241,10 +245,8 @@ def _conv(x, w, b, y, stride, padding, dilation, groups):
 def _bounded(L_in, L_out, stride, dilation, K, dtype) -> bool:
     """True when the packed rows (P phases x Lrow) stay within twice the input row plus a few tiles; a padding or
     dilation far past the input would make them mostly zeros, and gemm_folded's bounded workspace runs instead."""
-    width = NR * LANES[np.dtype(dtype)]
-    phases = len({t * dilation % stride for t in range(K)})
-    Lrow = _tiles(L_out, width) * width + (K - 1) * dilation // stride
-    return phases * Lrow <= 2 * L_in + 4 * width
+    phases, Lrow, width = _row_layout(L_out, stride, dilation, K, dtype)
+    return phases.shape[0] * Lrow <= 2 * L_in + 4 * width
 
 
 def forward(p, x, w, b, y):

@@ -85,9 +85,8 @@ def looks(table: analysis.Table, palette: Palette, rates: bool = False) -> dict[
     return out
 
 
-def runs_direct(table: analysis.Table, impl: str, n: int, k: int) -> bool:
-    """`analysis.Table.runs_direct`: where a kernel of method "fft" runs its direct kernel."""
-    return table.runs_direct(impl, n, k)
+#: Where a kernel of method "fft" runs its direct kernel (one definition, in the analysis): (table, impl, n, k).
+runs_direct = analysis.Table.runs_direct
 
 
 def series(ax, table, impl, points, xs, ys, st, err=None):

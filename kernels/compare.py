@@ -91,7 +91,25 @@ def compare_output(name, got, ref, mag, rtol, atol) -> Mismatch:
     """One output against its float64 reference `ref`, with bound atol + rtol * mag per element."""
     if got.shape != ref.shape:
         raise AssertionError(f"{name}: expected shape {ref.shape}, got {got.shape}")
-    got = got.astype(np.float64)
+    # Where every element of both is finite (the common case) one subtraction and one division decide;
+    # any NaN or Inf in either makes the largest ratio non-finite, and the element-wise pass below sorts it out.
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.subtract(got, ref, dtype=np.float64)
+        np.abs(err, out=err)
+        ratio = np.multiply(mag, rtol, dtype=np.float64)
+        ratio += atol
+        np.divide(err, ratio, out=ratio)
+    worst_ratio = float(ratio.max(initial=0.0))
+    if not math.isfinite(worst_ratio):
+        return _compare_nonfinite(name, got.astype(np.float64), ref, mag, rtol, atol)
+    worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape) if ratio.size else ()
+    return Mismatch(name, float(err.max(initial=0.0)), worst_ratio, tuple(int(i) for i in worst), 0,
+                    int(ref.size))
+
+
+def _compare_nonfinite(name, got, ref, mag, rtol, atol) -> Mismatch:
+    """`compare_output` where got or ref holds NaN or Inf: those elements count as matching only where both
+    are the same non-finite value; the finite ones are compared as usual."""
     finite = np.isfinite(got) & np.isfinite(ref)
     same_nonfinite = ~np.isfinite(ref) & (np.isnan(ref) & np.isnan(got) | (ref == got))
     bad_nonfinite = int(np.count_nonzero(~finite & ~same_nonfinite))

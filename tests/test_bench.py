@@ -337,10 +337,20 @@ def test_isolated_worker_runs_torch_baselines_in_a_child_process():
 # --- the layer preset: shapes instead of (n, k) ---------------------------------------------------------
 
 TINY_LAYER = dataclasses.replace(
-    PRESETS["layer"], name="tiny-layer", budget=0.003, min_repeats=2, ceilings=TINY.ceilings,
+    PRESETS["layer-ladder"], name="tiny-layer", budget=0.003, min_repeats=2, ceilings=TINY.ceilings,
     grids=tuple(dataclasses.replace(g, shapes=(dict(N=2, C_in=3, C_out=4, L=50, K=3, padding=1),
                                                dict(N=1, C_in=2, C_out=2, L=300, K=7, padding=3)))
-                for g in PRESETS["layer"].grids))
+                for g in PRESETS["layer-ladder"].grids))
+
+
+def test_layer_preset_is_the_ladder_without_its_middle_rungs():
+    from plots.bench.sweeps import LADDER_ONLY
+
+    full, short = PRESETS["layer-ladder"], PRESETS["layer"]
+    assert [g.shapes for g in short.grids] == [g.shapes for g in full.grids]
+    cpu = [g for g in short.grids if g.device == "cpu"]
+    assert cpu and all(set(LADDER_ONLY) <= set(g.exclude) for g in cpu)
+    assert not any(set(LADDER_ONLY) & set(g.exclude) for g in full.grids)
 
 
 def test_layer_preset_covers_the_named_shapes():

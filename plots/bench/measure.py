@@ -68,6 +68,11 @@ def scaled_args(op: str, args: tuple) -> tuple:
                  for name, a in zip(parameter_names(op), args))
 
 
+def _bits(a: np.ndarray) -> np.ndarray:
+    """`a`'s elements as unsigned integers of their width (the array itself for other widths)."""
+    return a.view(f"u{a.itemsize}") if a.itemsize in (1, 2, 4, 8) else a
+
+
 class PointCheck:
     """The float64 reference of one point, computed on first use and shared by every candidate.
 
@@ -93,10 +98,11 @@ class PointCheck:
 
     def written_input(self) -> str:
         """The name of an input array a call wrote ("" when none did); every input is restored either way,
-        so that the reference and the next candidates see the point's own values."""
+        so that the reference and the next candidates see the point's own values. Compared bit for bit
+        (as unsigned integers of the same width): a NaN rewritten or a 0 turned into -0 counts as written."""
         written = ""
         for name, a, saved in self._saved:
-            if not np.array_equal(a, saved, equal_nan=True):
+            if not np.array_equal(_bits(a), _bits(saved)):
                 written = written or name
                 np.copyto(a, saved)
         return written

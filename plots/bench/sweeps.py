@@ -12,9 +12,11 @@ backends and variants join the sweep without editing this file. Points with k > 
            by free memory).
     gpu    the GPU grids of `full` only.
     layer  the conv1d layer (forward and backward, float32) on a few realistic shapes instead of an
-           (n, k) grid: N=8, C_in=64, C_out=128, L=4096, K = 3, 7, 31 ("same" padding K//2), and one
-           long sequence; numba_cpu against torch CPU (cuDNN and the GPU backends when a GPU is there).
-           The runner measures a shape as one point; `plots.bench.layer` summarises the results.
+           (n, k) grid: N=8, C_in=64, C_out=128, L=4096, K = 3, 7, 31 ("same" padding K//2), one
+           long sequence, channel-heavy, strided, dilated and depthwise shapes; numba_cpu against torch
+           CPU (cuDNN and the GPU backends when a GPU is there). The runner measures a shape as one
+           point; `plots.bench.layer` summarises the results.
+    layer-ladder  `layer` with every numba_cpu layer variant (im2col, gemm, gemm_numpy too).
 """
 
 from __future__ import annotations
@@ -89,16 +91,19 @@ class Preset:
         return replace(self, grids=tuple(replace(g, **changes) for g in self.grids))
 
 
+#: scipy's direct correlation of two 1-D arrays is numpy.correlate (its 1-D fast path): quick draws it once.
+QUICK_EXCLUDE = DEFAULT_EXCLUDE + ("scipy.correlate[direct]",)
+
 PRESETS = {
     "quick": Preset(
         "quick", "CPU float32 n=1e3..1e6 x 10 k, a few float64 points; GPU n up to 1e8 when present",
         grids=(
-            Grid("cpu", "float32", decades(3, 6)),
-            Grid("cpu", "float64", (10**5, 10**6), (3, 31, 511)),
+            Grid("cpu", "float32", decades(3, 6), exclude=QUICK_EXCLUDE),
+            Grid("cpu", "float64", (10**5, 10**6), (3, 31, 511), exclude=QUICK_EXCLUDE),
             Grid("gpu", "float32", decades(3, 8), budget=0.05),
             Grid("gpu", "float64", (10**6, 10**8), (3, 31, 511), budget=0.05),
         ),
-        budget=0.05,  # 900 CPU points: make plots, quick and layer together, within about 5 minutes on 2 cores
+        budget=0.03,  # ~800 CPU points: make plots, setup and both presets, within 6 minutes on 2 cores
     ),
     "full": Preset(
         "full", "CPU n=1e3..1e7 in half decades, k up to 4095, both dtypes; GPU up to n=1e9",
@@ -128,16 +133,25 @@ LAYER_SHAPES = tuple(dict(N=8, C_in=64, C_out=128, L=4096, K=k, padding=k // 2) 
     dict(N=8, C_in=96, C_out=192, L=4096, K=9, padding=4, stride=2),  # strided, a longer filter
 )
 LAYER_OPS = ("conv1d_layer", "conv1d_layer_backward")
-#: numba_cpu:naive (serial, a bounds test per tap) takes tens of seconds per call on these shapes.
-PRESETS["layer"] = Preset(
-    "layer", "conv1d layer fwd+bwd float32: N=8 C_in=64 C_out=128 L=4096 K=3,7,31, N=1 C=16 L=262144 K=31, "
-    "C=256 K5, strided (K7, K9), causal depthwise and dilated (128 and 64 channels) shapes",
+#: numba_cpu:naive (serial, a bounds test per tap) takes tens of seconds per call on these shapes. The
+#: `layer` preset (make plots) times the layer ladder's first rung (direct), the rungs auto picks from and
+#: auto itself; `layer-ladder` adds im2col, gemm and gemm_numpy, the steps between them (about 1.5x longer).
+LADDER_ONLY = ("numba_cpu:im2col", "numba_cpu:gemm", "numba_cpu:gemm_numpy")
+PRESETS["layer-ladder"] = Preset(
+    "layer-ladder", "conv1d layer fwd+bwd float32: N=8 C_in=64 C_out=128 L=4096 K=3,7,31, N=1 C=16 L=262144 K=31, "
+    "C=256 K5, strided (K7, K9), causal depthwise and dilated (128 and 64 channels) shapes; every layer variant",
     grids=(Grid("cpu", "float32", (), ops=LAYER_OPS, shapes=LAYER_SHAPES,
                 exclude=DEFAULT_EXCLUDE + ("numba_cpu:naive",)),
            Grid("gpu", "float32", (), ops=LAYER_OPS, shapes=LAYER_SHAPES, budget=0.05,
                 exclude=DEFAULT_EXCLUDE + ("*:naive",))),
     budget=0.1, max_call=1.0,  # a slower call is skipped, and marked so in the figure
 )
+PRESETS["layer"] = replace(
+    PRESETS["layer-ladder"], name="layer",
+    doc=PRESETS["layer-ladder"].doc.replace("every layer variant", "without the CPU ladder's middle rungs "
+                                             + ", ".join(LADDER_ONLY)),
+    grids=tuple(replace(g, exclude=g.exclude + LADDER_ONLY) if g.device == "cpu" else g
+                for g in PRESETS["layer-ladder"].grids))
 PRESETS["gpu"] = replace(PRESETS["full"], name="gpu", doc="the GPU grids of `full`",
                          grids=tuple(g for g in PRESETS["full"].grids if g.device == "gpu"))
 #: One GPU run in a few minutes (make gpu-report): float32 n = 1e6 and 1e8, five k, both ops, and the

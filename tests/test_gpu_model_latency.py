@@ -120,3 +120,28 @@ def test_measured_runs_print_the_error_of_each_kernel_against_its_band(tmp_path)
     (line,) = model_figures.errors(path, run)
     assert "measured 80 GFLOP/s" in line and "model 100 (life) to 130" in line and line.endswith("0.80")
     assert model_figures.errors(path, SimpleNamespace(meta={"gpu": {"name": "NVIDIA H200"}}, rows=[row])) == []
+
+
+def test_a_layer_gemm_launch_one_tile_past_a_wave_pays_a_second_round_of_chunks():
+    from plots.model import layer
+
+    # 2 resident blocks of 4 warps, 10 chunks per tile, 1 round trip at L2 latency (nothing from DRAM),
+    # 100 instructions per warp per chunk: one block's chunk is 270 + 100 cycles, the SM's issue for both 200
+    slots = 2 * H100.sms
+    one = layer.gemm_life(H100, slots, 2, 4, 10, 100, 1, 0, 128, 0.0)
+    assert one["life"] == pytest.approx(10 * (H100.l2_latency_cycles + 100) / (H100.clock_ghz * 1e9))
+    tail = layer.gemm_life(H100, slots + 1, 2, 4, 10, 100, 1, 0, 128, 0.0)
+    assert tail["life"] == pytest.approx(2 * one["life"]) and tail["life_parts"]["tiles_per_slot"] == 2
+    # all from DRAM: the round trip is DRAM's latency
+    dram = layer.gemm_life(H100, slots, 2, 4, 10, 100, 1, 0, 128, 1.0)
+    assert dram["life"] == pytest.approx(10 * (H100.dram_latency_cycles + 100) / (H100.clock_ghz * 1e9))
+
+
+def test_the_layer_targets_carry_the_latency_aware_share_and_its_band():
+    from plots.model import layer, predict
+
+    p = layer.predict("cupy", "gemm", layer.BACKWARD, layer.SHAPES[predict.LAYER_SHAPE], "float32", H100, 128)
+    assert p["time_s"] >= p["optimistic"]["time_s"] > 0
+    assert p["peak_fraction"] <= p["optimistic"]["peak_fraction"] <= 1.0
+    rows = predict.layer_targets([{**p, "shape": predict.LAYER_SHAPE}], H100.slug)
+    assert rows and rows[0]["band"].startswith(f"{p['peak_fraction']:.1%} - ")

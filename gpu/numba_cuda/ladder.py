@@ -27,14 +27,16 @@ Steps (registered by gpu/numba_cuda/backend.py under these names, never renumber
     wg_stream  wg_regwin with 64 bytes of staging loads in flight per thread (16 floats or 8 doubles loaded into
                registers before any shared store: `stage_hoisted`; wg_regwin: one), slices of up to 512 bytes
                of j and ~16x the blocks (gpu.launch STREAM_SLICE_BYTES, STREAM_BLOCKS), as the CUDA C step;
-               TP stays 16 beyond k = 64 (the CUDA C's TP_WIDE = 32: LLVM leaves a 32 x 32 block of FMAs
-               rolled, on local memory)
+               TP = TP_WIDE = 32 taps per thread in float32 beyond k = 64 at blocks up to 256 (`wide`): twice
+               the FMAs per staged value and per chunk, the window's code written out (`window_source`)
     vec        not here: numba has no float4 / double2 loads (a numba array access is one scalar access),
                so the CUDA C `vec` step has no numba twin
 
-Where they differ from the CUDA C: numba does not unroll loops itself, so the R x R and TP x TP blocks of
-FMAs are `range` loops over local arrays that LLVM unrolls and keeps in registers (the compile check
-would show a stack frame otherwise); the kernels are built per (dtype, block, R or TP) by cached
+Where they differ from the CUDA C: numba does not unroll loops itself, so regwin's R x R block of FMAs is
+`range` loops over local arrays that LLVM unrolls and keeps in registers (the compile check would show a
+stack frame otherwise); the weight gradient's TP x TP block is generated source, every index a constant
+(`window_source`: LLVM leaves a 32 x 32 block of `range` loops rolled, on local memory); the kernels are
+built per (dtype, block, R or TP) by cached
 factories, numba's way of making sizes compile-time constants; shared memory is dynamic (sized per
 call to k, as the CUDA C), one array with the regions at offsets.
 
@@ -47,7 +49,11 @@ Why the code is written as it is (each choice read off the sm_90 SASS by plots/m
 - launch bounds (block, MAXB // block), the register budget of the CUDA C's __launch_bounds__(MAXB, 1)
   (MAXB: FORWARD_BOUNDS, WG_BOUNDS): with (block,) alone ptxas takes up to 144 registers at block 128 and
   spills at some blocks;
-- wg_regwin's tile and chunk counts are shifts, not 64-bit divisions, since KT and JC are powers of two.
+- wg_regwin's tile and chunk counts are shifts, not 64-bit divisions, since KT and JC are powers of two;
+- the window's tail (a slice's last values of j, fewer than TP) is nested ifs with each x value loaded in the
+  branch that first needs it: one branch skips it; flat ifs (the `range` loops' form) left ~200 branch
+  instructions per chunk and, at TP = 32, 172 registers instead of 128 (two blocks of 128 an SM, not four);
+- the epilogue takes one tap per thread (KT <= B), not a `range` loop over taps: ~800 fewer instructions.
 Each step's predicted share of HBM or of the FMA peak against its CUDA C twin is in the targets table the
 static model writes (python -m plots.model; plots/<device>-model/targets.md).
 
@@ -191,8 +197,8 @@ def window_source(taps: int) -> str:
         tail(sm, px, pg, rem, acc, xa)   the same for the rem < TP values of j a slice has left: v < rem only,
                                          as nested ifs (value v + 1 only where value v is taken), each x value
                                          loaded in the branch of the first v that needs it: one branch skips
-                                         the whole tail, FMAs and loads, where a slice has no remainder (the
-                                         chunks that do not reach m)
+                                         the whole tail, FMAs and loads, where a slice has no remainder (every
+                                         slice but the one that reaches m)
 
     The FMAs come in the order of the `range` loops they replace (v outer, u inner: the same bits). LLVM unrolls
     such loops itself up to TP = 16, but leaves a 32 x 32 block rolled (about 1100 instructions, over its
@@ -592,8 +598,9 @@ STREAM_ENGINES = Engines(correlate_regwin, functools.partial(weight_grad_regwin,
                          empty=cuda.device_array, launch_of=Launch.of)
 WG_STREAM = Step("wg_stream", correlation_impls(STREAM_ENGINES, ("conv1d_weight_grad",)),
                  {"": "wg_regwin with 64 bytes of staging loads in flight per thread (loaded into registers before "
-                      "the shared stores), slices of up to 512 bytes of j and 16x the blocks: DRAM latency covered, "
-                      "a short last wave"},
+                      "the shared stores), slices of up to 512 bytes of j, 32 taps per thread in float32 beyond "
+                      "k = 64 and 16x the blocks: DRAM latency covered, the per-chunk code a small share, a short "
+                      "last wave"},
                  kernels=functools.partial(wg_kernels, stream=True),
                  hot={"conv1d_weight_grad": lambda d, k: f"ladder.wg_stream_kernel[B={B0},TP={_stream_tp(d, k)}]"},
                  shape=lambda op, n, k, d: plan.wg_shape(n, k, d, DEFAULT_LAUNCH, stream=True, wide=wide(d, B0, True)),

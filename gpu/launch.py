@@ -149,8 +149,9 @@ def itemsize(dtype) -> int:
 
 #: Filter taps per chunk of the forward steps.
 TAPS = 256
-#: Taps per thread of the weight gradient: TP_SMALL up to k = TP_SMALL_MAX_K, else TP_LARGE; a `wide` layout (CUDA C
-#: wg_stream, float32) takes TP_WIDE beyond k = TP_LARGE_MAX_K: twice the FMAs per staged value and per chunk.
+#: Taps per thread of the weight gradient: TP_SMALL up to k = TP_SMALL_MAX_K, else TP_LARGE; a `wide` layout
+#: (wg_stream in float32, both backends, blocks up to their TP_WIDE launch bound) takes TP_WIDE beyond
+#: k = TP_LARGE_MAX_K: twice the FMAs per staged value and per chunk.
 TP_SMALL, TP_SMALL_MAX_K, TP_LARGE = 4, 16, 16
 TP_WIDE, TP_LARGE_MAX_K = 32, 64
 TAPS_PER_THREAD = (TP_SMALL, TP_LARGE)

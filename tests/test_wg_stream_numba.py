@@ -1,7 +1,9 @@
 """Step wg_stream of gpu/numba_cuda/ladder.py under numba's CUDA simulator (or on a GPU) against the float64
 reference: chunks long enough for the hoisted staging (16 floats or 8 doubles per thread in flight), several
-chunks per split, the remainder staged one value at a time, flip, and the same bits on every run. The
-conformance matrix (tests/test_conformance.py) runs its edge sizes. The simulator is slow: sizes stay small."""
+chunks per split, the remainder staged one value at a time, flip, 32 taps per thread in float32 beyond k = 64
+(a slice's last values of j through the window's tail), and the same bits on every run; the generated window
+code. The conformance matrix (tests/test_conformance.py) runs its edge sizes. The simulator is slow: sizes
+stay small."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ pytestmark = [pytest.mark.skipif(not STATUS.usable, reason=f"numba_cuda: {STATUS
               *([STATE_MARKS[STATUS.state]] if STATUS.state in STATE_MARKS else [])]
 
 
-@pytest.mark.parametrize("dtype, k, splits", [(np.float32, 3, 2), (np.float64, 5, 1), (np.float32, 20, 3)])
+@pytest.mark.parametrize("dtype, k, splits", [(np.float32, 3, 2), (np.float64, 5, 1), (np.float32, 20, 3),
+                                             (np.float32, 100, 2)])  # k = 100: TP_WIDE, m % 32 = 5: the tail
 def test_hoisted_staging_matches_the_reference_and_repeats(dtype, k, splits, rng):
     from numba import cuda
 
@@ -26,7 +29,8 @@ def test_hoisted_staging_matches_the_reference_and_repeats(dtype, k, splits, rng
 
     n, block = 2600, 32
     loads = plan.STAGE_LOADS * 16 // np.dtype(dtype).itemsize
-    TP, G, JS = plan.wg_layout(k, block, np.dtype(dtype).itemsize, None, plan.STREAM_SLICE_BYTES)
+    TP, G, JS = plan.wg_layout(k, block, np.dtype(dtype).itemsize, None, plan.STREAM_SLICE_BYTES,
+                               ladder.wide(dtype, block, True))
     assert block // G * JS >= loads * block  # a chunk of g takes the hoisted path at least once
     x, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n - k + 1).astype(dtype)
     runs = []
@@ -43,3 +47,21 @@ def test_hoisted_staging_matches_the_reference_and_repeats(dtype, k, splits, rng
 def test_the_step_is_registered_in_both_backends():
     for backend in ("cupy", "numba_cuda"):
         assert "wg_stream" in kernels.variants("conv1d_weight_grad", backend)
+
+
+def test_the_window_code_is_the_loops_it_replaces():
+    """window_source(TP) written out: TP loads and TP*TP FMAs a trip in the loops' order, the tail's FMAs
+    nested under rem > v; the trip and tail it builds run here (simulator) or compile (GPU)."""
+    from gpu.numba_cuda import ladder
+
+    for TP in (*plan.TAPS_PER_THREAD, plan.TP_WIDE):
+        trip, tail = ladder.window_source(TP).split("\n\n\n")
+        body = [line.strip() for line in trip.splitlines()[1:]]
+        want = [f"xa[{TP + u}] = sm[uint64(px + {u})]" for u in range(TP)]
+        for v in range(TP):
+            want += [f"gj = sm[uint64(pg + {v})]", *(f"acc[{u}] += gj * xa[{u + v}]" for u in range(TP))]
+        want += [f"xa[{u}] = xa[{u + TP}]" for u in range(TP)]
+        assert body == want
+        fmas = [line for line in tail.splitlines() if "acc[" in line]
+        assert len(fmas) == (TP - 1) * TP and tail.count("if rem > ") == TP - 1
+        assert all(callable(f) for f in ladder.window_factory(TP))

@@ -27,14 +27,16 @@ Steps (registered by gpu/numba_cuda/backend.py under these names, never renumber
     wg_stream  wg_regwin with 64 bytes of staging loads in flight per thread (16 floats or 8 doubles loaded into
                registers before any shared store: `stage_hoisted`; wg_regwin: one), slices of up to 512 bytes
                of j and ~16x the blocks (gpu.launch STREAM_SLICE_BYTES, STREAM_BLOCKS), as the CUDA C step;
-               TP stays 16 beyond k = 64 (the CUDA C's TP_WIDE = 32: LLVM leaves a 32 x 32 block of FMAs
-               rolled, on local memory)
+               TP = TP_WIDE = 32 taps per thread in float32 beyond k = 64 at blocks up to 256 (`wide`): twice
+               the FMAs per staged value and per chunk, the window's code written out (`window_source`)
     vec        not here: numba has no float4 / double2 loads (a numba array access is one scalar access),
                so the CUDA C `vec` step has no numba twin
 
-Where they differ from the CUDA C: numba does not unroll loops itself, so the R x R and TP x TP blocks of
-FMAs are `range` loops over local arrays that LLVM unrolls and keeps in registers (the compile check
-would show a stack frame otherwise); the kernels are built per (dtype, block, R or TP) by cached
+Where they differ from the CUDA C: numba does not unroll loops itself, so regwin's R x R block of FMAs is
+`range` loops over local arrays that LLVM unrolls and keeps in registers (the compile check would show a
+stack frame otherwise); the weight gradient's TP x TP block is generated source, every index a constant
+(`window_source`: LLVM leaves a 32 x 32 block of `range` loops rolled, on local memory); the kernels are
+built per (dtype, block, R or TP) by cached
 factories, numba's way of making sizes compile-time constants; shared memory is dynamic (sized per
 call to k, as the CUDA C), one array with the regions at offsets.
 
@@ -47,7 +49,11 @@ Why the code is written as it is (each choice read off the sm_90 SASS by plots/m
 - launch bounds (block, MAXB // block), the register budget of the CUDA C's __launch_bounds__(MAXB, 1)
   (MAXB: FORWARD_BOUNDS, WG_BOUNDS): with (block,) alone ptxas takes up to 144 registers at block 128 and
   spills at some blocks;
-- wg_regwin's tile and chunk counts are shifts, not 64-bit divisions, since KT and JC are powers of two.
+- wg_regwin's tile and chunk counts are shifts, not 64-bit divisions, since KT and JC are powers of two;
+- the window's tail (a slice's last values of j, fewer than TP) is nested ifs with each x value loaded in the
+  branch that first needs it: one branch skips it; flat ifs (the `range` loops' form) left ~200 branch
+  instructions per chunk and, at TP = 32, 172 registers instead of 128 (two blocks of 128 an SM, not four);
+- the epilogue takes one tap per thread (KT <= B), not a `range` loop over taps: ~800 fewer instructions.
 Each step's predicted share of HBM or of the FMA peak against its CUDA C twin is in the targets table the
 static model writes (python -m plots.model; plots/<device>-model/targets.md).
 
@@ -72,8 +78,9 @@ from gpu.steps import FORWARD_OPS, NOTES, Engines, Kernel, Step, correlation_imp
 
 #: (dtype, outputs per thread R) -> largest block regwin accepts (registers without spills: plots/model/resources.py).
 FORWARD_BOUNDS = {("float32", 4): 1024, ("float32", 8): 1024, ("float64", 4): 1024, ("float64", 8): 512}
-#: (dtype, taps per thread TP) -> largest block wg_regwin accepts.
-WG_BOUNDS = {("float32", 4): 1024, ("float32", 16): 512, ("float64", 4): 512, ("float64", 16): 256}
+#: (dtype, taps per thread TP) -> largest block wg_regwin accepts; TP_WIDE: wg_stream only.
+WG_BOUNDS = {("float32", 4): 1024, ("float32", 16): 512, ("float32", plan.TP_WIDE): 256, ("float64", 4): 512,
+             ("float64", 16): 256}
 #: Largest block of sum_partials_kernel.
 SUM_BOUND = 1024
 #: Under numba's simulator nothing is compiled: `launch_bounds` is not an option there, and warp
@@ -93,6 +100,12 @@ def _kernel_options(block: int, bound: int) -> dict:
 
 def _log2(v: int) -> int:
     return v.bit_length() - 1
+
+
+def wide(dtype, block: int, stream: bool) -> bool:
+    """Whether wg_stream takes plan.TP_WIDE taps per thread at `block` (float32 beyond plan.TP_LARGE_MAX_K, up to
+    its launch bound; larger blocks keep TP_LARGE), as the CUDA C step does."""
+    return stream and block <= WG_BOUNDS.get((plan.dtype_name(np.dtype(dtype)), plan.TP_WIDE), 0)
 
 
 @cuda.jit(device=True)
@@ -171,6 +184,47 @@ def warp_sum_factory(dtype: np.dtype, block: int, count: int):
                 v[u] += lanes[u, t + d] if t % 32 + d < 32 else v[u]
 
     return warp_sum_simulated
+
+
+# --- the weight gradient's register window, written out -------------------------------------------------
+
+def window_source(taps: int) -> str:
+    """The source of `trip` and `tail` for TP = `taps` taps per thread: the weight gradient's TP x TP block of
+    FMAs written out statement by statement, every local-array index a constant.
+
+        trip(sm, px, pg, acc, xa)        xa[TP + u] = sm[px + u] (u < TP); then for v < TP, u < TP:
+                                         acc[u] += sm[pg + v] * xa[u + v]; then xa[u] = xa[u + TP]
+        tail(sm, px, pg, rem, acc, xa)   the same for the rem < TP values of j a slice has left: v < rem only,
+                                         as nested ifs (value v + 1 only where value v is taken), each x value
+                                         loaded in the branch of the first v that needs it: one branch skips
+                                         the whole tail, FMAs and loads, where a slice has no remainder (every
+                                         slice but the one that reaches m)
+
+    The FMAs come in the order of the `range` loops they replace (v outer, u inner: the same bits). LLVM unrolls
+    such loops itself up to TP = 16, but leaves a 32 x 32 block rolled (about 1100 instructions, over its
+    unrolling threshold), and a rolled loop indexes acc and xa by a variable: both then live in local memory.
+    Written out, both stay in registers at any TP."""
+    TP = taps
+    trip = ["def trip(sm, px, pg, acc, xa):"]
+    trip += [f"    xa[{TP + u}] = sm[uint64(px + {u})]" for u in range(TP)]  # xa[2TP-1] only slides down
+    for v in range(TP):
+        trip += [f"    gj = sm[uint64(pg + {v})]", *(f"    acc[{u}] += gj * xa[{u + v}]" for u in range(TP))]
+    trip += [f"    xa[{u}] = xa[{u + TP}]" for u in range(TP)]
+    tail = ["def tail(sm, px, pg, rem, acc, xa):"]
+    for v in range(TP - 1):  # value v of j needs xa up to xa[TP - 1 + v]: loaded with its FMAs
+        pad = "    " * (v + 2)
+        tail += [f"{pad[4:]}if rem > {v}:", *([f"{pad}xa[{TP + v - 1}] = sm[uint64(px + {v - 1})]"] if v else []),
+                 f"{pad}gj = sm[uint64(pg + {v})]", *(f"{pad}acc[{u}] += gj * xa[{u + v}]" for u in range(TP))]
+    return "\n".join(trip) + "\n\n\n" + "\n".join(tail) + "\n"
+
+
+@functools.cache
+def window_factory(taps: int):
+    """(trip, tail): the device functions of `window_source(taps)`, inlined into the kernel by numba (inline=
+    "always"), so that acc and xa are the kernel's own local arrays, indexed by constants."""
+    names = {"uint64": uint64}
+    exec(compile(window_source(taps), f"<gpu.numba_cuda.ladder.window_source({taps})>", "exec"), names)
+    return tuple(cuda.jit(device=True, inline="always")(names[f]) for f in ("trip", "tail"))
 
 
 # --- regwin: the forward step ---------------------------------------------------------------------------
@@ -325,6 +379,7 @@ def wg_regwin_kernel(dtype: np.dtype, block: int, taps_per_thread: int, stream: 
     options = _kernel_options(B, WG_BOUNDS[(plan.dtype_name(np.dtype(dtype)), TP)])
     LOADS = plan.STAGE_LOADS * 16 // np.dtype(dtype).itemsize if stream else 1
     stage = stage_hoisted_factory(LOADS)
+    trip, tail = window_factory(TP)
 
     @cuda.jit(**options)
     def kernel(x, g, partial, k, zero, flip, log_s, log_js):
@@ -393,28 +448,13 @@ def wg_regwin_kernel(dtype: np.dtype, block: int, taps_per_thread: int, stream: 
                     pg = gb  # slot(jb + jj)
                     jj = uint32(0)
                     while jj + TP <= jn:
-                        for u in range(TP):
-                            xa[TP + u] = sm[uint64(px + u)]  # xa[2TP-1] only slides down
-                        for v in range(TP):
-                            gj = sm[uint64(pg + v)]
-                            for u in range(TP):
-                                acc[u] += gj * xa[u + v]
-                        for u in range(TP):
-                            xa[u] = xa[u + TP]
+                        trip(sm, px, pg, acc, xa)
                         jj = uint32(jj + TP)
                         q = uint32(ib + jj + TP)
                         px = uint32(XS + q + (q >> lj))
                         q = uint32(jb + jj)
                         pg = uint32(q + (q >> lj))
-                    rem = jn - jj  # < TP values of j left
-                    for v in range(TP - 1):
-                        if v + 1 < rem:
-                            xa[TP + v] = sm[uint64(px + v)]
-                    for v in range(TP - 1):
-                        if v < rem:
-                            gj = sm[uint64(pg + v)]
-                            for u in range(TP):
-                                acc[u] += gj * xa[u + v]
+                    tail(sm, px, pg, jn - jj, acc, xa)  # < TP values of j left
             warp_sum(acc)
             cuda.syncthreads()  # red may be read by the previous tile's sums
             if lane == 0:
@@ -422,14 +462,15 @@ def wg_regwin_kernel(dtype: np.dtype, block: int, taps_per_thread: int, stream: 
                     sm[uint32(RED + w * TP + u)] = acc[u]
             cuda.syncthreads()
             per_group = uint32(S >> 5)  # warps per tap group
-            for q in range(t, KT, B):
-                i = i0 + q
-                if i < k:
-                    first = uint32(RED + (uint32(q) >> LOG_TP) * per_group * TP + (uint32(q) & (TP - 1)))
-                    v = sm[first]
-                    for ww in range(1, per_group):
-                        v += sm[uint32(first + ww * TP)]
-                    partial[split * k + (k - 1 - i if flip else i)] = v
+            i = i0 + t
+            if t < KT and i < k:  # KT = G*TP <= G*S = B: one tap a thread at most
+                first = uint32(RED + (t >> LOG_TP) * per_group * TP + (t & (TP - 1)))
+                v = sm[uint64(first)]
+                ww = uint32(1)
+                while ww < per_group:
+                    v += sm[uint64(first + ww * TP)]
+                    ww = uint32(ww + 1)
+                partial[split * k + (k - 1 - i if flip else i)] = v
 
     return kernel
 
@@ -479,7 +520,7 @@ def weight_grad_regwin(x, g, dw, launch: Launch, *, flip=False, slice_len=None, 
     name, block = plan.dtype_name(np.dtype(dw.dtype)), launch.block
     m, k = g.shape[0], dw.shape[0]
     TP, G, JS, shared, tiles, splits = plan.wg_plan(m, k, dw.dtype, launch, lambda TP: WG_BOUNDS[(name, TP)],
-                                                    slice_len, splits, stream)
+                                                    slice_len, splits, stream, wide(dw.dtype, block, stream))
     T = np.dtype(dw.dtype).type
     partial = dw if splits == 1 else cuda.device_array(splits * k, dw.dtype)
     kernel = wg_regwin_kernel(np.dtype(dw.dtype), block, TP, stream)
@@ -513,16 +554,17 @@ def regwin_kernels(dtype: str) -> list[Kernel]:
 
 
 def wg_kernels(dtype: str, stream: bool = False) -> list[Kernel]:
-    """wg_regwin (or wg_stream) for each TP up to its bound, with the most shared memory of its layouts, and the
-    second pass."""
+    """wg_regwin (or wg_stream: also TP_WIDE where `wide`) for each TP up to its bound, with the most shared
+    memory of its layouts, and the second pass."""
     T, size, out = getattr(types, dtype), plan.itemsize(dtype), []
     a1 = types.Array(T, 1, "C")
     name = "wg_stream_kernel" if stream else "wg_regwin_kernel"
     for b in BLOCKS:
-        for TP in TAPS_PER_THREAD:
+        for TP in (*TAPS_PER_THREAD, *[plan.TP_WIDE] * wide(dtype, b, stream)):
             if b <= WG_BOUNDS[(dtype, TP)]:
                 out.append(Kernel(f"ladder.{name}[B={b},TP={TP}]", dtype, (b,),
-                                  {b: plan.wg_most_shared(b, TP, size, stream)}, b == DEFAULT_LAUNCH.block,
+                                  {b: plan.wg_most_shared(b, TP, size, stream, wide(dtype, b, stream))},
+                                  b == DEFAULT_LAUNCH.block,
                                   build=functools.partial(lambda b, TP: (wg_regwin_kernel(np.dtype(dtype), b, TP,
                                                                                           stream),
                                                                          (a1, a1, a1, int64, T, boolean, int64, int64)),
@@ -545,14 +587,22 @@ WG_REGWIN = Step("wg_regwin", correlation_impls(ENGINES, ("conv1d_weight_grad",)
                  hot={"conv1d_weight_grad": lambda d, k: f"ladder.wg_regwin_kernel[B={B0},"
                                                          f"TP={plan.wg_layout(k, B0, plan.itemsize(d))[0]}]"},
                  shape=lambda op, n, k, d: plan.wg_shape(n, k, d, DEFAULT_LAUNCH), engines=ENGINES)
+
+
+def _stream_tp(dtype: str, k: int) -> int:
+    """TP of wg_stream at the default launch for k taps."""
+    return plan.wg_layout(k, B0, plan.itemsize(dtype), wide=wide(dtype, B0, True))[0]
+
+
 STREAM_ENGINES = Engines(correlate_regwin, functools.partial(weight_grad_regwin, stream=True), reduce.total_tiled,
                          empty=cuda.device_array, launch_of=Launch.of)
 WG_STREAM = Step("wg_stream", correlation_impls(STREAM_ENGINES, ("conv1d_weight_grad",)),
                  {"": "wg_regwin with 64 bytes of staging loads in flight per thread (loaded into registers before "
-                      "the shared stores), slices of up to 512 bytes of j and 16x the blocks: DRAM latency covered, "
-                      "a short last wave"},
+                      "the shared stores), slices of up to 512 bytes of j, 32 taps per thread in float32 beyond "
+                      "k = 64 and 16x the blocks: DRAM latency covered, the per-chunk code a small share, a short "
+                      "last wave"},
                  kernels=functools.partial(wg_kernels, stream=True),
-                 hot={"conv1d_weight_grad": lambda d, k: f"ladder.wg_stream_kernel[B={B0},"
-                                                         f"TP={plan.wg_layout(k, B0, plan.itemsize(d))[0]}]"},
-                 shape=lambda op, n, k, d: plan.wg_shape(n, k, d, DEFAULT_LAUNCH, stream=True), engines=STREAM_ENGINES)
+                 hot={"conv1d_weight_grad": lambda d, k: f"ladder.wg_stream_kernel[B={B0},TP={_stream_tp(d, k)}]"},
+                 shape=lambda op, n, k, d: plan.wg_shape(n, k, d, DEFAULT_LAUNCH, stream=True, wide=wide(d, B0, True)),
+                 engines=STREAM_ENGINES)
 STEPS = (REGWIN, WG_REGWIN, WG_STREAM)

@@ -75,7 +75,7 @@ def test_filter_chunks_and_tap_groups(op_name, n, k, block, variant, rng):
     print(*compare.assert_close(op_name, get(op_name, variant, block=block)(*args, **kwargs), args, kwargs))
 
 
-@pytest.mark.parametrize("per_thread", [4, 8])
+@pytest.mark.parametrize("per_thread", [4, 8, 16])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("features", [
     dict(), dict(flip=True), dict(offset=-6), dict(offset=3), dict(offset=-400),
@@ -233,7 +233,7 @@ def test_warp_sum_adds_in_the_shuffle_tree_order(dtype, rng):
 
 
 @pytest.mark.parametrize("call, words", [
-    (lambda L, x, w, y: L.correlate_regwin(x, w, y, launch(block=32), per_thread=3), ["per_thread", "[4, 8]", "3"]),
+    (lambda L, x, w, y: L.correlate_regwin(x, w, y, launch(block=32), per_thread=3), ["per_thread", "[4, 8, 16]", "3"]),
     (lambda L, x, w, y: L.correlate_regwin(x, w, y, launch(block=1024), per_thread=8),
      ["block", "at most 512", "1024"]),
     (lambda L, x, w, y: L.weight_grad_regwin(x, y, w, launch(block=32), slice_len=3), ["slice_len", "3"]),

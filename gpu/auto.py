@@ -3,9 +3,11 @@ accurate enough. `step(forward=..., weight_grad=..., table=...)` declares a back
 direct steps (their engines wrapped by `engines`, gpu/steps.py); `layer_step` its layer auto step, which
 chooses by `layer_uses_gemm` between the implicit GEMM and one thread per output.
 
-    auto    the direct step (cupy: vec + wg_stream, numba_cuda: its best step), or an FFT for a valid
-            correlation whose (n, k) lies past the crossover of gpu/crossover_<backend>.json AND whose error the
-            accuracy rule of kernels.fft_choice keeps within a direct sum's per-output tolerance
+    auto    the direct step, or an FFT for a valid correlation whose (n, k) lies past the crossover of
+            gpu/crossover_<backend>.json AND whose error the accuracy rule of kernels.fft_choice keeps within a
+            direct sum's per-output tolerance. The direct forward is chosen by the filter's length k: a
+            streaming step up to STREAM_MAX_K taps (cupy: naive, numba_cuda: tiled), the register-window
+            step beyond (cupy: vec16, numba_cuda: regwin); the weight gradient is wg_stream in both
 
 Which engine calls may take the FFT (all others, and every one the rule turns down, go direct):
 
@@ -27,6 +29,9 @@ The accuracy rule, as in cpu/auto.py: slack = TOLERANCE_C sqrt(k) lb - FFT_ERROR
 ||f||_2, with lb <= min_j (|s| * |f|)[j] the direct correlation of |s| with the LB_TAPS contiguous taps
 of largest |f| (rounded down), then R(y) checked after the transform; non-finite inputs go direct.
 
+`Step.wraps` declares the direct choice as data, op -> ((max_k, variant), ..., (None, variant)) in order of
+k (`direct_variant` reads it): the model, the crossover tables and the tuner time what auto runs at each k.
+
 The crossover tables gpu/crossover_<backend>.json are written by `python -m plots.model.crossover` from the
 static model (labelled a MODEL in the file) until a GPU measures one.
 """
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +184,27 @@ def _scaled(xp, a, e: int):
     return xp.ldexp(a, e).astype(a.dtype, copy=False)
 
 
+# --- the direct forward by k ---------------------------------------------------------------------------
+
+#: The longest filter auto's forward runs on a backend's streaming step (cupy naive, numba_cuda tiled: one or a
+#: few outputs per thread, the loads of many threads in flight, little code per output) rather than on its
+#: register-window step (cupy vec16, numba_cuda regwin: R outputs per thread, whose per-tile code, a staged
+#: window and filter chunk, two barriers and the epilogue of R outputs, costs more than it saves at few taps).
+#: A MODEL value until a GPU measures it: python -m plots.model.oned (n = 1e8, H100 SXM) puts the streaming
+#: steps at ~99% of the HBM copy ceiling up to k = 15 in both dtypes and behind the window steps from k = 19
+#: (their loads or instructions per output grow with k; the window's FMAs per loaded value do not).
+STREAM_MAX_K = 15
+
+
+def direct_variant(wraps: Mapping, op: str, k: int) -> str | None:
+    """The variant of the direct step `auto` runs for `op` at a k-tap filter, from its `wraps` (op -> ((max_k,
+    variant), ..., (None, variant))); None for an op auto does not wrap."""
+    for max_k, variant in wraps.get(op, ()):
+        if max_k is None or k <= max_k:
+            return variant
+    return None
+
+
 # --- the layer ---------------------------------------------------------------------------------------
 
 #: The layer's implicit GEMM (variant gemm) pays where each group's GEMM is wide enough: its reduction
@@ -248,15 +275,21 @@ def engines(E: Engines, backend: str, table=None) -> Engines:
 
 # --- the steps ------------------------------------------------------------------------------------------
 
-def step(*, forward: Step, weight_grad: Step, table: str) -> Step:
-    """A backend's 1-D `auto` step (the default): `forward`'s correlation and bias sum and `weight_grad`'s
-    weight gradient, each replaced by an FFT where the crossover table of backend `table` and the accuracy
-    rule allow it."""
-    direct = Engines(forward.engines.correlate, weight_grad.engines.weight_grad, forward.engines.total,
+def step(*, stream: Step, forward: Step, weight_grad: Step, table: str) -> Step:
+    """A backend's 1-D `auto` step (the default): the correlation of `stream` for filters of up to STREAM_MAX_K
+    taps and of `forward` beyond, `forward`'s bias sum and `weight_grad`'s weight gradient, each replaced by an
+    FFT where the crossover table of backend `table` and the accuracy rule allow it."""
+    short, wide = stream.engines.correlate, forward.engines.correlate
+
+    def correlate(sig, f, out, launch, **options):  # f: the filter (the whole signal when periodic)
+        (short if f.shape[0] <= STREAM_MAX_K else wide)(sig, f, out, launch, **options)
+
+    direct = Engines(correlate, weight_grad.engines.weight_grad, forward.engines.total,
                      empty=forward.engines.empty, launch_of=forward.engines.launch_of)
     E = engines(direct, table)
     return Step("auto", correlation_impls(E), NOTES["auto"], method="auto", default=True,
-                wraps={"conv1d": forward.variant, "conv1d_weight_grad": weight_grad.variant}, engines=E)
+                wraps={"conv1d": ((STREAM_MAX_K, stream.variant), (None, forward.variant)),
+                       "conv1d_weight_grad": ((None, weight_grad.variant),)}, engines=E)
 
 
 def layer_step(gemm: Step, direct: Step, accepts, launch_of) -> Step:

@@ -11,7 +11,7 @@ else reads the declarations, never a table of its own:
                        accepts, with the dynamic shared memory it asks for there (plots/model/resources.py)
     the static model   Step.hot (op -> the kernel its default launch runs), Step.shape (op -> blocks,
                        executed FMAs, longest FMA chain of that launch), Step.traced_as (plots/model/oned.py)
-    `auto`             Step.wraps: op -> the direct step it runs (gpu/auto.py, plots/model/crossover.py)
+    `auto`             Step.wraps: op -> the direct steps it runs, by k (gpu/auto.py, plots/model/crossover.py)
     the plots          a colour per step: the backend's hue, shaded by the step's place in its ladder
 
 The 1-D ops are launches of three engines that a step supplies (`Engines`), the same in both backends:
@@ -108,7 +108,7 @@ class Step:
     kernels: Callable[[str], Iterable[Kernel]] = _no_kernels  # dtype -> the kernels it compiles
     hot: Mapping[str, Callable] = field(default_factory=dict)  # op -> (dtype, k) -> name of its hot Kernel
     shape: Callable | None = None  # (op, n, k, dtype) -> {"blocks", "fmas", "chain"} of the default launch
-    wraps: Mapping[str, str] = field(default_factory=dict)  # auto: op -> the variant of the step it runs
+    wraps: Mapping[str, tuple] = field(default_factory=dict)  # auto: op -> ((max_k, variant), ..., (None, variant))
     traced_as: str = ""  # the numba_cuda variant whose counted traffic stands for this step's (the model)
     engines: Engines | None = None  # a 1-D step's engines (auto wraps them)
 

@@ -20,7 +20,8 @@ from kernels import compare, fft_choice
 
 BACKENDS = ("numba_cuda", "cupy")
 SMALL = {"numba_cuda": {"block": 32, "per_thread": 1}, "cupy": {"block": 32}}
-DIRECT = {"numba_cuda": "regwin", "cupy": "vec"}
+DIRECT = {"numba_cuda": "regwin", "cupy": "vec16"}  # the direct forward beyond auto.STREAM_MAX_K taps
+STREAM = {"numba_cuda": "tiled", "cupy": "naive"}  # up to auto.STREAM_MAX_K taps
 FFT_OPS = ["conv1d", "conv1d_relu", "conv1d_input_grad", "conv1d_weight_grad"]
 
 
@@ -95,6 +96,24 @@ def test_below_the_crossover_auto_is_the_direct_step(backend, monkeypatch):
     got = kernels.get("conv1d", backend, "auto", **SMALL[backend])(x, w)
     direct = kernels.get("conv1d", backend, DIRECT[backend], **SMALL[backend])(x, w)
     np.testing.assert_array_equal(compare.to_host(got), compare.to_host(direct))
+
+
+@pytest.mark.parametrize("backend", [pytest.param(b, marks=marks_for(b)) for b in BACKENDS])
+def test_the_direct_forward_is_chosen_by_k_as_declared(backend, monkeypatch):
+    """auto's forward is the streaming step up to STREAM_MAX_K taps and the window step beyond, each op that runs
+    the correlation engine alike (the input gradient too), and its `wraps` says so."""
+    from plots.model.crossover import wrapped_at
+
+    monkeypatch.setattr(auto, "load", lambda backend: {})  # no table: direct everywhere
+    rng = np.random.default_rng()
+    x = rng.standard_normal(300).astype(np.float32)
+    for k, variant in ((auto.STREAM_MAX_K, STREAM[backend]), (auto.STREAM_MAX_K + 1, DIRECT[backend])):
+        assert wrapped_at(backend, "conv1d", k) == variant
+        w = rng.standard_normal(k).astype(np.float32)
+        for op, args in (("conv1d", (x, w)), ("conv1d_input_grad", (w, x))):
+            got = kernels.get(op, backend, "auto", **SMALL[backend])(*args)
+            direct = kernels.get(op, backend, variant, **SMALL[backend])(*args)
+            np.testing.assert_array_equal(compare.to_host(got), compare.to_host(direct), err_msg=f"{op} k={k}")
 
 
 def test_committed_tables_are_valid_and_say_where_they_come_from():

@@ -234,17 +234,18 @@ def _pred(backend, variant, op, dtype, k, time_s, hbm, peak, n=10**8, device="h1
 
 def test_targets_judge_the_default_step_and_compare_numba_with_cuda_c():
     from plots.model import predict as model
-    from plots.model.crossover import wrapped
+    from plots.model.crossover import wrapped_at
 
-    numba_step = wrapped("numba_cuda")["conv1d"]
+    numba_step, cupy_step = wrapped_at("numba_cuda", "conv1d", 511), wrapped_at("cupy", "conv1d", 511)
     preds = [_pred("cupy", "tiled", "conv1d", "float32", 511, 4.0, 0.1, 0.2),
-             _pred("cupy", "vec", "conv1d", "float32", 511, 1.0, 0.3, 0.75),
+             _pred("cupy", cupy_step, "conv1d", "float32", 511, 1.0, 0.3, 0.75),
              _pred("cupy", "naive", "conv1d", "float32", 511, 0.5, 0.3, 0.8),  # faster, not the default
              _pred("numba_cuda", numba_step, "conv1d", "float32", 511, 2.0, 0.2, 0.375),
-             _pred("cupy", wrapped("cupy")["conv1d_weight_grad"], "conv1d_weight_grad", "float64", 3, 1.0, 0.5, 0.01)]
+             _pred("cupy", wrapped_at("cupy", "conv1d_weight_grad", 3), "conv1d_weight_grad", "float64", 3, 1.0, 0.5,
+                   0.01)]
     rows = {(r["backend"], r["op"].split()[0], r["k"]): r for r in model.targets(preds, "h100-sxm")}
     vec = rows["cupy", "conv1d", 511]
-    assert vec["default"] == "auto: vec" and vec["met"] == "yes" and vec["share"].startswith("75.0%")
+    assert vec["default"] == f"auto: {cupy_step}" and vec["met"] == "yes" and vec["share"].startswith("75.0%")
     assert vec["fastest"] == "naive (80.0%)"
     numba = rows["numba_cuda", "conv1d", 511]
     assert numba["met"] == "no (0.62x)" and "2.00x the time (beyond 1.5x)" == numba["vs CUDA C"]
@@ -260,9 +261,9 @@ def test_auto_takes_the_side_its_table_picks(monkeypatch):
     table = {"schema": 1, "ops": {op: {d: dict(row) for d in ("float32", "float64")}
                                   for op in ("conv1d", "conv1d_weight_grad")}}
     monkeypatch.setattr(auto, "load", lambda backend: table)
-    step = crossover.wrapped("cupy")["conv1d"]
+    step = crossover.wrapped_at("cupy", "conv1d", 511)
     direct = [_pred("cupy", step, "conv1d", "float32", k, 1e-3, 0.5, 0.5) for k in (511, 2048)]
-    other = _pred("cupy", "naive", "conv1d", "float32", 9, 1, 1, 1)  # not the step auto wraps: no row
+    other = _pred("cupy", "tiled", "conv1d", "float32", 9, 1, 1, 1)  # not a step auto wraps: no row
     got = {p["k"]: p for p in model.auto_predictions(direct + [other])}
     assert set(got) == {511, 2048} and all(p["variant"] == "auto" for p in got.values())
     assert got[511]["time_s"] == 1e-3 and got[511]["bound"] == "issue"

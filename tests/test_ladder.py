@@ -38,6 +38,7 @@ def host_total(g, out, launch):
 STEPS = {  # variant -> (forward engine, weight-gradient engine), as a backend would bundle them
     "regwin": (cupy_ladder.correlate_regwin, cupy_ladder.weight_grad_regwin),
     "vec": (cupy_ladder.correlate_vec, cupy_ladder.weight_grad_regwin),
+    "vec16": (cupy_ladder.correlate_vec16, cupy_ladder.weight_grad_regwin),
 }
 OP_NAMES = ["conv1d", "conv1d_relu", "conv1d_input_grad", "conv1d_weight_grad", "conv1d_relu_backward",
             "circular_correlate", "circular_correlate_backward"]
@@ -206,11 +207,15 @@ def accepted_blocks(bound):
 @pytest.mark.parametrize("itemsize", [4, 8])
 def test_every_accepted_block_fits_48_kb(itemsize):
     dtype = {4: np.float32, 8: np.float64}[itemsize]
-    for step in ("regwin", "vec"):
+    for step in ("regwin", "vec", "vec16"):
         for block in accepted_blocks(cupy_ladder.FORWARD_BOUNDS[(step, np.dtype(dtype).name, 4)]):
             R = cupy_ladder.forward_per_thread(step, dtype, block)
             assert block <= cupy_ladder.FORWARD_BOUNDS[(step, np.dtype(dtype).name, R)]
-            assert plan.forward_shared_bytes(block, R, plan.TAPS, itemsize, step == "vec") <= 48 << 10
+            assert plan.forward_shared_bytes(block, R, plan.TAPS, itemsize, step != "regwin") <= 48 << 10
+    # vec16 accepts every block vec does (auto's forward), with R = 16 up to its bound
+    name = np.dtype(dtype).name
+    assert cupy_ladder.FORWARD_BOUNDS[("vec16", name, 4)] == cupy_ladder.FORWARD_BOUNDS[("vec", name, 4)]
+    assert cupy_ladder.forward_per_thread("vec16", dtype, cupy_ladder.FORWARD_BOUNDS[("vec16", name, 16)]) == 16
     for k in (1, 3, 16, 17, 100, 511, 10**6):
         TP = plan.TP_SMALL if k <= plan.TP_SMALL_MAX_K else plan.TP_LARGE
         for block in accepted_blocks(cupy_ladder.WG_BOUNDS[(np.dtype(dtype).name, TP)]):

@@ -75,8 +75,9 @@ def test_filter_chunks_and_tap_groups(op_name, n, k, block, variant, rng):
     print(*compare.assert_close(op_name, get(op_name, variant, block=block)(*args, **kwargs), args, kwargs))
 
 
-@pytest.mark.parametrize("per_thread", [4, 8])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype, per_thread", [(np.float32, 4), (np.float32, 8), (np.float32, 16), (np.float64, 4),
+                                               (np.float64, 8)],
+                         ids=["f32-R4", "f32-R8", "f32-R16", "f64-R4", "f64-R8"])
 @pytest.mark.parametrize("features", [
     dict(), dict(flip=True), dict(offset=-6), dict(offset=3), dict(offset=-400),
     dict(periodic=True), dict(periodic=True, offset=1, flip=True), dict(periodic=True, offset=-700),
@@ -85,7 +86,7 @@ def test_filter_chunks_and_tap_groups(op_name, n, k, block, variant, rng):
                           for a, b in d.items()) or "plain")
 def test_engine_features(features, dtype, per_thread, rng):
     """correlate_regwin directly, against a float64 loop: offsets with zero padding on either side,
-    periodic wrap (also over more than one period), bias and the epilogues; R = 4 and 8; grid stride
+    periodic wrap (also over more than one period), bias and the epilogues; each R; grid stride
     (max_blocks=2); M larger than the valid part so that padding is reached at both ends."""
     N, L = 301, 37
     sig, f = rng.standard_normal(N).astype(dtype), rng.standard_normal(L).astype(dtype)

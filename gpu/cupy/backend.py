@@ -3,8 +3,10 @@
 Ladder (each step declared once, next to its launches; gpu/steps.py says who reads the declarations):
 
     1-D ops      naive -> tiled -> atomic (reductions)    gpu/cupy/correlate.py   correlate.cu
-                 regwin -> vec, wg_regwin -> wg_stream     gpu/cupy/ladder.py      ladder.cu
-                 auto (the default): vec and wg_stream, or an FFT where faster and accurate (gpu/auto.py)
+                 regwin -> vec -> vec16                    gpu/cupy/ladder.py      ladder.cu
+                 wg_regwin -> wg_stream                    gpu/cupy/ladder.py      ladder.cu
+                 auto (the default): naive up to gpu.auto.STREAM_MAX_K taps and vec16 beyond, wg_stream; or an
+                 FFT where faster and accurate (gpu/auto.py)
     the layer    direct                                    gpu/cupy/layer.py       layer.cu
                  gemm                                      gpu/cupy/layer_gemm.py  layer_gemm.cu
                  auto (the default): gemm where each group's GEMM is wide enough and the gemm kernels take
@@ -43,7 +45,7 @@ def status() -> Status:
     return Status("unavailable", reason)
 
 
-AUTO = auto.step(forward=ladder.VEC, weight_grad=ladder.WG_STREAM, table="cupy")
+AUTO = auto.step(stream=correlate.NAIVE, forward=ladder.VEC16, weight_grad=ladder.WG_STREAM, table="cupy")
 LAYER_AUTO = auto.layer_step(layer_gemm.GEMM, layer.DIRECT, layer_gemm.accepts, Launch.of)
 STEPS: tuple[Step, ...] = (*(s for m in KERNEL_MODULES for s in m.STEPS), AUTO, LAYER_AUTO)
 

@@ -2,8 +2,12 @@
 layouts in gpu/launch.py, the same for the numba.cuda twins of gpu/numba_cuda/ladder.py):
 
     regwin     tiled, but R contiguous outputs per thread with a register sliding window over x, and a halo of
-               exactly k-1: each x value loaded from shared memory serves R outputs
+               exactly k-1: each x value loaded from shared memory serves R outputs; filter chunks padded with
+               zero taps to whole runs of R (gpu.launch.padded_taps: no remainder code)
     vec        regwin with 16-byte loads and stores (float4 / double2) where aligned: fewer load instructions
+    vec16      vec with R = 16 outputs per thread (up to 512 threads in float32, 256 in float64; vec's R at larger
+               blocks): each x and filter value read from shared memory serves 16 FMAs, halving the shared loads
+               and window shifts per FMA; auto's forward beyond gpu.auto.STREAM_MAX_K taps
     wg_regwin  the weight gradient with tap tiles sized to k, contiguous taps and j per thread with a register
                window; warp shuffles, then fixed-order block and partial sums (deterministic)
     wg_stream  wg_regwin with 16-byte staging loads, STAGE_LOADS in flight per thread, slices of up to 512 bytes
@@ -32,11 +36,13 @@ from gpu.steps import FORWARD_OPS, NOTES, Engines, Kernel, Step, correlation_imp
 SOURCE = tunables.FOLDER / "ladder.cu"
 #: (step, dtype, outputs per thread R) -> __launch_bounds__ of the forward steps = the largest block accepted
 #: (registers; vec float64 R = 4 by shared memory: its padding of one vector per two makes 1024 threads need
-#: 48 KB + 2 KB).
+#: 48 KB + 2 KB). vec16 takes vec's instantiations (the same kernels) at the blocks R = 16 does not: it accepts
+#: every launch vec does, as auto's forward must.
+VEC_BOUNDS = {("float32", 4): 1024, ("float32", 8): 1024, ("float64", 4): 512, ("float64", 8): 512}
 FORWARD_BOUNDS = {("regwin", "float32", 4): 1024, ("regwin", "float32", 8): 1024, ("regwin", "float64", 4): 1024,
-                  ("regwin", "float64", 8): 512, ("vec", "float32", 4): 1024, ("vec", "float32", 8): 1024,
-                  ("vec", "float64", 4): 512, ("vec", "float64", 8): 512,
-                  ("vec16", "float32", 16): 512, ("vec16", "float64", 16): 256}
+                  ("regwin", "float64", 8): 512, **{("vec", *key): bound for key, bound in VEC_BOUNDS.items()},
+                  ("vec16", "float32", 16): 512, ("vec16", "float64", 16): 256,
+                  **{("vec16", *key): bound for key, bound in VEC_BOUNDS.items()}}
 #: (dtype, taps per thread TP) -> __launch_bounds__ of weight_grad_regwin = the largest block accepted; TP_WIDE:
 #: weight_grad_stream only (151 registers at sm_90).
 WG_BOUNDS = {("float32", 4): 1024, ("float32", 16): 512, ("float32", 32): 256, ("float64", 4): 512,
@@ -63,7 +69,7 @@ def wg_name(dtype, TP: int, stream=False) -> str:
     return f"weight_grad_{'stream' if stream else 'regwin'}<{CTYPE[d]}, {TP}, {WG_BOUNDS[(d, TP)]}>"
 
 
-NAMES = (*(forward_name(step, d, R) for step, d, R in FORWARD_BOUNDS),
+NAMES = (*dict.fromkeys(forward_name(step, d, R) for step, d, R in FORWARD_BOUNDS),
          *(wg_name(d, TP, stream) for d, TP in WG_BOUNDS for stream in (False, True) if stream or TP != plan.TP_WIDE),
          "wg_sum_partials<float>", "wg_sum_partials<double>")
 
@@ -84,7 +90,7 @@ def forward_per_thread(step: str, dtype, block: int) -> int:
 
 def _correlate(step, sig, f, out, launch, flip, offset, periodic, bias, epilogue, gate, per_thread):
     R, shared = plan.forward_plan(_bounds(step, out.dtype), out.dtype, launch.block, f.shape[0], FORWARD[step][1],
-                                  per_thread)
+                                  per_thread, whole_runs=True)
     M = out.shape[0]
     if M == 0:
         return
@@ -110,7 +116,7 @@ def correlate_vec(sig, f, out, launch, *, flip=False, offset=0, periodic=False, 
 
 def correlate_vec16(sig, f, out, launch, *, flip=False, offset=0, periodic=False, bias=None, epilogue=0,
                     gate=None, per_thread=None):
-    """Step vec16: vec with R = 16 contiguous outputs per thread."""
+    """Step vec16: vec with R = 16 contiguous outputs per thread (at blocks up to its launch bound; vec's R beyond)."""
     _correlate("vec16", sig, f, out, launch, flip, offset, periodic, bias, epilogue, gate, per_thread)
 
 
@@ -181,7 +187,7 @@ def wg_kernels(stream=False):
 def _forward_shape(step):
     def of(op, n, k, dtype):
         launch = Launch()
-        return plan.forward_shape(n, k, forward_per_thread(step, dtype, launch.block), launch)
+        return plan.forward_shape(n, k, forward_per_thread(step, dtype, launch.block), launch, whole_runs=True)
     return of
 
 

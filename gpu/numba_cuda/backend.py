@@ -4,7 +4,8 @@ Ladder (each step declared once, next to its launches; gpu/steps.py says who rea
 
     1-D ops      naive -> tiled -> atomic (reductions)    gpu/numba_cuda/correlate.py (+ reduce.py for the sums)
                  regwin, wg_regwin -> wg_stream            gpu/numba_cuda/ladder.py (twins of gpu/cupy/ladder.cu)
-                 auto (the default): regwin and wg_stream, or an FFT where faster and accurate (gpu/auto.py)
+                 auto (the default): tiled up to gpu.auto.STREAM_MAX_K taps and regwin beyond, wg_stream; or
+                 an FFT where faster and accurate (gpu/auto.py)
     the layer    direct -> tiled                           gpu/numba_cuda/layer.py
                  gemm                                      gpu/numba_cuda/layer_gemm.py
                  auto (the default): gemm where each group's GEMM is wide enough and the gemm kernels take
@@ -156,7 +157,7 @@ class NumbaCudaBackend(Backend):
         return serialised
 
 
-AUTO = auto.step(forward=ladder.REGWIN, weight_grad=ladder.WG_STREAM, table="numba_cuda")
+AUTO = auto.step(stream=correlate.TILED, forward=ladder.REGWIN, weight_grad=ladder.WG_STREAM, table="numba_cuda")
 LAYER_AUTO = auto.layer_step(layer_gemm.GEMM, layer.DIRECT, layer_gemm.accepts, Launch.of)
 STEPS: tuple[Step, ...] = (*(s for m in KERNEL_MODULES for s in m.STEPS), AUTO, LAYER_AUTO)
 

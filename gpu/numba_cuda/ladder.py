@@ -9,7 +9,10 @@ names and shared-memory layouts (gpu/launch.py computes them for both).
 Steps (registered by gpu/numba_cuda/backend.py under these names, never renumbered):
 
     regwin     (forward, every op of gpu/steps.py) tiled, but R contiguous outputs per thread
-               (8; 4 where registers or shared memory demand it) with a register sliding window over the
+               (16 up to 512 threads in float32, as the CUDA C vec16; else 8, or 4 where
+               registers or shared memory demand it: each x and filter value read from shared memory serves R
+               FMAs, so R = 16 halves the shared loads, window shifts and per-tile code per FMA of R = 8; auto's
+               forward beyond gpu.auto.STREAM_MAX_K taps) with a register sliding window over the
                staged x: each x loaded from shared memory serves R outputs (tiled: 1); the halo is k-1
                (filter chunks of TAPS = 256 taps; tiled stages chunks of a whole tile of taps and the
                matching halo whatever k); one padding word per run of R in shared memory, so that the
@@ -77,7 +80,10 @@ from gpu.numba_cuda.jit import boolean, config, cuda, int64, types, uint32, uint
 from gpu.steps import FORWARD_OPS, NOTES, Engines, Kernel, Step, correlation_impls
 
 #: (dtype, outputs per thread R) -> largest block regwin accepts (registers without spills: plots/model/resources.py).
-FORWARD_BOUNDS = {("float32", 4): 1024, ("float32", 8): 1024, ("float64", 4): 1024, ("float64", 8): 512}
+#: R = 16 in float32 only: in float64 its registers leave 4 blocks an SM, and the model puts regwin R = 16 behind
+#: R = 8 at k = 127 (59% against 68% of the FMA peak: the chunk's round trips to memory are no longer hidden).
+FORWARD_BOUNDS = {("float32", 4): 1024, ("float32", 8): 1024, ("float32", 16): 512, ("float64", 4): 1024,
+                  ("float64", 8): 512}
 #: (dtype, taps per thread TP) -> largest block wg_regwin accepts; TP_WIDE: wg_stream only.
 WG_BOUNDS = {("float32", 4): 1024, ("float32", 16): 512, ("float32", plan.TP_WIDE): 256, ("float64", 4): 512,
              ("float64", 16): 256}
@@ -230,7 +236,8 @@ def window_factory(taps: int):
 # --- regwin: the forward step ---------------------------------------------------------------------------
 
 def forward_per_thread(dtype, block: int) -> int:
-    """Outputs per thread R that regwin uses at `block`: 8 where its bound and the shared memory allow, else 4."""
+    """Outputs per thread R that regwin uses at `block`: the largest of its instantiations whose bound and shared
+    memory allow."""
     return plan.forward_per_thread(_bounds(dtype), dtype, block)
 
 
@@ -352,7 +359,7 @@ def regwin_kernel(dtype: np.dtype, block: int, per_thread: int):
 def correlate_regwin(sig, f, out, launch: Launch, *, flip=False, offset=0, periodic=False, bias=None,
                      epilogue=0, gate=None, per_thread=None):
     """Step regwin: out[o] = epilogue(sum_i f'[i] s[o+i] + bias) (gpu/steps.py's engine), with
-    R = per_thread (4 or 8; default `forward_per_thread`) contiguous outputs per thread. The launch's own
+    R = per_thread (4, 8 or 16; default `forward_per_thread`) contiguous outputs per thread. The launch's own
     per_thread is the tiled kernels' option: regwin picks R as the CUDA C step does."""
     block, M = launch.block, out.shape[0]
     R, shared = plan.forward_plan(_bounds(out.dtype), out.dtype, block, f.shape[0], per_thread=per_thread)
@@ -578,7 +585,10 @@ def wg_kernels(dtype: str, stream: bool = False) -> list[Kernel]:
 ENGINES = Engines(correlate_regwin, weight_grad_regwin, reduce.total_tiled, empty=cuda.device_array,
                   launch_of=Launch.of)
 B0 = DEFAULT_LAUNCH.block
-REGWIN = Step("regwin", correlation_impls(ENGINES, FORWARD_OPS), NOTES["regwin"], kernels=regwin_kernels,
+REGWIN = Step("regwin", correlation_impls(ENGINES, FORWARD_OPS),
+              {"": "tiled, but R = 16 contiguous outputs per thread in float32, 8 in float64 (4 where registers "
+                   "or shared memory demand it) with a register sliding window over x, and a halo of exactly k-1: "
+                   "each x value loaded serves R outputs"}, kernels=regwin_kernels,
               hot={"conv1d": lambda d, k: f"ladder.regwin_kernel[B={B0},R={forward_per_thread(d, B0)}]"},
               shape=lambda op, n, k, d: plan.forward_shape(n, k, forward_per_thread(d, B0), DEFAULT_LAUNCH),
               engines=ENGINES)

@@ -18,10 +18,10 @@ With --layer, the variants the layer's `auto` chooses between (cpu/layer_auto.py
 side (`time_race`, the minimum counts) on LAYER_TUNE_SHAPES, forward and backward, and the fastest of each
 pass is recorded per shape with the raw times, for `auto` to take the choice of the nearest shape.
 
-With --backend, the GPU `auto` variant's crossover is measured instead: the direct step it wraps
-(the `wraps` of its declaration, plots.model.crossover.wrapped) against auto's own FFT path (the accuracy
-rule included: auto run with a table
-that sends every k to the FFT), timed with device events after warm-up (`time_gpu`), for n in GPU_N.
+With --backend, the GPU `auto` variant's crossover is measured instead: auto's direct side (auto run with an
+empty table: the direct step it runs at each k, the `wraps` of its declaration) against auto's own FFT path
+(the accuracy rule included: auto run with a table that sends every k to the FFT), timed with device events
+after warm-up (`time_gpu`), for n in GPU_N.
 That table replaces the model's (plots.model.crossover); without a GPU the backend's arrays live on the host
 (emulator, simulator) and the timer is the CPU's, which only tests the sweep.
 """
@@ -45,7 +45,6 @@ from kernels.spec import OPS
 from plots.bench.machine import cpu_info
 from plots.bench.sweeps import LAYER_OPS, LAYER_SHAPES, shape_label
 from plots.bench.timing import time_cpu, time_gpu, time_race
-from plots.model import crossover
 
 N = (10_000, 100_000, 1_000_000)
 K0 = fft.MIN_SUM
@@ -72,22 +71,25 @@ def _gpu_kernels(op, backend):
     """(direct, fft, to_device, timer) of a GPU backend's auto: the wrapped direct step and the FFT path."""
     row = {"n": [1, 10**12], "k_fft": [1, 1], "k_max": [1, 10**12]}
     always = {"schema": 1, "ops": {o: {d: dict(row) for d in ("float32", "float64")} for o in fft_choice.FFT_OPS}}
-    direct = kernels.get(op, backend, crossover.wrapped(backend)[op])
     by_auto = kernels.get(op, backend, "auto")
 
     def call(fn, x, s, out):  # conv1d(x, w) or conv1d_weight_grad(x, g, k)
         return fn(x, s, out=out) if op == "conv1d" else fn(x, s, out.shape[0], out=out)
 
-    def by_fft(x, s, out):
-        real, gpu_auto.load = gpu_auto.load, lambda _backend: always
-        try:
-            return call(by_auto, x, s, out)
-        finally:
-            gpu_auto.load = real
+    def with_table(table):
+        def run(x, s, out):
+            real, gpu_auto.load = gpu_auto.load, lambda _backend: table
+            try:
+                return call(by_auto, x, s, out)
+            finally:
+                gpu_auto.load = real
+        return run
+
+    direct, by_fft = with_table({}), with_table(always)  # {}: direct everywhere
 
     arrays = kernels.registry.backend(backend).arrays
     real_gpu = kernels.status(backend).state == "real GPU"
-    return (lambda x, s, out: call(direct, x, s, out)), by_fft, arrays.prepare, time_gpu if real_gpu else time_cpu
+    return direct, by_fft, arrays.prepare, time_gpu if real_gpu else time_cpu
 
 
 def sweep(op: str, dtype, n: int, rng, backend: str | None = None) -> dict:

@@ -4,7 +4,8 @@ not a measurement, until a GPU measures one.
     python -m plots.model.crossover [--device h100-sxm] [--dry-run]     writes gpu/crossover_<backend>.json
 
 For each backend, op with an FFT path (conv1d, conv1d_weight_grad), dtype and n in N, the direct time
-is plots.model.oned's bound for the direct step `auto` wraps (its declaration's `wraps`) plus one launch, and
+is plots.model.oned's bound for the direct step `auto` runs at that k (its declaration's `wraps`) plus one launch,
+and
 the FFT time is
 
     T_fft = bytes / HBM bandwidth + FFT_OVERHEAD_S
@@ -25,7 +26,7 @@ import json
 import math
 import sys
 
-from gpu.auto import path
+from gpu.auto import direct_variant, path
 from kernels import fft_choice, registry
 from plots.model import oned
 from plots.model.devices import DEVICES
@@ -38,9 +39,16 @@ LAUNCH_S = 5e-6
 FFT_OVERHEAD_S = 100e-6
 
 
-def wrapped(backend: str) -> dict[str, str]:
-    """op -> the variant of the direct step `backend`'s 1-D `auto` runs (the `wraps` of its declaration)."""
+def wrapped(backend: str) -> dict[str, tuple]:
+    """op -> the direct steps `backend`'s 1-D `auto` runs, ((max_k, variant), ..., (None, variant)) (the `wraps`
+    of its declaration, gpu.auto.direct_variant)."""
     return dict(next(s.wraps for s in registry.steps(backend) if s.variant == "auto" and s.wraps))
+
+
+def wrapped_at(backend: str, op: str, k: int) -> str | None:
+    """The variant of the direct step `backend`'s 1-D `auto` runs for `op` at k taps; None for an op it does not
+    wrap."""
+    return direct_variant(wrapped(backend), op, k)
 
 
 def fft_time(n: int, k: int, itemsize: int, device) -> float:
@@ -55,12 +63,12 @@ def table(backend: str, slug: str = "h100-sxm") -> dict:
     """The crossover table of `backend` (schema kernels.fft_choice) from the model on device `slug`."""
     device = DEVICES[slug]
     ops = {}
-    for op, variant in wrapped(backend).items():
+    for op in wrapped(backend):
         ops[op] = {}
         for dtype in ("float32", "float64"):
             preds = {(p["n"], p["k"]): p["time_s"] for p in oned.model(N, K, (dtype,), devices=(slug,),
                                                                             ops=(op,))
-                     if p["backend"] == backend and p["variant"] == variant}
+                     if p["backend"] == backend and p["variant"] == wrapped_at(backend, op, p["k"])}
             row = {"n": [], "k_fft": [], "k_max": []}
             for n in N:
                 ks = [k for k in K if k <= n]

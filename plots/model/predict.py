@@ -33,11 +33,11 @@ DEVICES_DRAWN = ("h100-sxm", "h200")
 
 def auto_predictions(predictions) -> list[dict]:
     """Rows for each backend's `auto`: the model time of the side its crossover table picks at (n, k), the
-    direct step's (its `wraps`, plots.model.crossover.wrapped) or the FFT's (plots.model.crossover.fft_time),
+    direct step's at k (its `wraps`, plots.model.crossover.wrapped_at) or the FFT's (plots.model.crossover.fft_time),
     bound "fft" then."""
     rows = []
     for p in predictions:
-        if p["variant"] != crossover.wrapped(p["backend"]).get(p["op"]):
+        if p["variant"] != crossover.wrapped_at(p["backend"], p["op"], p["k"]):
             continue
         row = {**p, "variant": "auto"}
         if auto.use_fft(auto.load(p["backend"]), p["op"], p["n"], p["k"], p["dtype"]):
@@ -65,7 +65,7 @@ BACKEND_RATIO = 1.5
 
 def targets(predictions, slug: str) -> list[dict]:
     """Per backend, op, dtype and k of TARGET_KS at N_AT: the default's direct step (what `auto` runs there,
-    plots.model.crossover.wrapped), its share of HBM bandwidth (k <= 7) or of the dtype's FMA peak (k >= 127), the
+    plots.model.crossover.wrapped_at), its share of HBM bandwidth (k <= 7) or of the dtype's FMA peak (k >= 127), the
     target and whether it is met (by the latency-aware estimate), the band up to the optimistic bound, the
     fastest variant by the model when another, and numba.cuda's default against CUDA C's (within
     BACKEND_RATIO). HBM shares are of the measured copy ceiling (plots.model.devices copy_gbs)."""
@@ -74,7 +74,7 @@ def targets(predictions, slug: str) -> list[dict]:
         if p["device"] != slug or p["n"] != N_AT or p["k"] not in TARGET_KS or p["variant"] == "auto":
             continue
         key = (p["backend"], p["op"], p["dtype"], p["k"])
-        if p["variant"] == crossover.wrapped(p["backend"]).get(p["op"]):
+        if p["variant"] == crossover.wrapped_at(p["backend"], p["op"], p["k"]):
             at[key] = p
         if key not in best or p["time_s"] < best[key]["time_s"]:
             best[key] = p

@@ -45,8 +45,8 @@ loop (forward, dx: ceil(C/CC) channel chunks, each Kc hot-loop trips over its st
 per_split position chunks of BL/4 trips), each costing its straight-line code (of an if/else the shorter
 arm: the interior staging path) plus its hot loop's trips (`nested_profile`); each staged tap chunk is one
 round trip of the life bound. The model hides latency only as far as T_life says (a direct launch: fully),
-ignores launch overhead and per-tile prologues and epilogues, and counts the split-K workspace (written by the partials, read by the split sum) as HBM
-traffic, though it may stay in L2.
+ignores launch overhead and per-tile prologues and epilogues, and counts the split-K workspace (written by the
+partials, read by the split sum) as HBM traffic, though it may stay in L2.
 """
 
 from __future__ import annotations

@@ -190,9 +190,10 @@ def _scaled(xp, a, e: int):
 #: few outputs per thread, the loads of many threads in flight, little code per output) rather than on its
 #: register-window step (cupy vec16, numba_cuda regwin: R outputs per thread, whose per-tile code, a staged
 #: window and filter chunk, two barriers and the epilogue of R outputs, costs more than it saves at few taps).
-#: A MODEL value until a GPU measures it: python -m plots.model.oned (n = 1e8, H100 SXM) puts the streaming
-#: steps at ~99% of the HBM copy ceiling up to k = 15 in both dtypes and behind the window steps from k = 19
-#: (their loads or instructions per output grow with k; the window's FMAs per loaded value do not).
+#: A MODEL value until a GPU measures it: python -m plots.model.oned (n = 1e8, H100 SXM; its numbers are in
+#: targets.md) puts the streaming steps at the HBM copy ceiling up to k = 15 in both dtypes and behind the window
+#: steps from k = 19 (their loads or instructions per output grow with k; the window's FMAs per loaded value do
+#: not).
 STREAM_MAX_K = 15
 
 

@@ -81,7 +81,7 @@ from gpu.steps import FORWARD_OPS, NOTES, Engines, Kernel, Step, correlation_imp
 
 #: (dtype, outputs per thread R) -> largest block regwin accepts (registers without spills: plots/model/resources.py).
 #: R = 16 in float32 only: in float64 its registers leave 4 blocks an SM, and the model puts regwin R = 16 behind
-#: R = 8 at k = 127 (59% against 68% of the FMA peak: the chunk's round trips to memory are no longer hidden).
+#: R = 8 at k = 127 (the chunk's round trips to memory are no longer hidden).
 FORWARD_BOUNDS = {("float32", 4): 1024, ("float32", 8): 1024, ("float32", 16): 512, ("float64", 4): 1024,
                   ("float64", 8): 512}
 #: (dtype, taps per thread TP) -> largest block wg_regwin accepts; TP_WIDE: wg_stream only.

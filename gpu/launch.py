@@ -187,22 +187,15 @@ def forward_per_thread(bounds: dict, dtype, block: int, vec: bool = False) -> in
     return fits[-1] if fits else min(bounds)
 
 
-def padded_taps(count: int, R: int, whole_runs: bool) -> int:
-    """Taps a forward chunk of `count` computes: rounded up to whole runs of R where `whole_runs` (the CUDA C
-    steps: zero taps instead of a remainder loop), else count."""
-    return -(-count // R) * R if whole_runs else count
-
-
-def forward_plan(bounds: dict, dtype, block: int, k: int, vec: bool = False, per_thread=None,
-                 whole_runs: bool = False) -> tuple[int, int]:
+def forward_plan(bounds: dict, dtype, block: int, k: int, vec: bool = False, per_thread=None) -> tuple[int, int]:
     """(R, dynamic shared bytes) of a forward-step launch at `block` for a k-tap filter, after the checks:
     ValueError naming `per_thread` (not an instantiation of `bounds`: R -> launch bound) or `block` (over the
-    launch bound of R, or over the shared-memory limit). `whole_runs`: chunks padded to whole runs of R."""
+    launch bound of R, or over the shared-memory limit)."""
     R = forward_per_thread(bounds, dtype, block, vec) if per_thread is None else per_thread
     if R not in bounds:
         raise ValueError(f"per_thread: expected one of {sorted(bounds)}, got {R!r}")
     check_block(block, bounds[R], f"the forward step with {R} {dtype_name(dtype)} outputs per thread")
-    shared = forward_shared_bytes(block, R, padded_taps(min(k, TAPS), R, whole_runs), itemsize(dtype), vec)
+    shared = forward_shared_bytes(block, R, min(k, TAPS), itemsize(dtype), vec)
     check_shared(shared, f"the forward step at {block} threads with {R} outputs per thread")
     return R, shared
 
@@ -267,18 +260,16 @@ def wg_most_shared(block: int, TP: int, size: int, stream=False, wide=False) -> 
                 {wg_layout(k, block, size, None, slice_bytes, wide) for k in WG_LAYOUT_KS} if tp == TP), default=0)
 
 
-def forward_shape(n: int, k: int, R: int, launch: Launch, whole_runs: bool = False) -> dict:
+def forward_shape(n: int, k: int, R: int, launch: Launch) -> dict:
     """Blocks, executed FMAs and the longest dependent-FMA chain per thread of a forward-step launch with R
-    contiguous outputs per thread: every output k FMAs (with `whole_runs`, each chunk's taps rounded up to whole
-    runs of R: `padded_taps`), a tile of block*R outputs, R independent chains. Its chunks (a tile and a filter
-    chunk of up to TAPS taps): how many, the values a block stages per chunk (the window, block*R + taps - 1,
-    and the taps) and each thread's FMAs per chunk (R*taps)."""
+    contiguous outputs per thread: every output k FMAs, a tile of block*R outputs, R independent chains. Its
+    chunks (a tile and a filter chunk of up to TAPS taps): how many, the values a block stages per chunk (the
+    window, block*R + taps - 1, and the taps) and each thread's FMAs per chunk (R*taps)."""
     m, tile = n - k + 1, launch.block * R
     tiles = -(-m // tile)
     blocks = launch.blocks(m, tile)
-    taps = padded_taps(min(k, TAPS), R, whole_runs)
-    executed = k // TAPS * TAPS + padded_taps(k % TAPS, R, whole_runs)
-    return {"blocks": blocks, "fmas": tiles * tile * executed, "chain": executed * -(-tiles // blocks),
+    taps = min(k, TAPS)
+    return {"blocks": blocks, "fmas": tiles * tile * k, "chain": k * -(-tiles // blocks),
             "chunks": tiles * -(-k // TAPS), "staged": tile + 2 * taps - 1, "chunk_fmas": R * taps}
 
 

@@ -11,9 +11,7 @@
 //   regwin   R contiguous outputs per thread and a register sliding window over the staged x: each x
 //            loaded from shared memory serves R outputs (tiled: 1); the halo is k-1 (tiled: 255 for any k);
 //            one padding word per R in shared memory, so that reads at a stride of R words hit distinct
-//            banks; each filter chunk padded with zero taps to whole runs of R (fewer than R extra FMAs per
-//            chunk), so the chunk has no remainder code (its window shifts and predicated loads were ~100
-//            instructions of a 127-tap chunk at R = 16); the numba twin keeps a remainder loop
+//            banks
 //   vec      regwin with 16-byte loads (float4 / double2): x staged from global memory with vector loads
 //            when the window is aligned and inside sig (scalar otherwise), shared reads of x and f as
 //            vectors (R/4 or R/2 instructions instead of R), vector stores of full output groups;
@@ -124,14 +122,13 @@ __device__ __forceinline__ void stage_run_vec(T* dst, const T* __restrict__ src,
     *reinterpret_cast<V*>(dst + slot) = reinterpret_cast<const V*>(src)[v];
 }
 
-// Stage ss[slot(q)] = s[p0 + q] for q < count (p0 = o0 + c0 the window's first position) and zeros at
-// count <= q <= count + extra (the slots a chunk padded to whole runs of R reads past the window: multiplied
-// by zero taps, or, the last one, never multiplied; they must hold finite values). A window
+// Stage ss[slot(q)] = s[p0 + q] for q < count (p0 = o0 + c0 the window's first position) and a zero at
+// q = count (the spare slot a vector read past the window's end touches; never multiplied). A window
 // inside sig (and, periodic, not wrapping) is copied without bounds checks, with vector loads in `vec`
 // when sig + start is 16-byte aligned; any other window element by element.
 template <class T, int R, bool VEC>
 __device__ __forceinline__ void stage_window(T* ss, const T* __restrict__ sig, long long N, long long offset,
-                                             int periodic, long long p0, int count, int extra) {
+                                             int periodic, long long p0, int count) {
   const int t = threadIdx.x, B = blockDim.x;
   const long long g0 = p0 + offset;  // sig index of q = 0 (before any wrap)
   const long long start = periodic ? wrap(g0, N) : g0;
@@ -155,28 +152,24 @@ __device__ __forceinline__ void stage_window(T* ss, const T* __restrict__ sig, l
       ss[Lay::slot(q)] = (periodic || (pos >= 0 && pos < N)) ? sig[pos] : T(0);
     }
   }
-  if (t <= extra) ss[Lay::slot(count + t)] = T(0);
+  if (t == 0) ss[Lay::slot(count)] = T(0);
 }
 
 // The forward body of `regwin` (VEC = false) and `vec` (VEC = true). Block tile of TILE = B * R outputs,
-// thread t owns outputs o0 + tR + r (r < R). Per filter chunk c0 (count = min(L - c0, LADDER_TAPS) taps,
-// padded to CP = count rounded up to whole runs of R):
-//   fs[c] = f'[c0 + c] (c < count), 0 (count <= c < CP)
-//   ss[slot(q)] = s[o0 + c0 + q]       (q < TILE + count - 1: the tile plus a halo of count - 1), then zeros
-//                                      up to q = TILE + CP - 1
+// thread t owns outputs o0 + tR + r (r < R). Per filter chunk c0 (count = min(L - c0, LADDER_TAPS) taps):
+//   fs[c] = f'[c0 + c]                 (c < count)
+//   ss[slot(q)] = s[o0 + c0 + q]       (q < TILE + count - 1: the tile plus a halo of count - 1)
 //   acc[r] += fs[c] * ss[tR + r + c]
 // The inner loop takes R taps at a time with a window xa[0 .. 2R-1] = ss[tR + c .. tR + c + 2R - 1] in
-// registers: R^2 FMAs per R new x values and R filter values, then xa slides by R. The padded taps (fewer
-// than R per chunk, zero times a finite zero) spare the chunk a remainder of count mod R taps: no tail code
-// with its own window shifts and predicated loads. Chunks whose terms touch the zero padding (non-periodic
-// ends) add only the real terms, one output at a time.
+// registers: R^2 FMAs per R new x values and R filter values, then xa slides by R. Chunks whose terms
+// touch the zero padding (non-periodic ends) add only the real terms, one output at a time.
 template <class T, int R, bool VEC>
 __device__ __forceinline__ void correlate_window(const T* __restrict__ sig, long long N, long long offset,
                                                  int periodic, const T* __restrict__ f, long long L, int flip,
                                                  T* __restrict__ out, long long M, T bias, int epilogue,
                                                  const T* __restrict__ gate) {
   const int B = blockDim.x, t = threadIdx.x, TILE = B * R, base = t * R;
-  const int taps = ((int)min(L, (long long)LADDER_TAPS) + R - 1) / R * R;  // the first chunk's CP, the largest
+  const int taps = (int)min(L, (long long)LADDER_TAPS);
   T* ss = dynamic_shared<T>();
   typedef WindowLayout<T, R, VEC> Lay;
   constexpr int W = Lay::W;
@@ -189,19 +182,20 @@ __device__ __forceinline__ void correlate_window(const T* __restrict__ sig, long
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[r] = T(0);
     for (long long c0 = 0; c0 < L; c0 += LADDER_TAPS) {
-      const int count = (int)min((long long)LADDER_TAPS, L - c0), CP = (count + R - 1) / R * R;
+      const int count = (int)min((long long)LADDER_TAPS, L - c0);
       __syncthreads();  // everyone is done reading the previous chunk
-      for (int c = t; c < CP; c += B) {
+      for (int c = t; c < count; c += B) {
         const long long i = c0 + c;
-        fs[c] = c < count ? f[flip ? L - 1 - i : i] : T(0);
+        fs[c] = flip ? f[L - 1 - i] : f[i];
       }
-      stage_window<T, R, VEC>(ss, sig, N, offset, periodic, o0 + c0, TILE + count - 1, CP - count);
+      stage_window<T, R, VEC>(ss, sig, N, offset, periodic, o0 + c0, TILE + count - 1);
       __syncthreads();
       const long long last = min(o0 + TILE, M) - 1 + c0 + count - 1;  // furthest signal position used
       if (periodic || (o0 + c0 >= lo && last < hi)) {  // interior chunk: every term is a real one
         T xa[2 * R];
         load_run<T, VEC, R>(xa, ss + Lay::slot(base));
-        for (int c = 0; c < CP; c += R) {
+        int c = 0;
+        for (; c + R <= count; c += R) {
           T fr[R];
           load_run<T, VEC, R>(xa + R, ss + Lay::slot(base + c + R));  // xa[2R-1] is never multiplied
           if constexpr (VEC) {
@@ -227,6 +221,18 @@ __device__ __forceinline__ void correlate_window(const T* __restrict__ sig, long
 #pragma unroll
           for (int r = 0; r < R; ++r) xa[r] = xa[r + R];
         }
+        const int rem = count - c;  // < R taps left: xa[R .. R + rem - 2] completes their window
+        const T* tail = ss + Lay::slot(base + c + R);  // a run of R slots
+#pragma unroll
+        for (int u = 0; u < R - 1; ++u)
+          if (u < rem - 1) xa[R + u] = tail[u];
+#pragma unroll
+        for (int u = 0; u < R - 1; ++u)
+          if (u < rem) {
+            const T w = fs[c + u];
+#pragma unroll
+            for (int r = 0; r < R; ++r) acc[r] += w * xa[r + u];
+          }
       } else {
 #pragma unroll
         for (int r = 0; r < R; ++r) {  // chunk touching the padding: real taps only

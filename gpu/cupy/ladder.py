@@ -2,8 +2,7 @@
 layouts in gpu/launch.py, the same for the numba.cuda twins of gpu/numba_cuda/ladder.py):
 
     regwin     tiled, but R contiguous outputs per thread with a register sliding window over x, and a halo of
-               exactly k-1: each x value loaded from shared memory serves R outputs; filter chunks padded with
-               zero taps to whole runs of R (gpu.launch.padded_taps: no remainder code)
+               exactly k-1: each x value loaded from shared memory serves R outputs
     vec        regwin with 16-byte loads and stores (float4 / double2) where aligned: fewer load instructions
     vec16      vec with R = 16 outputs per thread (up to 512 threads in float32, 256 in float64; vec's R at larger
                blocks): each x and filter value read from shared memory serves 16 FMAs, halving the shared loads
@@ -90,7 +89,7 @@ def forward_per_thread(step: str, dtype, block: int) -> int:
 
 def _correlate(step, sig, f, out, launch, flip, offset, periodic, bias, epilogue, gate, per_thread):
     R, shared = plan.forward_plan(_bounds(step, out.dtype), out.dtype, launch.block, f.shape[0], FORWARD[step][1],
-                                  per_thread, whole_runs=True)
+                                  per_thread)
     M = out.shape[0]
     if M == 0:
         return
@@ -187,7 +186,7 @@ def wg_kernels(stream=False):
 def _forward_shape(step):
     def of(op, n, k, dtype):
         launch = Launch()
-        return plan.forward_shape(n, k, forward_per_thread(step, dtype, launch.block), launch, whole_runs=True)
+        return plan.forward_shape(n, k, forward_per_thread(step, dtype, launch.block), launch)
     return of
 
 

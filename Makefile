@@ -120,11 +120,11 @@ gpu-standin:
 	$(STANDIN)/bin/python -m plots.gpurun.report --standin --out $(STANDIN)/run
 
 # Re-measure what numba_cpu's `auto` variants read: the direct/FFT crossover (cpu/crossover.json) and the layer's
-# variant per shape (cpu/layer_choice.json), both tracked.
+# variant per shape (cpu/layer_choice/<this cpu>.json), both tracked.
 tune: setup
 	$(PY) -m plots.bench.tune
 	$(PY) -m plots.bench.tune --layer
-	@git status --short -- cpu/crossover.json cpu/layer_choice.json | sed 's/^/changed (tracked): /'
+	@git status --short -- cpu/crossover.json cpu/layer_choice | sed 's/^/changed (tracked): /'
 
 lint: setup
 	$(PY) -m ruff check .

@@ -1,8 +1,8 @@
 """The conv1d layer's `auto` variant: per shape, the variant measured fastest on the nearest measured shape.
 
     auto    direct (cpu/layer.py), gemm_folded (cpu/layer_gemm.py), gemm_packed (cpu/layer_packed.py) or blocked
-            (cpu/layer_blocked.py), forward and backward chosen apart, from `cpu/layer_choice.json`, which
-            `make tune` (python -m plots.bench.tune --layer) measures on this machine
+            (cpu/layer_blocked.py), forward and backward chosen apart, from this machine's table in
+            `cpu/layer_choice/`, which `make tune` (python -m plots.bench.tune --layer) measures
 
 The table holds measured shapes, each with the fastest variant of each pass (a table measured before a variant
 joined VARIANTS stays valid: only the winners' names are read, not every variant's times). A problem takes the
@@ -12,7 +12,10 @@ choice of the nearest one, by the distance of the shape features that decide the
     and whether stride > 1, dilation > 1, and the layer is depthwise (C_in/groups = C_out/groups = 1)
 
 (a categorical mismatch costs DIFFERENT_KIND, more than any difference of sizes between shapes of one kind).
-Without a valid table the rule of FALLBACK applies, with one warning naming the file.
+The tables are one per CPU, named by cpu.machine.cpu_slug, since the winners differ between CPUs (the Intel
+Xeon and the AMD EPYC Zen 4 pick differently on a third of the shapes). A CPU without a table of its own reads
+the nearest one's: the same vendor and vector ISA, else the same ISA, else any (TABLE_ORDER). Without a valid
+table the rule of FALLBACK applies, with one warning naming the file.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import math
 import warnings
 from pathlib import Path
 
-from cpu import layer, layer_blocked, layer_gemm, layer_packed
+from cpu import layer, layer_blocked, layer_gemm, layer_packed, machine
 from kernels import jsonfile
 
-PATH = Path(__file__).with_name("layer_choice.json")
+#: The tables: <cpu slug>.json, one per CPU measured.
+FOLDER = Path(__file__).with_name("layer_choice")
 TOOL = "python -m plots.bench.tune --layer"
 SCHEMA = 1
 #: The variants auto chooses between: name -> (forward, backward).
@@ -67,9 +71,34 @@ def validate(table: dict) -> None:
             raise ValueError(f"layer choice: bad point {pt}")
 
 
+def path_for(cpu: dict) -> Path:
+    """Where the table measured on `cpu` (a cpu.machine.cpu_info record) goes."""
+    return FOLDER / f"{machine.cpu_slug(cpu)}.json"
+
+
+def table_order(cpu: dict, folder: Path = FOLDER) -> list:
+    """The tables of `folder`, the one to read first: `cpu`'s own, then those of the same vendor (first word of
+    the model) and vector ISA, then the same ISA, then the rest, each group by name."""
+    own = path_for(cpu).name
+    vendor, isa = cpu["model"].split()[0].lower(), machine.cpu_isa(cpu)
+
+    def rank(path):
+        try:
+            other = json.loads(path.read_text())["machine"]
+            same_isa, same_vendor = machine.cpu_isa(other) == isa, other["model"].split()[0].lower() == vendor
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            same_isa = same_vendor = False
+        return path.name != own, not (same_isa and same_vendor), not same_isa, path.name
+
+    return sorted(folder.glob("*.json"), key=rank)
+
+
 @functools.cache
-def load(path: Path = PATH) -> tuple:
-    """The table's points as ((sizes, kinds), {pass: variant}); () with one warning when missing or invalid."""
+def load(path: Path | None = None) -> tuple:
+    """The points of the table at `path` (default: this CPU's, or the nearest CPU's: table_order) as
+    ((sizes, kinds), {pass: variant}); () with one warning when missing or invalid."""
+    if path is None:
+        path = next(iter(table_order(machine.cpu_info())), path_for(machine.cpu_info()))
     try:
         table = json.loads(Path(path).read_text())
         validate(table)
@@ -85,10 +114,11 @@ def load(path: Path = PATH) -> tuple:
     return ()
 
 
-def write(table: dict, path: Path = PATH) -> Path:
-    """The one writer of the table (plots.bench.tune --layer): validated, then written atomically."""
+def write(table: dict, path: Path | None = None) -> Path:
+    """The one writer of the tables (plots.bench.tune --layer): validated, then written atomically to `path`
+    (default: the file of the CPU it was measured on)."""
     validate(table)
-    written = jsonfile.write(table, path)
+    written = jsonfile.write(table, path or path_for(table["machine"]))
     load.cache_clear()
     return written
 

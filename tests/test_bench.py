@@ -230,7 +230,7 @@ ZEN4 = {**ZEN3, "model_id": "17", "isa": ["avx512f", "avx2", "fma"]}
 
 
 def test_cpus_of_one_name_get_their_own_folder_by_isa_and_cpuid():
-    from plots.bench import machine
+    from cpu import machine
 
     assert machine.cpu_slug(ZEN3) == "amd-epyc-avx2-f25m1-2c"
     assert machine.cpu_slug(ZEN4) == "amd-epyc-avx-512-f25m17-2c"

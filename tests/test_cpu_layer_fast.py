@@ -16,7 +16,7 @@ from conftest import DTYPES
 
 import cpu.numba_cpu  # noqa: F401  (registers the numba_cpu variants, cpu.layer_gemm among them)
 import kernels
-from cpu import layer_auto, layer_gemm
+from cpu import layer_auto, layer_gemm, machine
 from kernels.layer import LayerProblem
 from kernels.spec import OPS
 
@@ -142,13 +142,37 @@ def test_a_missing_or_broken_layer_table_warns_and_falls_back(tmp_path):
             assert layer_auto.load(path) == ()
 
 
-def test_the_committed_layer_table_is_valid():
-    assert layer_auto.load(), "cpu/layer_choice.json: write it with python -m plots.bench.tune --layer"
+def test_every_committed_layer_table_is_valid_and_named_by_its_cpu():
+    tables = sorted(layer_auto.FOLDER.glob("*.json"))
+    assert tables, f"no table in {layer_auto.FOLDER}: write one with python -m plots.bench.tune --layer"
+    for path in tables:
+        assert layer_auto.load(path), path
+        assert layer_auto.path_for(json.loads(path.read_text())["machine"]) == path
+    assert layer_auto.load()
+
+
+def test_a_cpu_reads_its_own_table_else_the_nearest(tmp_path):
+    """Own table first; else the same vendor and ISA, then the same ISA, then any."""
+    zen3 = {"model": "AMD EPYC", "family": "25", "model_id": "1", "usable_cores": 2, "isa": ["avx2", "fma"]}
+    zen4 = {**zen3, "model_id": "17", "isa": ["avx512f", "avx2", "fma"]}
+    xeon = {"model": "Intel(R) Xeon(R) Processor", "family": "6", "model_id": "167", "usable_cores": 2,
+            "isa": ["avx512f", "avx2", "fma"]}
+    for measured in (xeon, zen4):
+        (tmp_path / layer_auto.path_for(measured).name).write_text(json.dumps({"machine": measured}))
+    (tmp_path / "broken.json").write_text("{")
+    order = [p.name for p in layer_auto.table_order(zen4, tmp_path)]
+    assert order[:2] == [layer_auto.path_for(zen4).name, layer_auto.path_for(xeon).name]
+    other_zen4 = {**zen4, "usable_cores": 4}  # another name, same vendor and ISA: the Zen 4 table, not the Xeon's
+    assert layer_auto.table_order(other_zen4, tmp_path)[0].name == layer_auto.path_for(zen4).name
+    epyc_avx512 = {**xeon, "model": "AMD EPYC 9R14"}  # same ISA as both, AMD: the Zen 4 table
+    assert layer_auto.table_order(epyc_avx512, tmp_path)[0].name == layer_auto.path_for(zen4).name
+    intel_avx2 = {**xeon, "isa": ["avx2", "fma"], "model_id": "85"}  # no AVX2 table: any, by name
+    assert [p.name for p in layer_auto.table_order(intel_avx2, tmp_path)] == sorted(order)
 
 
 def test_a_table_without_times_of_a_newer_variant_stays_valid(tmp_path):
     """A table written before a variant joined VARIANTS lacks its times; only the winners' names are read."""
-    table = json.loads(layer_auto.PATH.read_text())
+    table = json.loads(layer_auto.table_order(machine.cpu_info())[0].read_text())
     for pt in table["points"]:
         for which in layer_auto.PASSES:
             pt[f"{which}_seconds"].pop("blocked", None)

@@ -3,13 +3,15 @@ CUDA C kernel through NVRTC; no spill, and registers x threads and shared memory
 use on sm_80 and sm_90. `make test` compiles every numba kernel at its default launch for sm_90; sm_80 and the
 sweep over every launch the backends accept (minutes with a cold cache) is marked `exhaustive` (make test-all).
 
-The numba kernels compile in one child process with the simulator off (plots.model.resources), cached in
-$KERNELS_COMPILE_CACHE between runs.
+The numba kernels compile in child processes with the simulator off (plots.model.resources), the default
+launches split over PARTS tests that pytest-xdist runs side by side, cached in $KERNELS_COMPILE_CACHE between runs.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ import pytest
 
 import kernels
 from gpu.cupy import nvrtc
-from plots.model import resources
+from plots.model import child, resources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,21 +33,58 @@ def numba_rows():
     return resources.run()
 
 
+#: The default-launch compile is split into tests (each its own child process) that pytest-xdist runs side by
+#: side: a kernel whose weight-gradient window is written out at more than WRITTEN_OUT taps per thread
+#: (gpu.numba_cuda.ladder.window_source: numba alone types its 32 x 32 FMAs for ~50 s) alone, the rest in PARTS.
+PARTS = 5
+WRITTEN_OUT = 16
+
+
+def default_kernels() -> list:
+    """The declared numba.cuda kernels (gpu.steps.Kernel) that a step launches by default, both dtypes."""
+    return [k for k in resources.declared_kernels("numba_cuda") if k.default]
+
+
+def default_groups() -> list:
+    """The default kernels in groups of about equal compile time: [[Kernel, ...], ...]."""
+    def taps(k):
+        found = re.search(r"TP=(\d+)", k.name)
+        return int(found.group(1)) if found else 0
+
+    alone = [[k] for k in default_kernels() if taps(k) > WRITTEN_OUT]
+    rest = [k for k in default_kernels() if taps(k) <= WRITTEN_OUT]
+    return alone + [rest[i::PARTS] for i in range(PARTS)]
+
+
+def test_every_jit_kernel_has_a_default_launch_in_both_dtypes():
+    defaults = {(k.name.split("[")[0], k.dtype) for k in default_kernels()}
+    missing = {(name, dtype) for name in defined_kernels() for dtype in resources.DTYPES} - defaults
+    assert not missing, f"no default launch: {sorted(missing)}"
+
+
 @needs_toolchain
-@pytest.mark.parametrize("arch", [pytest.param(a, marks=[] if a == max(resources.ARCHS) else pytest.mark.exhaustive)
-                                  for a in resources.ARCHS])
-def test_every_numba_kernel_compiles_at_its_default_launch(arch):
-    """Every @cuda.jit kernel of the backend, both dtypes, at the launch its backend runs by default: no spill,
-    registers x threads within the register file. `make test` compiles for sm_90 (the H100 and H200), the
-    older architectures are exhaustive."""
-    rows = resources.run(archs=(arch,), want_sass=False, only_default=True)  # ptxas -v alone: no SASS needed
-    assert {r["arch"] for r in rows} == {arch}
-    defined = defined_kernels()
-    compiled = {r["kernel"].split("[")[0] for r in rows}
-    assert defined <= compiled, f"not compiled: {sorted(defined - compiled)}"
-    assert {r["dtype"] for r in rows} == {"float32", "float64"}
+@pytest.mark.parametrize("arch, group", [
+    pytest.param(a, i, marks=[] if a == max(resources.ARCHS) else pytest.mark.exhaustive)
+    for a in resources.ARCHS for i in range(len(default_groups()))])
+def test_every_numba_kernel_compiles_at_its_default_launch(arch, group):
+    """Every @cuda.jit kernel of the backend, both dtypes, at the launch its backend runs by default (one group
+    of default_groups() per test): no spill, registers x threads within the register file. `make test`
+    compiles for sm_90 (the H100 and H200), the older architectures are exhaustive."""
+    wanted = default_groups()[group]
+    names = [[k.name, k.dtype] for k in wanted]
+    compiled = child.run_json("plots.model.resources", ["--kernels", json.dumps(names), "--arch", arch],
+                              simulator=False, name="numba-default", key=(names, arch, resources.find_tool("ptxas")),
+                              what="real compile")
+    assert set(compiled) == {f"{name}:{dtype}" for name, dtype in names}
+    rows = [{"kernel": k.name, "dtype": k.dtype, "arch": arch, "blocks": k.blocks, "dynamic_shared": dict(k.shared),
+             **compiled[f"{k.name}:{k.dtype}"]} for k in wanted]
     bad = resources.failures(rows)
     assert not bad, "\n".join(bad)
+
+
+def test_the_default_groups_hold_every_default_kernel_once():
+    grouped = [(k.name, k.dtype) for group in default_groups() for k in group]
+    assert sorted(grouped) == sorted((k.name, k.dtype) for k in default_kernels()) and len(default_groups()) > PARTS
 
 
 @needs_toolchain

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import kernels
+from cpu import machine as cpu_machine
 from kernels import compare, registry
 from kernels.spec import OPS
 from plots.bench import baselines as bl
-from plots.bench import machine
 from plots.bench.sweeps import Grid, Preset, shape_label
 
 #: Backend states benchmarked on each device; simulated and emulated backends are never timed.
@@ -169,7 +169,7 @@ def max_n(device: str, dtype) -> int:
 
             free = cuda.current_context().get_memory_info().free
     else:
-        free = machine.cpu_info()["memory_bytes"] or 8 << 30
+        free = cpu_machine.cpu_info()["memory_bytes"] or 8 << 30
     return int(free // (24 * itemsize))
 
 

@@ -5,7 +5,7 @@
 Where the lab writes: RESULTS_DIR and FIGURES_DIR are the working folders (git ignores them: a run or a draw
 never changes a tracked file); PUBLISHED_DIR holds the runs, predictions and figures the README shows, and
 only `python -m plots publish` (make publish) writes it. A device's folder is named by its slug
-(plots.bench.machine.cpu_slug: model, vector ISA, CPUID family and model, cores), so two CPUs never share one.
+(cpu.machine.cpu_slug: model, vector ISA, CPUID family and model, cores), so two CPUs never share one.
 
 Line 1 is the metadata record ({"type": "meta", ...}: machine, versions, threads, git commit, date,
 the sweep, the timing policy); then one {"type": "ceiling", ...} per measured ceiling, then one
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plots.bench import machine
+from cpu import machine as cpu_machine
 from plots.bench.machine import ROOT
 
 #: Every run's results file and the static model's predictions (git-ignored).
@@ -88,19 +88,19 @@ class Run:
 
     def device_name(self, device: str) -> str | None:
         """'cpu' or 'gpu' -> the device's name in this run (None if the run has none); a CPU's with its
-        cores and vector ISA (machine.cpu_name)."""
+        cores and vector ISA (cpu.machine.cpu_name)."""
         info = self.meta.get(device)
         if not info:
             return None
-        return machine.cpu_name(info) if device == "cpu" and "model" in info else info["name"]
+        return cpu_machine.cpu_name(info) if device == "cpu" and "model" in info else info["name"]
 
     def device_slug(self, device: str) -> str | None:
         """The folder name of this run's device: a CPU's from its recorded model, ISA and CPUID
-        (machine.cpu_slug, so files written before the ISA joined the slug get it too)."""
+        (cpu.machine.cpu_slug, so files written before the ISA joined the slug get it too)."""
         info = self.meta.get(device)
         if not info:
             return None
-        return machine.cpu_slug(info) if device == "cpu" and "model" in info else info["slug"]
+        return cpu_machine.cpu_slug(info) if device == "cpu" and "model" in info else info["slug"]
 
     def devices(self) -> list[str]:
         """'cpu' and/or 'gpu': the devices this run has measured results for."""

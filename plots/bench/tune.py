@@ -12,7 +12,7 @@ machine, written atomically (`kernels.fft_choice.write_table`). It takes about h
     python -m plots.bench.tune               # measure and write cpu/crossover.json
     python -m plots.bench.tune --dry-run     # measure and print, write nothing
     python -m plots.bench.tune --backend cupy   # on a GPU: gpu/crossover_cupy.json (also numba_cuda)
-    python -m plots.bench.tune --layer       # the layer's auto: cpu/layer_choice.json
+    python -m plots.bench.tune --layer       # the layer's auto: cpu/layer_choice/<this cpu>.json
 
 With --layer, the variants the layer's `auto` chooses between (cpu/layer_auto.py VARIANTS) are timed side by
 side (`time_race`, the minimum counts) on LAYER_TUNE_SHAPES, forward and backward, and the fastest of each
@@ -39,10 +39,10 @@ import numpy as np
 
 import kernels
 from cpu import auto, blocked, fft, layer_auto, simd
+from cpu.machine import cpu_info
 from gpu import auto as gpu_auto
 from kernels import fft_choice
 from kernels.spec import OPS
-from plots.bench.machine import cpu_info
 from plots.bench.sweeps import LAYER_OPS, LAYER_SHAPES, shape_label
 from plots.bench.timing import time_cpu, time_gpu, time_race
 
@@ -190,15 +190,17 @@ def main(argv=None):
     parser.add_argument("--backend", choices=("cupy", "numba_cuda"),
                         help="measure that GPU backend's auto instead (default out: gpu/crossover_<backend>.json)")
     parser.add_argument("--n", type=int, nargs="+", help="signal lengths (default: N, or GPU_N with --backend)")
-    parser.add_argument("--layer", action="store_true", help="measure the layer's auto (cpu/layer_choice.json)")
-    parser.add_argument("--out", help=f"where to write (default: {auto.PATH})")
+    parser.add_argument("--layer", action="store_true",
+                        help="measure the layer's auto (cpu/layer_choice/<this cpu>.json)")
+    parser.add_argument("--out", help=f"where to write (default: {auto.PATH}; with --layer, "
+                                      f"{layer_auto.FOLDER}/<this cpu>.json)")
     args = parser.parse_args(argv)
     if args.layer:
         table = measure_layer()
         layer_auto.validate(table)
         print(f"measured in {table['seconds']} s")
         if not args.dry_run:
-            print(f"wrote {layer_auto.write(table, args.out or layer_auto.PATH)}")
+            print(f"wrote {layer_auto.write(table, args.out)}")
         return
     if args.out is None:
         args.out = str(auto.PATH if args.backend is None else gpu_auto.path(args.backend))

@@ -4,7 +4,7 @@ use on sm_80 and sm_90. `make test` compiles every numba kernel at its default l
 sweep over every launch the backends accept (minutes with a cold cache) is marked `exhaustive` (make test-all).
 
 The numba kernels compile in child processes with the simulator off (plots.model.resources), the default
-launches split over PARTS tests that pytest-xdist runs side by side, cached in $KERNELS_COMPILE_CACHE between runs.
+launches in groups (default_groups) that pytest-xdist runs side by side, cached in $KERNELS_COMPILE_CACHE.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def test_every_numba_kernel_compiles_at_its_default_launch(arch, group):
     of default_groups() per test): no spill, registers x threads within the register file. `make test`
     compiles for sm_90 (the H100 and H200), the older architectures are exhaustive."""
     wanted = default_groups()[group]
+    # resources.run_named's child and cache, for a whole group at once
     names = [[k.name, k.dtype] for k in wanted]
     compiled = child.run_json("plots.model.resources", ["--kernels", json.dumps(names), "--arch", arch],
                               simulator=False, name="numba-default", key=(names, arch, resources.find_tool("ptxas")),

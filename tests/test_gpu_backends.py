@@ -186,7 +186,15 @@ def layer_params(op_name):
             for name in BACKENDS for variant in (kernels.variants(op_name, name) or ["unavailable"])]
 
 
-@pytest.mark.parametrize("backend, variant", layer_params(BACKWARD))
+def determinism_params():
+    """layer_params(BACKWARD); numba_cuda's gemm under the simulator (~20 s) in make test-all only: make test
+    has its repeat and capped grid in tests/test_numba_layer_gemm.py (test_backward_repeats_to_the_bit)."""
+    slow = {"numba_cuda-gemm"} if status("numba_cuda").state == "simulated" else set()
+    return [pytest.param(*p.values, id=p.id, marks=[*p.marks, *[pytest.mark.exhaustive] * (p.id in slow)])
+            for p in layer_params(BACKWARD)]
+
+
+@pytest.mark.parametrize("backend, variant", determinism_params())
 def test_layer_dw_and_db_are_deterministic(backend, variant, rng):
     """dw and db repeat to the bit, and a grid capped at 2 blocks adds in the same order: the chunks of
     (n, l) depend on the sizes and the block size, not on the grid."""

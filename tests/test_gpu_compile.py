@@ -35,7 +35,7 @@ def numba_rows():
 
 #: The default-launch compile is split into tests (each its own child process) that pytest-xdist runs side by
 #: side: a kernel whose weight-gradient window is written out at more than WRITTEN_OUT taps per thread
-#: (gpu.numba_cuda.ladder.window_source: numba alone types its 32 x 32 FMAs for ~50 s) alone, the rest in PARTS.
+#: (gpu.numba_cuda.ladder.window_source: ~20 s, most of it numba's lowering of the 32 rows) alone, the rest in PARTS.
 PARTS = 5
 WRITTEN_OUT = 16
 

@@ -20,18 +20,21 @@ pytestmark = [pytest.mark.skipif(not STATUS.usable, reason=f"numba_cuda: {STATUS
               *([STATE_MARKS[STATUS.state]] if STATUS.state in STATE_MARKS else [])]
 
 
-@pytest.mark.parametrize("dtype, k, splits", [(np.float32, 3, 2), (np.float64, 5, 1), (np.float32, 20, 3),
-                                             (np.float32, 100, 2)])  # k = 100: TP_WIDE, m % 32 = 5: the tail
-def test_hoisted_staging_matches_the_reference_and_repeats(dtype, k, splits, rng):
+@pytest.mark.parametrize("dtype, k, splits, n", [
+    (np.float32, 3, 2, 2600), (np.float64, 5, 1, 2600), (np.float32, 20, 3, 2600),  # 3 chunks of 1024 values of j
+    (np.float32, 65, 1, 1125),  # TP_WIDE: one chunk hoisted, then 37 values of j: a trip and the tail (m % 32 = 5)
+    pytest.param(np.float32, 100, 2, 2600, marks=pytest.mark.exhaustive)])  # TP_WIDE, 4 tap tiles, 3 chunks
+def test_hoisted_staging_matches_the_reference_and_repeats(dtype, k, splits, n, rng):
     from numba import cuda
 
     from gpu.numba_cuda import ladder
 
-    n, block = 2600, 32
+    block = 32
     loads = plan.STAGE_LOADS * 16 // np.dtype(dtype).itemsize
     TP, G, JS = plan.wg_layout(k, block, np.dtype(dtype).itemsize, None, plan.STREAM_SLICE_BYTES,
                                ladder.wide(dtype, block, True))
     assert block // G * JS >= loads * block  # a chunk of g takes the hoisted path at least once
+    assert (TP == plan.TP_WIDE) == (k > 64)
     x, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n - k + 1).astype(dtype)
     runs = []
     for _ in range(2):
@@ -50,18 +53,21 @@ def test_the_step_is_registered_in_both_backends():
 
 
 def test_the_window_code_is_the_loops_it_replaces():
-    """window_source(TP) written out: TP loads and TP*TP FMAs a trip in the loops' order, the tail's FMAs
-    nested under rem > v; the trip and tail it builds run here (simulator) or compile (GPU)."""
+    """window_source(TP) written out: TP loads and TP*TP FMAs a trip in the loops' order (row v: value v of
+    j), the tail's rows nested under rem > v; the trip and tail it builds run here (simulator) or compile (GPU)."""
     from gpu.numba_cuda import ladder
 
     for TP in (*plan.TAPS_PER_THREAD, plan.TP_WIDE):
-        trip, tail = ladder.window_source(TP).split("\n\n\n")
+        *rows, trip, tail = ladder.window_source(TP).split("\n\n\n")
+        for v, row in enumerate(rows):
+            want = [f"def row{v}(sm, pg, acc, xa):", f"gj = sm[uint64(pg + {v})]",
+                    *(f"acc[{u}] += gj * xa[{u + v}]" for u in range(TP))]
+            assert [line.strip() for line in row.splitlines()] == want
         body = [line.strip() for line in trip.splitlines()[1:]]
         want = [f"xa[{TP + u}] = sm[uint64(px + {u})]" for u in range(TP)]
-        for v in range(TP):
-            want += [f"gj = sm[uint64(pg + {v})]", *(f"acc[{u}] += gj * xa[{u + v}]" for u in range(TP))]
+        want += [f"row{v}(sm, pg, acc, xa)" for v in range(TP)]
         want += [f"xa[{u}] = xa[{u + TP}]" for u in range(TP)]
-        assert body == want
-        fmas = [line for line in tail.splitlines() if "acc[" in line]
-        assert len(fmas) == (TP - 1) * TP and tail.count("if rem > ") == TP - 1
+        assert len(rows) == TP and body == want
+        calls = [line.strip() for line in tail.splitlines() if "row" in line]
+        assert calls == [f"row{v}(sm, pg, acc, xa)" for v in range(TP - 1)] and tail.count("if rem > ") == TP - 1
         assert all(callable(f) for f in ladder.window_factory(TP))

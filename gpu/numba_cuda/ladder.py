@@ -195,41 +195,48 @@ def warp_sum_factory(dtype: np.dtype, block: int, count: int):
 # --- the weight gradient's register window, written out -------------------------------------------------
 
 def window_source(taps: int) -> str:
-    """The source of `trip` and `tail` for TP = `taps` taps per thread: the weight gradient's TP x TP block of
-    FMAs written out statement by statement, every local-array index a constant.
+    """The source of `row0` .. `row{TP-1}`, `trip` and `tail` for TP = `taps` taps per thread: the weight
+    gradient's TP x TP block of FMAs written out statement by statement, every local-array index a constant.
 
-        trip(sm, px, pg, acc, xa)        xa[TP + u] = sm[px + u] (u < TP); then for v < TP, u < TP:
-                                         acc[u] += sm[pg + v] * xa[u + v]; then xa[u] = xa[u + TP]
-        tail(sm, px, pg, rem, acc, xa)   the same for the rem < TP values of j a slice has left: v < rem only,
-                                         as nested ifs (value v + 1 only where value v is taken), each x value
-                                         loaded in the branch of the first v that needs it: one branch skips
-                                         the whole tail, FMAs and loads, where a slice has no remainder (every
-                                         slice but the one that reaches m)
+        row<v>(sm, pg, acc, xa)          gj = sm[pg + v]; then for u < TP: acc[u] += gj * xa[u + v]
+        trip(sm, px, pg, acc, xa)        xa[TP + u] = sm[px + u] (u < TP); then row<v> for v < TP; then
+                                         xa[u] = xa[u + TP]
+        tail(sm, px, pg, rem, acc, xa)   row<v> for the rem < TP values of j a slice has left, as nested ifs
+                                         (value v + 1 only where value v is taken), each x value loaded in
+                                         the branch of the first v that needs it: one branch skips the whole
+                                         tail, FMAs and loads, where a slice has no remainder (every slice but
+                                         the one that reaches m)
 
     The FMAs come in the order of the `range` loops they replace (v outer, u inner: the same bits). LLVM unrolls
     such loops itself up to TP = 16, but leaves a 32 x 32 block rolled (about 1100 instructions, over its
     unrolling threshold), and a rolled loop indexes acc and xa by a variable: both then live in local memory.
-    Written out, both stay in registers at any TP."""
+    Written out, both stay in registers at any TP. One function per row keeps each numba IR block short: numba
+    lowers a block in time quadratic in its statements (minutes for a 32 x 32 block in one function)."""
     TP = taps
+    rows = [[f"def row{v}(sm, pg, acc, xa):", f"    gj = sm[uint64(pg + {v})]",
+             *(f"    acc[{u}] += gj * xa[{u + v}]" for u in range(TP))] for v in range(TP)]
     trip = ["def trip(sm, px, pg, acc, xa):"]
     trip += [f"    xa[{TP + u}] = sm[uint64(px + {u})]" for u in range(TP)]  # xa[2TP-1] only slides down
-    for v in range(TP):
-        trip += [f"    gj = sm[uint64(pg + {v})]", *(f"    acc[{u}] += gj * xa[{u + v}]" for u in range(TP))]
+    trip += [f"    row{v}(sm, pg, acc, xa)" for v in range(TP)]
     trip += [f"    xa[{u}] = xa[{u + TP}]" for u in range(TP)]
     tail = ["def tail(sm, px, pg, rem, acc, xa):"]
     for v in range(TP - 1):  # value v of j needs xa up to xa[TP - 1 + v]: loaded with its FMAs
         pad = "    " * (v + 2)
         tail += [f"{pad[4:]}if rem > {v}:", *([f"{pad}xa[{TP + v - 1}] = sm[uint64(px + {v - 1})]"] if v else []),
-                 f"{pad}gj = sm[uint64(pg + {v})]", *(f"{pad}acc[{u}] += gj * xa[{u + v}]" for u in range(TP))]
-    return "\n".join(trip) + "\n\n\n" + "\n".join(tail) + "\n"
+                 f"{pad}row{v}(sm, pg, acc, xa)"]
+    return "\n\n\n".join("\n".join(f) for f in (*rows, trip, tail)) + "\n"
 
 
 @functools.cache
 def window_factory(taps: int):
     """(trip, tail): the device functions of `window_source(taps)`, inlined into the kernel by numba (inline=
-    "always"), so that acc and xa are the kernel's own local arrays, indexed by constants."""
+    "always"), so that acc and xa are the kernel's own local arrays; the rows inlined by LLVM (forceinline),
+    where SROA keeps acc and xa, indexed by constants, in registers."""
     names = {"uint64": uint64}
     exec(compile(window_source(taps), f"<gpu.numba_cuda.ladder.window_source({taps})>", "exec"), names)
+    if not config.ENABLE_CUDASIM:  # the simulator calls the rows as the Python functions they are
+        for v in range(taps):  # trip and tail find the rows in `names`, their globals, when numba types them
+            names[f"row{v}"] = cuda.jit(device=True, forceinline=True)(names[f"row{v}"])
     return tuple(cuda.jit(device=True, inline="always")(names[f]) for f in ("trip", "tail"))
 
 

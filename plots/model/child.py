@@ -7,11 +7,14 @@ Compiling numba.cuda kernels for real needs the simulator off, tracing them need
 that switch once, at import: so both run in a child process. The answer is cached in
 $KERNELS_COMPILE_CACHE (default ~/.cache/kernels-compile) under a key made of every source the answer can
 depend on (the `.py`, `.cu` and `.cuh` files of gpu/, kernels/ and plots/model/), the toolchain's versions
-and the caller's `key`; a cache file is written by atomic rename, so a run cut short leaves none.
+and the caller's `key`; a cache file is written by atomic rename, so a run cut short leaves none. One child
+runs per cache entry at a time (a file lock): a second caller, in another process, waits for its answer.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -68,18 +71,41 @@ def store(name: str, key, value) -> None:
     tmp.replace(path)
 
 
+@contextlib.contextmanager
+def entry_lock(name: str, key=()):
+    """Hold the lock file of (name, key)'s cache entry: an exclusive flock, released on exit or at the
+    holder's death."""
+    path = cache_dir() / f"{name}-{content_key(key)}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_json(module: str, args, *, simulator: bool, name: str, key=(), cache=True, what="child process"):
     """The JSON a `python -m module *args` child prints, with numba's CUDA simulator on or off, from the
-    cache when there; RuntimeError with the tail of its stderr when it fails."""
-    if cache and (hit := cached(name, key)) is not None:
+    cache when there; RuntimeError with the tail of its stderr when it fails. With `cache`, a caller that
+    finds another process computing the same entry waits for it and reads its answer."""
+    if not cache:
+        return _run(module, args, simulator, what)
+    if (hit := cached(name, key)) is not None:
         return hit
+    with entry_lock(name, key):
+        if (hit := cached(name, key)) is not None:  # computed while this process waited
+            return hit
+        value = _run(module, args, simulator, what)
+        store(name, key, value)
+    return value
+
+
+def _run(module: str, args, simulator: bool, what: str):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1" if simulator else "0",
            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     out = subprocess.run([sys.executable, "-m", module, *map(str, args)], env=env, cwd=ROOT, capture_output=True,
                          text=True)
     if out.returncode:
         raise RuntimeError(f"{what} failed:\n{out.stderr[-6000:]}")
-    value = json.loads(out.stdout)
-    if cache:
-        store(name, key, value)
-    return value
+    return json.loads(out.stdout)

@@ -100,15 +100,22 @@ def pytest_generate_tests(metafunc):
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(items):
-    """A simulated backend's float64 cases and its largest size are exhaustive (make test-all): numba's CUDA
-    simulator runs the same Python for both dtypes, at ~1 s a case, and the real compile
-    (tests/test_gpu_compile.py) builds every kernel in float64 too."""
+    """A simulated backend's float64 cases (in any test: its matrix or a cudasim-marked test with a float64
+    parameter) and its largest size are exhaustive (make test-all): numba's CUDA simulator runs the same Python
+    for both dtypes, at ~1 s a case, and the real compile (tests/test_gpu_compile.py) builds every kernel in
+    float64 too."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         impl = params.get("impl")
-        if isinstance(impl, Impl) and impl.state == "simulated" and (
-                params.get("dtype") in (np.float64, "float64") or params.get("size") == SIMULATED_LARGEST):
+        simulated = (impl.state == "simulated" if isinstance(impl, Impl)
+                     else item.get_closest_marker("cudasim") is not None)
+        if simulated and (any(map(_is_float64, params.values())) or params.get("size") == SIMULATED_LARGEST):
             item.add_marker(pytest.mark.exhaustive)
+
+
+def _is_float64(value) -> bool:
+    """Whether a test parameter names float64 (np.float64, its dtype, or "float64")."""
+    return isinstance(value, (type, np.dtype, str)) and value in (np.float64, np.dtype(np.float64), "float64")
 
 
 def _matrix_args(names):

@@ -102,7 +102,7 @@ def pytest_generate_tests(metafunc):
 def pytest_collection_modifyitems(items):
     """A simulated backend's float64 cases (in any test: its matrix or a cudasim-marked test with a float64
     parameter) and its largest size are exhaustive (make test-all): numba's CUDA simulator runs the same Python
-    for both dtypes, at ~1 s a case, and the real compile (tests/test_gpu_compile.py) builds every kernel in
+    for both dtypes, at up to seconds a case, and the real compile (tests/test_gpu_compile.py) builds every kernel in
     float64 too."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})

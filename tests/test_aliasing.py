@@ -117,8 +117,8 @@ def _cases(op_name, args, outs_shapes, xp):
 
 
 ALIAS_BACKENDS = ("numpy", "numba_cpu", "cupy", "numba_cuda")
-#: Under the simulator (~1 s a call, 20-35 placements), make test aliases these ops' outputs in make test-all
-#: only; conv1d_layer_backward keeps a multi-output op on device arrays in make test.
+#: The ops whose simulated aliasing (20-35 placements, a simulated call each) runs in make test-all only; make test
+#: keeps conv1d_layer_backward, a multi-output op on device arrays.
 SIMULATED_EXHAUSTIVE = ("conv1d_relu_backward", "circular_correlate_backward")
 
 

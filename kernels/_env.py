@@ -2,18 +2,11 @@
 
 Without a CUDA driver the playground turns on numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1), so
 the numba_cuda kernels still run, slowly, on the CPU. Set NUMBA_ENABLE_CUDASIM yourself to decide.
-
-Under the simulator the GIL switch interval is shortened to SIMULATOR_SWITCH_INTERVAL: a simulated block is one
-Python thread per CUDA thread, and numba's BlockManager polls them in a loop that keeps the GIL for a whole
-interval (5 ms by default) while they wait for it. At 0.1 ms a block runs several times faster (a weight
-gradient at n = k = 129, block 32: 3.8 s -> 0.7 s here); 1 ms is 1.1 s, and 20 us is slower again.
 """
 
 import ctypes
 import os
 import sys
-
-SIMULATOR_SWITCH_INTERVAL = 1e-4  # seconds
 
 
 def cuda_driver_present() -> bool:
@@ -32,6 +25,3 @@ if "NUMBA_ENABLE_CUDASIM" not in os.environ and "numba.cuda" not in sys.modules 
         from numba.core import config
 
         config.reload_config()
-
-if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
-    sys.setswitchinterval(min(sys.getswitchinterval(), SIMULATOR_SWITCH_INTERVAL))

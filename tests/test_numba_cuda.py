@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.skipif(not STATUS.usable, reason=f"numba_cuda: {STATUS
 gpu_only = pytest.mark.skipif(STATUS.state != "real GPU",
                               reason=f"no CUDA device: numba_cuda is {STATUS.state} ({STATUS.reason})")
 
+cuda = None  # numba.cuda: the test that launches its own kernel imports it
 NUMBA_CUDA_OPS = [op for op in OPS if "tiled" in kernels.variants(op, "numba_cuda")]
 SMALL = {"block": 32, "per_thread": 1}  # 32-output tiles: small inputs span several blocks
 
@@ -145,3 +146,37 @@ def test_indices_past_2_31_on_gpu(variant, op_name, rng):
     ref = correlate(host_tail.astype(float), w.astype(float)) if op_name == "conv1d" else \
         input_grad(w.astype(float), host_tail.astype(float))[-tail:]
     np.testing.assert_allclose(got[got.shape[0] - tail:].copy_to_host(), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(STATUS.state != "simulated", reason=f"numba_cuda is {STATUS.state}, not simulated")
+def test_the_simulated_block_shares_one_static_array_at_the_short_switch_interval():
+    """conftest.pace_the_simulator: threads preempted every 0.1 ms still share one static shared array per
+    source line (numba-cuda's own allocation, a lookup then a store, can give a thread an array of its own)."""
+    import sys
+
+    from conftest import SIMULATOR_SWITCH_INTERVAL
+
+    global cuda  # the simulator gives a kernel its own `cuda` by swapping the module's globals
+    from numba import cuda
+
+    @cuda.jit
+    def block_sums(out):
+        cuda.syncthreads()  # every thread reaches the allocations at once
+        a = cuda.shared.array(256, np.float64)
+        b = cuda.shared.array(256, np.float64)
+        c = cuda.shared.array(256, np.float64)
+        t = cuda.threadIdx.x
+        a[t], b[t], c[t] = t + 1.0, 2.0 * t, 3.0
+        cuda.syncthreads()
+        if t == 0:
+            total = 0.0
+            for i in range(256):
+                total += a[i] + b[i] + c[i]
+            out[cuda.blockIdx.x] = total
+
+    assert sys.getswitchinterval() == pytest.approx(SIMULATOR_SWITCH_INTERVAL, rel=1e-3)
+    want = 256 * 257 / 2 + 256 * 255 + 3 * 256
+    for _ in range(8):
+        out = np.full(2, np.nan)
+        block_sums[2, 256](out)
+        assert np.array_equal(out, np.full(2, want)), out

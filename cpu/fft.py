@@ -49,7 +49,6 @@ import os
 
 import numpy as np
 import scipy.fft
-from scipy import signal
 
 from cpu import blocked, loops
 from kernels.fft_choice import MIN_SUM, exponent  # noqa: F401 (MIN_SUM: public here too)
@@ -135,8 +134,17 @@ def _prepared(s, f):
 
 # --- the ops -----------------------------------------------------------------------------------------
 
+def _signal():
+    """scipy.signal, imported at the first FFT: its import (scipy.stats with it) takes 0.5-0.7 s, which a process
+    that runs no FFT (the CLI, a `kernels check` child) would pay for nothing."""
+    from scipy import signal
+
+    return signal
+
+
 def _convolve(a, b, mode):
     """convolve(a, b, mode), overlap-add while the shorter is much shorter."""
+    signal = _signal()
     conv = signal.oaconvolve if 4 * min(a.shape[0], b.shape[0]) <= max(a.shape[0], b.shape[0]) \
         else signal.fftconvolve
     return conv(a, b, mode=mode)
@@ -166,7 +174,7 @@ def weight_grad(x, g, dw, zero):
         return
     check_memory("weight_grad", x.shape[0], g.shape[0], dw.dtype)
     xs, gs, e = prepared
-    dw[:] = signal.fftconvolve(xs, gs[::-1], mode="valid")
+    dw[:] = _signal().fftconvolve(xs, gs[::-1], mode="valid")
     _unscale(dw, e)
 
 

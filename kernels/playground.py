@@ -88,7 +88,9 @@ def kernel(op: str, *, backend: str, name: str, method: str = "direct", default:
     def register(fn):
         if not (fn.__doc__ or "").strip():
             fn.__doc__ = f"{name} (a kernel of {getattr(fn, '__module__', 'a user file')})"
-        return target.impl(op, name, default=default, method=method)(fn)
+        registered = target.impl(op, name, default=default, method=method)(fn)
+        DECLARED.append(Declared(backend, op, name))
+        return registered
 
     return register
 
@@ -105,12 +107,9 @@ class Declared:
         return f"{self.op} {self.backend}:{self.variant}"
 
 
-def _registered() -> set[Declared]:
-    found = set()
-    for name in registry.BACKEND_MODULES:
-        impls = registry.backend(name).impls
-        found |= {Declared(name, op, v) for op, variants in impls.items() for v in variants}
-    return found
+#: Every implementation `kernel` registered in this process, in order: a file's are those its import adds. (Only
+#: the backends a file declares for get imported: all four take 2 s, most of a `check` child's start.)
+DECLARED: list[Declared] = []
 
 
 class LoadError(ValueError):
@@ -126,7 +125,7 @@ def load_file(path) -> list[Declared]:
         raise FileNotFoundError(f"FILE: no such file: {path}")
     if path.suffix != ".py":
         raise ValueError(f"FILE: expected a Python file (.py) that declares kernels, got {path.name}")
-    before = _registered()
+    before = len(DECLARED)
     module_name = f"_playground_{path.stem}_{abs(hash(path.resolve())) % 10**8}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -140,7 +139,7 @@ def load_file(path) -> list[Declared]:
         raise LoadError(f"FILE: {path.name} fails to load: {_where(e, path)}{type(e).__name__}: {e}") from None
     finally:
         sys.path.remove(str(path.resolve().parent))
-    declared = sorted(_registered() - before, key=lambda d: (list(OPS).index(d.op), d.backend, d.variant))
+    declared = sorted(set(DECLARED[before:]), key=lambda d: (list(OPS).index(d.op), d.backend, d.variant))
     if not declared:
         raise ValueError(f"FILE: {path.name} declares no kernel; decorate an implementation with "
                          "@kernels.kernel(op, backend=..., name=...) or use gpu.cupy.playground.cuda_c(...)")

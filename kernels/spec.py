@@ -16,7 +16,7 @@ default keywords): it returns what ``parse`` would, or None for anything else, a
 
 from __future__ import annotations
 
-import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,7 +50,7 @@ class Op:
 def define(name, *, parse, outputs, out_shapes, flops, min_bytes, reference, make_args,
            reduction_length, doc="", fast=None):
     """Declare an op; its family is the calling module."""
-    family = inspect.getmodule(inspect.stack()[1].frame).__name__.rsplit(".", 1)[-1]
+    family = sys._getframe(1).f_globals["__name__"].rsplit(".", 1)[-1]  # inspect.stack() reads every frame's source
     op = Op(name, parse, tuple(outputs), out_shapes, flops, min_bytes, reference, make_args,
             family, reduction_length, doc.strip(), fast)
     OPS[name] = op

@@ -1,7 +1,8 @@
 """Real compilation with no GPU: every numba.cuda kernel through numba-cuda's compiler and ptxas, every
 CUDA C kernel through NVRTC; no spill, and registers x threads and shared memory within what a block may
-use on sm_80 and sm_90. `make test` compiles every numba kernel at its default launch for sm_90; sm_80 and the
-sweep over every launch the backends accept (minutes with a cold cache) is marked `exhaustive` (make test-all).
+use on sm_80 and sm_90. `make test` compiles every numba kernel at its default launch for sm_90 in float32; the
+float64 builds, sm_80 and the sweep over every launch the backends accept (minutes with a cold cache) are marked
+`exhaustive` (make test-all).
 
 The numba kernels compile in child processes with the simulator off (plots.model.resources), the default
 launches in groups (default_groups) that pytest-xdist runs side by side, cached in $KERNELS_COMPILE_CACHE.
@@ -33,26 +34,27 @@ def numba_rows():
     return resources.run()
 
 
-#: The default-launch compile is split into tests (each its own child process) that pytest-xdist runs side by
-#: side: a kernel whose weight-gradient window is written out at more than WRITTEN_OUT taps per thread
-#: (gpu.numba_cuda.ladder.window_source: ~20 s, most of it numba's lowering of the 32 rows) alone, the rest in PARTS.
-PARTS = 5
+#: The default-launch compile of each dtype is split into tests (each its own child process) that pytest-xdist runs
+#: side by side: a kernel whose weight-gradient window is written out at more than WRITTEN_OUT taps per thread
+#: (gpu.numba_cuda.ladder.window_source: ~20 s, most of it numba's lowering of the 32 rows) alone, the rest in PARTS
+#: (about 1 s a kernel).
+PARTS = 3
 WRITTEN_OUT = 16
 
 
-def default_kernels() -> list:
-    """The declared numba.cuda kernels (gpu.steps.Kernel) that a step launches by default, both dtypes."""
-    return [k for k in resources.declared_kernels("numba_cuda") if k.default]
+def default_kernels(dtype=None) -> list:
+    """The declared numba.cuda kernels (gpu.steps.Kernel) that a step launches by default, in `dtype` (None: both)."""
+    return [k for k in resources.declared_kernels("numba_cuda") if k.default and dtype in (None, k.dtype)]
 
 
-def default_groups() -> list:
-    """The default kernels in groups of about equal compile time: [[Kernel, ...], ...]."""
+def default_groups(dtype) -> list:
+    """The default kernels of `dtype` in groups of about equal compile time: [[Kernel, ...], ...]."""
     def taps(k):
         found = re.search(r"TP=(\d+)", k.name)
         return int(found.group(1)) if found else 0
 
-    alone = [[k] for k in default_kernels() if taps(k) > WRITTEN_OUT]
-    rest = [k for k in default_kernels() if taps(k) <= WRITTEN_OUT]
+    alone = [[k] for k in default_kernels(dtype) if taps(k) > WRITTEN_OUT]
+    rest = [k for k in default_kernels(dtype) if taps(k) <= WRITTEN_OUT]
     return alone + [rest[i::PARTS] for i in range(PARTS)]
 
 
@@ -63,14 +65,14 @@ def test_every_jit_kernel_has_a_default_launch_in_both_dtypes():
 
 
 @needs_toolchain
-@pytest.mark.parametrize("arch, group", [
-    pytest.param(a, i, marks=[] if a == max(resources.ARCHS) else pytest.mark.exhaustive)
-    for a in resources.ARCHS for i in range(len(default_groups()))])
-def test_every_numba_kernel_compiles_at_its_default_launch(arch, group):
-    """Every @cuda.jit kernel of the backend, both dtypes, at the launch its backend runs by default (one group
-    of default_groups() per test): no spill, registers x threads within the register file. `make test`
-    compiles for sm_90 (the H100 and H200), the older architectures are exhaustive."""
-    wanted = default_groups()[group]
+@pytest.mark.parametrize("arch, dtype, group", [
+    pytest.param(a, d, i, marks=[] if (a, d) == (max(resources.ARCHS), "float32") else pytest.mark.exhaustive)
+    for a in resources.ARCHS for d in resources.DTYPES for i in range(len(default_groups(d)))])
+def test_every_numba_kernel_compiles_at_its_default_launch(arch, dtype, group):
+    """Every @cuda.jit kernel of the backend, in `dtype`, at the launch its backend runs by default (one group
+    of default_groups(dtype) per test): no spill, registers x threads within the register file. `make test`
+    compiles float32 for sm_90 (the H100 and H200); float64 and the older architectures are exhaustive."""
+    wanted = default_groups(dtype)[group]
     # resources.run_named's child and cache, for a whole group at once
     names = [[k.name, k.dtype] for k in wanted]
     compiled = child.run_json("plots.model.resources", ["--kernels", json.dumps(names), "--arch", arch],
@@ -84,8 +86,9 @@ def test_every_numba_kernel_compiles_at_its_default_launch(arch, group):
 
 
 def test_the_default_groups_hold_every_default_kernel_once():
-    grouped = [(k.name, k.dtype) for group in default_groups() for k in group]
-    assert sorted(grouped) == sorted((k.name, k.dtype) for k in default_kernels()) and len(default_groups()) > PARTS
+    grouped = [(k.name, k.dtype) for d in resources.DTYPES for group in default_groups(d) for k in group]
+    assert sorted(grouped) == sorted((k.name, k.dtype) for k in default_kernels())
+    assert len(default_groups("float32")) > PARTS and {k.dtype for k in default_kernels()} == set(resources.DTYPES)
 
 
 @needs_toolchain

@@ -91,6 +91,26 @@ def test_strided_device_arrays_are_accepted(rng):
     compare.assert_close("conv1d", y, (x, w))
 
 
+@pytest.mark.parametrize("n", [1, 31, 33, 129, 300])
+def test_fill_and_copy_cover_every_element_with_a_block_fitted_to_the_array(n, rng):
+    """The utility kernels launch a block no larger than the array (a warp at least), and stride over the rest
+    of a capped grid."""
+    from numba import cuda
+
+    from gpu.launch import NumbaCudaLaunch
+    from gpu.numba_cuda import common
+
+    assert [common.fitted_block(NumbaCudaLaunch(block=128), m) for m in (1, 32, 33, 100, 129, 5000)] == \
+        [32, 32, 64, 128, 128, 128]
+    capped = NumbaCudaLaunch(block=64, max_blocks=2)
+    a = cuda.to_device(rng.standard_normal(n))
+    common.fill(a, 2.5, capped)
+    assert (a.copy_to_host() == 2.5).all()
+    src = cuda.to_device(np.repeat(rng.standard_normal(n), 2))[::2]
+    common.copy(src, a, capped)
+    np.testing.assert_array_equal(a.copy_to_host(), src.copy_to_host())
+
+
 @pytest.mark.parametrize("threads", [2, 4])
 def test_concurrent_calls_from_threads(threads, rng):
     """Calls from several Python threads at once all give the reference. numba's simulator is not

@@ -75,8 +75,15 @@ def copy_kernel(src, dst):
         dst[i] = src[i]
 
 
+def fitted_block(launch: Launch, items: int) -> int:
+    """launch.block, cut to the smallest block of gpu.launch.BLOCKS that covers `items` (a warp at least): an
+    idle thread costs a GPU nothing, but under numba's simulator each thread is a Python thread."""
+    return min(launch.block, next(b for b in plan.BLOCKS if b >= min(items, plan.BLOCKS[-1])))
+
+
 def fill(a, value, launch: Launch = DEFAULT_LAUNCH):
-    fill_kernel[launch.blocks(a.shape[0], launch.block), launch.block](a, a.dtype.type(value))
+    block = fitted_block(launch, a.shape[0])
+    fill_kernel[launch.blocks(a.shape[0], block), block](a, a.dtype.type(value))
 
 
 def copy(src, dst, launch: Launch = DEFAULT_LAUNCH):
@@ -84,7 +91,8 @@ def copy(src, dst, launch: Launch = DEFAULT_LAUNCH):
     if dst.ndim != 1:
         dst[...] = src
         return
-    copy_kernel[launch.blocks(dst.shape[0], launch.block), launch.block](src, dst)
+    block = fitted_block(launch, dst.shape[0])
+    copy_kernel[launch.blocks(dst.shape[0], block), block](src, dst)
 
 
 def kernels(dtype: str) -> list[Kernel]:

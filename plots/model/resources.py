@@ -458,10 +458,11 @@ def run(archs=ARCHS, want_sass=True, only_default=False, cache=True) -> list[dic
                           what="real compile")
 
 
-def compile_named(wanted, arch: int) -> dict:
-    """{"name:dtype": row with SASS} of the numba.cuda kernels `wanted` ((name, dtype) pairs, named as
-    configurations() names them) for sm_`arch`; a name of the gemm layer's conv_kernel that configurations()
-    does not list is built from its sizes, as the launch code builds it. Child process, simulator off."""
+def compile_named(wanted, arch: int, want_sass=False) -> dict:
+    """{"name:dtype": row, with its SASS if `want_sass`} of the numba.cuda kernels `wanted` ((name, dtype) pairs,
+    named as configurations() names them) for sm_`arch`; a name of the gemm layer's conv_kernel that
+    configurations() does not list is built from its sizes, as the launch code builds it. Child process, simulator
+    off."""
     from numba import int64, types  # heavy: in the compile child, after the simulator is switched off
 
     from gpu.numba_cuda import layer_gemm as gemm  # heavy: numba.cuda, as above
@@ -478,14 +479,14 @@ def compile_named(wanted, arch: int) -> dict:
         if (name, dtype) not in configs:
             raise SystemExit(f"{name} ({dtype}) is not among plots.model.resources.configurations()")
         d, a = configs[(name, dtype)]
-        out[f"{name}:{dtype}"] = compile_one(d, a, (arch,), want_sass=True)[arch]
+        out[f"{name}:{dtype}"] = compile_one(d, a, (arch,), want_sass)[arch]
     return out
 
 
 def run_named(key: str, arch: int, cache=True) -> dict:
-    """compile_named for one kernel ("name:dtype") in a cached child process."""
+    """compile_named for one kernel ("name:dtype"), with its SASS, in a cached child process."""
     name, dtype = key.rsplit(":", 1)
-    return child.run_json("plots.model.resources", ["--kernels", json.dumps([[name, dtype]]), "--arch", arch],
+    return child.run_json("plots.model.resources", ["--kernels", json.dumps([[name, dtype]]), "--arch", arch, "--sass"],
                           simulator=False, name="kernel", key=(key, arch, find_tool("ptxas")), cache=cache,
                           what="numba.cuda compile")[key]
 
@@ -513,7 +514,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", help=argparse.SUPPRESS)  # compile these (JSON [[name, dtype], ...]) here
     args = ap.parse_args(argv)
     if args.kernels:
-        json.dump(compile_named([tuple(w) for w in json.loads(args.kernels)], args.arch[0]), sys.stdout)
+        json.dump(compile_named([tuple(w) for w in json.loads(args.kernels)], args.arch[0], args.sass), sys.stdout)
         return 0
     if args.child:
         json.dump(compile_all(args.arch, args.sass, args.default, workers=args.workers), sys.stdout)

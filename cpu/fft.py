@@ -48,7 +48,7 @@ import math
 import os
 
 import numpy as np
-import scipy.fft
+import scipy.fft  # and scipy.signal, which scipy imports at its first use: 0.5-0.7 s (scipy.stats with it)
 
 from cpu import blocked, loops
 from kernels.fft_choice import MIN_SUM, exponent  # noqa: F401 (MIN_SUM: public here too)
@@ -134,19 +134,10 @@ def _prepared(s, f):
 
 # --- the ops -----------------------------------------------------------------------------------------
 
-def _signal():
-    """scipy.signal, imported at the first FFT: its import (scipy.stats with it) takes 0.5-0.7 s, which a process
-    that runs no FFT (the CLI, a `kernels check` child) would pay for nothing."""
-    from scipy import signal
-
-    return signal
-
-
 def _convolve(a, b, mode):
     """convolve(a, b, mode), overlap-add while the shorter is much shorter."""
-    signal = _signal()
-    conv = signal.oaconvolve if 4 * min(a.shape[0], b.shape[0]) <= max(a.shape[0], b.shape[0]) \
-        else signal.fftconvolve
+    conv = scipy.signal.oaconvolve if 4 * min(a.shape[0], b.shape[0]) <= max(a.shape[0], b.shape[0]) \
+        else scipy.signal.fftconvolve
     return conv(a, b, mode=mode)
 
 
@@ -174,7 +165,7 @@ def weight_grad(x, g, dw, zero):
         return
     check_memory("weight_grad", x.shape[0], g.shape[0], dw.dtype)
     xs, gs, e = prepared
-    dw[:] = _signal().fftconvolve(xs, gs[::-1], mode="valid")
+    dw[:] = scipy.signal.fftconvolve(xs, gs[::-1], mode="valid")
     _unscale(dw, e)
 
 

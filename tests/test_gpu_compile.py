@@ -42,9 +42,9 @@ PARTS = 3
 WRITTEN_OUT = 16
 
 
-def default_kernels(dtype=None) -> list:
-    """The declared numba.cuda kernels (gpu.steps.Kernel) that a step launches by default, in `dtype` (None: both)."""
-    return [k for k in resources.declared_kernels("numba_cuda") if k.default and dtype in (None, k.dtype)]
+def default_kernels(dtypes=resources.DTYPES) -> list:
+    """The declared numba.cuda kernels (gpu.steps.Kernel) of `dtypes` that a step launches by default."""
+    return [k for k in resources.declared_kernels("numba_cuda", dtypes) if k.default]
 
 
 def default_groups(dtype) -> list:
@@ -53,8 +53,9 @@ def default_groups(dtype) -> list:
         found = re.search(r"TP=(\d+)", k.name)
         return int(found.group(1)) if found else 0
 
-    alone = [[k] for k in default_kernels(dtype) if taps(k) > WRITTEN_OUT]
-    rest = [k for k in default_kernels(dtype) if taps(k) <= WRITTEN_OUT]
+    kernels_ = default_kernels((dtype,))
+    alone = [[k] for k in kernels_ if taps(k) > WRITTEN_OUT]
+    rest = [k for k in kernels_ if taps(k) <= WRITTEN_OUT]
     return alone + [rest[i::PARTS] for i in range(PARTS)]
 
 
